@@ -1,0 +1,28 @@
+<?php
+// Creates the store's pages and its sample products from the JSON file given as the first
+// argument. Products are matched by SKU (sf-1, sf-2, ...), so a second run updates instead
+// of duplicating.
+if (!function_exists('wc_get_product_id_by_sku')) {
+    WP_CLI::error('WooCommerce is not active');
+}
+WC_Install::create_pages();
+
+$path = $args[0];
+$products = json_decode(file_get_contents($path), true);
+if (!is_array($products)) {
+    WP_CLI::error("cannot read a list of products from $path");
+}
+foreach ($products as $index => $item) {
+    $sku = 'sf-' . ($index + 1);
+    $id = wc_get_product_id_by_sku($sku);
+    $product = $id ? wc_get_product($id) : new WC_Product_Simple();
+    $product->set_sku($sku);
+    $product->set_name((string) $item['name']);
+    $product->set_regular_price((string) $item['price']);
+    $product->set_description((string) ($item['description'] ?? ''));
+    $product->set_status('publish');
+    $product->set_catalog_visibility('visible');
+    $product->save();
+    WP_CLI::log(($id ? 'updated ' : 'created ') . $sku);
+}
+WP_CLI::success(count($products) . ' products seeded');

@@ -1,0 +1,527 @@
+//! Blueprints: folders of Handlebars templates that render the Kubernetes objects of a store.
+//!
+//! A blueprint is a folder `<name>/` holding `blueprint.yaml` (description and extra
+//! parameters), templates `*.yaml.hbs` rendered in file-name order, and data files under
+//! `files/` that templates read as `files.<name>`. The built-in blueprints are embedded at
+//! compile time; [`BlueprintRegistry::load_dir`] overrides or adds blueprints at run time, and
+//! embedders register their own helpers and blueprints: the plugin interface.
+//!
+//! Every value reaches the YAML through [`crate::yaml::quote_scalar`], so no user text can
+//! change a document's structure; templates may not disable that escaping (`{{{ }}}`,
+//! `{{& }}`). The registry is strict: a missing value is an error. The rendered YAML is parsed
+//! into typed objects ([`Manifest`]), and a key the typed object does not know is an error.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use handlebars::{Handlebars, HelperDef};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::error::{Error, Result, ValidationError};
+use crate::manifest::Manifest;
+use crate::spec::{StoreSpec, TlsSpec};
+use crate::yaml;
+
+/// The label every managed object carries, with the value [`MANAGED_BY`].
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// The value of [`LABEL_MANAGED_BY`].
+pub const MANAGED_BY: &str = "storefactory";
+/// The label naming the store an object belongs to.
+pub const LABEL_STORE: &str = "storefactory.io/store";
+/// The name of the built-in blueprint.
+pub const DEFAULT_BLUEPRINT: &str = "woocommerce";
+
+const METADATA_FILE: &str = "blueprint.yaml";
+const TEMPLATE_SUFFIX: &str = ".yaml.hbs";
+const FILES_DIR: &str = "files/";
+
+static EMBEDDED: &[(&str, &str, &str)] =
+    include!(concat!(env!("OUT_DIR"), "/embedded_blueprints.rs"));
+
+/// The generated secrets of a store. Never stored outside the store's Kubernetes Secret.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreSecrets {
+    /// Password of MySQL's root user.
+    pub mysql_root_password: String,
+    /// Password of the MySQL user WordPress connects as.
+    pub mysql_password: String,
+    /// Password of the WordPress administrator.
+    pub admin_password: String,
+}
+
+impl fmt::Debug for StoreSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StoreSecrets { .. }")
+    }
+}
+
+/// A random password of `len` letters and digits from the operating system's CSPRNG.
+pub fn generate_password(len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect()
+}
+
+impl StoreSecrets {
+    /// Three fresh, different passwords; `admin_password` is used for the WordPress
+    /// administrator when given.
+    pub fn generate(admin_password: Option<String>) -> Self {
+        StoreSecrets {
+            mysql_root_password: generate_password(32),
+            mysql_password: generate_password(32),
+            admin_password: admin_password.unwrap_or_else(|| generate_password(20)),
+        }
+    }
+}
+
+/// Checks a password chosen by a user for the WordPress administrator.
+pub fn validate_admin_password(password: &str) -> std::result::Result<(), ValidationError> {
+    let len = password.chars().count();
+    if !(12..=128).contains(&len) {
+        return Err(ValidationError::new(
+            "admin_password",
+            "must be between 12 and 128 characters",
+        ));
+    }
+    if password.chars().any(char::is_control) {
+        return Err(ValidationError::new(
+            "admin_password",
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// A parameter a blueprint declares beyond the typed [`StoreSpec`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParameterMeta {
+    /// What the parameter does.
+    pub description: String,
+    /// Its value when the spec gives none; required when absent.
+    #[serde(default)]
+    pub default: Option<String>,
+}
+
+/// The contents of `blueprint.yaml`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlueprintMeta {
+    /// What the blueprint deploys.
+    pub description: String,
+    /// Extra parameters, read by templates as `params.<name>`.
+    #[serde(default)]
+    pub parameters: BTreeMap<String, ParameterMeta>,
+}
+
+/// One blueprint: metadata, templates in render order, and data files.
+#[derive(Debug, Clone)]
+pub struct Blueprint {
+    name: String,
+    meta: BlueprintMeta,
+    templates: Vec<(String, String)>,
+    files: BTreeMap<String, String>,
+}
+
+impl Blueprint {
+    /// Builds a blueprint from its files, given as `(path relative to the blueprint folder,
+    /// contents)`: `blueprint.yaml`, `*.yaml.hbs` templates and `files/*`. Other files are
+    /// ignored.
+    pub fn from_files<I, P, C>(name: &str, files: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = (P, C)>,
+        P: Into<String>,
+        C: Into<String>,
+    {
+        let load_error = |message: String| Error::LoadBlueprint {
+            name: name.to_owned(),
+            message,
+        };
+        if !crate::spec::is_dns1123_label(name) {
+            return Err(load_error("blueprint names are DNS-1123 labels".to_owned()));
+        }
+        let mut meta = None;
+        let mut templates = Vec::new();
+        let mut data = BTreeMap::new();
+        for (path, contents) in files {
+            let path: String = path.into();
+            let contents: String = contents.into();
+            if path == METADATA_FILE {
+                meta = Some(
+                    yaml::from_str::<BlueprintMeta>(&contents)
+                        .map_err(|e| load_error(format!("{METADATA_FILE}: {e}")))?,
+                );
+            } else if let Some(file) = path.strip_prefix(FILES_DIR) {
+                data.insert(file.to_owned(), contents);
+            } else if path.ends_with(TEMPLATE_SUFFIX) {
+                for forbidden in ["{{{", "{{&", "{{~{", "{{~&"] {
+                    if contents.contains(forbidden) {
+                        return Err(load_error(format!(
+                            "{path}: {forbidden} disables YAML quoting; templates may not use it"
+                        )));
+                    }
+                }
+                templates.push((path, contents));
+            }
+        }
+        let meta = meta.ok_or_else(|| load_error(format!("{METADATA_FILE} is missing")))?;
+        if templates.is_empty() {
+            return Err(load_error(format!("no {TEMPLATE_SUFFIX} templates")));
+        }
+        templates.sort();
+        Ok(Blueprint {
+            name: name.to_owned(),
+            meta,
+            templates,
+            files: data,
+        })
+    }
+
+    /// Loads a blueprint from a folder.
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| Error::LoadBlueprint {
+                name: dir.display().to_string(),
+                message: "folder name is not UTF-8".to_owned(),
+            })?
+            .to_owned();
+        let mut files = Vec::new();
+        read_tree(dir, dir, &mut files)?;
+        Blueprint::from_files(&name, files)
+    }
+
+    /// The blueprint's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its metadata.
+    pub fn meta(&self) -> &BlueprintMeta {
+        &self.meta
+    }
+
+    /// File names of its templates, in render order.
+    pub fn template_names(&self) -> impl Iterator<Item = &str> {
+        self.templates.iter().map(|(name, _)| name.as_str())
+    }
+}
+
+fn read_tree(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) -> Result<()> {
+    let read_error = |path: &Path, source| Error::ReadBlueprintDir {
+        path: path.to_owned(),
+        source,
+    };
+    let mut entries = std::fs::read_dir(dir)
+        .map_err(|e| read_error(dir, e))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| read_error(dir, e))?;
+    entries.sort_by_key(|e| e.path());
+    for entry in entries {
+        let path = entry.path();
+        if path.is_dir() {
+            read_tree(root, &path, out)?;
+        } else {
+            let relative = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .replace('\\', "/");
+            let contents = std::fs::read_to_string(&path).map_err(|e| read_error(&path, e))?;
+            out.push((relative, contents));
+        }
+    }
+    Ok(())
+}
+
+mod value_helpers {
+    //! Helpers whose output is a value, YAML-quoted like any other.
+    #![allow(missing_docs)]
+
+    use ::base64::Engine as _;
+    use handlebars::handlebars_helper;
+
+    handlebars_helper!(base64: |value: str| {
+        ::base64::engine::general_purpose::STANDARD.encode(value)
+    });
+    handlebars_helper!(json: |value: Json| {
+        serde_json::to_string(value).unwrap_or_default()
+    });
+}
+
+/// `{{int value}}` writes an integer unquoted, for the few fields Kubernetes types as numbers.
+/// It writes nothing but an optional sign and digits, so it cannot change the YAML's shape.
+struct IntHelper;
+
+impl HelperDef for IntHelper {
+    fn call<'reg: 'rc, 'rc>(
+        &self,
+        h: &handlebars::Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc handlebars::Context,
+        _: &mut handlebars::RenderContext<'reg, 'rc>,
+        out: &mut dyn handlebars::Output,
+    ) -> handlebars::HelperResult {
+        let param = h
+            .param(0)
+            .ok_or_else(|| handlebars::RenderErrorReason::ParamNotFoundForIndex("int", 0))?;
+        let number = match param.value() {
+            serde_json::Value::Number(n) => n.as_i64(),
+            serde_json::Value::String(s) => s.trim().parse::<i64>().ok(),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            handlebars::RenderErrorReason::Other(format!(
+                "int: {} is not an integer",
+                param.value()
+            ))
+        })?;
+        out.write(&number.to_string())?;
+        Ok(())
+    }
+}
+
+/// Blueprints by name, and the Handlebars registry that renders them.
+pub struct BlueprintRegistry {
+    handlebars: Handlebars<'static>,
+    blueprints: BTreeMap<String, Blueprint>,
+}
+
+impl fmt::Debug for BlueprintRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlueprintRegistry")
+            .field("blueprints", &self.blueprints.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlueprintRegistry {
+    /// A registry without blueprints, with the built-in helpers `base64` and `json`.
+    pub fn empty() -> Self {
+        let mut handlebars = Handlebars::new();
+        handlebars.set_strict_mode(true);
+        handlebars.register_escape_fn(yaml::quote_scalar);
+        handlebars.register_helper("base64", Box::new(value_helpers::base64));
+        handlebars.register_helper("json", Box::new(value_helpers::json));
+        handlebars.register_helper("int", Box::new(IntHelper));
+        BlueprintRegistry {
+            handlebars,
+            blueprints: BTreeMap::new(),
+        }
+    }
+
+    /// A registry with the blueprints embedded in the library (`woocommerce`).
+    pub fn builtin() -> Result<Self> {
+        let mut registry = Self::empty();
+        let mut by_name: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
+        for (blueprint, path, contents) in EMBEDDED {
+            by_name.entry(blueprint).or_default().push((path, contents));
+        }
+        for (name, files) in by_name {
+            registry.register_blueprint(Blueprint::from_files(name, files)?)?;
+        }
+        Ok(registry)
+    }
+
+    /// Adds or replaces the blueprints found as sub-folders of `dir`.
+    pub fn load_dir(&mut self, dir: &Path) -> Result<Vec<String>> {
+        let entries = std::fs::read_dir(dir).map_err(|source| Error::ReadBlueprintDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let mut loaded = Vec::new();
+        let mut dirs: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        dirs.sort();
+        for path in dirs {
+            let blueprint = Blueprint::from_dir(&path)?;
+            loaded.push(blueprint.name().to_owned());
+            self.register_blueprint(blueprint)?;
+        }
+        Ok(loaded)
+    }
+
+    /// Adds or replaces a blueprint, compiling its templates.
+    pub fn register_blueprint(&mut self, blueprint: Blueprint) -> Result<()> {
+        if let Some(old) = self.blueprints.remove(blueprint.name()) {
+            for (template, _) in &old.templates {
+                self.handlebars
+                    .unregister_template(&template_key(old.name(), template));
+            }
+        }
+        for (template, source) in &blueprint.templates {
+            let key = template_key(blueprint.name(), template);
+            self.handlebars
+                .register_template_string(&key, source)
+                .map_err(|e| Error::CompileTemplate {
+                    template: key.clone(),
+                    source: Box::new(e),
+                })?;
+        }
+        self.blueprints.insert(blueprint.name().to_owned(), blueprint);
+        Ok(())
+    }
+
+    /// Registers a Handlebars helper for all blueprints. Output of helpers written with
+    /// [`handlebars::handlebars_helper!`] (or [`HelperDef::call_inner`]) is YAML-quoted like
+    /// any value.
+    pub fn register_helper(&mut self, name: &str, helper: Box<dyn HelperDef + Send + Sync>) {
+        self.handlebars.register_helper(name, helper);
+    }
+
+    /// Names of the registered blueprints.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.blueprints.keys().map(String::as_str)
+    }
+
+    /// A blueprint by name.
+    pub fn get(&self, name: &str) -> Result<&Blueprint> {
+        self.blueprints.get(name).ok_or_else(|| Error::UnknownBlueprint {
+            name: name.to_owned(),
+        })
+    }
+
+    /// Validates `spec` and renders the objects of the store with blueprint `name`, in the
+    /// order they are to be applied, each labelled as managed by Storefactory.
+    pub fn render(
+        &self,
+        name: &str,
+        spec: &StoreSpec,
+        secrets: &StoreSecrets,
+    ) -> Result<Vec<Manifest>> {
+        spec.validate()?;
+        let blueprint = self.get(name)?;
+        let params = resolve_params(blueprint, spec)?;
+        let namespace = spec.namespace();
+        let context = json!({
+            "store": spec,
+            "namespace": namespace,
+            "url": spec.url(),
+            "storage_gib": spec.storage_gib(),
+            "products_json": serde_json::to_string(&spec.products).unwrap_or_default(),
+            "secrets": secrets,
+            "params": params,
+            "files": blueprint.files,
+            "blueprint": blueprint.name,
+            "ingress": ingress_context(spec),
+        });
+        let labels = store_labels(spec, blueprint.name());
+        let mut manifests = Vec::new();
+        for (template, _) in &blueprint.templates {
+            let key = template_key(blueprint.name(), template);
+            let rendered =
+                self.handlebars
+                    .render(&key, &context)
+                    .map_err(|e| Error::RenderTemplate {
+                        template: key.clone(),
+                        source: Box::new(e),
+                    })?;
+            let parse_error = |message: String| Error::ParseManifest {
+                template: key.clone(),
+                message,
+            };
+            for document in yaml::parse_documents(&rendered).map_err(parse_error)? {
+                let mut manifest = Manifest::from_value(document).map_err(parse_error)?;
+                check_placement(&manifest, &namespace).map_err(parse_error)?;
+                manifest.add_labels(&labels);
+                manifests.push(manifest);
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for manifest in &manifests {
+            if !seen.insert((manifest.kind(), manifest.name().to_owned())) {
+                return Err(Error::ParseManifest {
+                    template: format!("{}/*", blueprint.name()),
+                    message: format!("{} is rendered twice", manifest.describe()),
+                });
+            }
+        }
+        manifests.sort_by_key(Manifest::apply_rank);
+        Ok(manifests)
+    }
+}
+
+/// What the Ingress template needs beyond the spec: all annotations (the user's plus
+/// cert-manager's) and the TLS secret, if any.
+fn ingress_context(spec: &StoreSpec) -> serde_json::Value {
+    let mut annotations = spec.ingress.annotations.clone();
+    let tls_secret = match &spec.ingress.tls {
+        Some(TlsSpec::ClusterIssuer(issuer)) => {
+            annotations.insert("cert-manager.io/cluster-issuer".to_owned(), issuer.clone());
+            Some("store-tls".to_owned())
+        }
+        Some(TlsSpec::Secret(secret)) => Some(secret.clone()),
+        None => None,
+    };
+    json!({ "annotations": annotations, "tls_secret": tls_secret })
+}
+
+fn template_key(blueprint: &str, template: &str) -> String {
+    format!("{blueprint}/{template}")
+}
+
+/// Objects must be named, and stay inside the store: the Namespace is the store's, everything
+/// else is in it.
+fn check_placement(manifest: &Manifest, namespace: &str) -> std::result::Result<(), String> {
+    if manifest.name().is_empty() {
+        return Err(format!("{} has no metadata.name", manifest.kind()));
+    }
+    let ok = if manifest.is_namespaced() {
+        manifest.meta().namespace.as_deref() == Some(namespace)
+    } else {
+        manifest.name() == namespace && manifest.meta().namespace.is_none()
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} must be {} the store namespace {namespace}",
+            manifest.describe(),
+            if manifest.is_namespaced() { "in" } else { "named after" }
+        ))
+    }
+}
+
+/// The labels every object of a store carries.
+pub fn store_labels(spec: &StoreSpec, blueprint: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
+        (LABEL_STORE.to_owned(), spec.id.to_string()),
+        ("app.kubernetes.io/instance".to_owned(), spec.namespace()),
+        ("app.kubernetes.io/part-of".to_owned(), blueprint.to_owned()),
+    ])
+}
+
+fn resolve_params(blueprint: &Blueprint, spec: &StoreSpec) -> Result<BTreeMap<String, String>> {
+    for key in spec.params.keys() {
+        if !blueprint.meta.parameters.contains_key(key) {
+            return Err(ValidationError::new(
+                format!("params.{key}"),
+                format!(
+                    "blueprint {} has no such parameter (it has: {})",
+                    blueprint.name,
+                    blueprint.meta.parameters.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            )
+            .into());
+        }
+    }
+    let mut params = BTreeMap::new();
+    for (key, meta) in &blueprint.meta.parameters {
+        let value = spec
+            .params
+            .get(key)
+            .or(meta.default.as_ref())
+            .ok_or_else(|| ValidationError::new(format!("params.{key}"), "is required"))?;
+        params.insert(key.clone(), value.clone());
+    }
+    Ok(params)
+}

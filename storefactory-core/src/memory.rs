@@ -1,0 +1,154 @@
+//! An in-memory [`StoreRepository`], for tests and for embedders who want no database.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use crate::error::RepositoryError;
+use crate::port::{Quota, StoreFilter, StoreRepository, Usage};
+use crate::spec::StoreId;
+use crate::store::{EventKind, StoreEvent, StoreRecord, StoreStatus, Timestamp};
+
+#[derive(Default)]
+struct State {
+    stores: BTreeMap<StoreId, StoreRecord>,
+    order: Vec<StoreId>,
+    events: HashMap<StoreId, Vec<StoreEvent>>,
+    quotas: HashMap<String, Quota>,
+}
+
+/// Keeps stores and events in memory; everything is lost when it is dropped.
+///
+/// Owners without a quota set by [`MemoryRepository::set_quota`] are unlimited.
+#[derive(Default)]
+pub struct MemoryRepository {
+    state: Mutex<State>,
+}
+
+impl MemoryRepository {
+    /// An empty repository.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Limits what `owner` may hold from now on.
+    pub fn set_quota(&self, owner: impl Into<String>, quota: Quota) {
+        self.lock().quotas.insert(owner.into(), quota);
+    }
+
+    /// What `owner` currently holds.
+    pub fn usage(&self, owner: &str) -> Usage {
+        usage_of(&self.lock(), owner)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave `State` half-updated in a way that
+        // matters more than losing the whole repository, so recover the guard.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn usage_of(state: &State, owner: &str) -> Usage {
+    state
+        .stores
+        .values()
+        .filter(|r| r.owner == owner && r.status.holds_resources())
+        .fold(Usage::default(), |usage, r| Usage {
+            stores: usage.stores + 1,
+            storage_gib: usage.storage_gib + r.storage_gib(),
+        })
+}
+
+#[async_trait]
+impl StoreRepository for MemoryRepository {
+    async fn insert_store(&self, record: &StoreRecord) -> Result<(), RepositoryError> {
+        let mut state = self.lock();
+        if let Some(existing) = state.stores.get(&record.id) {
+            if existing.status != StoreStatus::Deleted {
+                return Err(RepositoryError::AlreadyExists {
+                    id: record.id.clone(),
+                });
+            }
+        }
+        if let Some(quota) = state.quotas.get(&record.owner) {
+            if let Some(message) = usage_of(&state, &record.owner).exceeds(quota, record.storage_gib()) {
+                return Err(RepositoryError::QuotaExceeded {
+                    owner: record.owner.clone(),
+                    message,
+                });
+            }
+        }
+        state.order.retain(|id| *id != record.id);
+        state.order.push(record.id.clone());
+        state.events.remove(&record.id);
+        state.stores.insert(record.id.clone(), record.clone());
+        Ok(())
+    }
+
+    async fn get_store(&self, id: &StoreId) -> Result<Option<StoreRecord>, RepositoryError> {
+        Ok(self.lock().stores.get(id).cloned())
+    }
+
+    async fn list_stores(&self, filter: &StoreFilter) -> Result<Vec<StoreRecord>, RepositoryError> {
+        let state = self.lock();
+        Ok(state
+            .order
+            .iter()
+            .filter_map(|id| state.stores.get(id))
+            .filter(|r| filter.matches(r))
+            .cloned()
+            .collect())
+    }
+
+    async fn set_status(
+        &self,
+        id: &StoreId,
+        status: StoreStatus,
+        reason: Option<&str>,
+    ) -> Result<StoreRecord, RepositoryError> {
+        let mut state = self.lock();
+        let record = state
+            .stores
+            .get_mut(id)
+            .ok_or_else(|| RepositoryError::NotFound { id: id.clone() })?;
+        record.status = status;
+        record.reason = reason.map(str::to_owned);
+        record.updated_at = Timestamp::now();
+        Ok(record.clone())
+    }
+
+    async fn append_event(
+        &self,
+        id: &StoreId,
+        at: Timestamp,
+        kind: &EventKind,
+    ) -> Result<StoreEvent, RepositoryError> {
+        let mut state = self.lock();
+        if !state.stores.contains_key(id) {
+            return Err(RepositoryError::NotFound { id: id.clone() });
+        }
+        let events = state.events.entry(id.clone()).or_default();
+        let event = StoreEvent {
+            seq: events.last().map_or(1, |e| e.seq + 1),
+            store_id: id.clone(),
+            at,
+            kind: kind.clone(),
+        };
+        events.push(event.clone());
+        Ok(event)
+    }
+
+    async fn events(
+        &self,
+        id: &StoreId,
+        after_seq: i64,
+    ) -> Result<Vec<StoreEvent>, RepositoryError> {
+        let state = self.lock();
+        Ok(state
+            .events
+            .get(id)
+            .map(|events| events.iter().filter(|e| e.seq > after_seq).cloned().collect())
+            .unwrap_or_default())
+    }
+}

@@ -1,0 +1,121 @@
+//! Ports: the traits the edges (SQLite, memory, ...) implement for the Provisioner.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::RepositoryError;
+use crate::spec::StoreId;
+use crate::store::{EventKind, StoreEvent, StoreRecord, StoreStatus, Timestamp};
+
+/// How many stores and how much storage an owner may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quota {
+    /// Most stores that may exist at once (deleted ones do not count).
+    pub max_stores: u32,
+    /// Most storage, in GiB, over the WordPress and MySQL volumes of all those stores.
+    pub max_storage_gib: u64,
+}
+
+impl Default for Quota {
+    fn default() -> Self {
+        Quota {
+            max_stores: 5,
+            max_storage_gib: 20,
+        }
+    }
+}
+
+/// What an owner currently holds, as counted against a [`Quota`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Stores not yet deleted.
+    pub stores: u32,
+    /// Storage of those stores, in GiB.
+    pub storage_gib: u64,
+}
+
+impl Usage {
+    /// Why adding a store of `storage_gib` to this usage would exceed `quota`, if it would.
+    pub fn exceeds(&self, quota: &Quota, storage_gib: u64) -> Option<String> {
+        if self.stores >= quota.max_stores {
+            return Some(format!(
+                "store limit reached: {} of {} stores in use",
+                self.stores, quota.max_stores
+            ));
+        }
+        let wanted = self.storage_gib.saturating_add(storage_gib);
+        if wanted > quota.max_storage_gib {
+            return Some(format!(
+                "storage limit reached: {} GiB in use, {} GiB requested, {} GiB allowed",
+                self.storage_gib, storage_gib, quota.max_storage_gib
+            ));
+        }
+        None
+    }
+}
+
+/// Which stores a listing returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreFilter {
+    /// Only this owner's stores; `None` for everyone's.
+    pub owner: Option<String>,
+    /// Whether records kept for the audit trail (status `deleted`) are included.
+    pub include_deleted: bool,
+}
+
+impl StoreFilter {
+    /// The live stores of one owner.
+    pub fn owner(owner: impl Into<String>) -> Self {
+        StoreFilter {
+            owner: Some(owner.into()),
+            include_deleted: false,
+        }
+    }
+
+    /// Whether `record` passes this filter.
+    pub fn matches(&self, record: &StoreRecord) -> bool {
+        self.owner.as_ref().is_none_or(|o| *o == record.owner)
+            && (self.include_deleted || record.status != StoreStatus::Deleted)
+    }
+}
+
+/// Storage of store records and their events: the port the Provisioner is built on.
+///
+/// Implementations must be safe to call concurrently from many tasks, and must not block the
+/// async runtime's worker threads.
+#[async_trait]
+pub trait StoreRepository: Send + Sync + 'static {
+    /// Records a new store.
+    ///
+    /// This is the quota hook: an implementation that knows owners' quotas checks the owner's
+    /// usage and inserts the record in one atomic step, failing with
+    /// [`RepositoryError::QuotaExceeded`]. A record with the same id that is not `deleted`
+    /// gives [`RepositoryError::AlreadyExists`].
+    async fn insert_store(&self, record: &StoreRecord) -> Result<(), RepositoryError>;
+
+    /// One store, deleted ones included.
+    async fn get_store(&self, id: &StoreId) -> Result<Option<StoreRecord>, RepositoryError>;
+
+    /// Stores passing `filter`, oldest first.
+    async fn list_stores(&self, filter: &StoreFilter) -> Result<Vec<StoreRecord>, RepositoryError>;
+
+    /// Sets the status and reason of a store and returns the updated record.
+    async fn set_status(
+        &self,
+        id: &StoreId,
+        status: StoreStatus,
+        reason: Option<&str>,
+    ) -> Result<StoreRecord, RepositoryError>;
+
+    /// Appends an event to the store's history and returns it with its sequence number.
+    async fn append_event(
+        &self,
+        id: &StoreId,
+        at: Timestamp,
+        kind: &EventKind,
+    ) -> Result<StoreEvent, RepositoryError>;
+
+    /// The store's events with a sequence number greater than `after_seq`, in order.
+    async fn events(&self, id: &StoreId, after_seq: i64)
+    -> Result<Vec<StoreEvent>, RepositoryError>;
+}

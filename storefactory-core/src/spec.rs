@@ -1,0 +1,894 @@
+//! Typed, validated parameters of a store: what a blueprint is rendered from.
+//!
+//! Every type here deserializes with defaults for what the user leaves out, rejects unknown
+//! fields, and is checked by [`StoreSpec::validate`] before anything is rendered.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ValidationError;
+use crate::product::Product;
+
+/// Longest Kubernetes namespace name.
+const MAX_NAMESPACE_LEN: usize = 63;
+/// Namespaces of stores are `store-<id>`.
+pub const NAMESPACE_PREFIX: &str = "store-";
+/// Longest store id, so that `store-<id>` is a valid namespace.
+pub const MAX_STORE_ID_LEN: usize = MAX_NAMESPACE_LEN - NAMESPACE_PREFIX.len();
+/// Most products a store may be seeded with.
+pub const MAX_PRODUCTS: usize = 500;
+/// Longest site title.
+pub const MAX_TITLE_LEN: usize = 200;
+
+type VResult<T> = Result<T, ValidationError>;
+
+/// Whether `s` is a DNS-1123 label: lowercase alphanumerics and `-`, starting and ending
+/// alphanumeric, at most 63 characters.
+pub fn is_dns1123_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Whether `s` is a DNS-1123 subdomain: dot-separated labels, at most 253 characters.
+pub fn is_dns1123_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label)
+}
+
+fn check_label(field: &str, value: &str) -> VResult<()> {
+    if is_dns1123_label(value) {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            field,
+            format!(
+                "{value:?} is not a DNS-1123 label (lowercase letters, digits and '-', \
+                 starting and ending with a letter or digit, at most 63 characters)"
+            ),
+        ))
+    }
+}
+
+fn check_text(field: &str, value: &str, max: usize) -> VResult<()> {
+    if value.trim().is_empty() {
+        return Err(ValidationError::new(field, "must not be empty"));
+    }
+    if value.chars().count() > max {
+        return Err(ValidationError::new(
+            field,
+            format!("is longer than {max} characters"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ValidationError::new(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// The id of a store: a DNS-1123 label short enough that `store-<id>` is a namespace name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct StoreId(String);
+
+impl StoreId {
+    /// Validates `id`.
+    pub fn new(id: impl Into<String>) -> VResult<Self> {
+        let id = id.into();
+        if id.len() > MAX_STORE_ID_LEN {
+            return Err(ValidationError::new(
+                "id",
+                format!("{id:?} is longer than {MAX_STORE_ID_LEN} characters"),
+            ));
+        }
+        check_label("id", &id)?;
+        Ok(StoreId(id))
+    }
+
+    /// A fresh random id: eight lowercase letters and digits, starting with a letter.
+    pub fn generate() -> Self {
+        const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
+        const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        let mut rng = rand::rng();
+        let mut id = String::with_capacity(8);
+        id.push(char::from(LETTERS[rng.random_range(0..LETTERS.len())]));
+        for _ in 1..8 {
+            id.push(char::from(ALNUM[rng.random_range(0..ALNUM.len())]));
+        }
+        StoreId(id)
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The namespace holding the store: `store-<id>`.
+    pub fn namespace(&self) -> String {
+        format!("{NAMESPACE_PREFIX}{}", self.0)
+    }
+
+    /// The store id of a namespace named `store-<id>`, if it is one.
+    pub fn from_namespace(namespace: &str) -> Option<Self> {
+        namespace
+            .strip_prefix(NAMESPACE_PREFIX)
+            .and_then(|id| StoreId::new(id).ok())
+    }
+}
+
+impl fmt::Display for StoreId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for StoreId {
+    type Error = ValidationError;
+    fn try_from(value: String) -> VResult<Self> {
+        StoreId::new(value)
+    }
+}
+
+impl From<StoreId> for String {
+    fn from(id: StoreId) -> String {
+        id.0
+    }
+}
+
+impl FromStr for StoreId {
+    type Err = ValidationError;
+    fn from_str(s: &str) -> VResult<Self> {
+        StoreId::new(s)
+    }
+}
+
+/// A Kubernetes quantity such as `2Gi`, `500m` or `1.5`, validated on construction.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Quantity(String);
+
+/// Binary and decimal suffixes of quantities, with their multipliers.
+const QUANTITY_SUFFIXES: &[(&str, f64)] = &[
+    ("Ki", 1024.0),
+    ("Mi", 1048576.0),
+    ("Gi", 1073741824.0),
+    ("Ti", 1099511627776.0),
+    ("Pi", 1125899906842624.0),
+    ("Ei", 1152921504606846976.0),
+    ("n", 1e-9),
+    ("u", 1e-6),
+    ("m", 1e-3),
+    ("", 1.0),
+    ("k", 1e3),
+    ("M", 1e6),
+    ("G", 1e9),
+    ("T", 1e12),
+    ("P", 1e15),
+    ("E", 1e18),
+];
+
+impl Quantity {
+    /// Validates `text` as a Kubernetes quantity (sign, decimal number, optional suffix or
+    /// decimal exponent), as the apiserver would accept it.
+    pub fn parse(field: &str, text: impl Into<String>) -> VResult<Self> {
+        let text = text.into();
+        if Self::value_of(&text).is_none() {
+            return Err(ValidationError::new(
+                field,
+                format!(
+                    "{text:?} is not a Kubernetes quantity (for example 2Gi, 512Mi, 500m or 1)"
+                ),
+            ));
+        }
+        Ok(Quantity(text))
+    }
+
+    fn value_of(text: &str) -> Option<f64> {
+        let number_len = text
+            .bytes()
+            .position(|b| !(b.is_ascii_digit() || b == b'.' || b == b'+' || b == b'-'))
+            .unwrap_or(text.len());
+        let (number, suffix) = text.split_at(number_len);
+        let digits = number.strip_prefix(['+', '-']).unwrap_or(number);
+        let valid_number = !digits.is_empty()
+            && digits.bytes().any(|b| b.is_ascii_digit())
+            && digits.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+            && digits.bytes().filter(|b| *b == b'.').count() <= 1;
+        if !valid_number {
+            return None;
+        }
+        let value: f64 = number.parse().ok()?;
+        let multiplier = if let Some(exponent) = suffix.strip_prefix(['e', 'E']) {
+            let exponent: i32 = exponent.parse().ok()?;
+            10f64.powi(exponent)
+        } else {
+            QUANTITY_SUFFIXES
+                .iter()
+                .find(|(s, _)| *s == suffix)
+                .map(|(_, m)| *m)?
+        };
+        Some(value * multiplier)
+    }
+
+    /// The value in base units (bytes for storage, cores for cpu).
+    pub fn value(&self) -> f64 {
+        Self::value_of(&self.0).unwrap_or_default()
+    }
+
+    /// The value in GiB, rounded up: what a volume of this size counts against a quota.
+    pub fn gib_ceil(&self) -> u64 {
+        let gib = self.value() / 1073741824.0;
+        if gib <= 0.0 { 0 } else { gib.ceil() as u64 }
+    }
+
+    /// A quantity of whole GiB.
+    pub fn gib(n: u64) -> Self {
+        Quantity(format!("{n}Gi"))
+    }
+
+    /// The quantity as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn must_be_positive(&self, field: &str) -> VResult<()> {
+        if self.value() > 0.0 {
+            Ok(())
+        } else {
+            Err(ValidationError::new(
+                field,
+                format!("{} must be greater than zero", self.0),
+            ))
+        }
+    }
+}
+
+impl TryFrom<String> for Quantity {
+    type Error = ValidationError;
+    fn try_from(value: String) -> VResult<Self> {
+        Quantity::parse("quantity", value)
+    }
+}
+
+impl From<Quantity> for String {
+    fn from(q: Quantity) -> String {
+        q.0
+    }
+}
+
+impl fmt::Display for Quantity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn q(text: &str) -> Quantity {
+    Quantity(text.to_owned())
+}
+
+/// CPU and memory requests and limits of one container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// CPU the scheduler reserves.
+    pub cpu_request: Quantity,
+    /// Memory the scheduler reserves.
+    pub memory_request: Quantity,
+    /// Most CPU the container may use.
+    pub cpu_limit: Quantity,
+    /// Most memory the container may use before it is killed.
+    pub memory_limit: Quantity,
+}
+
+impl Resources {
+    fn new(cpu_request: &str, memory_request: &str, cpu_limit: &str, memory_limit: &str) -> Self {
+        Resources {
+            cpu_request: q(cpu_request),
+            memory_request: q(memory_request),
+            cpu_limit: q(cpu_limit),
+            memory_limit: q(memory_limit),
+        }
+    }
+
+    fn validate(&self, field: &str) -> VResult<()> {
+        for (name, quantity) in [
+            ("cpu_request", &self.cpu_request),
+            ("memory_request", &self.memory_request),
+            ("cpu_limit", &self.cpu_limit),
+            ("memory_limit", &self.memory_limit),
+        ] {
+            quantity.must_be_positive(&format!("{field}.{name}"))?;
+        }
+        if self.cpu_request.value() > self.cpu_limit.value() {
+            return Err(ValidationError::new(
+                format!("{field}.cpu_request"),
+                "must not exceed cpu_limit",
+            ));
+        }
+        if self.memory_request.value() > self.memory_limit.value() {
+            return Err(ValidationError::new(
+                format!("{field}.memory_request"),
+                "must not exceed memory_limit",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn check_image(field: &str, image: &str) -> VResult<()> {
+    let ok = !image.is_empty()
+        && image.len() <= 255
+        && image
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/:@".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            field,
+            format!("{image:?} is not a container image reference"),
+        ))
+    }
+}
+
+/// The store's MySQL database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MysqlSpec {
+    /// Container image.
+    pub image: String,
+    /// Size of the data volume.
+    pub storage: Quantity,
+    /// Container resources.
+    pub resources: Resources,
+}
+
+impl Default for MysqlSpec {
+    fn default() -> Self {
+        MysqlSpec {
+            image: "mysql:8.4".to_owned(),
+            storage: q("1Gi"),
+            resources: Resources::new("100m", "256Mi", "500m", "512Mi"),
+        }
+    }
+}
+
+/// The store's WordPress site.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WordPressSpec {
+    /// WordPress (Apache) image.
+    pub image: String,
+    /// WP-CLI image used by the seeding step.
+    pub cli_image: String,
+    /// Size of the volume holding WordPress files and uploads.
+    pub storage: Quantity,
+    /// Resources of the WordPress container.
+    pub resources: Resources,
+    /// Resources of the seeding container.
+    pub cli_resources: Resources,
+    /// Name of the store administrator.
+    pub admin_user: String,
+    /// E-mail address of the store administrator.
+    pub admin_email: String,
+}
+
+impl Default for WordPressSpec {
+    fn default() -> Self {
+        WordPressSpec {
+            image: "wordpress:6.8-apache".to_owned(),
+            cli_image: "wordpress:cli-2.12".to_owned(),
+            storage: q("2Gi"),
+            resources: Resources::new("100m", "256Mi", "500m", "512Mi"),
+            cli_resources: Resources::new("100m", "256Mi", "500m", "512Mi"),
+            admin_user: "admin".to_owned(),
+            admin_email: "admin@example.com".to_owned(),
+        }
+    }
+}
+
+/// TLS for the store's Ingress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum TlsSpec {
+    /// A certificate issued by cert-manager through this ClusterIssuer.
+    ClusterIssuer(String),
+    /// An existing Secret of type `kubernetes.io/tls` in the store namespace.
+    Secret(String),
+}
+
+/// How the store is reached from outside the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngressSpec {
+    /// The host name of the store, e.g. `store-ab12cd34.storefactory.local`.
+    pub host: String,
+    /// IngressClass name; the cluster default when unset.
+    pub class: Option<String>,
+    /// TLS; plain HTTP when unset.
+    pub tls: Option<TlsSpec>,
+    /// Extra annotations on the Ingress.
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Default for IngressSpec {
+    fn default() -> Self {
+        IngressSpec {
+            host: String::new(),
+            class: None,
+            tls: None,
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+/// Limits of the store namespace: a ResourceQuota and the LimitRange defaults that let pods
+/// without explicit resources be admitted under it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuotaSpec {
+    /// Total CPU limits of all pods.
+    pub cpu: Quantity,
+    /// Total memory limits of all pods.
+    pub memory: Quantity,
+    /// Total storage requested by all volume claims.
+    pub storage: Quantity,
+    /// Most pods.
+    pub pods: u32,
+    /// Most volume claims.
+    pub persistent_volume_claims: u32,
+    /// Default CPU limit of a container that sets none.
+    pub default_cpu_limit: Quantity,
+    /// Default memory limit of a container that sets none.
+    pub default_memory_limit: Quantity,
+    /// Default CPU request of a container that sets none.
+    pub default_cpu_request: Quantity,
+    /// Default memory request of a container that sets none.
+    pub default_memory_request: Quantity,
+}
+
+impl Default for QuotaSpec {
+    fn default() -> Self {
+        QuotaSpec {
+            cpu: q("2"),
+            memory: q("2Gi"),
+            storage: q("10Gi"),
+            pods: 10,
+            persistent_volume_claims: 4,
+            default_cpu_limit: q("500m"),
+            default_memory_limit: q("512Mi"),
+            default_cpu_request: q("100m"),
+            default_memory_request: q("128Mi"),
+        }
+    }
+}
+
+/// Network isolation of the store namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkPolicySpec {
+    /// Whether NetworkPolicies are created at all.
+    pub enabled: bool,
+    /// Namespaces whose pods (the ingress controller) may reach WordPress.
+    pub ingress_namespaces: Vec<String>,
+    /// Whether WordPress and the seeding step may reach the internet over HTTP(S), which
+    /// installing WooCommerce and the Storefront theme needs.
+    pub allow_internet_egress: bool,
+}
+
+impl Default for NetworkPolicySpec {
+    fn default() -> Self {
+        NetworkPolicySpec {
+            enabled: true,
+            // ingress-nginx (kind, minikube) and kube-system (k3s' Traefik).
+            ingress_namespaces: vec!["ingress-nginx".to_owned(), "kube-system".to_owned()],
+            allow_internet_egress: true,
+        }
+    }
+}
+
+/// Three-letter ISO 4217 currency code, e.g. `USD`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Currency(String);
+
+impl Currency {
+    /// Validates a currency code.
+    pub fn new(code: impl Into<String>) -> VResult<Self> {
+        let code = code.into();
+        if code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) {
+            Ok(Currency(code))
+        } else {
+            Err(ValidationError::new(
+                "currency",
+                format!("{code:?} is not a three-letter ISO 4217 code such as USD"),
+            ))
+        }
+    }
+
+    /// The code.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Currency {
+    fn default() -> Self {
+        Currency("USD".to_owned())
+    }
+}
+
+impl TryFrom<String> for Currency {
+    type Error = ValidationError;
+    fn try_from(value: String) -> VResult<Self> {
+        Currency::new(value)
+    }
+}
+
+impl From<Currency> for String {
+    fn from(c: Currency) -> String {
+        c.0
+    }
+}
+
+/// Everything a blueprint needs to render one store. Holds no secrets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSpec {
+    /// The store id.
+    pub id: StoreId,
+    /// Username of the owner.
+    pub owner: String,
+    /// Title of the WordPress site.
+    #[serde(default = "default_title")]
+    pub site_title: String,
+    /// Shop currency.
+    #[serde(default)]
+    pub currency: Currency,
+    /// Products to seed.
+    #[serde(default)]
+    pub products: Vec<Product>,
+    /// StorageClass of the volumes; the cluster default when unset.
+    #[serde(default)]
+    pub storage_class: Option<String>,
+    /// MySQL.
+    #[serde(default)]
+    pub mysql: MysqlSpec,
+    /// WordPress and WP-CLI.
+    #[serde(default)]
+    pub wordpress: WordPressSpec,
+    /// Ingress.
+    #[serde(default)]
+    pub ingress: IngressSpec,
+    /// Namespace quota and limit defaults.
+    #[serde(default)]
+    pub quota: QuotaSpec,
+    /// Network policies.
+    #[serde(default)]
+    pub network_policy: NetworkPolicySpec,
+    /// Extra parameters that a blueprint declares in its metadata.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+}
+
+fn default_title() -> String {
+    "My Store".to_owned()
+}
+
+impl StoreSpec {
+    /// A spec with defaults for everything but the id, the owner and the host.
+    pub fn new(id: StoreId, owner: impl Into<String>, host: impl Into<String>) -> Self {
+        StoreSpec {
+            id,
+            owner: owner.into(),
+            site_title: default_title(),
+            currency: Currency::default(),
+            products: Vec::new(),
+            storage_class: None,
+            mysql: MysqlSpec::default(),
+            wordpress: WordPressSpec::default(),
+            ingress: IngressSpec {
+                host: host.into(),
+                ..IngressSpec::default()
+            },
+            quota: QuotaSpec::default(),
+            network_policy: NetworkPolicySpec::default(),
+            params: BTreeMap::new(),
+        }
+    }
+
+    /// The store's namespace, `store-<id>`.
+    pub fn namespace(&self) -> String {
+        self.id.namespace()
+    }
+
+    /// The public URL of the store.
+    pub fn url(&self) -> String {
+        let scheme = if self.ingress.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}/", self.ingress.host)
+    }
+
+    /// Storage reserved by the store in GiB: WordPress plus MySQL volumes, each rounded up.
+    pub fn storage_gib(&self) -> u64 {
+        self.wordpress.storage.gib_ceil() + self.mysql.storage.gib_ceil()
+    }
+
+    /// Checks every field; the first problem found is returned.
+    pub fn validate(&self) -> VResult<()> {
+        check_text("owner", &self.owner, 64)?;
+        check_text("site_title", &self.site_title, MAX_TITLE_LEN)?;
+        if !is_dns1123_subdomain(&self.ingress.host) {
+            return Err(ValidationError::new(
+                "ingress.host",
+                format!(
+                    "{:?} is not a valid host name (lowercase DNS-1123 subdomain)",
+                    self.ingress.host
+                ),
+            ));
+        }
+        if let Some(class) = &self.ingress.class {
+            check_subdomain("ingress.class", class)?;
+        }
+        match &self.ingress.tls {
+            Some(TlsSpec::ClusterIssuer(name)) => check_subdomain("ingress.tls.cluster_issuer", name)?,
+            Some(TlsSpec::Secret(name)) => check_subdomain("ingress.tls.secret", name)?,
+            None => {}
+        }
+        for (key, value) in &self.ingress.annotations {
+            check_annotation_key(key)?;
+            if value.len() > 4096 {
+                return Err(ValidationError::new(
+                    format!("ingress.annotations.{key}"),
+                    "value is longer than 4096 bytes",
+                ));
+            }
+        }
+        if let Some(class) = &self.storage_class {
+            check_subdomain("storage_class", class)?;
+        }
+        check_image("mysql.image", &self.mysql.image)?;
+        self.mysql.storage.must_be_positive("mysql.storage")?;
+        self.mysql.resources.validate("mysql.resources")?;
+        check_image("wordpress.image", &self.wordpress.image)?;
+        check_image("wordpress.cli_image", &self.wordpress.cli_image)?;
+        self.wordpress.storage.must_be_positive("wordpress.storage")?;
+        self.wordpress.resources.validate("wordpress.resources")?;
+        self.wordpress.cli_resources.validate("wordpress.cli_resources")?;
+        check_text("wordpress.admin_user", &self.wordpress.admin_user, 60)?;
+        if !self
+            .wordpress
+            .admin_user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b))
+        {
+            return Err(ValidationError::new(
+                "wordpress.admin_user",
+                "may contain only letters, digits and . _ - @",
+            ));
+        }
+        check_email("wordpress.admin_email", &self.wordpress.admin_email)?;
+        for (name, quantity) in [
+            ("quota.cpu", &self.quota.cpu),
+            ("quota.memory", &self.quota.memory),
+            ("quota.storage", &self.quota.storage),
+            ("quota.default_cpu_limit", &self.quota.default_cpu_limit),
+            ("quota.default_memory_limit", &self.quota.default_memory_limit),
+            ("quota.default_cpu_request", &self.quota.default_cpu_request),
+            ("quota.default_memory_request", &self.quota.default_memory_request),
+        ] {
+            quantity.must_be_positive(name)?;
+        }
+        if self.quota.pods == 0 || self.quota.persistent_volume_claims < 2 {
+            return Err(ValidationError::new(
+                "quota",
+                "must allow at least one pod and two volume claims (MySQL and WordPress)",
+            ));
+        }
+        let volumes = self.wordpress.storage.value() + self.mysql.storage.value();
+        if volumes > self.quota.storage.value() {
+            return Err(ValidationError::new(
+                "quota.storage",
+                format!(
+                    "{} is less than the volumes need ({} for WordPress + {} for MySQL)",
+                    self.quota.storage, self.wordpress.storage, self.mysql.storage
+                ),
+            ));
+        }
+        for namespace in &self.network_policy.ingress_namespaces {
+            check_label("network_policy.ingress_namespaces", namespace)?;
+        }
+        if self.products.len() > MAX_PRODUCTS {
+            return Err(ValidationError::new(
+                "products",
+                format!("at most {MAX_PRODUCTS} products, got {}", self.products.len()),
+            ));
+        }
+        for (i, product) in self.products.iter().enumerate() {
+            product.validate(&format!("products[{i}]"))?;
+        }
+        for (key, value) in &self.params {
+            if key.is_empty()
+                || !key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
+                return Err(ValidationError::new(
+                    format!("params.{key}"),
+                    "parameter names are letters, digits and '_'",
+                ));
+            }
+            if value.len() > 4096 || value.chars().any(char::is_control) {
+                return Err(ValidationError::new(
+                    format!("params.{key}"),
+                    "value is longer than 4096 bytes or has control characters",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_subdomain(field: &str, value: &str) -> VResult<()> {
+    if is_dns1123_subdomain(value) {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            field,
+            format!("{value:?} is not a valid Kubernetes object name"),
+        ))
+    }
+}
+
+fn check_annotation_key(key: &str) -> VResult<()> {
+    let field = format!("ingress.annotations.{key}");
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
+    if !name_ok || prefix.is_some_and(|p| !is_dns1123_subdomain(p)) {
+        return Err(ValidationError::new(field, "is not a valid annotation key"));
+    }
+    Ok(())
+}
+
+fn check_email(field: &str, email: &str) -> VResult<()> {
+    let valid = email.len() <= 254
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && local
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._%+-".contains(&b))
+                && domain.contains('.')
+                && is_dns1123_subdomain(&domain.to_ascii_lowercase())
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            field,
+            format!("{email:?} is not an e-mail address"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> StoreSpec {
+        StoreSpec::new(
+            StoreId::new("abc123").unwrap(),
+            "alice",
+            "store-abc123.storefactory.local",
+        )
+    }
+
+    #[test]
+    fn default_spec_is_valid() {
+        spec().validate().unwrap();
+    }
+
+    #[test]
+    fn store_id_must_make_a_namespace() {
+        assert!(StoreId::new("abc-123").is_ok());
+        assert!(StoreId::new("a".repeat(MAX_STORE_ID_LEN)).is_ok());
+        let too_long = StoreId::new("a".repeat(MAX_STORE_ID_LEN + 1)).unwrap_err();
+        assert!(too_long.message.contains("longer than 57"), "{too_long}");
+        for bad in ["", "ABC", "-abc", "abc-", "a_b", "a.b", "ä"] {
+            assert!(StoreId::new(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(StoreId::new("x1").unwrap().namespace(), "store-x1");
+        assert_eq!(
+            StoreId::from_namespace("store-x1"),
+            Some(StoreId::new("x1").unwrap())
+        );
+        assert_eq!(StoreId::from_namespace("kube-system"), None);
+    }
+
+    #[test]
+    fn generated_ids_are_valid_and_distinct() {
+        let a = StoreId::generate();
+        let b = StoreId::generate();
+        assert_ne!(a, b);
+        StoreId::new(a.as_str()).unwrap();
+    }
+
+    #[test]
+    fn quantities_follow_kubernetes_syntax() {
+        for good in ["2Gi", "512Mi", "500m", "1", "1.5", "1e3", "10G", "+1Ki"] {
+            Quantity::parse("q", good).unwrap();
+        }
+        for bad in ["", "Gi", "2GB", "2 Gi", "1.2.3", "abc", "2Gi; rm", "--2"] {
+            assert!(Quantity::parse("q", bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(Quantity::parse("q", "2Gi").unwrap().gib_ceil(), 2);
+        assert_eq!(Quantity::parse("q", "1500Mi").unwrap().gib_ceil(), 2);
+        assert_eq!(Quantity::parse("q", "500m").unwrap().value(), 0.5);
+    }
+
+    #[test]
+    fn storage_counts_wordpress_and_mysql_volumes() {
+        let mut spec = spec();
+        spec.wordpress.storage = Quantity::gib(5);
+        spec.mysql.storage = Quantity::parse("q", "512Mi").unwrap();
+        assert_eq!(spec.storage_gib(), 6);
+    }
+
+    #[test]
+    fn bad_hosts_are_rejected_with_the_field_name() {
+        for bad in ["", "UPPER.example", "a..b", "-a.example", "a b", "a_b.example"] {
+            let mut spec = spec();
+            spec.ingress.host = bad.to_owned();
+            let err = spec.validate().unwrap_err();
+            assert_eq!(err.field, "ingress.host", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn volumes_must_fit_the_namespace_quota() {
+        let mut spec = spec();
+        spec.wordpress.storage = Quantity::gib(20);
+        let err = spec.validate().unwrap_err();
+        assert_eq!(err.field, "quota.storage");
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let json = r#"{"id":"abc","owner":"bob","ingress":{"host":"a.example","hots":"x"}}"#;
+        let err = serde_json::from_str::<StoreSpec>(json).unwrap_err();
+        assert!(err.to_string().contains("hots"), "{err}");
+    }
+
+    #[test]
+    fn currency_is_three_uppercase_letters() {
+        assert!(Currency::new("EUR").is_ok());
+        for bad in ["eur", "EURO", "E1R", ""] {
+            assert!(Currency::new(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn resources_requests_cannot_exceed_limits() {
+        let mut spec = spec();
+        spec.mysql.resources.cpu_request = Quantity::parse("q", "2").unwrap();
+        assert_eq!(
+            spec.validate().unwrap_err().field,
+            "mysql.resources.cpu_request"
+        );
+    }
+}

@@ -1,0 +1,200 @@
+//! Store records, their lifecycle states and the events that narrate them.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{StoreId, StoreSpec};
+
+/// Where a store is in its lifecycle.
+///
+/// `initialized -> provisioning -> ready`, any of them `-> failed` (with a reason), and
+/// `-> deleting -> deleted` (or the record is removed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreStatus {
+    /// Recorded, nothing applied yet.
+    Initialized,
+    /// Objects are being applied or pods are coming up.
+    Provisioning,
+    /// MySQL and WordPress report ready and seeding finished.
+    Ready,
+    /// Provisioning failed; the record carries the reason. A failed store can be retried.
+    Failed,
+    /// The namespace is being deleted.
+    Deleting,
+    /// The namespace is gone; the record is kept for the audit trail.
+    Deleted,
+}
+
+impl StoreStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [StoreStatus; 6] = [
+        StoreStatus::Initialized,
+        StoreStatus::Provisioning,
+        StoreStatus::Ready,
+        StoreStatus::Failed,
+        StoreStatus::Deleting,
+        StoreStatus::Deleted,
+    ];
+
+    /// The lowercase name used in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreStatus::Initialized => "initialized",
+            StoreStatus::Provisioning => "provisioning",
+            StoreStatus::Ready => "ready",
+            StoreStatus::Failed => "failed",
+            StoreStatus::Deleting => "deleting",
+            StoreStatus::Deleted => "deleted",
+        }
+    }
+
+    /// Whether the store still holds (or is about to hold) cluster resources, and so counts
+    /// against its owner's quota.
+    pub fn holds_resources(self) -> bool {
+        !matches!(self, StoreStatus::Deleted)
+    }
+
+    /// Whether no further transition happens without a user action.
+    pub fn is_settled(self) -> bool {
+        matches!(
+            self,
+            StoreStatus::Ready | StoreStatus::Failed | StoreStatus::Deleted
+        )
+    }
+}
+
+impl fmt::Display for StoreStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The text was not the name of a [`StoreStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown store status {0:?}")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for StoreStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        StoreStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.to_owned()))
+    }
+}
+
+/// Milliseconds since the Unix epoch; the one clock used by records and events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// The current time.
+    pub fn now() -> Self {
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default();
+        Timestamp(i64::try_from(millis).unwrap_or(i64::MAX))
+    }
+}
+
+/// A store as the platform records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoreRecord {
+    /// The store's id; its namespace is `store-<id>`.
+    pub id: StoreId,
+    /// Username of the owner.
+    pub owner: String,
+    /// Human-friendly name.
+    pub name: String,
+    /// Lifecycle state.
+    pub status: StoreStatus,
+    /// Why the store failed (or other context for the status), readable by a person.
+    pub reason: Option<String>,
+    /// The blueprint the store is rendered from.
+    pub blueprint: String,
+    /// The full specification. Holds no secrets: passwords live in Kubernetes Secrets.
+    pub spec: StoreSpec,
+    /// When the record was created.
+    pub created_at: Timestamp,
+    /// When the record last changed.
+    pub updated_at: Timestamp,
+}
+
+impl StoreRecord {
+    /// A fresh record in state `initialized`.
+    pub fn new(spec: StoreSpec, name: impl Into<String>, blueprint: impl Into<String>) -> Self {
+        let now = Timestamp::now();
+        StoreRecord {
+            id: spec.id.clone(),
+            owner: spec.owner.clone(),
+            name: name.into(),
+            status: StoreStatus::Initialized,
+            reason: None,
+            blueprint: blueprint.into(),
+            spec,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// Storage the store reserves, in GiB: the WordPress volume plus the MySQL volume.
+    pub fn storage_gib(&self) -> u64 {
+        self.spec.storage_gib()
+    }
+}
+
+/// What happened to a store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventKind {
+    /// The status changed.
+    Status {
+        /// The new status.
+        status: StoreStatus,
+        /// Why, when there is something to say.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A provisioning step started, finished or was retried.
+    Step {
+        /// The step, e.g. `apply Deployment/wordpress`.
+        step: String,
+        /// Details for a person.
+        message: String,
+    },
+    /// Something worth a person's attention that is not (yet) a failure.
+    Warning {
+        /// Details for a person.
+        message: String,
+    },
+}
+
+/// One entry of a store's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreEvent {
+    /// Position in the store's history, assigned by the repository (starting at 1).
+    pub seq: i64,
+    /// The store.
+    pub store_id: StoreId,
+    /// When it happened.
+    pub at: Timestamp,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+impl StoreEvent {
+    /// Whether this event moves the store to a status from which no further event follows
+    /// without user action.
+    pub fn is_terminal(&self) -> bool {
+        matches!(&self.kind, EventKind::Status { status, .. } if status.is_settled())
+    }
+}

@@ -1,0 +1,1 @@
+//! The Storefactory HTTP API server (axum) and its dashboard.
