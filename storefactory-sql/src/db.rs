@@ -1,0 +1,276 @@
+//! The database handle: opening, connections, the blocking-thread bridge, settings, backup.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use storefactory_core::store::Timestamp;
+
+use crate::error::{Error, QueryContext, Result};
+use crate::schema;
+
+/// How long a statement waits for another process's write lock before failing with
+/// "database is locked". Within one process writes queue on a mutex and never wait here.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Read connections kept open between calls; more are opened under load and closed after.
+const MAX_IDLE_READERS: usize = 4;
+
+/// A Storefactory database: one SQLite file holding users, stores, events, the audit log
+/// and settings.
+///
+/// Cheap to clone (an [`Arc`] inside); clones share the connections. Every method runs its
+/// SQLite work on tokio's blocking thread pool, so callers must be inside a tokio runtime,
+/// and no runtime worker ever blocks on the disk.
+///
+/// Writes go through one connection behind a mutex, so concurrent writers of one process
+/// queue instead of failing with "database is locked"; reads use a small pool of their own
+/// connections and, thanks to WAL, never wait for writers. Other processes (a CLI next to
+/// a server) are held off by SQLite's locks and a busy timeout.
+#[derive(Clone)]
+pub struct Database {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner {
+    /// `None` for an in-memory database, which has only the writer connection.
+    path: Option<PathBuf>,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl Database {
+    /// Opens (creating if needed) the database file at `path` and brings its schema up to
+    /// date.
+    ///
+    /// Fails with [`Error::NewerSchema`] for a file written by a newer Storefactory and
+    /// with [`Error::ForeignDatabase`] for another application's SQLite file.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Database> {
+        let path = path.as_ref().to_owned();
+        blocking(move || {
+            let open_error = |source| Error::Open {
+                path: path.clone(),
+                source,
+            };
+            let mut writer = Connection::open(&path).map_err(open_error)?;
+            configure(&writer).map_err(open_error)?;
+            // WAL lets readers go on while a writer writes, and is persistent in the file.
+            let mode: String = writer
+                .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+                .map_err(open_error)?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(Error::JournalMode { path, mode });
+            }
+            // In WAL mode NORMAL is durable against application crashes and only risks the
+            // last transactions on power loss; it saves an fsync per commit.
+            writer
+                .pragma_update(None, "synchronous", "NORMAL")
+                .map_err(open_error)?;
+            schema::migrate(&mut writer, &path, schema::MIGRATIONS)?;
+            Ok(Database::from_parts(Some(path), writer))
+        })
+        .await
+    }
+
+    /// A fresh database that lives in memory only, with the real schema and SQLite engine;
+    /// for tests and throwaway tools. All calls share one connection.
+    pub async fn open_in_memory() -> Result<Database> {
+        blocking(|| {
+            let path = PathBuf::from(":memory:");
+            let open_error = |source| Error::Open {
+                path: path.clone(),
+                source,
+            };
+            let mut writer = Connection::open_in_memory().map_err(open_error)?;
+            configure(&writer).map_err(open_error)?;
+            schema::migrate(&mut writer, &path, schema::MIGRATIONS)?;
+            Ok(Database::from_parts(None, writer))
+        })
+        .await
+    }
+
+    fn from_parts(path: Option<PathBuf>, writer: Connection) -> Database {
+        Database {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The database file; `None` for an in-memory database.
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.path.as_deref()
+    }
+
+    /// Writes a consistent copy of the whole database to a new file at `dest`, while the
+    /// database stays in use (SQLite's `VACUUM INTO`). The copy is compact and can be
+    /// opened with [`Database::open`]. Fails if `dest` already exists and is not empty.
+    pub async fn backup_to(&self, dest: impl AsRef<Path>) -> Result<()> {
+        let dest = dest.as_ref().to_owned();
+        let inner = Arc::clone(&self.inner);
+        blocking(move || {
+            let backup_error = |source| Error::Backup {
+                path: dest.clone(),
+                source,
+            };
+            let Some(text) = dest.to_str() else {
+                return Err(backup_error(rusqlite::Error::InvalidPath(dest.clone())));
+            };
+            let vacuum = |conn: &Connection| conn.execute("VACUUM INTO ?1", [text]);
+            match &inner.path {
+                // A connection of its own: the copy holds a read transaction for as long as
+                // it takes, and must not keep the shared connections from other work.
+                Some(path) => {
+                    let conn = Connection::open(path).map_err(backup_error)?;
+                    configure(&conn).map_err(backup_error)?;
+                    vacuum(&conn).map_err(backup_error)?;
+                }
+                None => {
+                    vacuum(&inner.lock_writer()).map_err(backup_error)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The value of setting `key`, if it was ever set.
+    pub async fn get_setting(&self, key: &str) -> Result<Option<String>> {
+        let key = key.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT value FROM settings WHERE key = ?1")
+                .and_then(|mut stmt| stmt.query_row([&key], |row| row.get(0)).optional())
+                .during("read setting")
+        })
+        .await
+    }
+
+    /// Sets `key` to `value`, replacing any previous value.
+    pub async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
+                 updated_at = excluded.updated_at",
+                params![key, value, Timestamp::now().0],
+            )
+            .during("write setting")?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The value of setting `key`, storing `value` first if the key has none.
+    ///
+    /// Atomic: when several processes start at once and each proposes a freshly generated
+    /// value (a token-signing key, say), all of them get the one value that was stored first.
+    pub async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.write(move |conn| {
+            conn.query_row(
+                "INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (key) DO UPDATE SET key = key RETURNING value",
+                params![key, value, Timestamp::now().0],
+                |row| row.get(0),
+            )
+            .during("write setting")
+        })
+        .await
+    }
+
+    /// Runs `f` with a read connection on the blocking thread pool.
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || inner.with_reader(f)).await
+    }
+
+    /// Runs `f` with the write connection on the blocking thread pool.
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || f(&mut inner.lock_writer())).await
+    }
+}
+
+impl Inner {
+    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock unwinds through rusqlite's `Transaction`, whose drop
+        // rolls back; the connection itself stays usable.
+        let conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if !conn.is_autocommit() {
+            // Belt and braces: never let one caller see another's unfinished transaction.
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        conn
+    }
+
+    pub(crate) fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let Some(path) = &self.path else {
+            return f(&self.lock_writer());
+        };
+        let idle = lock(&self.readers).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => open_reader(path).map_err(|source| Error::Open {
+                path: path.clone(),
+                source,
+            })?,
+        };
+        let result = f(&conn);
+        let mut idle = lock(&self.readers);
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+        result
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Settings every connection needs.
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "foreign_keys", true)
+}
+
+fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    configure(&conn)?;
+    // Reads must stay reads: a write slipping through here would bypass the writer mutex.
+    conn.pragma_update(None, "query_only", true)?;
+    Ok(conn)
+}
+
+/// Runs blocking work on tokio's blocking pool; a panic inside resumes in the caller.
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T>
+where
+    F: FnOnce() -> Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(_) => Err(Error::Shutdown),
+    }
+}

@@ -1,0 +1,236 @@
+//! The schema and its versioned migrations.
+//!
+//! Migration `n` (counting from 1) turns a database of schema version `n - 1` into version
+//! `n`; the version lives in SQLite's `user_version` header field. Migrations are append-only:
+//! once released, a script is never edited, a new one is added instead.
+
+use std::path::Path;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::error::{Error, Result};
+
+/// Marks the file as a Storefactory database in SQLite's header (`"SFTY"`), so that another
+/// application's database is refused instead of having our tables added to it.
+pub(crate) const APPLICATION_ID: i32 = 0x5346_5459;
+
+/// Version 1: users, stores, store events, the audit log and settings.
+const V1: &str = r#"
+CREATE TABLE users (
+    username        TEXT PRIMARY KEY NOT NULL,
+    password_hash   TEXT NOT NULL,
+    role            TEXT NOT NULL CHECK (role IN ('admin', 'user')),
+    max_stores      INTEGER NOT NULL CHECK (max_stores >= 0),
+    max_storage_gib INTEGER NOT NULL CHECK (max_storage_gib >= 0),
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+) STRICT;
+
+-- `pos` orders stores oldest first; AUTOINCREMENT never reuses a value, so a store
+-- re-created under the id of a deleted one goes to the end, like a new store.
+CREATE TABLE stores (
+    pos         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT NOT NULL UNIQUE,
+    owner       TEXT NOT NULL REFERENCES users (username) ON DELETE RESTRICT,
+    name        TEXT NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN
+                    ('initialized', 'provisioning', 'ready', 'failed', 'deleting', 'deleted')),
+    reason      TEXT,
+    host        TEXT NOT NULL,
+    storage_gib INTEGER NOT NULL CHECK (storage_gib >= 0),
+    blueprint   TEXT NOT NULL,
+    spec        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX stores_owner ON stores (owner, status);
+
+CREATE TABLE store_events (
+    store_id TEXT NOT NULL REFERENCES stores (id) ON DELETE CASCADE,
+    seq      INTEGER NOT NULL CHECK (seq >= 1),
+    at       INTEGER NOT NULL,
+    kind     TEXT NOT NULL,
+    body     TEXT NOT NULL,
+    PRIMARY KEY (store_id, seq)
+) STRICT, WITHOUT ROWID;
+
+-- No foreign key on `actor`: failed logins name users that do not exist, and the trail
+-- must outlive the users it mentions.
+CREATE TABLE audit_log (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    at          INTEGER NOT NULL,
+    actor       TEXT,
+    action      TEXT NOT NULL,
+    target      TEXT,
+    detail      TEXT,
+    client_addr TEXT
+) STRICT;
+CREATE INDEX audit_log_actor ON audit_log (actor, id);
+
+CREATE TABLE settings (
+    key        TEXT PRIMARY KEY NOT NULL,
+    value      TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+) STRICT;
+"#;
+
+/// Every migration, in order; the schema version of a database is how many were applied.
+pub(crate) const MIGRATIONS: &[&str] = &[V1];
+
+/// The schema version this build creates and understands.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database on `conn` to the version of `migrations`, in one transaction: either
+/// every pending migration is applied or none is.
+///
+/// Refuses databases of a newer version and databases of other applications.
+pub(crate) fn migrate(conn: &mut Connection, path: &Path, migrations: &[&str]) -> Result<()> {
+    let open_error = |source| Error::Open {
+        path: path.to_owned(),
+        source,
+    };
+    // IMMEDIATE: two processes opening the same fresh file must not both migrate it.
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(open_error)?;
+    let application_id: i32 = tx
+        .pragma_query_value(None, "application_id", |row| row.get(0))
+        .map_err(open_error)?;
+    let found: i64 = tx
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(open_error)?;
+    let supported = migrations.len() as i64;
+
+    if application_id != APPLICATION_ID {
+        let tables: i64 = tx
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))
+            .map_err(open_error)?;
+        if application_id != 0 || found != 0 || tables != 0 {
+            return Err(Error::ForeignDatabase {
+                path: path.to_owned(),
+                application_id,
+            });
+        }
+    }
+    if found > supported {
+        return Err(Error::NewerSchema {
+            path: path.to_owned(),
+            found,
+            supported,
+        });
+    }
+    if found == supported {
+        return Ok(());
+    }
+
+    for (version, script) in (1..)
+        .zip(migrations)
+        .skip(usize::try_from(found).unwrap_or(0))
+    {
+        tx.execute_batch(script)
+            .map_err(|source| Error::Migrate { version, source })?;
+    }
+    let finish = |source| Error::Migrate {
+        version: supported,
+        source,
+    };
+    tx.pragma_update(None, "user_version", supported)
+        .map_err(finish)?;
+    tx.pragma_update(None, "application_id", APPLICATION_ID)
+        .map_err(finish)?;
+    tx.commit().map_err(finish)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(conn: &Connection) -> i64 {
+        conn.pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap()
+    }
+
+    fn tables(conn: &Connection) -> Vec<String> {
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+            .unwrap();
+        stmt.query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    // The release history has one migration so far; this pair of scripts checks that the
+    // runner upgrades an older database step by step, as it will when version 2 ships.
+    const FIXTURE_V1: &str = "CREATE TABLE a (x INTEGER NOT NULL) STRICT;";
+    const FIXTURE_V2: &str = "ALTER TABLE a ADD COLUMN y TEXT; CREATE TABLE b (z TEXT) STRICT;";
+
+    #[test]
+    fn upgrades_an_older_database_one_version_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate(&mut conn, &path, &[FIXTURE_V1]).unwrap();
+        conn.execute("INSERT INTO a (x) VALUES (7)", []).unwrap();
+        assert_eq!(version(&conn), 1);
+
+        migrate(&mut conn, &path, &[FIXTURE_V1, FIXTURE_V2]).unwrap();
+        assert_eq!(version(&conn), 2);
+        assert_eq!(tables(&conn), ["a", "b"]);
+        let kept: i64 = conn.query_row("SELECT x FROM a", [], |r| r.get(0)).unwrap();
+        assert_eq!(kept, 7, "upgrading keeps existing rows");
+    }
+
+    #[test]
+    fn a_failing_migration_leaves_the_previous_version_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate(&mut conn, &path, &[FIXTURE_V1]).unwrap();
+
+        let broken = "CREATE TABLE c (z TEXT); THIS IS NOT SQL;";
+        let err = migrate(&mut conn, &path, &[FIXTURE_V1, FIXTURE_V2, broken]).unwrap_err();
+        assert!(matches!(err, Error::Migrate { version: 3, .. }), "{err:?}");
+        assert_eq!(version(&conn), 1);
+        assert_eq!(
+            tables(&conn),
+            ["a"],
+            "version 2 was rolled back with version 3"
+        );
+    }
+
+    #[test]
+    fn refuses_a_database_of_another_application() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.sqlite");
+        let mut conn = Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE theirs (x INTEGER)")
+            .unwrap();
+        let err = migrate(&mut conn, &path, MIGRATIONS).unwrap_err();
+        assert!(matches!(err, Error::ForeignDatabase { .. }), "{err:?}");
+        assert_eq!(tables(&conn), ["theirs"], "nothing was added to their file");
+    }
+
+    #[test]
+    fn the_real_migrations_apply_to_an_empty_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate(&mut conn, &path, MIGRATIONS).unwrap();
+        assert_eq!(version(&conn), SCHEMA_VERSION);
+        assert_eq!(
+            tables(&conn),
+            [
+                "audit_log",
+                "settings",
+                "sqlite_sequence",
+                "store_events",
+                "stores",
+                "users"
+            ]
+        );
+        // Idempotent: a second run is a no-op.
+        migrate(&mut conn, &path, MIGRATIONS).unwrap();
+        assert_eq!(version(&conn), SCHEMA_VERSION);
+    }
+}

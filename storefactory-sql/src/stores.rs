@@ -1,0 +1,322 @@
+//! Stores and their events: core's [`StoreRepository`] on SQLite.
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use storefactory_core::error::RepositoryError;
+use storefactory_core::port::{Quota, StoreFilter, StoreRepository};
+use storefactory_core::spec::{StoreId, StoreSpec};
+use storefactory_core::store::{EventKind, StoreEvent, StoreRecord, StoreStatus, Timestamp};
+
+use crate::db::Database;
+use crate::error::{Error, QueryContext, Result};
+use crate::users::usage_of;
+
+const STORE_COLUMNS: &str =
+    "id, owner, name, status, reason, blueprint, spec, created_at, updated_at";
+
+/// A row selected with [`STORE_COLUMNS`], before its text columns are decoded.
+struct StoreRow {
+    id: String,
+    owner: String,
+    name: String,
+    status: String,
+    reason: Option<String>,
+    blueprint: String,
+    spec: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl StoreRow {
+    fn read(row: &Row<'_>) -> rusqlite::Result<StoreRow> {
+        Ok(StoreRow {
+            id: row.get(0)?,
+            owner: row.get(1)?,
+            name: row.get(2)?,
+            status: row.get(3)?,
+            reason: row.get(4)?,
+            blueprint: row.get(5)?,
+            spec: row.get(6)?,
+            created_at: row.get(7)?,
+            updated_at: row.get(8)?,
+        })
+    }
+
+    fn decode(self) -> Result<StoreRecord> {
+        let corrupt = |what, message: String| Error::Corrupt { what, message };
+        Ok(StoreRecord {
+            id: StoreId::new(self.id).map_err(|e| corrupt("store id", e.to_string()))?,
+            owner: self.owner,
+            name: self.name,
+            status: self
+                .status
+                .parse::<StoreStatus>()
+                .map_err(|e| corrupt("store status", e.to_string()))?,
+            reason: self.reason,
+            blueprint: self.blueprint,
+            spec: serde_json::from_str::<StoreSpec>(&self.spec)
+                .map_err(|e| corrupt("store spec", e.to_string()))?,
+            created_at: Timestamp(self.created_at),
+            updated_at: Timestamp(self.updated_at),
+        })
+    }
+}
+
+fn find_store(conn: &Connection, id: &StoreId) -> Result<Option<StoreRecord>> {
+    conn.prepare_cached(&format!("SELECT {STORE_COLUMNS} FROM stores WHERE id = ?1"))
+        .and_then(|mut stmt| stmt.query_row([id.as_str()], StoreRow::read).optional())
+        .during("read store")?
+        .map(StoreRow::decode)
+        .transpose()
+}
+
+/// Checks the owner's quota and inserts the record, in one `BEGIN IMMEDIATE` transaction so
+/// that no other writer (of this process or another) can slip a store in between.
+fn insert_store(conn: &mut Connection, record: &StoreRecord) -> Result<()> {
+    let spec = serde_json::to_string(&record.spec).map_err(|source| Error::Encode {
+        what: "store spec",
+        source,
+    })?;
+    let storage_gib = record.storage_gib();
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .during("begin store insertion")?;
+
+    let existing: Option<String> = tx
+        .prepare_cached("SELECT status FROM stores WHERE id = ?1")
+        .and_then(|mut stmt| {
+            stmt.query_row([record.id.as_str()], |row| row.get(0))
+                .optional()
+        })
+        .during("look up store")?;
+    if existing.is_some_and(|status| status != StoreStatus::Deleted.as_str()) {
+        return Err(Error::StoreExists {
+            id: record.id.clone(),
+        });
+    }
+
+    let quota = tx
+        .prepare_cached("SELECT max_stores, max_storage_gib FROM users WHERE username = ?1")
+        .and_then(|mut stmt| {
+            stmt.query_row([&record.owner], |row| {
+                Ok(Quota {
+                    max_stores: row.get(0)?,
+                    max_storage_gib: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
+                })
+            })
+            .optional()
+        })
+        .during("read quota")?;
+    // Quotas belong to users; an owner who is not one may hold nothing.
+    let Some(quota) = quota else {
+        return Err(Error::QuotaExceeded {
+            owner: record.owner.clone(),
+            message: format!("{:?} is not a user, so has no quota", record.owner),
+        });
+    };
+    if let Some(message) = usage_of(&tx, &record.owner)?.exceeds(&quota, storage_gib) {
+        return Err(Error::QuotaExceeded {
+            owner: record.owner.clone(),
+            message,
+        });
+    }
+
+    // A deleted record under the same id gives way to the new store, its events with it.
+    tx.execute("DELETE FROM stores WHERE id = ?1", [record.id.as_str()])
+        .during("replace deleted store")?;
+    tx.prepare_cached(
+        "INSERT INTO stores (id, owner, name, status, reason, host, storage_gib, blueprint, \
+         spec, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            record.id.as_str(),
+            record.owner,
+            record.name,
+            record.status.as_str(),
+            record.reason,
+            record.spec.ingress.host,
+            i64::try_from(storage_gib).unwrap_or(i64::MAX),
+            record.blueprint,
+            spec,
+            record.created_at.0,
+            record.updated_at.0,
+        ])
+    })
+    .during("insert store")?;
+    tx.commit().during("commit store insertion")
+}
+
+fn append_event(
+    conn: &mut Connection,
+    id: &StoreId,
+    at: Timestamp,
+    kind: &EventKind,
+) -> Result<StoreEvent> {
+    let body = serde_json::to_value(kind).map_err(|source| Error::Encode {
+        what: "store event",
+        source,
+    })?;
+    let tag = body
+        .get("kind")
+        .and_then(|k| k.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .during("begin event append")?;
+    let exists = tx
+        .prepare_cached("SELECT 1 FROM stores WHERE id = ?1")
+        .and_then(|mut stmt| stmt.exists([id.as_str()]))
+        .during("look up store")?;
+    if !exists {
+        return Err(Error::StoreNotFound { id: id.clone() });
+    }
+    let seq: i64 = tx
+        .prepare_cached(
+            "INSERT INTO store_events (store_id, seq, at, kind, body) \
+             SELECT ?1, coalesce(max(seq), 0) + 1, ?2, ?3, ?4 \
+             FROM store_events WHERE store_id = ?1 RETURNING seq",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_row(params![id.as_str(), at.0, tag, body.to_string()], |row| {
+                row.get(0)
+            })
+        })
+        .during("append event")?;
+    tx.commit().during("commit event append")?;
+    Ok(StoreEvent {
+        seq,
+        store_id: id.clone(),
+        at,
+        kind: kind.clone(),
+    })
+}
+
+fn events_after(conn: &Connection, id: &StoreId, after_seq: i64) -> Result<Vec<StoreEvent>> {
+    let rows: Vec<(i64, i64, String)> = conn
+        .prepare_cached(
+            "SELECT seq, at, body FROM store_events WHERE store_id = ?1 AND seq > ?2 \
+             ORDER BY seq",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_map(params![id.as_str(), after_seq], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })?
+            .collect()
+        })
+        .during("read events")?;
+    rows.into_iter()
+        .map(|(seq, at, body)| {
+            Ok(StoreEvent {
+                seq,
+                store_id: id.clone(),
+                at: Timestamp(at),
+                kind: serde_json::from_str(&body).map_err(|e| Error::Corrupt {
+                    what: "store event",
+                    message: e.to_string(),
+                })?,
+            })
+        })
+        .collect()
+}
+
+fn list_stores(conn: &Connection, filter: &StoreFilter) -> Result<Vec<StoreRecord>> {
+    let rows: Vec<StoreRow> = conn
+        .prepare_cached(&format!(
+            "SELECT {STORE_COLUMNS} FROM stores WHERE (?1 IS NULL OR owner = ?1) \
+             AND (?2 OR status != 'deleted') ORDER BY pos"
+        ))
+        .and_then(|mut stmt| {
+            stmt.query_map(
+                params![filter.owner, filter.include_deleted],
+                StoreRow::read,
+            )?
+            .collect()
+        })
+        .during("list stores")?;
+    rows.into_iter().map(StoreRow::decode).collect()
+}
+
+fn set_status(
+    conn: &Connection,
+    id: &StoreId,
+    status: StoreStatus,
+    reason: Option<&str>,
+) -> Result<StoreRecord> {
+    conn.prepare_cached(&format!(
+        "UPDATE stores SET status = ?2, reason = ?3, updated_at = ?4 WHERE id = ?1 \
+         RETURNING {STORE_COLUMNS}"
+    ))
+    .and_then(|mut stmt| {
+        stmt.query_row(
+            params![id.as_str(), status.as_str(), reason, Timestamp::now().0],
+            StoreRow::read,
+        )
+        .optional()
+    })
+    .during("set store status")?
+    .ok_or_else(|| Error::StoreNotFound { id: id.clone() })?
+    .decode()
+}
+
+#[async_trait]
+impl StoreRepository for Database {
+    async fn insert_store(&self, record: &StoreRecord) -> Result<(), RepositoryError> {
+        let record = record.clone();
+        self.write(move |conn| insert_store(conn, &record))
+            .await
+            .map_err(|e| e.into_repository("insert store"))
+    }
+
+    async fn get_store(&self, id: &StoreId) -> Result<Option<StoreRecord>, RepositoryError> {
+        let id = id.clone();
+        self.read(move |conn| find_store(conn, &id))
+            .await
+            .map_err(|e| e.into_repository("read store"))
+    }
+
+    async fn list_stores(&self, filter: &StoreFilter) -> Result<Vec<StoreRecord>, RepositoryError> {
+        let filter = filter.clone();
+        self.read(move |conn| list_stores(conn, &filter))
+            .await
+            .map_err(|e| e.into_repository("list stores"))
+    }
+
+    async fn set_status(
+        &self,
+        id: &StoreId,
+        status: StoreStatus,
+        reason: Option<&str>,
+    ) -> Result<StoreRecord, RepositoryError> {
+        let id = id.clone();
+        let reason = reason.map(str::to_owned);
+        self.write(move |conn| set_status(conn, &id, status, reason.as_deref()))
+            .await
+            .map_err(|e| e.into_repository("set store status"))
+    }
+
+    async fn append_event(
+        &self,
+        id: &StoreId,
+        at: Timestamp,
+        kind: &EventKind,
+    ) -> Result<StoreEvent, RepositoryError> {
+        let id = id.clone();
+        let kind = kind.clone();
+        self.write(move |conn| append_event(conn, &id, at, &kind))
+            .await
+            .map_err(|e| e.into_repository("append store event"))
+    }
+
+    async fn events(
+        &self,
+        id: &StoreId,
+        after_seq: i64,
+    ) -> Result<Vec<StoreEvent>, RepositoryError> {
+        let id = id.clone();
+        self.read(move |conn| events_after(conn, &id, after_seq))
+            .await
+            .map_err(|e| e.into_repository("read store events"))
+    }
+}

@@ -1,0 +1,851 @@
+//! The database against real SQLite files in temporary directories.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use storefactory_core::error::RepositoryError;
+use storefactory_core::port::{Quota, StoreFilter, StoreRepository, Usage};
+use storefactory_core::spec::{Quantity, StoreId, StoreSpec};
+use storefactory_core::store::{EventKind, StoreRecord, StoreStatus, Timestamp};
+use storefactory_sql::{AuditFilter, AuditRecord, Database, Error, Role, SCHEMA_VERSION};
+use tempfile::TempDir;
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn fresh() -> (TempDir, Database) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path().join("storefactory.db"))
+        .await
+        .unwrap();
+    (dir, db)
+}
+
+async fn user(db: &Database, name: &str, max_stores: u32, max_storage_gib: u64) {
+    db.create_user(
+        name,
+        PASSWORD,
+        Role::User,
+        Quota {
+            max_stores,
+            max_storage_gib,
+        },
+    )
+    .await
+    .unwrap();
+}
+
+/// A store of `owner` reserving 1 GiB for MySQL and `wordpress_gib` for WordPress.
+fn store(id: &str, owner: &str, wordpress_gib: u64) -> StoreRecord {
+    let id = StoreId::new(id).unwrap();
+    let mut spec = StoreSpec::new(id.clone(), owner, format!("{id}.shop.example"));
+    spec.mysql.storage = Quantity::gib(1);
+    spec.wordpress.storage = Quantity::gib(wordpress_gib);
+    StoreRecord::new(spec, format!("Shop {id}"), "woocommerce")
+}
+
+fn id(text: &str) -> StoreId {
+    StoreId::new(text).unwrap()
+}
+
+fn status(status: StoreStatus) -> EventKind {
+    EventKind::Status {
+        status,
+        reason: None,
+    }
+}
+
+fn step(step: &str) -> EventKind {
+    EventKind::Step {
+        step: step.to_owned(),
+        message: String::new(),
+    }
+}
+
+fn set_user_version(path: &Path, version: i64) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.pragma_update(None, "user_version", version).unwrap();
+}
+
+// ---------------------------------------------------------------- schema and reopening
+
+#[tokio::test]
+async fn reopening_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("storefactory.db");
+    let record = store("keep1", "alice", 2);
+    {
+        let db = Database::open(&path).await.unwrap();
+        user(&db, "alice", 3, 10).await;
+        db.insert_store(&record).await.unwrap();
+        db.set_status(&record.id, StoreStatus::Failed, Some("seeding failed"))
+            .await
+            .unwrap();
+        db.append_event(&record.id, Timestamp(5), &step("apply"))
+            .await
+            .unwrap();
+        db.record_audit(AuditRecord::new("store.create").actor("alice"))
+            .await
+            .unwrap();
+        db.set_setting("token-key", "s3cret").await.unwrap();
+    }
+
+    let db = Database::open(&path).await.unwrap();
+    let stored = db.get_store(&record.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.spec, record.spec,
+        "the spec survives the JSON round trip"
+    );
+    assert_eq!(stored.status, StoreStatus::Failed);
+    assert_eq!(stored.reason.as_deref(), Some("seeding failed"));
+    assert_eq!(stored.created_at, record.created_at);
+    assert_eq!(db.events(&record.id, 0).await.unwrap().len(), 1);
+    assert!(
+        db.verify_password("alice", PASSWORD)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        db.get_user("alice").await.unwrap().unwrap().quota,
+        Quota {
+            max_stores: 3,
+            max_storage_gib: 10
+        }
+    );
+    assert_eq!(
+        db.audit_log(&AuditFilter::default()).await.unwrap()[0].action,
+        "store.create"
+    );
+    assert_eq!(
+        db.get_setting("token-key").await.unwrap().as_deref(),
+        Some("s3cret")
+    );
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("storefactory.db");
+    drop(Database::open(&path).await.unwrap());
+    set_user_version(&path, SCHEMA_VERSION + 1);
+
+    let err = Database::open(&path).await.unwrap_err();
+    assert!(
+        matches!(err, Error::NewerSchema { found, supported, .. }
+            if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(message.contains("supports at most version"), "{message}");
+}
+
+#[tokio::test]
+async fn another_applications_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE users (name TEXT)")
+        .unwrap();
+    let err = Database::open(&path).await.unwrap_err();
+    assert!(matches!(err, Error::ForeignDatabase { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn in_memory_database_is_real_sqlite() {
+    let db = Database::open_in_memory().await.unwrap();
+    assert_eq!(db.path(), None);
+    user(&db, "alice", 1, 10).await;
+    db.insert_store(&store("mem1", "alice", 1)).await.unwrap();
+    let err = db
+        .insert_store(&store("mem2", "alice", 1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RepositoryError::QuotaExceeded { .. }),
+        "{err:?}"
+    );
+}
+
+// ---------------------------------------------------------------- quota
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_creations_with_a_quota_of_three_let_exactly_three_in() {
+    let (_dir, db) = fresh().await;
+    user(&db, "alice", 3, 1000).await;
+
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                db.insert_store(&store(&format!("race{i}"), "alice", 1))
+                    .await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => created += 1,
+            Err(RepositoryError::QuotaExceeded { owner, message }) => {
+                assert_eq!(owner, "alice");
+                assert!(message.contains("store limit"), "{message}");
+            }
+            Err(other) => panic!("expected a quota error, got {other:?}"),
+        }
+    }
+    let elapsed = started.elapsed();
+    eprintln!("50 concurrent creations took {elapsed:?}");
+
+    assert_eq!(created, 3);
+    assert_eq!(
+        db.list_stores(&StoreFilter::owner("alice"))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        db.usage("alice").await.unwrap(),
+        Usage {
+            stores: 3,
+            storage_gib: 6
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_handles_on_one_file_share_the_quota() {
+    // Two `Database`s on one file behave like two processes (a CLI next to the server): each
+    // has its own write connection, so only SQLite's locks and the busy timeout keep them
+    // apart.
+    let (dir, first) = fresh().await;
+    let second = Database::open(dir.path().join("storefactory.db"))
+        .await
+        .unwrap();
+    user(&first, "alice", 3, 1000).await;
+
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let db = if i % 2 == 0 {
+                first.clone()
+            } else {
+                second.clone()
+            };
+            tokio::spawn(async move {
+                db.insert_store(&store(&format!("two{i}"), "alice", 1))
+                    .await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => created += 1,
+            Err(RepositoryError::QuotaExceeded { .. }) => {}
+            Err(other) => panic!("expected a quota error, got {other:?}"),
+        }
+    }
+    assert_eq!(created, 3);
+}
+
+#[tokio::test]
+async fn storage_quota_counts_wordpress_and_mysql_volumes_of_live_stores() {
+    let (_dir, db) = fresh().await;
+    user(&db, "bob", 10, 10).await;
+
+    // 1 GiB MySQL + 2 GiB WordPress = 3 GiB each.
+    for name in ["st1", "st2", "st3"] {
+        db.insert_store(&store(name, "bob", 2)).await.unwrap();
+    }
+    assert_eq!(
+        db.usage("bob").await.unwrap(),
+        Usage {
+            stores: 3,
+            storage_gib: 9
+        }
+    );
+    let err = db.insert_store(&store("st4", "bob", 2)).await.unwrap_err();
+    let RepositoryError::QuotaExceeded { message, .. } = err else {
+        panic!("expected a quota error, got {err:?}");
+    };
+    assert!(message.contains("storage limit"), "{message}");
+    // A store that fits in what is left still goes in.
+    db.insert_store(&store("st5", "bob", 0)).await.unwrap();
+
+    // Stores being deleted still hold their volumes; deleted ones do not.
+    db.set_status(&id("st1"), StoreStatus::Deleting, None)
+        .await
+        .unwrap();
+    assert_eq!(db.usage("bob").await.unwrap().storage_gib, 10);
+    db.set_status(&id("st1"), StoreStatus::Deleted, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.usage("bob").await.unwrap(),
+        Usage {
+            stores: 3,
+            storage_gib: 7
+        }
+    );
+    db.insert_store(&store("st4", "bob", 2)).await.unwrap();
+}
+
+#[tokio::test]
+async fn lowering_a_quota_keeps_existing_stores_and_refuses_new_ones() {
+    let (_dir, db) = fresh().await;
+    user(&db, "carol", 5, 100).await;
+    db.insert_store(&store("low1", "carol", 1)).await.unwrap();
+    db.insert_store(&store("low2", "carol", 1)).await.unwrap();
+
+    let updated = db
+        .set_quota(
+            "carol",
+            Quota {
+                max_stores: 1,
+                max_storage_gib: 100,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.quota.max_stores, 1);
+    assert_eq!(
+        db.list_stores(&StoreFilter::owner("carol"))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let err = db
+        .insert_store(&store("low3", "carol", 1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RepositoryError::QuotaExceeded { .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_owner_who_is_not_a_user_may_hold_nothing() {
+    let (_dir, db) = fresh().await;
+    let err = db
+        .insert_store(&store("ghost1", "nobody", 1))
+        .await
+        .unwrap_err();
+    let RepositoryError::QuotaExceeded { owner, message } = err else {
+        panic!("expected a quota error, got {err:?}");
+    };
+    assert_eq!(owner, "nobody");
+    assert!(message.contains("not a user"), "{message}");
+    assert_eq!(db.get_store(&id("ghost1")).await.unwrap(), None);
+}
+
+// ---------------------------------------------------------------- stores
+
+#[tokio::test]
+async fn a_live_id_cannot_be_taken_twice_but_a_deleted_one_can() {
+    let (_dir, db) = fresh().await;
+    user(&db, "dave", 10, 100).await;
+    let first = store("same1", "dave", 1);
+    db.insert_store(&first).await.unwrap();
+    db.append_event(&first.id, Timestamp(1), &step("old"))
+        .await
+        .unwrap();
+
+    let err = db
+        .insert_store(&store("same1", "dave", 1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepositoryError::AlreadyExists { ref id } if id.as_str() == "same1"));
+
+    db.insert_store(&store("other1", "dave", 1)).await.unwrap();
+    db.set_status(&first.id, StoreStatus::Deleted, None)
+        .await
+        .unwrap();
+    let mut again = store("same1", "dave", 1);
+    again.name = "Second life".to_owned();
+    db.insert_store(&again).await.unwrap();
+
+    let stored = db.get_store(&again.id).await.unwrap().unwrap();
+    assert_eq!(stored.name, "Second life");
+    assert_eq!(stored.status, StoreStatus::Initialized);
+    assert!(
+        db.events(&again.id, 0).await.unwrap().is_empty(),
+        "old history is gone"
+    );
+    let ids: Vec<_> = db
+        .list_stores(&StoreFilter::owner("dave"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id.to_string())
+        .collect();
+    assert_eq!(
+        ids,
+        ["other1", "same1"],
+        "the re-created store counts as the newest"
+    );
+}
+
+#[tokio::test]
+async fn listing_is_oldest_first_and_filters_by_owner_and_deletion() {
+    let (_dir, db) = fresh().await;
+    user(&db, "erin", 10, 100).await;
+    user(&db, "frank", 10, 100).await;
+    for (name, owner) in [
+        ("l1", "erin"),
+        ("l2", "frank"),
+        ("l3", "erin"),
+        ("l4", "frank"),
+    ] {
+        db.insert_store(&store(name, owner, 1)).await.unwrap();
+    }
+    db.set_status(&id("l3"), StoreStatus::Deleted, None)
+        .await
+        .unwrap();
+
+    let ids = |records: Vec<StoreRecord>| -> Vec<String> {
+        records.into_iter().map(|r| r.id.to_string()).collect()
+    };
+    assert_eq!(
+        ids(db.list_stores(&StoreFilter::default()).await.unwrap()),
+        ["l1", "l2", "l4"]
+    );
+    assert_eq!(
+        ids(db
+            .list_stores(&StoreFilter {
+                owner: None,
+                include_deleted: true
+            })
+            .await
+            .unwrap()),
+        ["l1", "l2", "l3", "l4"]
+    );
+    assert_eq!(
+        ids(db.list_stores(&StoreFilter::owner("erin")).await.unwrap()),
+        ["l1"]
+    );
+    assert_eq!(
+        ids(db
+            .list_stores(&StoreFilter {
+                owner: Some("erin".into()),
+                include_deleted: true
+            })
+            .await
+            .unwrap()),
+        ["l1", "l3"]
+    );
+}
+
+#[tokio::test]
+async fn set_status_returns_the_updated_record_and_knows_missing_stores() {
+    let (_dir, db) = fresh().await;
+    user(&db, "gina", 10, 100).await;
+    let record = store("stat1", "gina", 1);
+    db.insert_store(&record).await.unwrap();
+
+    let failed = db
+        .set_status(&record.id, StoreStatus::Failed, Some("image pull"))
+        .await
+        .unwrap();
+    assert_eq!(failed.status, StoreStatus::Failed);
+    assert_eq!(failed.reason.as_deref(), Some("image pull"));
+    assert!(failed.updated_at >= record.updated_at);
+    let ready = db
+        .set_status(&record.id, StoreStatus::Ready, None)
+        .await
+        .unwrap();
+    assert_eq!(ready.reason, None, "the reason is cleared with the status");
+    assert_eq!(db.get_store(&record.id).await.unwrap(), Some(ready));
+
+    let err = db
+        .set_status(&id("missing"), StoreStatus::Ready, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepositoryError::NotFound { .. }), "{err:?}");
+    assert_eq!(db.get_store(&id("missing")).await.unwrap(), None);
+}
+
+// ---------------------------------------------------------------- events
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_are_numbered_per_store_and_come_back_in_order() {
+    let (_dir, db) = fresh().await;
+    user(&db, "hank", 10, 100).await;
+    let (a, b) = (store("eva", "hank", 1), store("evb", "hank", 1));
+    db.insert_store(&a).await.unwrap();
+    db.insert_store(&b).await.unwrap();
+
+    let first = db
+        .append_event(&a.id, Timestamp(10), &status(StoreStatus::Provisioning))
+        .await
+        .unwrap();
+    assert_eq!(first.seq, 1);
+    let other = db
+        .append_event(&b.id, Timestamp(11), &step("apply Namespace"))
+        .await
+        .unwrap();
+    assert_eq!(other.seq, 1, "numbering is per store");
+
+    // Many appenders at once still get distinct, gap-free numbers.
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let db = db.clone();
+            let id = a.id.clone();
+            tokio::spawn(async move {
+                db.append_event(&id, Timestamp(100 + i), &step(&format!("step {i}")))
+                    .await
+                    .unwrap()
+                    .seq
+            })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for task in tasks {
+        seqs.push(task.await.unwrap());
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (2..=21).collect::<Vec<_>>());
+
+    let last = db
+        .append_event(
+            &a.id,
+            Timestamp(999),
+            &EventKind::Status {
+                status: StoreStatus::Ready,
+                reason: Some("all pods ready".to_owned()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(last.seq, 22);
+    assert!(last.is_terminal());
+
+    let all = db.events(&a.id, 0).await.unwrap();
+    assert_eq!(all.len(), 22);
+    assert!(all.windows(2).all(|w| w[0].seq + 1 == w[1].seq));
+    assert_eq!(all[0], first);
+    assert_eq!(all[21], last, "kinds survive the round trip");
+    let tail = db.events(&a.id, 20).await.unwrap();
+    assert_eq!(tail.iter().map(|e| e.seq).collect::<Vec<_>>(), [21, 22]);
+    assert_eq!(db.events(&b.id, 0).await.unwrap(), [other]);
+}
+
+#[tokio::test]
+async fn events_of_a_missing_store_are_refused() {
+    let (_dir, db) = fresh().await;
+    let err = db
+        .append_event(&id("nope"), Timestamp(1), &step("x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepositoryError::NotFound { .. }), "{err:?}");
+    assert!(db.events(&id("nope"), 0).await.unwrap().is_empty());
+}
+
+// ---------------------------------------------------------------- users and passwords
+
+#[tokio::test]
+async fn passwords_verify_only_for_the_right_user_and_password() {
+    let (_dir, db) = fresh().await;
+    let created = db
+        .create_user("ivy", PASSWORD, Role::Admin, Quota::default())
+        .await
+        .unwrap();
+    assert_eq!(created.role, Role::Admin);
+
+    let found = db.verify_password("ivy", PASSWORD).await.unwrap();
+    assert_eq!(found, Some(created.clone()));
+    assert_eq!(
+        db.verify_password("ivy", "correct horse batterY")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(db.verify_password("ivy", "").await.unwrap(), None);
+    assert_eq!(db.verify_password("nobody", PASSWORD).await.unwrap(), None);
+    assert_eq!(db.verify_password("IVY", PASSWORD).await.unwrap(), None);
+
+    db.set_password("ivy", "a brand new password")
+        .await
+        .unwrap();
+    assert_eq!(db.verify_password("ivy", PASSWORD).await.unwrap(), None);
+    assert!(
+        db.verify_password("ivy", "a brand new password")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(matches!(
+        db.set_password("nobody", "whatever123").await,
+        Err(Error::UserNotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn the_stored_hash_is_argon2id_and_never_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("storefactory.db");
+    let db = Database::open(&path).await.unwrap();
+    user(&db, "jack", 1, 1).await;
+    drop(db);
+    let hash: String = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT password_hash FROM users", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{hash}"
+    );
+    assert!(!hash.contains(PASSWORD));
+}
+
+#[tokio::test]
+async fn an_unknown_user_takes_as_long_as_a_wrong_password() {
+    let (_dir, db) = fresh().await;
+    user(&db, "kate", 1, 1).await;
+
+    // Interleaved, and compared by their fastest run: noise only ever adds time, so the
+    // minimum is what the code itself costs. Without the dummy hash an unknown user would
+    // answer in well under a hundredth of the time.
+    let (mut wrong, mut unknown) = (Duration::MAX, Duration::MAX);
+    for _ in 0..5 {
+        let started = Instant::now();
+        assert!(
+            db.verify_password("kate", "wrong password")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        wrong = wrong.min(started.elapsed());
+        let started = Instant::now();
+        assert!(
+            db.verify_password("nobody", "wrong password")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        unknown = unknown.min(started.elapsed());
+    }
+    eprintln!("fastest wrong password {wrong:?}, fastest unknown user {unknown:?}");
+    assert!(
+        unknown * 2 > wrong,
+        "unknown {unknown:?} vs wrong {wrong:?}"
+    );
+    assert!(
+        wrong * 2 > unknown,
+        "unknown {unknown:?} vs wrong {wrong:?}"
+    );
+}
+
+#[tokio::test]
+async fn users_are_unique_and_validated() {
+    let (_dir, db) = fresh().await;
+    user(&db, "liam", 1, 1).await;
+    let again = db
+        .create_user("liam", "another password", Role::Admin, Quota::default())
+        .await;
+    assert!(matches!(again, Err(Error::UserExists { .. })), "{again:?}");
+    assert_eq!(db.get_user("liam").await.unwrap().unwrap().role, Role::User);
+
+    let bad_name = db
+        .create_user("Liam Smith", PASSWORD, Role::User, Quota::default())
+        .await;
+    assert!(
+        matches!(bad_name, Err(Error::InvalidUsername { .. })),
+        "{bad_name:?}"
+    );
+    let short = db
+        .create_user("mia", "short", Role::User, Quota::default())
+        .await;
+    assert!(
+        matches!(short, Err(Error::InvalidPassword { .. })),
+        "{short:?}"
+    );
+    assert_eq!(db.get_user("mia").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn users_are_listed_and_updated() {
+    let (_dir, db) = fresh().await;
+    user(&db, "zoe", 1, 1).await;
+    user(&db, "adam", 2, 2).await;
+    let names: Vec<_> = db
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    assert_eq!(names, ["adam", "zoe"]);
+
+    let promoted = db.set_role("zoe", Role::Admin).await.unwrap();
+    assert_eq!(promoted.role, Role::Admin);
+    assert_eq!(db.get_user("zoe").await.unwrap(), Some(promoted));
+    assert!(matches!(
+        db.set_role("nobody", Role::Admin).await,
+        Err(Error::UserNotFound { .. })
+    ));
+    assert!(matches!(
+        db.set_quota("nobody", Quota::default()).await,
+        Err(Error::UserNotFound { .. })
+    ));
+    assert_eq!(db.usage("nobody").await.unwrap(), Usage::default());
+}
+
+// ---------------------------------------------------------------- audit log
+
+#[tokio::test]
+async fn audit_entries_come_back_in_order_per_user() {
+    let (_dir, db) = fresh().await;
+    let addr: IpAddr = "2001:db8::7".parse().unwrap();
+    let actions = [
+        ("nina", "login"),
+        ("omar", "login"),
+        ("nina", "store.create"),
+        ("omar", "store.delete"),
+        ("nina", "store.delete"),
+    ];
+    let mut recorded = Vec::new();
+    for (actor, action) in actions {
+        recorded.push(
+            db.record_audit(
+                AuditRecord::new(action)
+                    .actor(actor)
+                    .target("ab12")
+                    .detail("via test")
+                    .client_addr(addr),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    db.record_audit(AuditRecord::new("login.failed").detail("unknown user"))
+        .await
+        .unwrap();
+
+    let all = db.audit_log(&AuditFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 6);
+    assert!(
+        all.windows(2)
+            .all(|w| w[0].id < w[1].id && w[0].at <= w[1].at)
+    );
+    assert_eq!(
+        all[..5],
+        recorded[..],
+        "entries round-trip, address included"
+    );
+    assert_eq!(all[5].actor, None);
+
+    let nina: Vec<_> = db
+        .audit_log(&AuditFilter::actor("nina"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(nina, ["login", "store.create", "store.delete"]);
+
+    let latest_two = db
+        .audit_log(&AuditFilter {
+            limit: Some(2),
+            newest_first: true,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(latest_two, [all[5].clone(), all[4].clone()]);
+
+    let deletes_after_first = db
+        .audit_log(&AuditFilter {
+            action: Some("store.delete".into()),
+            after_id: Some(all[3].id),
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(deletes_after_first, [all[4].clone()]);
+}
+
+// ---------------------------------------------------------------- settings and backup
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn settings_survive_and_the_first_proposed_value_wins() {
+    let (_dir, db) = fresh().await;
+    assert_eq!(db.get_setting("signing-key").await.unwrap(), None);
+
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                db.setting_or_insert("signing-key", &format!("key-{i}"))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for task in tasks {
+        seen.push(task.await.unwrap());
+    }
+    seen.dedup();
+    assert_eq!(seen.len(), 1, "every starter got the same key: {seen:?}");
+    assert_eq!(
+        db.get_setting("signing-key").await.unwrap(),
+        Some(seen[0].clone())
+    );
+
+    db.set_setting("signing-key", "rotated").await.unwrap();
+    assert_eq!(
+        db.get_setting("signing-key").await.unwrap().as_deref(),
+        Some("rotated")
+    );
+}
+
+#[tokio::test]
+async fn a_backup_is_a_complete_database_taken_while_in_use() {
+    let (dir, db) = fresh().await;
+    user(&db, "pia", 5, 50).await;
+    db.insert_store(&store("bk1", "pia", 1)).await.unwrap();
+    db.append_event(&id("bk1"), Timestamp(1), &step("apply"))
+        .await
+        .unwrap();
+
+    let backup = dir.path().join("backup.db");
+    db.backup_to(&backup).await.unwrap();
+    // The original stays writable.
+    db.insert_store(&store("bk2", "pia", 1)).await.unwrap();
+
+    let copy = Database::open(&backup).await.unwrap();
+    assert!(
+        copy.verify_password("pia", PASSWORD)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(copy.get_store(&id("bk1")).await.unwrap().is_some());
+    assert_eq!(
+        copy.get_store(&id("bk2")).await.unwrap(),
+        None,
+        "taken before bk2"
+    );
+    assert_eq!(copy.events(&id("bk1"), 0).await.unwrap().len(), 1);
+
+    let err = db.backup_to(&backup).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Backup { .. }),
+        "an existing backup is not overwritten: {err:?}"
+    );
+}
