@@ -25,6 +25,7 @@ pub mod error;
 pub mod manifest;
 pub mod memory;
 pub mod port;
+pub mod provisioner;
 pub mod product;
 pub mod spec;
 pub mod store;

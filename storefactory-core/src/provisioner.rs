@@ -1,0 +1,1024 @@
+//! The Provisioner: takes stores from a record to ready Kubernetes objects and back, driven
+//! by watches, correct under crashes, retries and concurrency.
+//!
+//! [`Provisioner::create`], [`Provisioner::delete`] and [`Provisioner::retry`] only change
+//! records and queue work; [`Provisioner::run`] does the work. Every step of the work is
+//! idempotent (server-side apply under one field manager), so stopping `run` at any point and
+//! starting it again — in this process or another — converges to the same objects.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams,
+    PropagationPolicy,
+};
+use kube::core::GroupVersionKind;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::{Semaphore, broadcast, mpsc};
+use tokio::task::JoinSet;
+
+use crate::blueprint::{
+    BlueprintRegistry, DEFAULT_BLUEPRINT, LABEL_MANAGED_BY, LABEL_STORE, MANAGED_BY,
+    StoreSecrets, validate_admin_password,
+};
+use crate::error::{Error, Result, kube_error_is_transient};
+use crate::manifest::Manifest;
+use crate::port::{StoreFilter, StoreRepository};
+use crate::spec::{StoreId, StoreSpec};
+use crate::store::{EventKind, StoreEvent, StoreRecord, StoreStatus, Timestamp};
+
+/// Name of the Secret holding MySQL's passwords (keys `root-password`, `password`).
+pub const MYSQL_SECRET: &str = "mysql";
+/// Name of the Secret holding the WordPress administrator (keys `username`, `password`).
+pub const ADMIN_SECRET: &str = "wordpress-admin";
+/// Name of the seeding Job.
+pub const SEED_JOB: &str = "seed";
+
+/// How the Provisioner behaves.
+#[derive(Debug, Clone)]
+pub struct ProvisionerConfig {
+    /// Field manager of server-side apply.
+    pub field_manager: String,
+    /// How long a store may take from `provisioning` to `ready` before it is marked failed.
+    pub ready_deadline: Duration,
+    /// Blueprint of stores created without one.
+    pub default_blueprint: String,
+    /// Attempts of one API call on transient errors before the reconcile gives up for now.
+    pub max_attempts: u32,
+    /// First delay between attempts; doubled each time up to `max_backoff`.
+    pub initial_backoff: Duration,
+    /// Longest delay between attempts, and between reconciles of a store whose work fails.
+    pub max_backoff: Duration,
+    /// Most stores reconciled at the same time.
+    pub concurrency: usize,
+}
+
+impl Default for ProvisionerConfig {
+    fn default() -> Self {
+        ProvisionerConfig {
+            field_manager: "storefactory".to_owned(),
+            ready_deadline: Duration::from_secs(15 * 60),
+            default_blueprint: DEFAULT_BLUEPRINT.to_owned(),
+            max_attempts: 6,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+            concurrency: 16,
+        }
+    }
+}
+
+/// A request for a new store.
+#[derive(Debug, Clone)]
+pub struct CreateStore {
+    /// What to build.
+    pub spec: StoreSpec,
+    /// A name for people; the id when empty.
+    pub name: String,
+    /// The blueprint; the configured default when `None`.
+    pub blueprint: Option<String>,
+    /// The WordPress administrator's password; generated when `None`. Kept in memory only
+    /// until it is written to the store's Secret.
+    pub admin_password: Option<String>,
+}
+
+/// The WordPress administrator's credentials of a store.
+#[derive(Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Credentials {
+    /// Administrator user name.
+    pub username: String,
+    /// Administrator password.
+    pub password: String,
+    /// Where to log in.
+    pub admin_url: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("admin_url", &self.admin_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a reconcile asks for next, like kube-runtime's `Action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing until a watch event or a user action.
+    AwaitChange,
+    /// Look again after this long (a deadline, or a backoff after an error).
+    RequeueAfter(Duration),
+}
+
+/// What the watches saw of a store's workloads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Progress {
+    mysql_ready: bool,
+    wordpress_ready: bool,
+    seeded: bool,
+}
+
+struct Inner {
+    client: Client,
+    repo: Arc<dyn StoreRepository>,
+    blueprints: Arc<BlueprintRegistry>,
+    config: ProvisionerConfig,
+    events: broadcast::Sender<StoreEvent>,
+    queue_tx: mpsc::UnboundedSender<StoreId>,
+    queue_rx: Mutex<Option<mpsc::UnboundedReceiver<StoreId>>>,
+    admin_passwords: Mutex<HashMap<StoreId, String>>,
+    progress: Mutex<HashMap<StoreId, Progress>>,
+}
+
+/// Creates, watches and deletes stores. Cheap to clone.
+#[derive(Clone)]
+pub struct Provisioner {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Provisioner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provisioner")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Provisioner {
+    /// A Provisioner working through `client`, recording in `repo`.
+    pub fn new(
+        client: Client,
+        repo: Arc<dyn StoreRepository>,
+        blueprints: Arc<BlueprintRegistry>,
+        config: ProvisionerConfig,
+    ) -> Self {
+        let (queue_tx, queue_rx) = mpsc::unbounded_channel();
+        let (events, _) = broadcast::channel(1024);
+        Provisioner {
+            inner: Arc::new(Inner {
+                client,
+                repo,
+                blueprints,
+                config,
+                events,
+                queue_tx,
+                queue_rx: Mutex::new(Some(queue_rx)),
+                admin_passwords: Mutex::new(HashMap::new()),
+                progress: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The storage the Provisioner records in.
+    pub fn repository(&self) -> &Arc<dyn StoreRepository> {
+        &self.inner.repo
+    }
+
+    /// The blueprints stores are rendered from.
+    pub fn blueprints(&self) -> &Arc<BlueprintRegistry> {
+        &self.inner.blueprints
+    }
+
+    /// The Kubernetes client.
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// Every event recorded from now on, as it is recorded.
+    pub fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Validates the request, renders it once to catch template errors, records the store as
+    /// `initialized` and queues its provisioning. Returns at once.
+    ///
+    /// The repository's insert is the quota hook: it fails with
+    /// [`crate::error::RepositoryError::QuotaExceeded`] when the owner has no room.
+    pub async fn create(&self, request: CreateStore) -> Result<StoreRecord> {
+        let CreateStore {
+            spec,
+            name,
+            blueprint,
+            admin_password,
+        } = request;
+        if let Some(password) = &admin_password {
+            validate_admin_password(password)?;
+        }
+        let blueprint = blueprint.unwrap_or_else(|| self.inner.config.default_blueprint.clone());
+        // Rendering validates the spec and proves the blueprint works for it before anything
+        // is recorded; the throwaway secrets are never used.
+        self.inner
+            .blueprints
+            .render(&blueprint, &spec, &StoreSecrets::generate(None))?;
+        let name = if name.trim().is_empty() {
+            spec.id.to_string()
+        } else {
+            name.trim().to_owned()
+        };
+        let record = StoreRecord::new(spec, name, blueprint);
+        self.inner.repo.insert_store(&record).await?;
+        if let Some(password) = admin_password {
+            lock(&self.inner.admin_passwords).insert(record.id.clone(), password);
+        }
+        self.record(
+            &record.id,
+            EventKind::Status {
+                status: StoreStatus::Initialized,
+                reason: None,
+            },
+        )
+        .await?;
+        self.enqueue(&record.id);
+        Ok(record)
+    }
+
+    /// Marks the store `deleting` and queues the deletion of its namespace; the record becomes
+    /// `deleted` once the namespace is gone. Repeating it is harmless.
+    pub async fn delete(&self, id: &StoreId) -> Result<StoreRecord> {
+        let record = self.live_record(id).await?;
+        let record = if record.status == StoreStatus::Deleting {
+            record
+        } else {
+            self.transition(id, StoreStatus::Deleting, None).await?
+        };
+        self.enqueue(id);
+        Ok(record)
+    }
+
+    /// Provisions a failed store again: its seeding Job is replaced and the deadline starts
+    /// anew.
+    pub async fn retry(&self, id: &StoreId) -> Result<StoreRecord> {
+        let record = self.live_record(id).await?;
+        if record.status != StoreStatus::Failed {
+            return Err(Error::InvalidState {
+                id: id.clone(),
+                status: record.status,
+                operation: "retry (only failed stores can be retried)",
+            });
+        }
+        let jobs: Api<Job> = Api::namespaced(self.inner.client.clone(), &id.namespace());
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..DeleteParams::default()
+        };
+        match jobs.delete(SEED_JOB, &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(source) => {
+                return Err(Error::Kube {
+                    operation: format!("delete Job {}/{SEED_JOB}", id.namespace()),
+                    source,
+                });
+            }
+        }
+        lock(&self.inner.progress).remove(id);
+        let record = self
+            .transition(id, StoreStatus::Provisioning, Some("retried"))
+            .await?;
+        self.enqueue(id);
+        Ok(record)
+    }
+
+    /// The WordPress administrator's credentials, read from the store's Secret.
+    pub async fn credentials(&self, id: &StoreId) -> Result<Credentials> {
+        let record = self.live_record(id).await?;
+        let secrets: Api<Secret> = Api::namespaced(self.inner.client.clone(), &id.namespace());
+        let secret = match secrets.get_opt(ADMIN_SECRET).await {
+            Ok(Some(secret)) => secret,
+            Ok(None) => {
+                return Err(Error::InvalidState {
+                    id: id.clone(),
+                    status: record.status,
+                    operation: "read credentials (not created yet)",
+                });
+            }
+            Err(source) => {
+                return Err(Error::Kube {
+                    operation: format!("read Secret {}/{ADMIN_SECRET}", id.namespace()),
+                    source,
+                });
+            }
+        };
+        let field = |key: &str| {
+            secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+                .unwrap_or_default()
+        };
+        Ok(Credentials {
+            username: field("username"),
+            password: field("password"),
+            admin_url: format!("{}wp-admin/", record.spec.url()),
+        })
+    }
+
+    async fn live_record(&self, id: &StoreId) -> Result<StoreRecord> {
+        match self.inner.repo.get_store(id).await? {
+            Some(record) if record.status != StoreStatus::Deleted => Ok(record),
+            _ => Err(Error::StoreNotFound { id: id.clone() }),
+        }
+    }
+
+    fn enqueue(&self, id: &StoreId) {
+        // The receiver lives as long as `run`; before `run` starts, ids wait in the channel.
+        let _ = self.inner.queue_tx.send(id.clone());
+    }
+
+    async fn record(&self, id: &StoreId, kind: EventKind) -> Result<StoreEvent> {
+        let event = self
+            .inner
+            .repo
+            .append_event(id, Timestamp::now(), &kind)
+            .await?;
+        let _ = self.inner.events.send(event.clone());
+        Ok(event)
+    }
+
+    async fn step(&self, id: &StoreId, step: &str, message: impl Into<String>) -> Result<()> {
+        self.record(
+            id,
+            EventKind::Step {
+                step: step.to_owned(),
+                message: message.into(),
+            },
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn transition(
+        &self,
+        id: &StoreId,
+        status: StoreStatus,
+        reason: Option<&str>,
+    ) -> Result<StoreRecord> {
+        let record = self.inner.repo.set_status(id, status, reason).await?;
+        match status {
+            StoreStatus::Failed => tracing::warn!(store = %id, reason, "store failed"),
+            _ => tracing::info!(store = %id, %status, "store status changed"),
+        }
+        self.record(
+            id,
+            EventKind::Status {
+                status,
+                reason: reason.map(str::to_owned),
+            },
+        )
+        .await?;
+        Ok(record)
+    }
+
+    /// Runs the reconciler until the future is dropped: compares records with the cluster
+    /// once, then reconciles stores as watch events, user actions and deadlines call for.
+    ///
+    /// Only one `run` may be active per Provisioner; a second call returns at once.
+    pub async fn run(&self) -> Result<()> {
+        let Some(mut queue) = lock(&self.inner.queue_rx).take() else {
+            tracing::warn!("Provisioner::run called twice; the second call does nothing");
+            return Ok(());
+        };
+        let result = self.run_with(&mut queue).await;
+        // Give the queue back so that a later `run` on this Provisioner can resume.
+        *lock(&self.inner.queue_rx) = Some(queue);
+        result
+    }
+
+    async fn run_with(&self, queue: &mut mpsc::UnboundedReceiver<StoreId>) -> Result<()> {
+        let mut background = JoinSet::new();
+        self.spawn_watches(&mut background);
+        self.startup_pass().await;
+
+        let semaphore = Arc::new(Semaphore::new(self.inner.config.concurrency.max(1)));
+        let mut running: HashSet<StoreId> = HashSet::new();
+        let mut dirty: HashSet<StoreId> = HashSet::new();
+        let mut reconciles: JoinSet<(StoreId, Outcome)> = JoinSet::new();
+        loop {
+            tokio::select! {
+                Some(id) = queue.recv() => {
+                    if running.contains(&id) {
+                        dirty.insert(id);
+                        continue;
+                    }
+                    running.insert(id.clone());
+                    let this = self.clone();
+                    let semaphore = semaphore.clone();
+                    reconciles.spawn(async move {
+                        let _permit = semaphore.acquire_owned().await;
+                        let outcome = this.reconcile_logged(&id).await;
+                        (id, outcome)
+                    });
+                }
+                Some(done) = reconciles.join_next() => {
+                    let Ok((id, outcome)) = done else { continue };
+                    running.remove(&id);
+                    if dirty.remove(&id) {
+                        self.enqueue(&id);
+                    } else if let Outcome::RequeueAfter(delay) = outcome {
+                        let tx = self.inner.queue_tx.clone();
+                        background.spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            let _ = tx.send(id);
+                        });
+                    }
+                }
+                Some(_) = background.join_next() => {}
+            }
+        }
+    }
+
+    /// Compares records with labelled namespaces: queues every store with work in flight, and
+    /// reports namespaces without a record and records without a namespace.
+    async fn startup_pass(&self) {
+        let records = match self
+            .inner
+            .repo
+            .list_stores(&StoreFilter {
+                owner: None,
+                include_deleted: false,
+            })
+            .await
+        {
+            Ok(records) => records,
+            Err(error) => {
+                tracing::error!(%error, "cannot list stores; relying on watches alone");
+                return;
+            }
+        };
+        let namespaces: Api<Namespace> = Api::all(self.inner.client.clone());
+        let params = ListParams::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
+        let existing: Option<HashSet<String>> = match namespaces.list(&params).await {
+            Ok(list) => Some(list.items.iter().map(|n| n.name_any()).collect()),
+            Err(error) => {
+                tracing::warn!(%error, "cannot list store namespaces at start; will retry through watches");
+                None
+            }
+        };
+        let known: HashSet<String> = records.iter().map(|r| r.id.namespace()).collect();
+        for record in &records {
+            let has_namespace = existing
+                .as_ref()
+                .is_none_or(|e| e.contains(&record.id.namespace()));
+            if !has_namespace && record.status == StoreStatus::Ready {
+                tracing::warn!(store = %record.id, "ready store has no namespace; re-creating it");
+                let _ = self
+                    .record(
+                        &record.id,
+                        EventKind::Warning {
+                            message: format!(
+                                "namespace {} was missing at start; re-creating the store's objects",
+                                record.id.namespace()
+                            ),
+                        },
+                    )
+                    .await;
+            }
+            if record.status != StoreStatus::Failed {
+                self.enqueue(&record.id);
+            }
+        }
+        for namespace in existing.iter().flatten() {
+            if !known.contains(namespace) {
+                tracing::warn!(
+                    namespace,
+                    "namespace labelled as managed by storefactory has no store record; leaving it alone"
+                );
+            }
+        }
+    }
+
+    fn spawn_watches(&self, set: &mut JoinSet<()>) {
+        self.watch::<Namespace>(set);
+        self.watch::<Deployment>(set);
+        self.watch::<StatefulSet>(set);
+        self.watch::<Job>(set);
+        self.watch::<Pod>(set);
+        for kind in Manifest::KINDS {
+            if !matches!(*kind, "Namespace" | "Deployment" | "StatefulSet" | "Job") {
+                self.watch_dynamic(kind, set);
+            }
+        }
+    }
+
+    fn watch<K>(&self, set: &mut JoinSet<()>)
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    {
+        let api: Api<K> = Api::all(self.inner.client.clone());
+        let kind = K::kind(&()).to_string();
+        self.spawn_watch(set, kind, watcher(api, self.watch_config()).default_backoff().boxed());
+    }
+
+    fn watch_dynamic(&self, kind: &str, set: &mut JoinSet<()>) {
+        let Some(resource) = api_resource_of_kind(kind) else {
+            return;
+        };
+        let api: Api<DynamicObject> = Api::all_with(self.inner.client.clone(), &resource);
+        self.spawn_watch(
+            set,
+            kind.to_owned(),
+            watcher(api, self.watch_config()).default_backoff().boxed(),
+        );
+    }
+
+    fn watch_config(&self) -> watcher::Config {
+        watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"))
+    }
+
+    fn spawn_watch<K>(
+        &self,
+        set: &mut JoinSet<()>,
+        kind: String,
+        mut stream: futures::stream::BoxStream<'static, watcher::Result<watcher::Event<K>>>,
+    ) where
+        K: Resource + Send + 'static,
+    {
+        let this = self.clone();
+        set.spawn(async move {
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
+                        if let Some(id) = store_of(&obj) {
+                            this.enqueue(&id);
+                        }
+                    }
+                    Ok(watcher::Event::Delete(obj)) => {
+                        if let Some(id) = store_of(&obj) {
+                            if kind != "Pod" && kind != "Namespace" {
+                                this.note_deleted_child(&id, &kind, &obj.name_any()).await;
+                            }
+                            this.enqueue(&id);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::debug!(%kind, %error, "watch interrupted; resuming"),
+                }
+            }
+        });
+    }
+
+    async fn note_deleted_child(&self, id: &StoreId, kind: &str, name: &str) {
+        if let Ok(Some(record)) = self.inner.repo.get_store(id).await {
+            if record.status == StoreStatus::Ready {
+                let _ = self
+                    .record(
+                        id,
+                        EventKind::Warning {
+                            message: format!("{kind}/{name} was deleted; restoring it"),
+                        },
+                    )
+                    .await;
+            }
+        }
+    }
+
+    async fn reconcile_logged(&self, id: &StoreId) -> Outcome {
+        match self.reconcile(id).await {
+            Ok(outcome) => outcome,
+            Err(error) if error.is_transient() => {
+                tracing::info!(store = %id, error = %error_chain(&error), "transient failure; will retry");
+                Outcome::RequeueAfter(self.inner.config.max_backoff)
+            }
+            Err(error) => {
+                let reason = error_chain(&error);
+                tracing::warn!(store = %id, error = %reason, "reconcile failed");
+                if let Ok(Some(record)) = self.inner.repo.get_store(id).await {
+                    if matches!(record.status, StoreStatus::Initialized | StoreStatus::Provisioning) {
+                        let _ = self.transition(id, StoreStatus::Failed, Some(&reason)).await;
+                        return Outcome::AwaitChange;
+                    }
+                }
+                Outcome::RequeueAfter(self.inner.config.max_backoff)
+            }
+        }
+    }
+
+    /// Brings one store one step closer to what its record asks for.
+    pub async fn reconcile(&self, id: &StoreId) -> Result<Outcome> {
+        let Some(record) = self.inner.repo.get_store(id).await? else {
+            return Ok(Outcome::AwaitChange);
+        };
+        match record.status {
+            StoreStatus::Initialized | StoreStatus::Provisioning => self.provision(record).await,
+            StoreStatus::Ready => {
+                self.apply_all(&record, false).await?;
+                Ok(Outcome::AwaitChange)
+            }
+            StoreStatus::Deleting => self.finish_delete(&record).await,
+            StoreStatus::Failed | StoreStatus::Deleted => Ok(Outcome::AwaitChange),
+        }
+    }
+
+    async fn provision(&self, mut record: StoreRecord) -> Result<Outcome> {
+        let id = record.id.clone();
+        if record.status == StoreStatus::Initialized {
+            record = self.transition(&id, StoreStatus::Provisioning, None).await?;
+        }
+        let first_pass = !lock(&self.inner.progress).contains_key(&id);
+        self.apply_all(&record, first_pass).await?;
+
+        let observed = self.observe(&id.namespace()).await?;
+        let previous = lock(&self.inner.progress)
+            .insert(id.clone(), observed.progress.clone())
+            .unwrap_or_default();
+        for (was, is, step, message) in [
+            (previous.mysql_ready, observed.progress.mysql_ready, "mysql", "MySQL is ready"),
+            (previous.wordpress_ready, observed.progress.wordpress_ready, "wordpress", "WordPress is ready"),
+            (previous.seeded, observed.progress.seeded, "seed", "WooCommerce installed and products created"),
+        ] {
+            if is && !was {
+                self.step(&id, step, message).await?;
+            }
+        }
+        if let Some(reason) = observed.failure {
+            lock(&self.inner.progress).remove(&id);
+            self.transition(&id, StoreStatus::Failed, Some(&reason)).await?;
+            return Ok(Outcome::AwaitChange);
+        }
+        let p = &observed.progress;
+        if p.mysql_ready && p.wordpress_ready && p.seeded {
+            lock(&self.inner.progress).remove(&id);
+            self.transition(&id, StoreStatus::Ready, None).await?;
+            return Ok(Outcome::AwaitChange);
+        }
+        let elapsed_ms = Timestamp::now().0.saturating_sub(record.updated_at.0).max(0);
+        let elapsed = Duration::from_millis(u64::try_from(elapsed_ms).unwrap_or_default());
+        let deadline = self.inner.config.ready_deadline;
+        if elapsed >= deadline {
+            lock(&self.inner.progress).remove(&id);
+            let waiting: Vec<&str> = [
+                (!p.mysql_ready).then_some("MySQL"),
+                (!p.wordpress_ready).then_some("WordPress"),
+                (!p.seeded).then_some("seeding"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            let reason = format!(
+                "not ready within {} s; still waiting for {}",
+                deadline.as_secs(),
+                waiting.join(", ")
+            );
+            self.transition(&id, StoreStatus::Failed, Some(&reason)).await?;
+            return Ok(Outcome::AwaitChange);
+        }
+        Ok(Outcome::RequeueAfter(deadline - elapsed))
+    }
+
+    /// Renders the store and applies every object, in order, reusing the passwords already in
+    /// its Secrets.
+    async fn apply_all(&self, record: &StoreRecord, report: bool) -> Result<()> {
+        let namespace = record.id.namespace();
+        let secrets = self.secrets_for(&record.id, &namespace).await?;
+        let manifests = self
+            .inner
+            .blueprints
+            .render(&record.blueprint, &record.spec, &secrets)?;
+        if report {
+            self.step(
+                &record.id,
+                "apply",
+                format!("applying {} objects", manifests.len()),
+            )
+            .await?;
+        }
+        for manifest in &manifests {
+            self.apply(manifest).await?;
+        }
+        if report {
+            self.step(&record.id, "apply", "all objects applied").await?;
+        }
+        // The Secret now holds the administrator's password; forget it.
+        lock(&self.inner.admin_passwords).remove(&record.id);
+        Ok(())
+    }
+
+    async fn secrets_for(&self, id: &StoreId, namespace: &str) -> Result<StoreSecrets> {
+        let api: Api<Secret> = Api::namespaced(self.inner.client.clone(), namespace);
+        let read = |name: &'static str| {
+            let api = api.clone();
+            async move {
+                self.with_retries(&format!("read Secret {namespace}/{name}"), || {
+                    let api = api.clone();
+                    async move { api.get_opt(name).await }
+                })
+                .await
+            }
+        };
+        let mysql = read(MYSQL_SECRET).await?;
+        let admin = read(ADMIN_SECRET).await?;
+        let value = |secret: &Option<Secret>, key: &str| {
+            secret
+                .as_ref()
+                .and_then(|s| s.data.as_ref())
+                .and_then(|d| d.get(key))
+                .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let pending_admin = lock(&self.inner.admin_passwords).get(id).cloned();
+        let fresh = StoreSecrets::generate(pending_admin);
+        Ok(StoreSecrets {
+            mysql_root_password: value(&mysql, "root-password").unwrap_or(fresh.mysql_root_password),
+            mysql_password: value(&mysql, "password").unwrap_or(fresh.mysql_password),
+            admin_password: value(&admin, "password").unwrap_or(fresh.admin_password),
+        })
+    }
+
+    async fn apply(&self, manifest: &Manifest) -> Result<()> {
+        let resource = api_resource(manifest);
+        let api: Api<DynamicObject> = match &manifest.meta().namespace {
+            Some(namespace) => Api::namespaced_with(self.inner.client.clone(), namespace, &resource),
+            None => Api::all_with(self.inner.client.clone(), &resource),
+        };
+        let params = PatchParams::apply(&self.inner.config.field_manager).force();
+        let value = manifest.to_value();
+        let name = manifest.name().to_owned();
+        let operation = format!("apply {}", manifest.describe());
+        self.with_retries(&operation, || {
+            let api = api.clone();
+            let params = params.clone();
+            let value = value.clone();
+            let name = name.clone();
+            async move { api.patch(&name, &params, &Patch::Apply(&value)).await.map(drop) }
+        })
+        .await
+    }
+
+    /// Calls `call` until it succeeds, fails for good, or runs out of attempts; transient
+    /// failures are retried with exponential backoff, honouring a server's retry-after hint.
+    async fn with_retries<T, F, Fut>(&self, operation: &str, mut call: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = kube::Result<T>>,
+    {
+        let config = &self.inner.config;
+        let mut delay = config.initial_backoff;
+        let mut attempt = 1;
+        loop {
+            match call().await {
+                Ok(value) => return Ok(value),
+                Err(source) if kube_error_is_transient(&source) && attempt < config.max_attempts => {
+                    let hinted = match &source {
+                        kube::Error::Api(status) => status
+                            .details
+                            .as_ref()
+                            .map(|d| Duration::from_secs(u64::from(d.retry_after_seconds)))
+                            .filter(|d| !d.is_zero()),
+                        _ => None,
+                    };
+                    let wait = hinted.unwrap_or(delay).min(config.max_backoff);
+                    tracing::debug!(operation, attempt, ?wait, error = %source, "retrying");
+                    tokio::time::sleep(wait).await;
+                    delay = (delay * 2).min(config.max_backoff);
+                    attempt += 1;
+                }
+                Err(source) => {
+                    return Err(Error::Kube {
+                        operation: operation.to_owned(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    async fn observe(&self, namespace: &str) -> Result<Observed> {
+        let client = &self.inner.client;
+        let selector = format!("{LABEL_MANAGED_BY}={MANAGED_BY}");
+        let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+        let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        let lp = ListParams::default().labels(&selector);
+        let sts = self
+            .with_retries("list StatefulSets", || statefulsets.list(&lp))
+            .await?;
+        let deps = self
+            .with_retries("list Deployments", || deployments.list(&lp))
+            .await?;
+        let job_list = self.with_retries("list Jobs", || jobs.list(&lp)).await?;
+        let pod_list = self.with_retries("list Pods", || pods.list(&lp)).await?;
+        Ok(Observed::from_objects(
+            &sts.items,
+            &deps.items,
+            &job_list.items,
+            &pod_list.items,
+        ))
+    }
+
+    async fn finish_delete(&self, record: &StoreRecord) -> Result<Outcome> {
+        let id = &record.id;
+        let namespaces: Api<Namespace> = Api::all(self.inner.client.clone());
+        let namespace = id.namespace();
+        let current = self
+            .with_retries(&format!("read Namespace {namespace}"), || namespaces.get_opt(&namespace))
+            .await?;
+        match current {
+            None => {
+                lock(&self.inner.progress).remove(id);
+                lock(&self.inner.admin_passwords).remove(id);
+                self.transition(id, StoreStatus::Deleted, None).await?;
+                Ok(Outcome::AwaitChange)
+            }
+            Some(ns) => {
+                let ours = ns
+                    .labels()
+                    .get(LABEL_STORE)
+                    .is_some_and(|store| store == id.as_str());
+                if !ours {
+                    // Never delete what we do not own: a namespace of that name without our
+                    // label was not created by us.
+                    tracing::warn!(store = %id, namespace, "namespace is not labelled as this store's; not deleting it");
+                    self.transition(
+                        id,
+                        StoreStatus::Deleted,
+                        Some("namespace was not created by storefactory and was left alone"),
+                    )
+                    .await?;
+                    return Ok(Outcome::AwaitChange);
+                }
+                if ns.metadata.deletion_timestamp.is_none() {
+                    self.with_retries(&format!("delete Namespace {namespace}"), || async {
+                        match namespaces.delete(&namespace, &DeleteParams::background()).await {
+                            Ok(_) => Ok(()),
+                            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+                            Err(e) => Err(e),
+                        }
+                    })
+                    .await?;
+                    self.step(id, "delete", format!("deleting namespace {namespace}")).await?;
+                }
+                // The namespace watch reports when it is gone; look again later in case the
+                // event is missed.
+                Ok(Outcome::RequeueAfter(Duration::from_secs(30)))
+            }
+        }
+    }
+}
+
+/// The readiness of a store's workloads, and why it failed if it did.
+#[derive(Debug, Default)]
+struct Observed {
+    progress: Progress,
+    failure: Option<String>,
+}
+
+impl Observed {
+    fn from_objects(
+        statefulsets: &[StatefulSet],
+        deployments: &[Deployment],
+        jobs: &[Job],
+        pods: &[Pod],
+    ) -> Self {
+        let sts_ready = |s: &StatefulSet| {
+            let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            let status = s.status.as_ref();
+            status.and_then(|s| s.ready_replicas).unwrap_or(0) >= want
+                && status.and_then(|s| s.observed_generation) >= s.metadata.generation
+        };
+        let dep_ready = |d: &Deployment| {
+            let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            let status = d.status.as_ref();
+            status.and_then(|s| s.ready_replicas).unwrap_or(0) >= want
+                && status.and_then(|s| s.observed_generation) >= d.metadata.generation
+        };
+        let job_condition = |j: &Job, kind: &str| {
+            j.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|c| c.iter().find(|c| c.type_ == kind && c.status == "True"))
+                .cloned()
+        };
+        let progress = Progress {
+            mysql_ready: !statefulsets.is_empty() && statefulsets.iter().all(sts_ready),
+            wordpress_ready: !deployments.is_empty() && deployments.iter().all(dep_ready),
+            seeded: jobs.iter().all(|j| job_condition(j, "Complete").is_some()),
+        };
+        let mut failure = jobs.iter().find_map(|j| {
+            job_condition(j, "Failed").map(|c| {
+                format!(
+                    "seeding failed: Job {} {}{}",
+                    j.name_any(),
+                    c.reason.unwrap_or_else(|| "failed".to_owned()),
+                    c.message.map(|m| format!(": {m}")).unwrap_or_default()
+                )
+            })
+        });
+        if failure.is_none() {
+            failure = pods.iter().find_map(pod_failure);
+        }
+        Observed { progress, failure }
+    }
+}
+
+/// Why a pod will not come up on its own, if it will not: an image that cannot be pulled, or
+/// a container that keeps crashing.
+fn pod_failure(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    let statuses = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten());
+    for container in statuses {
+        let Some(waiting) = container.state.as_ref().and_then(|s| s.waiting.as_ref()) else {
+            continue;
+        };
+        let reason = waiting.reason.as_deref().unwrap_or_default();
+        let message = waiting
+            .message
+            .as_deref()
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default();
+        match reason {
+            "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" => {
+                return Some(format!(
+                    "image {} of container {} in pod {} cannot be pulled ({reason}{message})",
+                    container.image,
+                    container.name,
+                    pod.name_any()
+                ));
+            }
+            "CrashLoopBackOff" | "CreateContainerConfigError" => {
+                return Some(format!(
+                    "container {} in pod {} keeps failing ({reason}{message})",
+                    container.name,
+                    pod.name_any()
+                ));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn store_of<K: Resource>(obj: &K) -> Option<StoreId> {
+    obj.meta()
+        .labels
+        .as_ref()?
+        .get(LABEL_STORE)
+        .and_then(|id| StoreId::new(id.clone()).ok())
+}
+
+fn api_resource(manifest: &Manifest) -> ApiResource {
+    let (group, version) = match manifest.api_version().split_once('/') {
+        Some((group, version)) => (group, version),
+        None => ("", manifest.api_version()),
+    };
+    ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, manifest.kind()))
+}
+
+fn api_resource_of_kind(kind: &str) -> Option<ApiResource> {
+    use k8s_openapi::api::core::v1 as core;
+    use k8s_openapi::api::networking::v1 as net;
+    Some(match kind {
+        "ResourceQuota" => ApiResource::erase::<core::ResourceQuota>(&()),
+        "LimitRange" => ApiResource::erase::<core::LimitRange>(&()),
+        "NetworkPolicy" => ApiResource::erase::<net::NetworkPolicy>(&()),
+        "ServiceAccount" => ApiResource::erase::<core::ServiceAccount>(&()),
+        "Secret" => ApiResource::erase::<core::Secret>(&()),
+        "ConfigMap" => ApiResource::erase::<core::ConfigMap>(&()),
+        "PersistentVolumeClaim" => ApiResource::erase::<core::PersistentVolumeClaim>(&()),
+        "Service" => ApiResource::erase::<core::Service>(&()),
+        "Ingress" => ApiResource::erase::<net::Ingress>(&()),
+        _ => return None,
+    })
+}
+
+/// An error with its causes, on one line, for people.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Labels of a store's objects by which it can be found: `managed-by` and `store`.
+pub fn store_selector(id: &StoreId) -> String {
+    let labels = BTreeMap::from([(LABEL_MANAGED_BY, MANAGED_BY), (LABEL_STORE, id.as_str())]);
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
