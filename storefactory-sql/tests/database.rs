@@ -2,6 +2,8 @@
 
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use storefactory_core::error::RepositoryError;
@@ -647,6 +649,39 @@ async fn an_unknown_user_takes_as_long_as_a_wrong_password() {
     assert!(
         wrong * 2 > unknown,
         "unknown {unknown:?} vs wrong {wrong:?}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn password_hashing_does_not_block_the_runtime_thread() {
+    // On a single-threaded runtime a ticker only runs while the one worker thread is free;
+    // if Argon2 (or SQLite) ran on it, the ticker would stall for the whole verification.
+    let (_dir, db) = fresh().await;
+    user(&db, "lena", 1, 1).await;
+    let ticks = Arc::new(AtomicU32::new(0));
+    let ticker = tokio::spawn({
+        let ticks = Arc::clone(&ticks);
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                ticks.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    let started = Instant::now();
+    for _ in 0..3 {
+        db.verify_password("lena", "wrong password").await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    ticker.abort();
+    let ticks = ticks.load(Ordering::Relaxed);
+    eprintln!("{ticks} ticks during {elapsed:?} of password verification");
+    // One tick per 2 ms at best; a quarter of that leaves room for scheduling slack, and is
+    // still far more than the 3 or so a blocked thread would manage between calls.
+    let possible = u32::try_from(elapsed.as_millis() / 2).unwrap();
+    assert!(
+        ticks * 4 >= possible && ticks > 10,
+        "{ticks} ticks in {elapsed:?}: the runtime thread was blocked"
     );
 }
 
