@@ -1,0 +1,141 @@
+//! The SQLite repository behaves like core's in-memory one, which the Provisioner's own
+//! tests run on: same script, same answers.
+
+use storefactory_core::error::RepositoryError;
+use storefactory_core::memory::MemoryRepository;
+use storefactory_core::port::{Quota, StoreFilter, StoreRepository};
+use storefactory_core::spec::{Quantity, StoreId, StoreSpec};
+use storefactory_core::store::{EventKind, StoreRecord, StoreStatus, Timestamp};
+use storefactory_sql::{Database, Role};
+
+const QUOTA: Quota = Quota {
+    max_stores: 2,
+    max_storage_gib: 100,
+};
+
+fn store(id: &str) -> StoreRecord {
+    let id = StoreId::new(id).unwrap();
+    let mut spec = StoreSpec::new(id.clone(), "amy", format!("{id}.example"));
+    spec.mysql.storage = Quantity::gib(1);
+    StoreRecord::new(spec, id.to_string(), "woocommerce")
+}
+
+fn outcome<T>(result: Result<T, RepositoryError>, ok: impl FnOnce(T) -> String) -> String {
+    match result {
+        Ok(value) => ok(value),
+        Err(RepositoryError::QuotaExceeded { owner, message }) => {
+            format!("quota exceeded: {owner}: {message}")
+        }
+        Err(RepositoryError::AlreadyExists { id }) => format!("already exists: {id}"),
+        Err(RepositoryError::NotFound { id }) => format!("not found: {id}"),
+        Err(err @ RepositoryError::Backend { .. }) => format!("backend: {err}"),
+    }
+}
+
+/// Runs one script against `repo` and writes down every answer, timestamps left out.
+async fn script(repo: &dyn StoreRepository) -> Vec<String> {
+    let id = |s: &str| StoreId::new(s).unwrap();
+    let inserted = |()| "inserted".to_owned();
+    let record = |r: StoreRecord| format!("{} {} {:?}", r.id, r.status, r.reason);
+    let event = |e: storefactory_core::store::StoreEvent| format!("{} #{}", e.store_id, e.seq);
+    let ids = |rs: Vec<StoreRecord>| {
+        rs.iter()
+            .map(|r| r.id.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let step = EventKind::Step {
+        step: "apply".into(),
+        message: "ok".into(),
+    };
+    let mut log = Vec::new();
+    log.push(outcome(repo.insert_store(&store("p1")).await, inserted));
+    log.push(outcome(repo.insert_store(&store("p1")).await, inserted));
+    log.push(outcome(repo.insert_store(&store("p2")).await, inserted));
+    log.push(outcome(repo.insert_store(&store("p3")).await, inserted));
+    for target in ["p1", "p1", "p2", "missing"] {
+        log.push(outcome(
+            repo.append_event(&id(target), Timestamp(7), &step).await,
+            event,
+        ));
+    }
+    log.push(outcome(
+        repo.set_status(&id("p1"), StoreStatus::Failed, Some("boom"))
+            .await,
+        record,
+    ));
+    log.push(outcome(
+        repo.set_status(&id("missing"), StoreStatus::Ready, None)
+            .await,
+        record,
+    ));
+    log.push(outcome(
+        repo.set_status(&id("p1"), StoreStatus::Deleted, None).await,
+        record,
+    ));
+    log.push(outcome(repo.insert_store(&store("p3")).await, inserted));
+    log.push(outcome(repo.insert_store(&store("p1")).await, inserted));
+    log.push(outcome(
+        repo.set_status(&id("p2"), StoreStatus::Deleted, None).await,
+        record,
+    ));
+    log.push(outcome(repo.insert_store(&store("p1")).await, inserted));
+    log.push(outcome(repo.events(&id("p1"), 0).await, |es| {
+        format!("{} events", es.len())
+    }));
+    log.push(outcome(repo.events(&id("p2"), 0).await, |es| {
+        format!("{} events", es.len())
+    }));
+    log.push(outcome(
+        repo.list_stores(&StoreFilter::default()).await,
+        ids,
+    ));
+    log.push(outcome(
+        repo.list_stores(&StoreFilter {
+            owner: None,
+            include_deleted: true,
+        })
+        .await,
+        ids,
+    ));
+    log.push(outcome(
+        repo.list_stores(&StoreFilter::owner("bob")).await,
+        ids,
+    ));
+    log.push(outcome(repo.get_store(&id("missing")).await, |r| {
+        format!("{r:?}")
+    }));
+    log.push(outcome(repo.get_store(&id("p2")).await, |r| {
+        r.map(record).unwrap_or_default()
+    }));
+    log
+}
+
+#[tokio::test]
+async fn sqlite_answers_like_the_in_memory_repository() {
+    let memory = MemoryRepository::new();
+    memory.set_quota("amy", QUOTA);
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Database::open(dir.path().join("parity.db")).await.unwrap();
+    sqlite
+        .create_user("amy", "password for amy", Role::User, QUOTA)
+        .await
+        .unwrap();
+
+    let expected = script(&memory).await;
+    let actual = script(&sqlite).await;
+    assert_eq!(actual, expected);
+    // The script does reach every kind of answer, so the comparison means something.
+    for needle in [
+        "quota exceeded",
+        "already exists",
+        "not found",
+        "p1 #2",
+        "0 events",
+    ] {
+        assert!(
+            expected.iter().any(|line| line.contains(needle)),
+            "{needle} missing from {expected:#?}"
+        );
+    }
+}
