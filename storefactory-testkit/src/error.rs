@@ -154,7 +154,7 @@ impl Error {
 /// Whether a Kubernetes API error is worth retrying.
 pub(crate) fn kube_error_is_transient(error: &kube::Error) -> bool {
     match error {
-        kube::Error::Api(status) => status.code >= 500 || status.code == 429 || status.code == 409,
+        kube::Error::Api(status) => status.code >= 500 || status.code == 429,
         kube::Error::HyperError(_) | kube::Error::Service(_) => true,
         _ => false,
     }

@@ -7,10 +7,10 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStatus, Namespace, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::serde::de::DeserializeOwned;
 use kube::api::{ListParams, PostParams};
 use kube::runtime::wait::{Condition, await_condition, conditions};
 use kube::{Api, Client, Resource};
-use k8s_openapi::serde::de::DeserializeOwned;
 use serde_json::json;
 use storefactory_testkit::{Fault, shared};
 
@@ -104,10 +104,21 @@ async fn deployment_statefulset_and_job_complete_then_namespace_deletion_finishe
     }))
     .await?;
 
-    let deployment = wait_for(&client, ns.name(), "web", conditions::is_deployment_completed()).await?;
-    assert_eq!(deployment.status.and_then(|s| s.available_replicas), Some(2));
+    let deployment = wait_for(
+        &client,
+        ns.name(),
+        "web",
+        conditions::is_deployment_completed(),
+    )
+    .await?;
+    assert_eq!(
+        deployment.status.and_then(|s| s.available_replicas),
+        Some(2)
+    );
     let statefulset = wait_for(&client, ns.name(), "db", |s: Option<&StatefulSet>| {
-        s.and_then(|s| s.status.as_ref()).and_then(|s| s.ready_replicas) == Some(2)
+        s.and_then(|s| s.status.as_ref())
+            .and_then(|s| s.ready_replicas)
+            == Some(2)
     })
     .await?;
     assert_eq!(statefulset.status.map(|s| s.replicas), Some(2));
@@ -119,7 +130,11 @@ async fn deployment_statefulset_and_job_complete_then_namespace_deletion_finishe
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns.name());
     for claim in ["data-db-0", "data-db-1"] {
         let pvc = claims.get(claim).await?;
-        assert_eq!(pvc.status.and_then(|s| s.phase).as_deref(), Some("Bound"), "{claim}");
+        assert_eq!(
+            pvc.status.and_then(|s| s.phase).as_deref(),
+            Some("Bound"),
+            "{claim}"
+        );
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns.name());
     let web = pods.list(&ListParams::default().labels("app=web")).await?;
@@ -129,19 +144,40 @@ async fn deployment_statefulset_and_job_complete_then_namespace_deletion_finishe
         assert_eq!(status.phase.as_deref(), Some("Running"));
         assert!(status.pod_ip.is_some_and(|ip| ip.starts_with("10.244.")));
         let init = status.init_container_statuses.unwrap_or_default();
-        assert_eq!(init[0].state.as_ref().and_then(|s| s.terminated.as_ref()).map(|t| t.exit_code), Some(0));
-        assert!(status.container_statuses.unwrap_or_default().iter().all(|c| c.ready));
+        assert_eq!(
+            init[0]
+                .state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .map(|t| t.exit_code),
+            Some(0)
+        );
+        assert!(
+            status
+                .container_statuses
+                .unwrap_or_default()
+                .iter()
+                .all(|c| c.ready)
+        );
     }
 
     // Deleting the namespace goes through the controller-manager and the kubelet's pod
     // deletion, and completes within seconds.
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let uid = namespaces.get(ns.name()).await?.metadata.uid.context("namespace uid")?;
+    let uid = namespaces
+        .get(ns.name())
+        .await?
+        .metadata
+        .uid
+        .context("namespace uid")?;
     let deleting = Instant::now();
     namespaces.delete(ns.name(), &Default::default()).await?;
-    tokio::time::timeout(Duration::from_secs(20), await_condition(namespaces, ns.name(), conditions::is_deleted(&uid)))
-        .await
-        .context("the namespace was not deleted within 20s")??;
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        await_condition(namespaces, ns.name(), conditions::is_deleted(&uid)),
+    )
+    .await
+    .context("the namespace was not deleted within 20s")??;
     eprintln!(
         "deployment, statefulset and job ready/complete in {:.1?}; namespace deleted in {:.1?}",
         ready_in,
@@ -150,12 +186,20 @@ async fn deployment_statefulset_and_job_complete_then_namespace_deletion_finishe
     Ok(())
 }
 
-fn container<'a>(statuses: &'a Option<Vec<ContainerStatus>>, name: &str) -> Option<&'a ContainerStatus> {
+fn container<'a>(
+    statuses: &'a Option<Vec<ContainerStatus>>,
+    name: &str,
+) -> Option<&'a ContainerStatus> {
     statuses.as_ref()?.iter().find(|c| c.name == name)
 }
 
 /// Waits for the one pod with label `app=<app>` to satisfy `check`, returning it.
-async fn wait_for_pod(client: &Client, ns: &str, app: &str, check: impl Fn(&Pod) -> bool) -> Result<Pod> {
+async fn wait_for_pod(
+    client: &Client,
+    ns: &str,
+    app: &str,
+    check: impl Fn(&Pod) -> bool,
+) -> Result<Pod> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let deadline = Instant::now() + WAIT;
     let mut stream = std::pin::pin!(kube::runtime::watcher::watcher(
@@ -165,14 +209,19 @@ async fn wait_for_pod(client: &Client, ns: &str, app: &str, check: impl Fn(&Pod)
     use futures::StreamExt;
     let mut last = None;
     while let Ok(Some(event)) = tokio::time::timeout_at(deadline.into(), stream.next()).await {
-        if let kube::runtime::watcher::Event::Apply(pod) | kube::runtime::watcher::Event::InitApply(pod) = event? {
+        if let kube::runtime::watcher::Event::Apply(pod)
+        | kube::runtime::watcher::Event::InitApply(pod) = event?
+        {
             if check(&pod) {
                 return Ok(pod);
             }
             last = Some(pod);
         }
     }
-    bail!("pod app={app} never matched; last seen: {:#?}", last.and_then(|p| p.status))
+    bail!(
+        "pod app={app} never matched; last seen: {:#?}",
+        last.and_then(|p| p.status)
+    )
 }
 
 #[tokio::test]
@@ -181,12 +230,33 @@ async fn failing_pods_report_their_failure_like_a_kubelet() -> Result<()> {
     let client = cp.client().await?;
     let ns = cp.namespace(&client, "faults").await?;
     let kubelet = cp.kubelet().context("kubelet")?;
-    let _crash = kubelet.inject(Fault::crash(3).namespace(ns.name()).container("prepare").pod_name_prefix("crashy-"));
-    let _pull = kubelet.inject(Fault::image_pull().namespace(ns.name()).image("registry.invalid/"));
-    let _unready = kubelet.inject(Fault::never_ready().namespace(ns.name()).label("app", "unready"));
-    let _seed = kubelet.inject(Fault::crash(1).namespace(ns.name()).pod_name_prefix("seed-"));
+    let _crash = kubelet.inject(
+        Fault::crash(3)
+            .namespace(ns.name())
+            .container("prepare")
+            .pod_name_prefix("crashy-"),
+    );
+    let _pull = kubelet.inject(
+        Fault::image_pull()
+            .namespace(ns.name())
+            .image("registry.invalid/"),
+    );
+    let _unready = kubelet.inject(
+        Fault::never_ready()
+            .namespace(ns.name())
+            .label("app", "unready"),
+    );
+    let _seed = kubelet.inject(
+        Fault::crash(1)
+            .namespace(ns.name())
+            .pod_name_prefix("seed-"),
+    );
 
-    for (name, image) in [("crashy", "wordpress:6"), ("unpullable", "registry.invalid/wordpress:nope"), ("unready", "wordpress:6")] {
+    for (name, image) in [
+        ("crashy", "wordpress:6"),
+        ("unpullable", "registry.invalid/wordpress:nope"),
+        ("unready", "wordpress:6"),
+    ] {
         create::<Deployment>(&client, ns.name(), json!({
             "metadata": {"name": name},
             "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": template(name, image)},
@@ -211,12 +281,26 @@ async fn failing_pods_report_their_failure_like_a_kubelet() -> Result<()> {
     let status = pod.status.unwrap_or_default();
     assert_eq!(status.phase.as_deref(), Some("Pending"));
     let init = container(&status.init_container_statuses, "prepare").unwrap();
-    let waiting = init.state.as_ref().and_then(|s| s.waiting.as_ref()).unwrap();
+    let waiting = init
+        .state
+        .as_ref()
+        .and_then(|s| s.waiting.as_ref())
+        .unwrap();
     assert_eq!(waiting.reason.as_deref(), Some("CrashLoopBackOff"));
-    let last = init.last_state.as_ref().and_then(|s| s.terminated.as_ref()).unwrap();
+    let last = init
+        .last_state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .unwrap();
     assert_eq!(last.exit_code, 3);
     let app = container(&status.container_statuses, "crashy").unwrap();
-    assert_eq!(app.state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.as_deref()), Some("PodInitializing"));
+    assert_eq!(
+        app.state
+            .as_ref()
+            .and_then(|s| s.waiting.as_ref())
+            .and_then(|w| w.reason.as_deref()),
+        Some("PodInitializing")
+    );
 
     // An image that cannot be pulled.
     let pod = wait_for_pod(&client, ns.name(), "unpullable", |p| {
@@ -231,18 +315,36 @@ async fn failing_pods_report_their_failure_like_a_kubelet() -> Result<()> {
     let message = container(&status.container_statuses, "unpullable")
         .and_then(|c| c.state.as_ref()?.waiting.as_ref()?.message.clone())
         .unwrap_or_default();
-    assert!(message.contains("registry.invalid/wordpress:nope"), "{message}");
+    assert!(
+        message.contains("registry.invalid/wordpress:nope"),
+        "{message}"
+    );
 
     // Running, never ready: the Deployment never becomes available.
     let pod = wait_for_pod(&client, ns.name(), "unready", |p| {
         p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
     })
     .await?;
-    let ready = pod.status.and_then(|s| s.conditions).unwrap_or_default().into_iter().find(|c| c.type_ == "Ready").unwrap();
-    assert_eq!((ready.status.as_str(), ready.reason.as_deref()), ("False", Some("ContainersNotReady")));
+    let ready = pod
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_deref()),
+        ("False", Some("ContainersNotReady"))
+    );
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns.name());
     let unready = deployments.get("unready").await?;
-    assert_eq!(unready.status.and_then(|s| s.available_replicas).unwrap_or(0), 0);
+    assert_eq!(
+        unready
+            .status
+            .and_then(|s| s.available_replicas)
+            .unwrap_or(0),
+        0
+    );
 
     // A Job whose container exits non-zero fails once its backoff limit is reached.
     let job = wait_for(&client, ns.name(), "seed", |j: Option<&Job>| {
@@ -250,12 +352,26 @@ async fn failing_pods_report_their_failure_like_a_kubelet() -> Result<()> {
             .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Failed" && c.status == "True"))
     })
     .await?;
-    let failed = job.status.and_then(|s| s.conditions).unwrap_or_default().into_iter().find(|c| c.type_ == "Failed").unwrap();
+    let failed = job
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "Failed")
+        .unwrap();
     assert_eq!(failed.reason.as_deref(), Some("BackoffLimitExceeded"));
-    let pod = wait_for_pod(&client, ns.name(), "seed", |p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed")).await?;
-    let seed = container(&pod.status.unwrap_or_default().container_statuses, "seed").cloned().unwrap();
+    let pod = wait_for_pod(&client, ns.name(), "seed", |p| {
+        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed")
+    })
+    .await?;
+    let seed = container(&pod.status.unwrap_or_default().container_statuses, "seed")
+        .cloned()
+        .unwrap();
     let terminated = seed.state.and_then(|s| s.terminated).unwrap();
-    assert_eq!((terminated.exit_code, terminated.reason.as_deref()), (1, Some("Error")));
+    assert_eq!(
+        (terminated.exit_code, terminated.reason.as_deref()),
+        (1, Some("Error"))
+    );
     Ok(())
 }
 
@@ -289,7 +405,9 @@ async fn restricted_identity_is_refused_what_rbac_does_not_grant() -> Result<()>
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let pod: Pod = object(json!({"metadata": {"name": "x"}, "spec": {"containers": [{"name": "x", "image": "x"}]}}));
+    let pod: Pod = object(
+        json!({"metadata": {"name": "x"}, "spec": {"containers": [{"name": "x", "image": "x"}]}}),
+    );
     match pods.create(&PostParams::default(), &pod).await {
         Err(kube::Error::Api(status)) if status.code == 403 => {}
         other => bail!("expected 403 Forbidden on create, got {other:?}"),
