@@ -1,1 +1,34 @@
-//! The Storefactory HTTP API server (axum) and its dashboard.
+//! The Storefactory HTTP API server: axum over the core engine and the SQLite store, with
+//! bearer-token authentication, per-user isolation, live provisioning progress (Server-Sent
+//! Events) and an OpenAPI description.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), storefactory_http::Error> {
+//! let mut config = storefactory_http::ServerConfig::default();
+//! config.listen = "0.0.0.0:8080".parse().expect("an address");
+//! config.store_domain = "shops.example.com".to_owned();
+//! storefactory_http::serve(config, async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await
+//! # }
+//! ```
+//!
+//! Tests and embedders can build the [`router`] over an [`AppState`] themselves.
+//!
+//! Every error answers `{"error": {"code": "...", "message": "..."}}` ([`ApiError`]).
+
+mod api_error;
+pub mod auth;
+mod config;
+pub mod error;
+pub mod routes;
+mod server;
+mod state;
+
+pub use api_error::{ApiError, ApiJson, ApiPath, ApiQuery};
+pub use config::ServerConfig;
+pub use error::{Error, Result};
+pub use routes::{OPENAPI_JSON, router};
+pub use server::{Server, serve};
+pub use state::{AppState, TOKEN_KEY_SETTING};

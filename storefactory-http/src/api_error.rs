@@ -1,0 +1,351 @@
+//! The one error shape of the API, `{"error": {"code": "...", "message": "..."}}`, and the
+//! extractors whose rejections use it.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use storefactory_core::error::{RepositoryError, ValidationError};
+use storefactory_core::provisioner::error_chain;
+
+/// An error answered to a client: a status, a stable machine-readable `code` and a message
+/// for people. Server-side failures are logged where they are converted and answered
+/// without their internals.
+#[derive(Debug)]
+pub enum ApiError {
+    /// A field of the request is not acceptable (422 `invalid_input`).
+    Invalid {
+        /// The field, e.g. `storage_size_gi` or `sample_products line 3`.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The request could not be read: malformed JSON, unknown fields, a wrong content type,
+    /// a body over the limit... The status is the one that fits (400, 413, 415, 422).
+    BadRequest {
+        /// The status.
+        status: StatusCode,
+        /// Stable code, e.g. `invalid_json`.
+        code: &'static str,
+        /// What was wrong.
+        message: String,
+    },
+    /// No valid bearer token (401 `unauthorized`).
+    Unauthorized(String),
+    /// Authenticated, but not allowed (403 `forbidden`).
+    Forbidden(String),
+    /// The owner's quota does not allow it (403 `quota_exceeded`).
+    QuotaExceeded(String),
+    /// Nothing there, or nothing the caller may see (404 `not_found`).
+    NotFound(String),
+    /// The request conflicts with the current state (409), e.g. `invalid_state`,
+    /// `user_exists`.
+    Conflict {
+        /// Stable code.
+        code: &'static str,
+        /// Details.
+        message: String,
+    },
+    /// Too many failed logins (429 `too_many_attempts`), with the seconds to wait.
+    TooManyAttempts {
+        /// Seconds until the next attempt is considered.
+        retry_after_secs: u64,
+    },
+    /// The Kubernetes cluster is not configured or not reachable (503
+    /// `cluster_unavailable`).
+    ClusterUnavailable(String),
+    /// A dependency is busy or briefly unavailable (503 `unavailable`); retrying may work.
+    Unavailable(String),
+    /// The cluster refused an operation for a reason that is not the client's (502
+    /// `cluster_error`).
+    ClusterError,
+    /// Something failed inside the server (500 `internal`). Details are in the log only.
+    Internal,
+}
+
+impl ApiError {
+    /// 404 for a store that does not exist or belongs to someone else: the two must be
+    /// indistinguishable.
+    pub fn store_not_found() -> Self {
+        ApiError::NotFound("store not found".to_owned())
+    }
+
+    /// The HTTP status of the error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BadRequest { status, .. } => *status,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) | ApiError::QuotaExceeded(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::ClusterUnavailable(_) | ApiError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::ClusterError => StatusCode::BAD_GATEWAY,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable code of the error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Invalid { .. } => "invalid_input",
+            ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => code,
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::QuotaExceeded(_) => "quota_exceeded",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::TooManyAttempts { .. } => "too_many_attempts",
+            ApiError::ClusterUnavailable(_) => "cluster_unavailable",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::ClusterError => "cluster_error",
+            ApiError::Internal => "internal",
+        }
+    }
+
+    /// The message for people.
+    pub fn message(&self) -> String {
+        match self {
+            ApiError::Invalid { field, message } => format!("{field}: {message}"),
+            ApiError::BadRequest { message, .. }
+            | ApiError::Conflict { message, .. }
+            | ApiError::Unauthorized(message)
+            | ApiError::Forbidden(message)
+            | ApiError::QuotaExceeded(message)
+            | ApiError::NotFound(message)
+            | ApiError::ClusterUnavailable(message)
+            | ApiError::Unavailable(message) => message.clone(),
+            ApiError::TooManyAttempts { retry_after_secs } => format!(
+                "too many failed login attempts; try again in {retry_after_secs} seconds"
+            ),
+            ApiError::ClusterError => {
+                "the Kubernetes cluster refused the operation; the server log has details"
+                    .to_owned()
+            }
+            ApiError::Internal => "internal server error; the server log has details".to_owned(),
+        }
+    }
+
+    /// Logs a server-side failure and returns [`ApiError::Internal`].
+    pub(crate) fn internal(context: &str, error: &dyn std::error::Error) -> Self {
+        tracing::error!(error = %error_chain(error), "{context}");
+        ApiError::Internal
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "error": { "code": self.code(), "message": self.message() }
+        });
+        let mut response = (self.status(), axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        match &self {
+            ApiError::Unauthorized(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::TooManyAttempts { retry_after_secs } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<storefactory_core::Error> for ApiError {
+    fn from(error: storefactory_core::Error) -> Self {
+        use storefactory_core::Error as E;
+        match error {
+            E::Invalid(v) => ApiError::Invalid {
+                field: v.field,
+                message: v.message,
+            },
+            E::UnknownBlueprint { name } => ApiError::Invalid {
+                field: "blueprint".to_owned(),
+                message: format!("unknown blueprint {name:?}"),
+            },
+            E::StoreNotFound { .. } => ApiError::store_not_found(),
+            error @ E::InvalidState { .. } => ApiError::Conflict {
+                code: "invalid_state",
+                message: error.to_string(),
+            },
+            E::Repository(error) => error.into(),
+            E::Kube { operation, source } => {
+                if storefactory_core::error::kube_error_is_transient(&source) {
+                    tracing::warn!(%operation, error = %source, "cluster unavailable");
+                    ApiError::ClusterUnavailable(
+                        "the Kubernetes cluster cannot be reached right now; try again later"
+                            .to_owned(),
+                    )
+                } else {
+                    tracing::error!(%operation, error = %error_chain(&source), "cluster refused");
+                    ApiError::ClusterError
+                }
+            }
+            error @ E::Timeout { .. } => {
+                tracing::warn!(error = %error, "timeout");
+                ApiError::Unavailable("the operation timed out; try again later".to_owned())
+            }
+            error => ApiError::internal("store operation failed", &error),
+        }
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(error: ValidationError) -> Self {
+        ApiError::Invalid {
+            field: error.field,
+            message: error.message,
+        }
+    }
+}
+
+impl From<RepositoryError> for ApiError {
+    fn from(error: RepositoryError) -> Self {
+        match error {
+            RepositoryError::QuotaExceeded { message, .. } => ApiError::QuotaExceeded(message),
+            RepositoryError::NotFound { .. } => ApiError::store_not_found(),
+            error @ RepositoryError::AlreadyExists { .. } => ApiError::Conflict {
+                code: "store_exists",
+                message: error.to_string(),
+            },
+            RepositoryError::Backend { operation, source } => {
+                match source.downcast::<storefactory_sql::Error>() {
+                    Ok(sql) => (*sql).into(),
+                    Err(source) => {
+                        ApiError::internal(&format!("storage failed to {operation}"), &*source)
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl From<storefactory_sql::Error> for ApiError {
+    fn from(error: storefactory_sql::Error) -> Self {
+        use storefactory_sql::Error as E;
+        match error {
+            error @ E::UserExists { .. } => ApiError::Conflict {
+                code: "user_exists",
+                message: error.to_string(),
+            },
+            error @ E::UserNotFound { .. } => ApiError::NotFound(error.to_string()),
+            E::InvalidUsername { username, reason } => ApiError::Invalid {
+                field: "username".to_owned(),
+                message: format!("{username:?} is not valid: {reason}"),
+            },
+            E::InvalidPassword { reason } => ApiError::Invalid {
+                field: "password".to_owned(),
+                message: reason.to_owned(),
+            },
+            E::QuotaExceeded { message, .. } => ApiError::QuotaExceeded(message),
+            E::StoreNotFound { .. } => ApiError::store_not_found(),
+            error @ E::StoreExists { .. } => ApiError::Conflict {
+                code: "store_exists",
+                message: error.to_string(),
+            },
+            error if error.is_transient() => {
+                tracing::warn!(error = %error_chain(&error), "database busy");
+                ApiError::Unavailable("the database is busy; try again".to_owned())
+            }
+            error => ApiError::internal("database operation failed", &error),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let status = rejection.status();
+        let code = match &rejection {
+            JsonRejection::JsonDataError(_) => "invalid_input",
+            JsonRejection::JsonSyntaxError(_) => "invalid_json",
+            JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
+            _ if status == StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            _ => "bad_request",
+        };
+        ApiError::BadRequest {
+            status: if status.is_server_error() {
+                StatusCode::BAD_REQUEST
+            } else {
+                status
+            },
+            code,
+            message: rejection.body_text(),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::NotFound(format!("no such resource: {}", rejection.body_text()))
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::BadRequest {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_query",
+            message: rejection.body_text(),
+        }
+    }
+}
+
+/// [`axum::Json`] whose rejections are [`ApiError`]s.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
+        Ok(ApiJson(value))
+    }
+}
+
+/// [`axum::extract::Path`] whose rejections are [`ApiError`]s (404: a path that does not
+/// parse names nothing).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(value) =
+            axum::extract::Path::<T>::from_request_parts(parts, state).await?;
+        Ok(ApiPath(value))
+    }
+}
+
+/// [`axum::extract::Query`] whose rejections are [`ApiError`]s.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(ApiQuery(value))
+    }
+}

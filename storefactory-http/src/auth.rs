@@ -1,0 +1,348 @@
+//! Access tokens (HS256 JWTs), the authenticated-user extractor, client addresses and the
+//! throttle of failed logins.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::header;
+use axum::http::request::Parts;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use storefactory_sql::{Role, User};
+
+use crate::api_error::ApiError;
+use crate::error::{Error, Result};
+use crate::state::AppState;
+
+/// Shortest token key accepted, in bytes: HS256 keys shorter than the hash are weak.
+pub const MIN_TOKEN_KEY_BYTES: usize = 32;
+
+/// Issuer written into and required from every token.
+const ISSUER: &str = "storefactory";
+
+/// The claims of an access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// The username.
+    pub sub: String,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: u64,
+    /// Issue time, seconds since the Unix epoch.
+    pub iat: u64,
+    /// Always `storefactory`.
+    pub iss: String,
+}
+
+/// Signs and checks access tokens with one HS256 key.
+#[derive(Clone)]
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenKeys")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+impl TokenKeys {
+    /// Keys from `secret` (at least [`MIN_TOKEN_KEY_BYTES`] bytes) issuing tokens valid for
+    /// `ttl`.
+    pub fn new(secret: &[u8], ttl: Duration) -> Result<Self> {
+        if secret.len() < MIN_TOKEN_KEY_BYTES {
+            return Err(Error::TokenKeyTooShort {
+                len: secret.len(),
+                min: MIN_TOKEN_KEY_BYTES,
+            });
+        }
+        // HS256 only: `alg: none`, other HMAC sizes and every asymmetric algorithm are
+        // refused before the signature is even looked at.
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.algorithms = vec![Algorithm::HS256];
+        validation.set_required_spec_claims(&["exp", "sub", "iss"]);
+        validation.set_issuer(&[ISSUER]);
+        validation.validate_exp = true;
+        // One server signs and checks: no clock skew to allow for.
+        validation.leeway = 0;
+        Ok(TokenKeys {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            ttl,
+        })
+    }
+
+    /// How long issued tokens are valid.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// A token for `username`.
+    pub fn issue(&self, username: &str) -> Result<String, ApiError> {
+        let now = unix_now();
+        let claims = Claims {
+            sub: username.to_owned(),
+            iat: now,
+            exp: now.saturating_add(self.ttl.as_secs()),
+            iss: ISSUER.to_owned(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| ApiError::internal("cannot sign token", &e))
+    }
+
+    /// The claims of `token` if it is signed with this key by HS256 and not expired.
+    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind as K;
+                let why = match e.kind() {
+                    K::ExpiredSignature => "token expired",
+                    K::InvalidAlgorithm | K::InvalidAlgorithmName => "token algorithm not accepted",
+                    K::InvalidSignature => "token signature invalid",
+                    K::MissingRequiredClaim(_) => "token lacks a required claim",
+                    _ => "token malformed",
+                };
+                ApiError::Unauthorized(why.to_owned())
+            })?;
+        // `exp` is required and checked above; refuse a zero or absurd one all the same.
+        if data.claims.exp <= unix_now() {
+            return Err(ApiError::Unauthorized("token expired".to_owned()));
+        }
+        Ok(data.claims)
+    }
+}
+
+/// The user a request is made by, from its `Authorization: Bearer` token. The user is read
+/// from the database on every request, so a removed user or a changed role takes effect at
+/// once.
+#[derive(Debug, Clone)]
+pub struct AuthUser(pub User);
+
+impl AuthUser {
+    /// The username.
+    pub fn name(&self) -> &str {
+        &self.0.username
+    }
+
+    /// Whether the user is an admin.
+    pub fn is_admin(&self) -> bool {
+        self.0.role == Role::Admin
+    }
+
+    /// Fails with 403 unless the user is an admin.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("only admins may do this".to_owned()))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::Unauthorized("missing Authorization header".to_owned()))?;
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::Unauthorized("expected Authorization: Bearer <token>".to_owned())
+            })?;
+        let claims = state.tokens().verify(token)?;
+        let user = state
+            .db()
+            .get_user(&claims.sub)
+            .await?
+            .ok_or_else(|| ApiError::Unauthorized("user no longer exists".to_owned()))?;
+        Ok(AuthUser(user))
+    }
+}
+
+/// The client's address: the TCP peer, or the first `X-Forwarded-For` entry when
+/// configured to trust it. `None` when neither is known (requests not from a socket, as in
+/// tests).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if state.trust_forwarded_for() {
+            let forwarded = parts
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .and_then(|v| v.trim().parse::<IpAddr>().ok());
+            if forwarded.is_some() {
+                return Ok(ClientAddr(forwarded));
+            }
+        }
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip()),
+        ))
+    }
+}
+
+/// Counts failed logins per username and client address, in memory, and refuses attempts
+/// once there were too many in the window.
+#[derive(Debug)]
+pub struct LoginThrottle {
+    max_failures: u32,
+    window: Duration,
+    failures: Mutex<HashMap<(String, Option<IpAddr>), Failures>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    first: Instant,
+}
+
+/// Entries kept before expired ones are swept, bounding the memory a flood of made-up
+/// usernames can take.
+const SWEEP_AT: usize = 10_000;
+
+impl LoginThrottle {
+    /// Allows `max_failures` failed logins per username and address within `window`.
+    pub fn new(max_failures: u32, window: Duration) -> Self {
+        LoginThrottle {
+            max_failures: max_failures.max(1),
+            window,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, Option<IpAddr>), Failures>> {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Fails with 429 when this username and address may not try now.
+    pub fn check(&self, username: &str, addr: Option<IpAddr>) -> Result<(), ApiError> {
+        let mut failures = self.lock();
+        let key = (username.to_owned(), addr);
+        let Some(entry) = failures.get(&key).copied() else {
+            return Ok(());
+        };
+        let elapsed = entry.first.elapsed();
+        if elapsed >= self.window {
+            failures.remove(&key);
+            return Ok(());
+        }
+        if entry.count >= self.max_failures {
+            let left = self.window - elapsed;
+            return Err(ApiError::TooManyAttempts {
+                retry_after_secs: left.as_secs().max(1),
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts a failed login.
+    pub fn failed(&self, username: &str, addr: Option<IpAddr>) {
+        let mut failures = self.lock();
+        if failures.len() >= SWEEP_AT {
+            let window = self.window;
+            failures.retain(|_, f| f.first.elapsed() < window);
+        }
+        let now = Instant::now();
+        let entry = failures
+            .entry((username.to_owned(), addr))
+            .or_insert(Failures {
+                count: 0,
+                first: now,
+            });
+        if entry.first.elapsed() >= self.window {
+            *entry = Failures {
+                count: 0,
+                first: now,
+            };
+        }
+        entry.count = entry.count.saturating_add(1);
+    }
+
+    /// Forgets the failures of a username and address after a successful login.
+    pub fn succeeded(&self, username: &str, addr: Option<IpAddr>) {
+        self.lock().remove(&(username.to_owned(), addr));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_keys_are_refused() {
+        assert!(matches!(
+            TokenKeys::new(b"short", Duration::from_secs(60)),
+            Err(Error::TokenKeyTooShort { len: 5, .. })
+        ));
+    }
+
+    #[test]
+    fn issued_tokens_verify_and_other_keys_do_not() {
+        let keys = TokenKeys::new(&[7; 32], Duration::from_secs(60)).unwrap();
+        let token = keys.issue("alice").unwrap();
+        assert_eq!(keys.verify(&token).unwrap().sub, "alice");
+        let other = TokenKeys::new(&[8; 32], Duration::from_secs(60)).unwrap();
+        assert!(other.verify(&token).is_err());
+    }
+
+    #[test]
+    fn throttle_refuses_after_max_failures_and_forgets_on_success() {
+        let throttle = LoginThrottle::new(2, Duration::from_secs(60));
+        let ip = Some(IpAddr::from([10, 0, 0, 1]));
+        throttle.failed("bob", ip);
+        assert!(throttle.check("bob", ip).is_ok());
+        throttle.failed("bob", ip);
+        assert!(matches!(
+            throttle.check("bob", ip),
+            Err(ApiError::TooManyAttempts { .. })
+        ));
+        // Another address or another user is not affected.
+        assert!(throttle.check("bob", Some(IpAddr::from([10, 0, 0, 2]))).is_ok());
+        assert!(throttle.check("carol", ip).is_ok());
+        throttle.succeeded("bob", ip);
+        assert!(throttle.check("bob", ip).is_ok());
+    }
+
+    #[test]
+    fn throttle_window_expires() {
+        let throttle = LoginThrottle::new(1, Duration::from_millis(1));
+        throttle.failed("bob", None);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(throttle.check("bob", None).is_ok());
+    }
+}

@@ -1,0 +1,167 @@
+//! How the server is set up: [`ServerConfig`].
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use storefactory_core::port::Quota;
+use storefactory_core::provisioner::ProvisionerConfig;
+
+/// Everything [`crate::serve`] needs to know. Start from [`ServerConfig::default`] and set
+/// the fields that differ:
+///
+/// ```
+/// let mut config = storefactory_http::ServerConfig::default();
+/// config.listen = "0.0.0.0:8080".parse().unwrap();
+/// config.store_domain = "shops.example.com".to_owned();
+/// ```
+///
+/// The struct is `#[non_exhaustive]` so that fields can be added without breaking callers;
+/// it cannot be built with a struct literal outside this crate. Its `Debug` output hides
+/// the admin password and the token key.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Address and port to listen on. Default `127.0.0.1:8080`; port 0 picks a free port
+    /// (see [`crate::Server::local_addr`]).
+    pub listen: SocketAddr,
+
+    /// The SQLite database file, created if missing. Default `storefactory.db`.
+    pub database: PathBuf,
+
+    /// Kubeconfig file of the cluster stores are provisioned in. `None` (the default) uses
+    /// the usual discovery: `$KUBECONFIG`, `~/.kube/config`, then the in-cluster service
+    /// account. When no cluster can be configured the server starts anyway: `/ready`
+    /// reports it and store operations that need the cluster answer 503
+    /// `cluster_unavailable`.
+    pub kubeconfig: Option<PathBuf>,
+
+    /// DNS domain under which stores are published: store `<id>` is served at
+    /// `store-<id>.<store_domain>`. Default `storefactory.local`.
+    pub store_domain: String,
+
+    /// IngressClass of store Ingresses; `None` (the default) uses the cluster's default
+    /// class.
+    pub ingress_class: Option<String>,
+
+    /// StorageClass of store volumes; `None` (the default) uses the cluster's default
+    /// class.
+    pub storage_class: Option<String>,
+
+    /// cert-manager ClusterIssuer that issues store certificates. `None` (the default)
+    /// publishes stores over plain HTTP.
+    pub tls_cluster_issuer: Option<String>,
+
+    /// Directory of extra blueprints (`<dir>/<name>/*.yaml.hbs`) that override or add to the
+    /// built-in ones. Default `None`: built-in blueprints only.
+    pub blueprints_dir: Option<PathBuf>,
+
+    /// Browser origins allowed to call the API (CORS), e.g. `https://shops.example.com`.
+    /// Empty (the default) sends no CORS headers, so only same-origin pages can call it.
+    pub cors_origins: Vec<String>,
+
+    /// Password of the `admin` user created on first start, when the database has no users.
+    /// `None` (the default) generates a random password and logs it once. Ignored once any
+    /// user exists.
+    pub admin_password: Option<String>,
+
+    /// Key that signs access tokens (HS256), at least 32 bytes. `None` (the default)
+    /// generates a key on first start and keeps it in the database, so tokens survive
+    /// restarts. Changing it invalidates every token issued before.
+    pub token_key: Option<String>,
+
+    /// How long an access token is valid. Default 12 hours.
+    pub token_ttl: Duration,
+
+    /// Quota of users created through the API without an explicit one. Default
+    /// [`Quota::default`] (5 stores, 20 GiB).
+    pub default_quota: Quota,
+
+    /// Largest request body accepted, in bytes; larger ones are refused with 413. Default
+    /// 1 MiB, enough for the largest product list a store accepts.
+    pub max_body_bytes: usize,
+
+    /// Failed logins for one username from one client address within
+    /// [`ServerConfig::login_window`] before further attempts are refused with 429.
+    /// Default 5.
+    pub max_failed_logins: u32,
+
+    /// Window over which failed logins are counted; a refused client may try again once the
+    /// window of its first failure has passed. Default 15 minutes.
+    pub login_window: Duration,
+
+    /// Whether the client address is taken from the first `X-Forwarded-For` entry (when the
+    /// server runs behind a trusted reverse proxy or ingress controller) instead of the TCP
+    /// peer. Default `false`: the header is client-controlled unless a proxy overwrites it.
+    pub trust_forwarded_for: bool,
+
+    /// How the Provisioner behaves (deadlines, retries, concurrency).
+    pub provisioner: ProvisionerConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
+            database: PathBuf::from("storefactory.db"),
+            kubeconfig: None,
+            store_domain: "storefactory.local".to_owned(),
+            ingress_class: None,
+            storage_class: None,
+            tls_cluster_issuer: None,
+            blueprints_dir: None,
+            cors_origins: Vec::new(),
+            admin_password: None,
+            token_key: None,
+            token_ttl: Duration::from_secs(12 * 60 * 60),
+            default_quota: Quota::default(),
+            max_body_bytes: 1024 * 1024,
+            max_failed_logins: 5,
+            login_window: Duration::from_secs(15 * 60),
+            trust_forwarded_for: false,
+            provisioner: ProvisionerConfig::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |set: bool| if set { Some("<hidden>") } else { None };
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("database", &self.database)
+            .field("kubeconfig", &self.kubeconfig)
+            .field("store_domain", &self.store_domain)
+            .field("ingress_class", &self.ingress_class)
+            .field("storage_class", &self.storage_class)
+            .field("tls_cluster_issuer", &self.tls_cluster_issuer)
+            .field("blueprints_dir", &self.blueprints_dir)
+            .field("cors_origins", &self.cors_origins)
+            .field("admin_password", &hidden(self.admin_password.is_some()))
+            .field("token_key", &hidden(self.token_key.is_some()))
+            .field("token_ttl", &self.token_ttl)
+            .field("default_quota", &self.default_quota)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_failed_logins", &self.max_failed_logins)
+            .field("login_window", &self.login_window)
+            .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .field("provisioner", &self.provisioner)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let mut config = ServerConfig::default();
+        config.admin_password = Some("hunter2-hunter2".to_owned());
+        config.token_key = Some("k".repeat(40));
+        let text = format!("{config:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains(&"k".repeat(40)), "{text}");
+        assert!(text.contains("<hidden>"), "{text}");
+    }
+}

@@ -1,0 +1,168 @@
+//! The routes of the API and the layers around them.
+
+pub mod events;
+pub mod stores;
+pub mod users;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+use crate::api_error::ApiError;
+use crate::state::AppState;
+
+/// The OpenAPI 3 description of this API.
+pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
+
+/// The header carrying the request id, taken from the client when it sends one.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole API as one router: used by [`crate::Server`] and by tests (through
+/// `tower::ServiceExt::oneshot`).
+///
+/// Requests are logged with their method, path (never the query or headers), status,
+/// latency and an `x-request-id`, which is also returned to the client.
+pub fn router(state: AppState) -> Router {
+    let cors = (!state.cors_origins().is_empty()).then(|| {
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(state.cors_origins().iter().cloned()))
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, REQUEST_ID])
+            .expose_headers([REQUEST_ID, header::LOCATION])
+    });
+    let body_limit = state.max_body_bytes();
+    let mut router = Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/auth/login", post(users::login))
+        .route("/api/users/me", get(users::me))
+        .route("/api/users", get(users::list).post(users::create))
+        .route("/api/users/{username}/quota", put(users::set_quota))
+        .route("/api/stores", get(stores::list).post(stores::create))
+        .route("/api/stores/{id}", get(stores::get).delete(stores::delete))
+        .route("/api/stores/{id}/retry", post(stores::retry))
+        .route("/api/stores/{id}/events", get(events::stream))
+        .route("/api/stores/{id}/credentials", get(stores::credentials))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit));
+    if let Some(cors) = cors {
+        router = router.layer(cors);
+    }
+    router
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    let id = request
+                        .headers()
+                        .get(&REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!(
+                        "request",
+                        id,
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                    )
+                })
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, RequestIds::new()))
+}
+
+/// Request ids: a per-process random prefix and a counter.
+#[derive(Clone)]
+struct RequestIds {
+    prefix: Arc<str>,
+    next: Arc<AtomicU64>,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        RequestIds {
+            prefix: storefactory_core::blueprint::generate_password(8)
+                .to_ascii_lowercase()
+                .into(),
+            next: Arc::new(AtomicU64::new(1)),
+        }
+    }
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{}-{n}", self.prefix))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint".to_owned())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::BadRequest {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        message: "this endpoint does not accept that method".to_owned(),
+    }
+}
+
+/// `GET /health`: the process is up.
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /ready`: the database answers and the cluster is reachable.
+async fn ready(State(state): State<AppState>) -> Response {
+    let database = match state.db().get_setting("schema-probe").await {
+        Ok(_) => Ok("ok".to_owned()),
+        Err(error) => {
+            tracing::warn!(error = %error, "readiness: database check failed");
+            Err("database check failed".to_owned())
+        }
+    };
+    let cluster = state.check_cluster().await;
+    let part = |r: &Result<String, String>| match r {
+        Ok(v) => serde_json::json!({ "ok": true, "detail": v }),
+        Err(e) => serde_json::json!({ "ok": false, "detail": e }),
+    };
+    let mut body = serde_json::json!({
+        "status": if database.is_ok() && cluster.is_ok() { "ready" } else { "not_ready" },
+        "database": part(&database),
+        "cluster": part(&cluster),
+    });
+    if database.is_ok() && cluster.is_ok() {
+        return Json(body).into_response();
+    }
+    let problems: Vec<&str> = [database.as_ref().err(), cluster.as_ref().err()]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    body["error"] = serde_json::json!({
+        "code": "not_ready",
+        "message": problems.join("; "),
+    });
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+}
+
+/// `GET /api/openapi.json`
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON)
+}

@@ -1,0 +1,217 @@
+//! `/api/auth/login` and `/api/users`: logging in, the caller's profile, and the admin's
+//! user management.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use storefactory_core::port::{Quota, Usage};
+use storefactory_sql::{AuditRecord, Role, User};
+
+use crate::api_error::{ApiError, ApiJson, ApiPath};
+use crate::auth::{AuthUser, ClientAddr};
+use crate::routes::stores::audit;
+use crate::state::AppState;
+
+/// Longest username looked up at login; longer ones cannot exist.
+const MAX_LOGIN_NAME: usize = 256;
+
+/// The body of `POST /api/auth/login`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    /// The username.
+    pub username: String,
+    /// The password.
+    pub password: String,
+}
+
+/// The answer to a successful login.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LoginResponse {
+    /// The bearer token.
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: String,
+    /// Seconds until the token expires.
+    pub expires_in: u64,
+    /// The user's id (their username: usernames are unique and never change).
+    pub user_id: String,
+    /// The username.
+    pub username: String,
+    /// `admin` or `user`.
+    pub role: Role,
+}
+
+/// A user as the API shows it, with current usage. Never carries a password hash.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UserView {
+    /// The username.
+    pub username: String,
+    /// `admin` or `user`.
+    pub role: Role,
+    /// Limits.
+    pub quota: Quota,
+    /// What the user holds now.
+    pub usage: Usage,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+async fn view(state: &AppState, user: User) -> Result<UserView, ApiError> {
+    let usage = state.db().usage(&user.username).await?;
+    Ok(UserView {
+        username: user.username,
+        role: user.role,
+        quota: user.quota,
+        usage,
+        created_at: user.created_at.0,
+    })
+}
+
+/// `POST /api/auth/login`
+pub async fn login(
+    State(state): State<AppState>,
+    addr: ClientAddr,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    let refused = || ApiError::Unauthorized("invalid username or password".to_owned());
+    if body.username.len() > MAX_LOGIN_NAME || body.password.len() > 1024 {
+        return Err(refused());
+    }
+    state.throttle().check(&body.username, addr.0)?;
+    let Some(user) = state
+        .db()
+        .verify_password(&body.username, &body.password)
+        .await?
+    else {
+        state.throttle().failed(&body.username, addr.0);
+        tracing::info!(username = %body.username, "login failed");
+        audit(
+            &state,
+            AuditRecord::new("login.failed").actor(&body.username),
+            addr,
+        )
+        .await;
+        return Err(refused());
+    };
+    state.throttle().succeeded(&body.username, addr.0);
+    let token = state.tokens().issue(&user.username)?;
+    audit(&state, AuditRecord::new("login").actor(&user.username), addr).await;
+    Ok(Json(LoginResponse {
+        access_token: token,
+        token_type: "bearer".to_owned(),
+        expires_in: state.tokens().ttl().as_secs(),
+        user_id: user.username.clone(),
+        username: user.username,
+        role: user.role,
+    }))
+}
+
+/// `GET /api/users/me`
+pub async fn me(State(state): State<AppState>, user: AuthUser) -> Result<Json<UserView>, ApiError> {
+    Ok(Json(view(&state, user.0).await?))
+}
+
+/// `GET /api/users` (admin)
+pub async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    user.require_admin()?;
+    let mut users = Vec::new();
+    for user in state.db().list_users().await? {
+        users.push(view(&state, user).await?);
+    }
+    Ok(Json(serde_json::json!({ "users": users })))
+}
+
+/// A quota in a request body.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaBody {
+    /// Most stores at once.
+    pub max_stores: u32,
+    /// Most storage over all stores, GiB.
+    pub max_storage_gib: u64,
+}
+
+impl From<QuotaBody> for Quota {
+    fn from(q: QuotaBody) -> Self {
+        Quota {
+            max_stores: q.max_stores,
+            max_storage_gib: q.max_storage_gib,
+        }
+    }
+}
+
+/// The body of `POST /api/users`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserBody {
+    /// The new username.
+    pub username: String,
+    /// The new user's password (8 to 1024 characters).
+    pub password: String,
+    /// `user` (the default) or `admin`.
+    #[serde(default)]
+    pub role: Option<Role>,
+    /// The quota; the server's default quota when absent.
+    #[serde(default)]
+    pub quota: Option<QuotaBody>,
+}
+
+/// `POST /api/users` (admin)
+pub async fn create(
+    State(state): State<AppState>,
+    user: AuthUser,
+    addr: ClientAddr,
+    ApiJson(body): ApiJson<CreateUserBody>,
+) -> Result<(StatusCode, Json<UserView>), ApiError> {
+    user.require_admin()?;
+    let quota = body.quota.map_or(state.default_quota(), Quota::from);
+    let created = state
+        .db()
+        .create_user(
+            &body.username,
+            &body.password,
+            body.role.unwrap_or(Role::User),
+            quota,
+        )
+        .await?;
+    tracing::info!(username = %created.username, role = %created.role, "user created");
+    audit(
+        &state,
+        AuditRecord::new("user.create")
+            .actor(user.name())
+            .target(&created.username),
+        addr,
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(view(&state, created).await?)))
+}
+
+/// `PUT /api/users/{username}/quota` (admin)
+pub async fn set_quota(
+    State(state): State<AppState>,
+    user: AuthUser,
+    addr: ClientAddr,
+    ApiPath(username): ApiPath<String>,
+    ApiJson(body): ApiJson<QuotaBody>,
+) -> Result<Json<UserView>, ApiError> {
+    user.require_admin()?;
+    let updated = state.db().set_quota(&username, body.into()).await?;
+    audit(
+        &state,
+        AuditRecord::new("user.quota")
+            .actor(user.name())
+            .target(&updated.username)
+            .detail(format!(
+                "max_stores={} max_storage_gib={}",
+                body.max_stores, body.max_storage_gib
+            )),
+        addr,
+    )
+    .await;
+    Ok(Json(view(&state, updated).await?))
+}
