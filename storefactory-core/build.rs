@@ -33,7 +33,10 @@ fn main() {
         .collect();
     blueprints.sort();
     for blueprint in blueprints {
-        let name = blueprint.file_name().and_then(|n| n.to_str()).expect("utf-8 name");
+        let name = blueprint
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("utf-8 name");
         let mut files = Vec::new();
         files_under(&blueprint, &mut files);
         for file in files {

@@ -366,7 +366,8 @@ impl BlueprintRegistry {
                     source: Box::new(e),
                 })?;
         }
-        self.blueprints.insert(blueprint.name().to_owned(), blueprint);
+        self.blueprints
+            .insert(blueprint.name().to_owned(), blueprint);
         Ok(())
     }
 
@@ -384,9 +385,11 @@ impl BlueprintRegistry {
 
     /// A blueprint by name.
     pub fn get(&self, name: &str) -> Result<&Blueprint> {
-        self.blueprints.get(name).ok_or_else(|| Error::UnknownBlueprint {
-            name: name.to_owned(),
-        })
+        self.blueprints
+            .get(name)
+            .ok_or_else(|| Error::UnknownBlueprint {
+                name: name.to_owned(),
+            })
     }
 
     /// Validates `spec` and renders the objects of the store with blueprint `name`, in the
@@ -485,7 +488,11 @@ fn check_placement(manifest: &Manifest, namespace: &str) -> std::result::Result<
         Err(format!(
             "{} must be {} the store namespace {namespace}",
             manifest.describe(),
-            if manifest.is_namespaced() { "in" } else { "named after" }
+            if manifest.is_namespaced() {
+                "in"
+            } else {
+                "named after"
+            }
         ))
     }
 }
@@ -508,7 +515,13 @@ fn resolve_params(blueprint: &Blueprint, spec: &StoreSpec) -> Result<BTreeMap<St
                 format!(
                     "blueprint {} has no such parameter (it has: {})",
                     blueprint.name,
-                    blueprint.meta.parameters.keys().cloned().collect::<Vec<_>>().join(", ")
+                    blueprint
+                        .meta
+                        .parameters
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             )
             .into());

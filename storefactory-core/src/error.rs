@@ -183,9 +183,7 @@ impl Error {
 /// conflicts of optimistic concurrency.
 pub fn kube_error_is_transient(error: &kube::Error) -> bool {
     match error {
-        kube::Error::Api(status) => {
-            status.code >= 500 || status.code == 429 || status.code == 409
-        }
+        kube::Error::Api(status) => status.code >= 500 || status.code == 429 || status.code == 409,
         kube::Error::HyperError(_) | kube::Error::Service(_) => true,
         _ => false,
     }

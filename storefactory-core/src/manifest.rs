@@ -165,7 +165,10 @@ impl Manifest {
             _ => None,
         };
         if let Some(meta) = template_meta {
-            merge(&mut meta.get_or_insert_with(ObjectMeta::default).labels, labels);
+            merge(
+                &mut meta.get_or_insert_with(ObjectMeta::default).labels,
+                labels,
+            );
         }
     }
 }

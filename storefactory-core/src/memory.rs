@@ -45,7 +45,9 @@ impl MemoryRepository {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave `State` half-updated in a way that
         // matters more than losing the whole repository, so recover the guard.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -64,20 +66,21 @@ fn usage_of(state: &State, owner: &str) -> Usage {
 impl StoreRepository for MemoryRepository {
     async fn insert_store(&self, record: &StoreRecord) -> Result<(), RepositoryError> {
         let mut state = self.lock();
-        if let Some(existing) = state.stores.get(&record.id) {
-            if existing.status != StoreStatus::Deleted {
-                return Err(RepositoryError::AlreadyExists {
-                    id: record.id.clone(),
-                });
-            }
+        if let Some(existing) = state.stores.get(&record.id)
+            && existing.status != StoreStatus::Deleted
+        {
+            return Err(RepositoryError::AlreadyExists {
+                id: record.id.clone(),
+            });
         }
-        if let Some(quota) = state.quotas.get(&record.owner) {
-            if let Some(message) = usage_of(&state, &record.owner).exceeds(quota, record.storage_gib()) {
-                return Err(RepositoryError::QuotaExceeded {
-                    owner: record.owner.clone(),
-                    message,
-                });
-            }
+        if let Some(quota) = state.quotas.get(&record.owner)
+            && let Some(message) =
+                usage_of(&state, &record.owner).exceeds(quota, record.storage_gib())
+        {
+            return Err(RepositoryError::QuotaExceeded {
+                owner: record.owner.clone(),
+                message,
+            });
         }
         state.order.retain(|id| *id != record.id);
         state.order.push(record.id.clone());
@@ -148,7 +151,13 @@ impl StoreRepository for MemoryRepository {
         Ok(state
             .events
             .get(id)
-            .map(|events| events.iter().filter(|e| e.seq > after_seq).cloned().collect())
+            .map(|events| {
+                events
+                    .iter()
+                    .filter(|e| e.seq > after_seq)
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default())
     }
 }

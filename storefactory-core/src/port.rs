@@ -116,6 +116,9 @@ pub trait StoreRepository: Send + Sync + 'static {
     ) -> Result<StoreEvent, RepositoryError>;
 
     /// The store's events with a sequence number greater than `after_seq`, in order.
-    async fn events(&self, id: &StoreId, after_seq: i64)
-    -> Result<Vec<StoreEvent>, RepositoryError>;
+    async fn events(
+        &self,
+        id: &StoreId,
+        after_seq: i64,
+    ) -> Result<Vec<StoreEvent>, RepositoryError>;
 }

@@ -176,9 +176,10 @@ mod tests {
 
     #[test]
     fn parses_the_seed_format() {
-        let products =
-            parse_product_lines("T-Shirt|599|Cotton t-shirt\nJeans|12.99|Denim | blue\n\n# x\nMug|3")
-                .unwrap();
+        let products = parse_product_lines(
+            "T-Shirt|599|Cotton t-shirt\nJeans|12.99|Denim | blue\n\n# x\nMug|3",
+        )
+        .unwrap();
         assert_eq!(products.len(), 3);
         assert_eq!(products[0].name, "T-Shirt");
         assert_eq!(products[0].price.as_str(), "599");

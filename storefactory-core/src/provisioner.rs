@@ -26,8 +26,8 @@ use tokio::sync::{Semaphore, broadcast, mpsc};
 use tokio::task::JoinSet;
 
 use crate::blueprint::{
-    BlueprintRegistry, DEFAULT_BLUEPRINT, LABEL_MANAGED_BY, LABEL_STORE, MANAGED_BY,
-    StoreSecrets, validate_admin_password,
+    BlueprintRegistry, DEFAULT_BLUEPRINT, LABEL_MANAGED_BY, LABEL_STORE, MANAGED_BY, StoreSecrets,
+    validate_admin_password,
 };
 use crate::error::{Error, Result, kube_error_is_transient};
 use crate::manifest::Manifest;
@@ -515,11 +515,21 @@ impl Provisioner {
 
     fn watch<K>(&self, set: &mut JoinSet<()>)
     where
-        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+        K: Resource<DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
     {
         let api: Api<K> = Api::all(self.inner.client.clone());
         let kind = K::kind(&()).to_string();
-        self.spawn_watch(set, kind, watcher(api, self.watch_config()).default_backoff().boxed());
+        self.spawn_watch(
+            set,
+            kind,
+            watcher(api, self.watch_config()).default_backoff().boxed(),
+        );
     }
 
     fn watch_dynamic(&self, kind: &str, set: &mut JoinSet<()>) {
@@ -571,17 +581,17 @@ impl Provisioner {
     }
 
     async fn note_deleted_child(&self, id: &StoreId, kind: &str, name: &str) {
-        if let Ok(Some(record)) = self.inner.repo.get_store(id).await {
-            if record.status == StoreStatus::Ready {
-                let _ = self
-                    .record(
-                        id,
-                        EventKind::Warning {
-                            message: format!("{kind}/{name} was deleted; restoring it"),
-                        },
-                    )
-                    .await;
-            }
+        if let Ok(Some(record)) = self.inner.repo.get_store(id).await
+            && record.status == StoreStatus::Ready
+        {
+            let _ = self
+                .record(
+                    id,
+                    EventKind::Warning {
+                        message: format!("{kind}/{name} was deleted; restoring it"),
+                    },
+                )
+                .await;
         }
     }
 
@@ -595,11 +605,16 @@ impl Provisioner {
             Err(error) => {
                 let reason = error_chain(&error);
                 tracing::warn!(store = %id, error = %reason, "reconcile failed");
-                if let Ok(Some(record)) = self.inner.repo.get_store(id).await {
-                    if matches!(record.status, StoreStatus::Initialized | StoreStatus::Provisioning) {
-                        let _ = self.transition(id, StoreStatus::Failed, Some(&reason)).await;
-                        return Outcome::AwaitChange;
-                    }
+                if let Ok(Some(record)) = self.inner.repo.get_store(id).await
+                    && matches!(
+                        record.status,
+                        StoreStatus::Initialized | StoreStatus::Provisioning
+                    )
+                {
+                    let _ = self
+                        .transition(id, StoreStatus::Failed, Some(&reason))
+                        .await;
+                    return Outcome::AwaitChange;
                 }
                 Outcome::RequeueAfter(self.inner.config.max_backoff)
             }
@@ -625,7 +640,9 @@ impl Provisioner {
     async fn provision(&self, mut record: StoreRecord) -> Result<Outcome> {
         let id = record.id.clone();
         if record.status == StoreStatus::Initialized {
-            record = self.transition(&id, StoreStatus::Provisioning, None).await?;
+            record = self
+                .transition(&id, StoreStatus::Provisioning, None)
+                .await?;
         }
         let first_pass = !lock(&self.inner.progress).contains_key(&id);
         self.apply_all(&record, first_pass).await?;
@@ -635,9 +652,24 @@ impl Provisioner {
             .insert(id.clone(), observed.progress.clone())
             .unwrap_or_default();
         for (was, is, step, message) in [
-            (previous.mysql_ready, observed.progress.mysql_ready, "mysql", "MySQL is ready"),
-            (previous.wordpress_ready, observed.progress.wordpress_ready, "wordpress", "WordPress is ready"),
-            (previous.seeded, observed.progress.seeded, "seed", "WooCommerce installed and products created"),
+            (
+                previous.mysql_ready,
+                observed.progress.mysql_ready,
+                "mysql",
+                "MySQL is ready",
+            ),
+            (
+                previous.wordpress_ready,
+                observed.progress.wordpress_ready,
+                "wordpress",
+                "WordPress is ready",
+            ),
+            (
+                previous.seeded,
+                observed.progress.seeded,
+                "seed",
+                "WooCommerce installed and products created",
+            ),
         ] {
             if is && !was {
                 self.step(&id, step, message).await?;
@@ -645,7 +677,8 @@ impl Provisioner {
         }
         if let Some(reason) = observed.failure {
             lock(&self.inner.progress).remove(&id);
-            self.transition(&id, StoreStatus::Failed, Some(&reason)).await?;
+            self.transition(&id, StoreStatus::Failed, Some(&reason))
+                .await?;
             return Ok(Outcome::AwaitChange);
         }
         let p = &observed.progress;
@@ -654,7 +687,10 @@ impl Provisioner {
             self.transition(&id, StoreStatus::Ready, None).await?;
             return Ok(Outcome::AwaitChange);
         }
-        let elapsed_ms = Timestamp::now().0.saturating_sub(record.updated_at.0).max(0);
+        let elapsed_ms = Timestamp::now()
+            .0
+            .saturating_sub(record.updated_at.0)
+            .max(0);
         let elapsed = Duration::from_millis(u64::try_from(elapsed_ms).unwrap_or_default());
         let deadline = self.inner.config.ready_deadline;
         if elapsed >= deadline {
@@ -672,7 +708,8 @@ impl Provisioner {
                 deadline.as_secs(),
                 waiting.join(", ")
             );
-            self.transition(&id, StoreStatus::Failed, Some(&reason)).await?;
+            self.transition(&id, StoreStatus::Failed, Some(&reason))
+                .await?;
             return Ok(Outcome::AwaitChange);
         }
         Ok(Outcome::RequeueAfter(deadline - elapsed))
@@ -699,7 +736,8 @@ impl Provisioner {
             self.apply(manifest).await?;
         }
         if report {
-            self.step(&record.id, "apply", "all objects applied").await?;
+            self.step(&record.id, "apply", "all objects applied")
+                .await?;
         }
         // The Secret now holds the administrator's password; forget it.
         lock(&self.inner.admin_passwords).remove(&record.id);
@@ -731,7 +769,8 @@ impl Provisioner {
         let pending_admin = lock(&self.inner.admin_passwords).get(id).cloned();
         let fresh = StoreSecrets::generate(pending_admin);
         Ok(StoreSecrets {
-            mysql_root_password: value(&mysql, "root-password").unwrap_or(fresh.mysql_root_password),
+            mysql_root_password: value(&mysql, "root-password")
+                .unwrap_or(fresh.mysql_root_password),
             mysql_password: value(&mysql, "password").unwrap_or(fresh.mysql_password),
             admin_password: value(&admin, "password").unwrap_or(fresh.admin_password),
         })
@@ -740,7 +779,9 @@ impl Provisioner {
     async fn apply(&self, manifest: &Manifest) -> Result<()> {
         let resource = api_resource(manifest);
         let api: Api<DynamicObject> = match &manifest.meta().namespace {
-            Some(namespace) => Api::namespaced_with(self.inner.client.clone(), namespace, &resource),
+            Some(namespace) => {
+                Api::namespaced_with(self.inner.client.clone(), namespace, &resource)
+            }
             None => Api::all_with(self.inner.client.clone(), &resource),
         };
         let params = PatchParams::apply(&self.inner.config.field_manager).force();
@@ -752,7 +793,11 @@ impl Provisioner {
             let params = params.clone();
             let value = value.clone();
             let name = name.clone();
-            async move { api.patch(&name, &params, &Patch::Apply(&value)).await.map(drop) }
+            async move {
+                api.patch(&name, &params, &Patch::Apply(&value))
+                    .await
+                    .map(drop)
+            }
         })
         .await
     }
@@ -770,7 +815,9 @@ impl Provisioner {
         loop {
             match call().await {
                 Ok(value) => return Ok(value),
-                Err(source) if kube_error_is_transient(&source) && attempt < config.max_attempts => {
+                Err(source)
+                    if kube_error_is_transient(&source) && attempt < config.max_attempts =>
+                {
                     let hinted = match &source {
                         kube::Error::Api(status) => status
                             .details
@@ -824,7 +871,9 @@ impl Provisioner {
         let namespaces: Api<Namespace> = Api::all(self.inner.client.clone());
         let namespace = id.namespace();
         let current = self
-            .with_retries(&format!("read Namespace {namespace}"), || namespaces.get_opt(&namespace))
+            .with_retries(&format!("read Namespace {namespace}"), || {
+                namespaces.get_opt(&namespace)
+            })
             .await?;
         match current {
             None => {
@@ -852,14 +901,18 @@ impl Provisioner {
                 }
                 if ns.metadata.deletion_timestamp.is_none() {
                     self.with_retries(&format!("delete Namespace {namespace}"), || async {
-                        match namespaces.delete(&namespace, &DeleteParams::background()).await {
+                        match namespaces
+                            .delete(&namespace, &DeleteParams::background())
+                            .await
+                        {
                             Ok(_) => Ok(()),
                             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
                             Err(e) => Err(e),
                         }
                     })
                     .await?;
-                    self.step(id, "delete", format!("deleting namespace {namespace}")).await?;
+                    self.step(id, "delete", format!("deleting namespace {namespace}"))
+                        .await?;
                 }
                 // The namespace watch reports when it is gone; look again later in case the
                 // event is missed.

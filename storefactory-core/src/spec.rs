@@ -31,7 +31,8 @@ type VResult<T> = Result<T, ValidationError>;
 pub fn is_dns1123_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -406,7 +407,7 @@ pub enum TlsSpec {
 }
 
 /// How the store is reached from outside the cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngressSpec {
     /// The host name of the store, e.g. `store-ab12cd34.storefactory.local`.
@@ -417,17 +418,6 @@ pub struct IngressSpec {
     pub tls: Option<TlsSpec>,
     /// Extra annotations on the Ingress.
     pub annotations: BTreeMap<String, String>,
-}
-
-impl Default for IngressSpec {
-    fn default() -> Self {
-        IngressSpec {
-            host: String::new(),
-            class: None,
-            tls: None,
-            annotations: BTreeMap::new(),
-        }
-    }
 }
 
 /// Limits of the store namespace: a ResourceQuota and the LimitRange defaults that let pods
@@ -612,7 +602,11 @@ impl StoreSpec {
 
     /// The public URL of the store.
     pub fn url(&self) -> String {
-        let scheme = if self.ingress.tls.is_some() { "https" } else { "http" };
+        let scheme = if self.ingress.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         format!("{scheme}://{}/", self.ingress.host)
     }
 
@@ -638,7 +632,9 @@ impl StoreSpec {
             check_subdomain("ingress.class", class)?;
         }
         match &self.ingress.tls {
-            Some(TlsSpec::ClusterIssuer(name)) => check_subdomain("ingress.tls.cluster_issuer", name)?,
+            Some(TlsSpec::ClusterIssuer(name)) => {
+                check_subdomain("ingress.tls.cluster_issuer", name)?
+            }
             Some(TlsSpec::Secret(name)) => check_subdomain("ingress.tls.secret", name)?,
             None => {}
         }
@@ -659,9 +655,13 @@ impl StoreSpec {
         self.mysql.resources.validate("mysql.resources")?;
         check_image("wordpress.image", &self.wordpress.image)?;
         check_image("wordpress.cli_image", &self.wordpress.cli_image)?;
-        self.wordpress.storage.must_be_positive("wordpress.storage")?;
+        self.wordpress
+            .storage
+            .must_be_positive("wordpress.storage")?;
         self.wordpress.resources.validate("wordpress.resources")?;
-        self.wordpress.cli_resources.validate("wordpress.cli_resources")?;
+        self.wordpress
+            .cli_resources
+            .validate("wordpress.cli_resources")?;
         check_text("wordpress.admin_user", &self.wordpress.admin_user, 60)?;
         if !self
             .wordpress
@@ -680,9 +680,15 @@ impl StoreSpec {
             ("quota.memory", &self.quota.memory),
             ("quota.storage", &self.quota.storage),
             ("quota.default_cpu_limit", &self.quota.default_cpu_limit),
-            ("quota.default_memory_limit", &self.quota.default_memory_limit),
+            (
+                "quota.default_memory_limit",
+                &self.quota.default_memory_limit,
+            ),
             ("quota.default_cpu_request", &self.quota.default_cpu_request),
-            ("quota.default_memory_request", &self.quota.default_memory_request),
+            (
+                "quota.default_memory_request",
+                &self.quota.default_memory_request,
+            ),
         ] {
             quantity.must_be_positive(name)?;
         }
@@ -708,18 +714,17 @@ impl StoreSpec {
         if self.products.len() > MAX_PRODUCTS {
             return Err(ValidationError::new(
                 "products",
-                format!("at most {MAX_PRODUCTS} products, got {}", self.products.len()),
+                format!(
+                    "at most {MAX_PRODUCTS} products, got {}",
+                    self.products.len()
+                ),
             ));
         }
         for (i, product) in self.products.iter().enumerate() {
             product.validate(&format!("products[{i}]"))?;
         }
         for (key, value) in &self.params {
-            if key.is_empty()
-                || !key
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            {
+            if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
                 return Err(ValidationError::new(
                     format!("params.{key}"),
                     "parameter names are letters, digits and '_'",
@@ -851,7 +856,14 @@ mod tests {
 
     #[test]
     fn bad_hosts_are_rejected_with_the_field_name() {
-        for bad in ["", "UPPER.example", "a..b", "-a.example", "a b", "a_b.example"] {
+        for bad in [
+            "",
+            "UPPER.example",
+            "a..b",
+            "-a.example",
+            "a b",
+            "a_b.example",
+        ] {
             let mut spec = spec();
             spec.ingress.host = bad.to_owned();
             let err = spec.validate().unwrap_err();

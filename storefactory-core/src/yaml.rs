@@ -1,7 +1,7 @@
 //! The one place YAML is read and written, so the YAML library can change here alone.
 
-use serde::Serialize;
 use serde::Deserialize as _;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// Quotes `text` as a YAML double-quoted scalar that parses back to exactly `text`, whatever
@@ -49,7 +49,6 @@ pub fn to_string<T: Serialize + ?Sized>(value: &T) -> Result<String, String> {
     serde_yaml::to_string(value).map_err(|e| e.to_string())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,7 +76,11 @@ mod tests {
             let doc = format!("key: {}\nother: fixed\n", quote_scalar(text));
             let parsed = parse_documents(&doc).unwrap();
             assert_eq!(parsed.len(), 1);
-            assert_eq!(parsed[0]["key"], serde_json::Value::String(text.to_owned()), "{doc}");
+            assert_eq!(
+                parsed[0]["key"],
+                serde_json::Value::String(text.to_owned()),
+                "{doc}"
+            );
             assert_eq!(parsed[0]["other"], "fixed");
             assert_eq!(parsed[0].as_object().unwrap().len(), 2);
         }

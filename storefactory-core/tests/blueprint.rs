@@ -83,22 +83,46 @@ fn woocommerce_renders_every_part_of_a_store_in_apply_order() {
         "Job/seed",
         "Ingress/wordpress",
     ] {
-        assert!(described.contains(&expected.to_owned()), "{expected} missing from {described:?}");
+        assert!(
+            described.contains(&expected.to_owned()),
+            "{expected} missing from {described:?}"
+        );
     }
     assert_eq!(manifests[0].kind(), "Namespace");
     let ranks: Vec<_> = manifests.iter().map(Manifest::apply_rank).collect();
-    assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "not in apply order: {described:?}");
+    assert!(
+        ranks.windows(2).all(|w| w[0] <= w[1]),
+        "not in apply order: {described:?}"
+    );
 }
 
 #[test]
 fn every_object_is_labelled_and_stays_in_the_store_namespace() {
     for m in render(&spec()) {
         let labels = m.meta().labels.clone().unwrap_or_default();
-        assert_eq!(labels.get(LABEL_MANAGED_BY).map(String::as_str), Some("storefactory"), "{}", m.describe());
-        assert_eq!(labels.get(LABEL_STORE).map(String::as_str), Some("golden1"), "{}", m.describe());
-        assert_eq!(labels.get("app.kubernetes.io/instance").map(String::as_str), Some("store-golden1"));
+        assert_eq!(
+            labels.get(LABEL_MANAGED_BY).map(String::as_str),
+            Some("storefactory"),
+            "{}",
+            m.describe()
+        );
+        assert_eq!(
+            labels.get(LABEL_STORE).map(String::as_str),
+            Some("golden1"),
+            "{}",
+            m.describe()
+        );
+        assert_eq!(
+            labels.get("app.kubernetes.io/instance").map(String::as_str),
+            Some("store-golden1")
+        );
         if m.is_namespaced() {
-            assert_eq!(m.meta().namespace.as_deref(), Some("store-golden1"), "{}", m.describe());
+            assert_eq!(
+                m.meta().namespace.as_deref(),
+                Some("store-golden1"),
+                "{}",
+                m.describe()
+            );
         }
     }
 }
@@ -111,16 +135,31 @@ fn pods_are_hardened() {
     for (what, pod) in pods {
         assert_eq!(pod.automount_service_account_token, Some(false), "{what}");
         let pod_sc = pod.security_context.clone().unwrap();
-        assert_eq!(pod_sc.seccomp_profile.unwrap().type_, "RuntimeDefault", "{what}");
-        for container in pod.containers.iter().chain(pod.init_containers.iter().flatten()) {
+        assert_eq!(
+            pod_sc.seccomp_profile.unwrap().type_,
+            "RuntimeDefault",
+            "{what}"
+        );
+        for container in pod
+            .containers
+            .iter()
+            .chain(pod.init_containers.iter().flatten())
+        {
             let sc = container.security_context.clone().unwrap();
             assert_eq!(sc.allow_privilege_escalation, Some(false), "{what}");
             let caps = sc.capabilities.unwrap();
             assert_eq!(caps.drop, Some(vec!["ALL".to_owned()]), "{what}");
             let limits = container.resources.clone().unwrap().limits.unwrap();
-            assert!(limits.contains_key("cpu") && limits.contains_key("memory"), "{what}");
+            assert!(
+                limits.contains_key("cpu") && limits.contains_key("memory"),
+                "{what}"
+            );
             for port in container.ports.iter().flatten() {
-                assert_eq!(port.protocol.as_deref(), Some("TCP"), "{what}: v1.20 apply needs it");
+                assert_eq!(
+                    port.protocol.as_deref(),
+                    Some("TCP"),
+                    "{what}: v1.20 apply needs it"
+                );
             }
         }
     }
@@ -141,11 +180,15 @@ fn the_three_passwords_go_to_their_own_secrets() {
     assert!(!format!("{secrets:?}").contains(&secrets.admin_password));
 
     let manifests = render(&spec());
-    let Manifest::Secret(mysql) = find(&manifests, "Secret", "mysql") else { unreachable!() };
+    let Manifest::Secret(mysql) = find(&manifests, "Secret", "mysql") else {
+        unreachable!()
+    };
     let data = mysql.data.clone().unwrap();
     assert_eq!(data["root-password"].0, b"root-password-for-golden-test");
     assert_eq!(data["password"].0, b"user-password-for-golden-test");
-    let Manifest::Secret(admin) = find(&manifests, "Secret", "wordpress-admin") else { unreachable!() };
+    let Manifest::Secret(admin) = find(&manifests, "Secret", "wordpress-admin") else {
+        unreachable!()
+    };
     let data = admin.data.clone().unwrap();
     assert_eq!(data["password"].0, b"admin-password-for-golden-test");
     assert_eq!(data["username"].0, b"admin");
@@ -156,24 +199,35 @@ fn products_reach_the_seeding_step_as_json_data() {
     let mut spec = spec();
     spec.products = parse_products("--help|1|$(reboot)\nEvil\"|2|x: y\n  kind: Secret|3").unwrap();
     let manifests = render(&spec);
-    let Manifest::ConfigMap(seed) = find(&manifests, "ConfigMap", "seed") else { unreachable!() };
+    let Manifest::ConfigMap(seed) = find(&manifests, "ConfigMap", "seed") else {
+        unreachable!()
+    };
     let data = seed.data.clone().unwrap();
     let products: serde_json::Value = serde_json::from_str(&data["products.json"]).unwrap();
     assert_eq!(products[0]["name"], "--help");
     assert_eq!(products[0]["description"], "$(reboot)");
     assert_eq!(products[1]["name"], "Evil\"");
     assert!(data["seed.sh"].starts_with("#!/bin/sh"));
-    let Manifest::Job(job) = find(&manifests, "Job", "seed") else { unreachable!() };
+    let Manifest::Job(job) = find(&manifests, "Job", "seed") else {
+        unreachable!()
+    };
     let pod = job.spec.clone().unwrap().template.spec.unwrap();
-    assert_eq!(pod.containers[0].command, Some(vec!["sh".to_owned(), "/seed/seed.sh".to_owned()]));
-    assert_eq!(pod.containers[0].args, None, "user text must not become arguments");
+    assert_eq!(
+        pod.containers[0].command,
+        Some(vec!["sh".to_owned(), "/seed/seed.sh".to_owned()])
+    );
+    assert_eq!(
+        pod.containers[0].args, None,
+        "user text must not become arguments"
+    );
     assert_eq!(job.spec.clone().unwrap().backoff_limit, Some(3));
 }
 
 #[test]
 fn user_text_cannot_change_the_yaml_structure() {
     let mut spec = spec();
-    spec.site_title = "Shop\"\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: x".replace('\n', " ");
+    spec.site_title =
+        "Shop\"\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: x".replace('\n', " ");
     spec.site_title.push_str("\u{2028}kind: Secret # ");
     spec.ingress.annotations.insert(
         "example.com/note".to_owned(),
@@ -182,7 +236,9 @@ fn user_text_cannot_change_the_yaml_structure() {
     let baseline = render(&self::spec()).len();
     let manifests = render(&spec);
     assert_eq!(manifests.len(), baseline, "no object may be added");
-    let Manifest::ConfigMap(seed) = find(&manifests, "ConfigMap", "seed") else { unreachable!() };
+    let Manifest::ConfigMap(seed) = find(&manifests, "ConfigMap", "seed") else {
+        unreachable!()
+    };
     assert_eq!(seed.data.clone().unwrap()["site-title"], spec.site_title);
     let ingress = find(&manifests, "Ingress", "wordpress");
     assert_eq!(
@@ -198,20 +254,30 @@ fn ingress_class_and_tls_are_configurable() {
     spec.ingress.tls = Some(TlsSpec::ClusterIssuer("letsencrypt-prod".to_owned()));
     spec.storage_class = Some("local-path".to_owned());
     let manifests = render(&spec);
-    let Manifest::Ingress(ingress) = find(&manifests, "Ingress", "wordpress") else { unreachable!() };
+    let Manifest::Ingress(ingress) = find(&manifests, "Ingress", "wordpress") else {
+        unreachable!()
+    };
     let ingress_spec = ingress.spec.clone().unwrap();
     assert_eq!(ingress_spec.ingress_class_name.as_deref(), Some("traefik"));
     let tls = ingress_spec.tls.unwrap();
     assert_eq!(tls[0].secret_name.as_deref(), Some("store-tls"));
-    assert_eq!(tls[0].hosts, Some(vec!["store-golden1.storefactory.local".to_owned()]));
+    assert_eq!(
+        tls[0].hosts,
+        Some(vec!["store-golden1.storefactory.local".to_owned()])
+    );
     assert_eq!(
         ingress.metadata.annotations.clone().unwrap()["cert-manager.io/cluster-issuer"],
         "letsencrypt-prod"
     );
-    let Manifest::PersistentVolumeClaim(pvc) = find(&manifests, "PersistentVolumeClaim", "wordpress") else {
+    let Manifest::PersistentVolumeClaim(pvc) =
+        find(&manifests, "PersistentVolumeClaim", "wordpress")
+    else {
         unreachable!()
     };
-    assert_eq!(pvc.spec.clone().unwrap().storage_class_name.as_deref(), Some("local-path"));
+    assert_eq!(
+        pvc.spec.clone().unwrap().storage_class_name.as_deref(),
+        Some("local-path")
+    );
     assert_eq!(spec.url(), "https://store-golden1.storefactory.local/");
 }
 
@@ -230,7 +296,10 @@ fn invalid_specs_are_rejected_before_rendering() {
         .unwrap()
         .render(DEFAULT_BLUEPRINT, &spec, &fixed_secrets())
         .unwrap_err();
-    assert!(matches!(err, Error::Invalid(ref v) if v.field == "ingress.host"), "{err}");
+    assert!(
+        matches!(err, Error::Invalid(ref v) if v.field == "ingress.host"),
+        "{err}"
+    );
 }
 
 /// The rendered woocommerce blueprint, reviewed like code. Regenerate with
@@ -240,7 +309,8 @@ fn woocommerce_matches_its_golden_file() {
     let manifests = render(&spec());
     let values: Vec<_> = manifests.iter().map(Manifest::to_value).collect();
     let rendered = storefactory_core::yaml::to_string(&values).unwrap();
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/woocommerce.yaml");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/woocommerce.yaml");
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, &rendered).unwrap();
     }
@@ -264,7 +334,10 @@ fn custom_blueprint(template: &str) -> Result<Blueprint, Error> {
     Blueprint::from_files(
         "greeting",
         [
-            ("blueprint.yaml", "description: A greeting.\nparameters:\n  greeting:\n    description: What to say.\n    default: hello\n"),
+            (
+                "blueprint.yaml",
+                "description: A greeting.\nparameters:\n  greeting:\n    description: What to say.\n    default: hello\n",
+            ),
             ("00-config.yaml.hbs", template),
         ],
     )
@@ -282,18 +355,31 @@ fn embedders_register_helpers_and_blueprints() {
             .unwrap(),
         )
         .unwrap();
-    assert_eq!(registry.names().collect::<Vec<_>>(), ["greeting", "woocommerce"]);
+    assert_eq!(
+        registry.names().collect::<Vec<_>>(),
+        ["greeting", "woocommerce"]
+    );
     let mut spec = spec();
-    spec.params.insert("greeting".to_owned(), "good: day # x".to_owned());
-    let manifests = registry.render("greeting", &spec, &fixed_secrets()).unwrap();
-    let Manifest::ConfigMap(cm) = &manifests[0] else { panic!("not a ConfigMap") };
+    spec.params
+        .insert("greeting".to_owned(), "good: day # x".to_owned());
+    let manifests = registry
+        .render("greeting", &spec, &fixed_secrets())
+        .unwrap();
+    let Manifest::ConfigMap(cm) = &manifests[0] else {
+        panic!("not a ConfigMap")
+    };
     let data = cm.data.clone().unwrap();
-    assert_eq!(data["text"], "GOOD: DAY # X", "helper output is quoted like any value");
+    assert_eq!(
+        data["text"], "GOOD: DAY # X",
+        "helper output is quoted like any value"
+    );
     assert_eq!(data["title"], "ALICE'S SHOP");
     assert_eq!(cm.metadata.labels.clone().unwrap()[LABEL_STORE], "golden1");
 
     spec.params.insert("colour".to_owned(), "red".to_owned());
-    let err = registry.render("greeting", &spec, &fixed_secrets()).unwrap_err();
+    let err = registry
+        .render("greeting", &spec, &fixed_secrets())
+        .unwrap_err();
     assert!(err.to_string().contains("params.colour"), "{err}");
 }
 
@@ -305,8 +391,12 @@ fn a_misspelt_key_in_a_template_is_an_error() {
             custom_blueprint("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: {{namespace}}\n  lables:\n    a: b\n").unwrap(),
         )
         .unwrap();
-    let err = registry.render("greeting", &spec(), &fixed_secrets()).unwrap_err();
-    let Error::ParseManifest { message, .. } = &err else { panic!("{err}") };
+    let err = registry
+        .render("greeting", &spec(), &fixed_secrets())
+        .unwrap_err();
+    let Error::ParseManifest { message, .. } = &err else {
+        panic!("{err}")
+    };
     assert!(message.contains("metadata.lables"), "{message}");
 }
 
@@ -318,7 +408,9 @@ fn a_missing_value_is_an_error_in_strict_mode() {
             custom_blueprint("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{store.nmae}}\n  namespace: {{namespace}}\n").unwrap(),
         )
         .unwrap();
-    let err = registry.render("greeting", &spec(), &fixed_secrets()).unwrap_err();
+    let err = registry
+        .render("greeting", &spec(), &fixed_secrets())
+        .unwrap_err();
     assert!(matches!(err, Error::RenderTemplate { .. }), "{err}");
 }
 
@@ -330,11 +422,19 @@ fn templates_may_not_disable_quoting_or_leave_the_store() {
     let mut registry = BlueprintRegistry::empty();
     registry
         .register_blueprint(
-            custom_blueprint("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: kube-system\n").unwrap(),
+            custom_blueprint(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: kube-system\n",
+            )
+            .unwrap(),
         )
         .unwrap();
-    let err = registry.render("greeting", &spec(), &fixed_secrets()).unwrap_err();
-    assert!(err.to_string().contains("rendered an invalid object"), "{err}");
+    let err = registry
+        .render("greeting", &spec(), &fixed_secrets())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("rendered an invalid object"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -342,7 +442,11 @@ fn a_directory_overrides_and_adds_blueprints() {
     let dir = tempfile::tempdir().unwrap();
     let custom = dir.path().join("woocommerce");
     std::fs::create_dir_all(&custom).unwrap();
-    std::fs::write(custom.join("blueprint.yaml"), "description: Only a namespace.\n").unwrap();
+    std::fs::write(
+        custom.join("blueprint.yaml"),
+        "description: Only a namespace.\n",
+    )
+    .unwrap();
     std::fs::write(
         custom.join("00-namespace.yaml.hbs"),
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {{namespace}}\n",
@@ -351,7 +455,12 @@ fn a_directory_overrides_and_adds_blueprints() {
     let mut registry = BlueprintRegistry::builtin().unwrap();
     let loaded = registry.load_dir(dir.path()).unwrap();
     assert_eq!(loaded, ["woocommerce"]);
-    let manifests = registry.render(DEFAULT_BLUEPRINT, &spec(), &fixed_secrets()).unwrap();
+    let manifests = registry
+        .render(DEFAULT_BLUEPRINT, &spec(), &fixed_secrets())
+        .unwrap();
     assert_eq!(manifests.len(), 1);
-    assert_eq!(registry.get(DEFAULT_BLUEPRINT).unwrap().meta().description, "Only a namespace.");
+    assert_eq!(
+        registry.get(DEFAULT_BLUEPRINT).unwrap().meta().description,
+        "Only a namespace."
+    );
 }

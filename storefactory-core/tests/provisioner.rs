@@ -1,0 +1,478 @@
+//! The Provisioner against a real local control plane (storefactory-testkit): readiness
+//! through real controller status propagation, failures, deletion, crash safety, drift and
+//! concurrency.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use kube::api::{DeleteParams, ListParams};
+use kube::{Api, Client};
+use storefactory_core::blueprint::BlueprintRegistry;
+use storefactory_core::memory::MemoryRepository;
+use storefactory_core::port::StoreRepository;
+use storefactory_core::product::parse_products;
+use storefactory_core::provisioner::{CreateStore, Provisioner, ProvisionerConfig, store_selector};
+use storefactory_core::spec::{StoreId, StoreSpec};
+use storefactory_core::store::{EventKind, StoreRecord, StoreStatus};
+use storefactory_testkit::Fault;
+use tokio::task::JoinHandle;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+struct Harness {
+    client: Client,
+    repo: Arc<MemoryRepository>,
+}
+
+impl Harness {
+    async fn new() -> Self {
+        let cp = storefactory_testkit::shared().await.expect("control plane");
+        Harness {
+            client: cp.client().await.expect("client"),
+            repo: Arc::new(MemoryRepository::new()),
+        }
+    }
+
+    fn provisioner(&self) -> Provisioner {
+        self.provisioner_with(ProvisionerConfig::default())
+    }
+
+    fn provisioner_with(&self, config: ProvisionerConfig) -> Provisioner {
+        Provisioner::new(
+            self.client.clone(),
+            self.repo.clone(),
+            Arc::new(BlueprintRegistry::builtin().expect("blueprints")),
+            config,
+        )
+    }
+
+    async fn record(&self, id: &StoreId) -> Option<StoreRecord> {
+        self.repo.get_store(id).await.expect("repository")
+    }
+
+    /// Waits until the store reaches `status`; panics with the store's history otherwise.
+    async fn wait_for(&self, id: &StoreId, status: StoreStatus) -> StoreRecord {
+        let started = Instant::now();
+        loop {
+            if let Some(record) = self.record(id).await {
+                if record.status == status {
+                    return record;
+                }
+                if record.status.is_settled() && started.elapsed() > Duration::from_secs(2) {
+                    let events = self.repo.events(id, 0).await.unwrap();
+                    panic!(
+                        "store {id} settled as {} ({:?}), expected {status}: {events:#?}",
+                        record.status, record.reason
+                    );
+                }
+            }
+            if started.elapsed() > WAIT {
+                let events = self.repo.events(id, 0).await.unwrap();
+                panic!(
+                    "store {id} did not become {status} within {WAIT:?}: {:?}\n{events:#?}",
+                    self.record(id).await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn count<K>(&self, id: &StoreId) -> usize
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), &id.namespace());
+        api.list(&ListParams::default().labels(&store_selector(id)))
+            .await
+            .expect("list")
+            .items
+            .len()
+    }
+
+    async fn namespace_exists(&self, id: &StoreId) -> bool {
+        Api::<Namespace>::all(self.client.clone())
+            .get_opt(&id.namespace())
+            .await
+            .expect("get namespace")
+            .is_some()
+    }
+}
+
+fn spec(id: &StoreId) -> StoreSpec {
+    let mut spec = StoreSpec::new(id.clone(), "alice", format!("store-{id}.storefactory.test"));
+    spec.products = parse_products("T-Shirt|5.99|Cotton\nJeans|12.99|Denim").unwrap();
+    spec
+}
+
+fn request(id: &StoreId) -> CreateStore {
+    CreateStore {
+        spec: spec(id),
+        name: format!("Shop {id}"),
+        blueprint: None,
+        admin_password: None,
+    }
+}
+
+fn spawn(provisioner: &Provisioner) -> JoinHandle<()> {
+    let provisioner = provisioner.clone();
+    tokio::spawn(async move {
+        provisioner.run().await.expect("reconciler");
+    })
+}
+
+/// Deletes a store at the end of a test so the shared control plane stays clean.
+async fn cleanup(provisioner: &Provisioner, harness: &Harness, id: &StoreId) {
+    if provisioner.delete(id).await.is_ok() {
+        harness.wait_for(id, StoreStatus::Deleted).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_reaches_ready_through_real_status_with_events_in_order() {
+    let h = Harness::new().await;
+    let p = h.provisioner();
+    let id = StoreId::generate();
+    let created = p.create(request(&id)).await.unwrap();
+    assert_eq!(created.status, StoreStatus::Initialized);
+    let run = spawn(&p);
+
+    h.wait_for(&id, StoreStatus::Ready).await;
+    let statuses: Vec<StoreStatus> = h
+        .repo
+        .events(&id, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Status { status, .. } => Some(status),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            StoreStatus::Initialized,
+            StoreStatus::Provisioning,
+            StoreStatus::Ready
+        ]
+    );
+    let steps: Vec<String> = h
+        .repo
+        .events(&id, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Step { step, .. } => Some(step),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(steps.first().map(String::as_str), Some("apply"));
+    for step in ["mysql", "wordpress", "seed"] {
+        assert!(
+            steps.iter().any(|s| s == step),
+            "no {step} step in {steps:?}"
+        );
+    }
+    let events = h.repo.events(&id, 0).await.unwrap();
+    assert!(
+        events
+            .windows(2)
+            .all(|w| w[0].seq < w[1].seq && w[0].at <= w[1].at)
+    );
+
+    // The three passwords are in the Secrets, different from each other, and the
+    // credentials read them back.
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &id.namespace());
+    let mysql = secrets.get("mysql").await.unwrap().data.unwrap();
+    let credentials = p.credentials(&id).await.unwrap();
+    assert_eq!(credentials.username, "admin");
+    assert!(credentials.password.len() >= 20);
+    assert_ne!(mysql["password"].0, mysql["root-password"].0);
+    assert_ne!(mysql["password"].0, credentials.password.as_bytes());
+    assert!(credentials.admin_url.ends_with("/wp-admin/"));
+
+    cleanup(&p, &h, &id).await;
+    run.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chosen_admin_password_is_used() {
+    let h = Harness::new().await;
+    let p = h.provisioner();
+    let id = StoreId::generate();
+    let mut req = request(&id);
+    req.admin_password = Some("correct horse battery staple".to_owned());
+    p.create(req).await.unwrap();
+    let run = spawn(&p);
+    h.wait_for(&id, StoreStatus::Ready).await;
+    assert_eq!(
+        p.credentials(&id).await.unwrap().password,
+        "correct horse battery staple"
+    );
+    let mut short = request(&StoreId::generate());
+    short.admin_password = Some("short".to_owned());
+    assert!(p.create(short).await.is_err());
+    cleanup(&p, &h, &id).await;
+    run.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_seeding_step_fails_the_store_with_a_reason_and_can_be_retried() {
+    let h = Harness::new().await;
+    let cp = storefactory_testkit::shared().await.unwrap();
+    let id = StoreId::generate();
+    let guard = cp.kubelet().unwrap().inject(
+        Fault::crash(1)
+            .namespace(id.namespace())
+            .label("app.kubernetes.io/name", "seed"),
+    );
+    let p = h.provisioner();
+    p.create(request(&id)).await.unwrap();
+    let run = spawn(&p);
+    let failed = h.wait_for(&id, StoreStatus::Failed).await;
+    let reason = failed.reason.unwrap();
+    assert!(reason.contains("seeding failed"), "{reason}");
+
+    // Once the cause is gone, a retry provisions the store.
+    drop(guard);
+    p.retry(&id).await.unwrap();
+    h.wait_for(&id, StoreStatus::Ready).await;
+    assert!(
+        p.retry(&id).await.is_err(),
+        "a ready store cannot be retried"
+    );
+    cleanup(&p, &h, &id).await;
+    run.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpullable_image_fails_the_store_with_a_reason() {
+    let h = Harness::new().await;
+    let cp = storefactory_testkit::shared().await.unwrap();
+    let id = StoreId::generate();
+    let _guard = cp.kubelet().unwrap().inject(
+        Fault::image_pull()
+            .namespace(id.namespace())
+            .container("wordpress"),
+    );
+    let p = h.provisioner();
+    p.create(request(&id)).await.unwrap();
+    let run = spawn(&p);
+    let failed = h.wait_for(&id, StoreStatus::Failed).await;
+    let reason = failed.reason.unwrap();
+    assert!(reason.contains("cannot be pulled"), "{reason}");
+    assert!(reason.contains("wordpress"), "{reason}");
+    cleanup(&p, &h, &id).await;
+    run.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_is_not_ready_by_the_deadline_fails() {
+    let h = Harness::new().await;
+    let cp = storefactory_testkit::shared().await.unwrap();
+    let id = StoreId::generate();
+    let _guard = cp.kubelet().unwrap().inject(
+        Fault::never_ready()
+            .namespace(id.namespace())
+            .container("mysql"),
+    );
+    let p = h.provisioner_with(ProvisionerConfig {
+        ready_deadline: Duration::from_secs(3),
+        ..ProvisionerConfig::default()
+    });
+    p.create(request(&id)).await.unwrap();
+    let run = spawn(&p);
+    let failed = h.wait_for(&id, StoreStatus::Failed).await;
+    let reason = failed.reason.unwrap();
+    assert!(
+        reason.contains("not ready within 3 s") && reason.contains("MySQL"),
+        "{reason}"
+    );
+    cleanup(&p, &h, &id).await;
+    run.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_removes_the_namespace_then_marks_the_record_deleted() {
+    let h = Harness::new().await;
+    let p = h.provisioner();
+    let id = StoreId::generate();
+    p.create(request(&id)).await.unwrap();
+    let run = spawn(&p);
+    h.wait_for(&id, StoreStatus::Ready).await;
+    assert!(h.namespace_exists(&id).await);
+
+    let deleting = p.delete(&id).await.unwrap();
+    assert_eq!(deleting.status, StoreStatus::Deleting);
+    assert_eq!(
+        p.delete(&id).await.unwrap().status,
+        StoreStatus::Deleting,
+        "repeating is harmless"
+    );
+    h.wait_for(&id, StoreStatus::Deleted).await;
+    assert!(
+        !h.namespace_exists(&id).await,
+        "record marked deleted before the namespace was gone"
+    );
+    assert!(p.delete(&id).await.is_err(), "a deleted store is gone");
+    run.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_store_that_is_still_provisioning_works() {
+    let h = Harness::new().await;
+    let p = h.provisioner();
+    let id = StoreId::generate();
+    p.create(request(&id)).await.unwrap();
+    let run = spawn(&p);
+    let mut events = p.subscribe();
+    loop {
+        let event = events.recv().await.unwrap();
+        if event.store_id == id && matches!(event.kind, EventKind::Step { .. }) {
+            break;
+        }
+    }
+    p.delete(&id).await.unwrap();
+    h.wait_for(&id, StoreStatus::Deleted).await;
+    assert!(!h.namespace_exists(&id).await);
+    run.abort();
+}
+
+async fn assert_one_of_each(h: &Harness, id: &StoreId) {
+    assert_eq!(h.count::<Deployment>(id).await, 1);
+    assert_eq!(h.count::<StatefulSet>(id).await, 1);
+    assert_eq!(h.count::<Job>(id).await, 1);
+    assert_eq!(h.count::<Service>(id).await, 2);
+    assert_eq!(h.count::<Secret>(id).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provisioner_stopped_mid_apply_is_resumed_by_a_new_one() {
+    let h = Harness::new().await;
+    for delay_ms in [0u64, 20, 80] {
+        let id = StoreId::generate();
+        let first = h.provisioner();
+        first.create(request(&id)).await.unwrap();
+        let mut events = first.subscribe();
+        let run = spawn(&first);
+        // Stop at a chosen point: some time after applying began.
+        loop {
+            let event = events.recv().await.unwrap();
+            if event.store_id == id && matches!(event.kind, EventKind::Step { .. }) {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        run.abort();
+        let _ = run.await;
+        drop(first);
+
+        let second = h.provisioner();
+        let run = spawn(&second);
+        h.wait_for(&id, StoreStatus::Ready).await;
+        assert_one_of_each(&h, &id).await;
+        cleanup(&second, &h, &id).await;
+        run.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provisioner_stopped_mid_delete_is_resumed_by_a_new_one() {
+    let h = Harness::new().await;
+    let id = StoreId::generate();
+    let first = h.provisioner();
+    first.create(request(&id)).await.unwrap();
+    let run = spawn(&first);
+    h.wait_for(&id, StoreStatus::Ready).await;
+    run.abort();
+    let _ = run.await;
+    // The deletion is recorded, but the Provisioner stops before it acts on it.
+    first.delete(&id).await.unwrap();
+    drop(first);
+
+    let second = h.provisioner();
+    let run = spawn(&second);
+    h.wait_for(&id, StoreStatus::Deleted).await;
+    assert!(!h.namespace_exists(&id).await);
+    run.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_child_object_of_a_ready_store_comes_back() {
+    let h = Harness::new().await;
+    let p = h.provisioner();
+    let id = StoreId::generate();
+    p.create(request(&id)).await.unwrap();
+    let run = spawn(&p);
+    h.wait_for(&id, StoreStatus::Ready).await;
+
+    let services: Api<Service> = Api::namespaced(h.client.clone(), &id.namespace());
+    services
+        .delete("wordpress", &DeleteParams::default())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while services.get_opt("wordpress").await.unwrap().is_none() {
+        assert!(
+            started.elapsed() < WAIT,
+            "Service/wordpress was not restored"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let events = h.repo.events(&id, 0).await.unwrap();
+    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::Warning { message } if message.contains("Service/wordpress was deleted"))));
+    cleanup(&p, &h, &id).await;
+    run.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_concurrent_stores_all_become_ready() {
+    let h = Harness::new().await;
+    let p = h.provisioner();
+    let run = spawn(&p);
+    let ids: Vec<StoreId> = (0..20).map(|_| StoreId::generate()).collect();
+    let creations = ids.iter().map(|id| p.create(request(id)));
+    for result in futures::future::join_all(creations).await {
+        result.unwrap();
+    }
+    for id in &ids {
+        h.wait_for(id, StoreStatus::Ready).await;
+    }
+    for id in &ids {
+        p.delete(id).await.unwrap();
+    }
+    for id in &ids {
+        h.wait_for(id, StoreStatus::Deleted).await;
+    }
+    run.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_and_deleting_the_same_store_at_once_ends_consistent() {
+    let h = Harness::new().await;
+    let p = h.provisioner();
+    let run = spawn(&p);
+    for _ in 0..3 {
+        let id = StoreId::generate();
+        let (created, deleted) = tokio::join!(p.create(request(&id)), p.delete(&id));
+        created.unwrap();
+        match deleted {
+            // The delete came first: nothing to delete yet, the store lives on.
+            Err(_) => {
+                h.wait_for(&id, StoreStatus::Ready).await;
+                p.delete(&id).await.unwrap();
+            }
+            Ok(record) => assert_eq!(record.status, StoreStatus::Deleting),
+        }
+        h.wait_for(&id, StoreStatus::Deleted).await;
+        assert!(!h.namespace_exists(&id).await);
+    }
+    run.abort();
+}
