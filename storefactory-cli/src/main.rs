@@ -1,24 +1,116 @@
 //! `storefactory`: run the platform and manage stores, users and blueprints.
+//!
+//! A thin edge over the library: arguments are parsed into validated core types
+//! ([`cli`], [`convert`]), the library does the work, and errors become the documented exit
+//! codes ([`exit`]).
 
+mod cli;
+mod cluster;
+mod commands;
+mod convert;
+mod exit;
+mod output;
+mod secret;
+mod serve;
+mod wait;
+
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
 use clap::Parser;
+use storefactory_core::blueprint::BlueprintRegistry;
+use storefactory_sql::Database;
 
-/// Storefactory provisions isolated WooCommerce stores on Kubernetes.
-#[derive(Debug, Parser)]
-#[command(name = "storefactory", version, about)]
-struct Cli {}
+use crate::cli::{Cli, Command, GlobalArgs, OutputFormat};
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    Ok(())
+/// What every command needs: the global options, and ways to open what they point at.
+#[derive(Debug)]
+pub struct Context {
+    /// The global options.
+    pub global: GlobalArgs,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
+impl Context {
+    /// The chosen output format.
+    pub fn output(&self) -> OutputFormat {
+        self.global.output
+    }
 
-    #[test]
-    fn cli_definition_is_consistent() {
-        Cli::command().debug_assert();
+    /// Opens (creating if needed) the database.
+    pub async fn db(&self) -> Result<Database> {
+        Database::open(&self.global.db)
+            .await
+            .with_context(|| format!("cannot open the database {}", self.global.db.display()))
+    }
+
+    /// A Kubernetes client for --kubeconfig/--context.
+    pub async fn client(&self) -> Result<kube::Client> {
+        cluster::client(
+            self.global.kubeconfig.as_deref(),
+            self.global.context.as_deref(),
+        )
+        .await
+    }
+
+    /// The built-in blueprints, overridden or extended by --blueprints-dir.
+    pub fn blueprints(&self) -> Result<BlueprintRegistry> {
+        let mut registry =
+            BlueprintRegistry::builtin().context("cannot load the built-in blueprints")?;
+        if let Some(dir) = &self.global.blueprints_dir {
+            registry
+                .load_dir(dir)
+                .with_context(|| format!("cannot load blueprints from {}", dir.display()))?;
+        }
+        Ok(registry)
+    }
+}
+
+fn init_logging(command: &Command, verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    // The server logs its work; other commands speak through their output and keep the
+    // library's logs for -v, so they do not garble a spinner.
+    let default = match (command, verbose) {
+        (_, 2..) => "debug",
+        (Command::Serve(_), _) | (_, 1) => "info",
+        _ => "error",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let ctx = Context { global: cli.global };
+    match cli.command {
+        Command::Serve(args) => serve::run(&ctx, *args).await,
+        Command::Store(command) => commands::store::run(&ctx, command).await,
+        Command::User(command) => commands::user::run(&ctx, command).await,
+        Command::Blueprint(command) => commands::blueprint::run(&ctx, command),
+        Command::Doctor(args) => commands::doctor::run(&ctx, args).await,
+        Command::Db(command) => commands::db::run(&ctx, command).await,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.command, cli.global.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::Code::Failure.value());
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(exit::code_of(&error).value())
+        }
     }
 }

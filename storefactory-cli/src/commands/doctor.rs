@@ -1,0 +1,501 @@
+//! `storefactory doctor`: can this identity run the platform on this cluster?
+
+use std::collections::BTreeSet;
+
+use anyhow::Result;
+use futures::StreamExt;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use k8s_openapi::api::networking::v1::IngressClass;
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::{ApiResource, ListParams, PostParams};
+use kube::core::GroupVersionKind;
+use kube::{Api, Client, ResourceExt};
+use serde::Serialize;
+use storefactory_core::blueprint::{BlueprintRegistry, DEFAULT_BLUEPRINT, StoreSecrets};
+use storefactory_core::provisioner::error_chain;
+use storefactory_core::spec::{StoreId, StoreSpec};
+
+use crate::Context;
+use crate::cli::{DoctorArgs, OutputFormat};
+use crate::cluster;
+use crate::exit::{Code, Failure};
+use crate::output;
+
+/// Verbs the Provisioner uses on the kinds blueprints create: server-side apply (`patch`,
+/// and `create` for new objects), reads, watches, and deletion (a retried seeding Job).
+const OBJECT_VERBS: &[&str] = &["create", "patch", "get", "list", "watch", "delete"];
+/// Verbs on namespaces: each store has one, applied, watched and deleted with the store.
+const NAMESPACE_VERBS: &[&str] = &["create", "patch", "get", "list", "watch", "delete"];
+/// Pods are only observed, for readiness and failure reasons.
+const POD_VERBS: &[&str] = &["get", "list", "watch"];
+
+const DEFAULT_INGRESS_CLASS: &str = "ingressclass.kubernetes.io/is-default-class";
+const DEFAULT_STORAGE_CLASS: &[&str] = &[
+    "storageclass.kubernetes.io/is-default-class",
+    "storageclass.beta.kubernetes.io/is-default-class",
+];
+
+/// A permission the platform needs, cluster-wide (store namespaces come and go).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Permission {
+    /// The verb, e.g. `create`.
+    pub verb: String,
+    /// The API group; empty for the core group.
+    pub group: String,
+    /// The resource, plural, e.g. `deployments`.
+    pub resource: String,
+}
+
+impl std::fmt::Display for Permission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scope = if self.resource == "namespaces" {
+            "cluster-wide"
+        } else {
+            "in all namespaces"
+        };
+        if self.group.is_empty() {
+            write!(f, "{} {} ({scope})", self.verb, self.resource)
+        } else {
+            write!(
+                f,
+                "{} {}.{} ({scope})",
+                self.verb, self.resource, self.group
+            )
+        }
+    }
+}
+
+/// How a check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Fine.
+    Ok,
+    /// Worth knowing; does not fail the doctor.
+    Warning,
+    /// Something the platform needs is missing.
+    Error,
+}
+
+/// One finding.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// What was checked.
+    pub name: String,
+    /// How it came out.
+    pub status: Status,
+    /// Details for a person.
+    pub message: String,
+}
+
+impl Check {
+    fn new(name: &str, status: Status, message: impl Into<String>) -> Self {
+        Check {
+            name: name.to_owned(),
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything the doctor found.
+#[derive(Debug, Serialize)]
+struct Report {
+    ok: bool,
+    server: Option<String>,
+    version: Option<String>,
+    checks: Vec<Check>,
+    missing_permissions: Vec<Permission>,
+}
+
+/// The permissions the platform needs to provision stores of every blueprint in `registry`:
+/// derived from the objects the blueprints render, so they cannot drift apart.
+pub fn required_permissions(registry: &BlueprintRegistry) -> (Vec<Permission>, Vec<Check>) {
+    let mut warnings = Vec::new();
+    let mut kinds: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut spec = StoreSpec::new(
+        StoreId::new("doctor").unwrap_or_else(|_| StoreId::generate()),
+        "admin",
+        "store-doctor.storefactory.local",
+    );
+    spec.products = Vec::new();
+    let secrets = StoreSecrets::generate(None);
+    for name in registry.names() {
+        match registry.render(name, &spec, &secrets) {
+            Ok(manifests) => {
+                for m in manifests {
+                    kinds.insert((m.api_version().to_owned(), m.kind().to_owned()));
+                }
+            }
+            Err(error) if name != DEFAULT_BLUEPRINT => warnings.push(Check::new(
+                "permissions",
+                Status::Warning,
+                format!(
+                    "cannot tell which kinds blueprint {name} creates (it does not render a \
+                     default store: {}); its permissions are not checked",
+                    error_chain(&error)
+                ),
+            )),
+            Err(error) => warnings.push(Check::new(
+                "permissions",
+                Status::Error,
+                format!(
+                    "the built-in blueprint does not render: {}",
+                    error_chain(&error)
+                ),
+            )),
+        }
+    }
+    let mut permissions = BTreeSet::new();
+    let mut add = |group: &str, resource: &str, verbs: &[&str]| {
+        for verb in verbs {
+            permissions.insert(Permission {
+                verb: (*verb).to_owned(),
+                group: group.to_owned(),
+                resource: resource.to_owned(),
+            });
+        }
+    };
+    add("", "namespaces", NAMESPACE_VERBS);
+    add("", "pods", POD_VERBS);
+    for (api_version, kind) in &kinds {
+        if kind == "Namespace" {
+            continue;
+        }
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+        add(group, &resource.plural, OBJECT_VERBS);
+    }
+    // Namespaces first, then by group and resource, verbs in their usual order.
+    let order = |p: &Permission| {
+        (
+            p.resource != "namespaces",
+            p.group.clone(),
+            p.resource.clone(),
+            OBJECT_VERBS.iter().position(|v| *v == p.verb),
+        )
+    };
+    let mut permissions: Vec<Permission> = permissions.into_iter().collect();
+    permissions.sort_by_key(order);
+    (permissions, warnings)
+}
+
+async fn allowed(client: &Client, permission: &Permission) -> Result<bool, kube::Error> {
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(permission.verb.clone()),
+                group: Some(permission.group.clone()),
+                resource: Some(permission.resource.clone()),
+                ..ResourceAttributes::default()
+            }),
+            ..SelfSubjectAccessReviewSpec::default()
+        },
+        ..SelfSubjectAccessReview::default()
+    };
+    let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    let answer = api.create(&PostParams::default(), &review).await?;
+    Ok(answer.status.is_some_and(|s| s.allowed))
+}
+
+async fn check_permissions(
+    client: &Client,
+    permissions: &[Permission],
+) -> (Vec<Check>, Vec<Permission>) {
+    let answers: Vec<(Permission, Result<bool, kube::Error>)> =
+        futures::stream::iter(permissions.iter().cloned())
+            .map(|p| async move {
+                let answer = allowed(client, &p).await;
+                (p, answer)
+            })
+            .buffered(8)
+            .collect()
+            .await;
+    let mut checks = Vec::new();
+    let mut missing = Vec::new();
+    for (permission, answer) in answers {
+        match answer {
+            Ok(true) => {}
+            Ok(false) => {
+                checks.push(Check::new(
+                    "permission",
+                    Status::Error,
+                    format!("missing permission: {permission}"),
+                ));
+                missing.push(permission);
+            }
+            Err(error) => {
+                checks.push(Check::new(
+                    "permission",
+                    Status::Error,
+                    format!(
+                        "cannot check permission {permission}: {}",
+                        error_chain(&error)
+                    ),
+                ));
+                missing.push(permission);
+            }
+        }
+    }
+    if missing.is_empty() {
+        checks.push(Check::new(
+            "permissions",
+            Status::Ok,
+            format!(
+                "all {} permissions the platform needs are granted",
+                permissions.len()
+            ),
+        ));
+    }
+    (checks, missing)
+}
+
+fn is_default(annotations: &std::collections::BTreeMap<String, String>, keys: &[&str]) -> bool {
+    keys.iter()
+        .any(|k| annotations.get(*k).is_some_and(|v| v == "true"))
+}
+
+fn list_error(what: &str, error: &kube::Error) -> Check {
+    Check::new(
+        what,
+        Status::Warning,
+        format!("cannot list {what}es to check: {}", error_chain(error)),
+    )
+}
+
+async fn check_ingress_class(client: &Client, wanted: Option<&str>) -> Check {
+    const NAME: &str = "ingress class";
+    let api: Api<IngressClass> = Api::all(client.clone());
+    let classes = match api.list(&ListParams::default()).await {
+        Ok(list) => list.items,
+        Err(error) => return list_error(NAME, &error),
+    };
+    let names: Vec<String> = classes.iter().map(ResourceExt::name_any).collect();
+    let found = if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    };
+    if let Some(wanted) = wanted {
+        return if names.iter().any(|n| n == wanted) {
+            Check::new(NAME, Status::Ok, format!("IngressClass {wanted} exists"))
+        } else {
+            Check::new(
+                NAME,
+                Status::Error,
+                format!("IngressClass {wanted} does not exist (found: {found})"),
+            )
+        };
+    }
+    match classes
+        .iter()
+        .find(|c| is_default(c.annotations(), &[DEFAULT_INGRESS_CLASS]))
+    {
+        Some(class) => Check::new(
+            NAME,
+            Status::Ok,
+            format!("default IngressClass {}", class.name_any()),
+        ),
+        None => Check::new(
+            NAME,
+            Status::Warning,
+            format!(
+                "no default IngressClass (found: {found}); stores' Ingresses get no class, which \
+                 only some controllers serve: pass --ingress-class, or install an ingress \
+                 controller (ingress-nginx on kind and minikube; k3s ships Traefik)"
+            ),
+        ),
+    }
+}
+
+async fn check_storage_class(client: &Client, wanted: Option<&str>) -> Check {
+    const NAME: &str = "storage class";
+    let api: Api<StorageClass> = Api::all(client.clone());
+    let classes = match api.list(&ListParams::default()).await {
+        Ok(list) => list.items,
+        Err(error) => return list_error(NAME, &error),
+    };
+    let names: Vec<String> = classes.iter().map(ResourceExt::name_any).collect();
+    let found = if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    };
+    if let Some(wanted) = wanted {
+        return if names.iter().any(|n| n == wanted) {
+            Check::new(NAME, Status::Ok, format!("StorageClass {wanted} exists"))
+        } else {
+            Check::new(
+                NAME,
+                Status::Error,
+                format!("StorageClass {wanted} does not exist (found: {found})"),
+            )
+        };
+    }
+    match classes
+        .iter()
+        .find(|c| is_default(c.annotations(), DEFAULT_STORAGE_CLASS))
+    {
+        Some(class) => Check::new(
+            NAME,
+            Status::Ok,
+            format!("default StorageClass {}", class.name_any()),
+        ),
+        None => Check::new(
+            NAME,
+            Status::Error,
+            format!(
+                "no default StorageClass (found: {found}); store volumes would stay pending: \
+                 pass --storage-class or mark a StorageClass as default"
+            ),
+        ),
+    }
+}
+
+fn render_human(report: &Report) -> String {
+    let mut text = String::new();
+    for check in &report.checks {
+        let mark = match check.status {
+            Status::Ok => "[ok]     ",
+            Status::Warning => "[warning]",
+            Status::Error => "[error]  ",
+        };
+        text.push_str(&format!("{mark} {}: {}\n", check.name, check.message));
+    }
+    text.push_str(if report.ok {
+        "\nThe cluster is ready for storefactory.\n"
+    } else {
+        "\nThe cluster is not ready for storefactory: fix the errors above.\n"
+    });
+    text
+}
+
+/// Runs `doctor`.
+pub async fn run(ctx: &Context, args: DoctorArgs) -> Result<()> {
+    let registry = ctx.blueprints()?;
+    let (permissions, mut checks) = required_permissions(&registry);
+    let mut report = Report {
+        ok: false,
+        server: None,
+        version: None,
+        checks: Vec::new(),
+        missing_permissions: Vec::new(),
+    };
+
+    let config = match cluster::config(
+        ctx.global.kubeconfig.as_deref(),
+        ctx.global.context.as_deref(),
+    )
+    .await
+    {
+        Ok(config) => config,
+        Err(error) => {
+            report
+                .checks
+                .push(Check::new("cluster", Status::Error, format!("{error:#}")));
+            return finish(ctx, report, Code::Cluster);
+        }
+    };
+    report.server = Some(config.cluster_url.to_string());
+    let client = Client::try_from(config)?;
+    match cluster::reachable(&client).await {
+        Ok(info) => {
+            report.version = Some(info.git_version.clone());
+            report.checks.push(Check::new(
+                "cluster",
+                Status::Ok,
+                format!(
+                    "reachable at {}, Kubernetes {}",
+                    report.server.as_deref().unwrap_or_default(),
+                    info.git_version
+                ),
+            ));
+        }
+        Err(error) => {
+            report
+                .checks
+                .push(Check::new("cluster", Status::Error, format!("{error:#}")));
+            return finish(ctx, report, Code::Cluster);
+        }
+    }
+
+    let (permission_checks, missing) = check_permissions(&client, &permissions).await;
+    report.checks.append(&mut checks);
+    report.checks.extend(permission_checks);
+    report.missing_permissions = missing;
+    report
+        .checks
+        .push(check_ingress_class(&client, args.ingress_class.as_deref()).await);
+    report
+        .checks
+        .push(check_storage_class(&client, args.storage_class.as_deref()).await);
+    finish(ctx, report, Code::Problems)
+}
+
+/// Prints the report; fails with `code` if any check is an error.
+fn finish(ctx: &Context, mut report: Report, code: Code) -> Result<()> {
+    let errors = report
+        .checks
+        .iter()
+        .filter(|c| c.status == Status::Error)
+        .count();
+    report.ok = errors == 0;
+    let format = ctx.output();
+    output::print(format, &report, || render_human(&report))?;
+    if report.ok {
+        Ok(())
+    } else {
+        let message = if format == OutputFormat::Table {
+            format!("doctor found {errors} problem(s)")
+        } else {
+            format!("doctor found {errors} problem(s); see the report on standard output")
+        };
+        Err(Failure::new(code, message).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permissions_cover_every_kind_the_builtin_blueprint_creates() {
+        let registry = BlueprintRegistry::builtin().unwrap();
+        let (permissions, warnings) = required_permissions(&registry);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let has = |verb: &str, group: &str, resource: &str| {
+            permissions
+                .iter()
+                .any(|p| p.verb == verb && p.group == group && p.resource == resource)
+        };
+        for verb in ["create", "delete", "get", "list", "watch"] {
+            assert!(has(verb, "", "namespaces"), "{verb} namespaces");
+        }
+        for (group, resource) in [
+            ("", "resourcequotas"),
+            ("", "limitranges"),
+            ("networking.k8s.io", "networkpolicies"),
+            ("", "secrets"),
+            ("", "services"),
+            ("", "persistentvolumeclaims"),
+            ("apps", "statefulsets"),
+            ("apps", "deployments"),
+            ("batch", "jobs"),
+            ("networking.k8s.io", "ingresses"),
+        ] {
+            for verb in OBJECT_VERBS {
+                assert!(has(verb, group, resource), "{verb} {resource}.{group}");
+            }
+        }
+        assert!(has("watch", "", "pods") && !has("create", "", "pods"));
+        assert_eq!(permissions[0].resource, "namespaces");
+        let line = permissions
+            .iter()
+            .find(|p| p.resource == "deployments" && p.verb == "patch")
+            .unwrap()
+            .to_string();
+        assert_eq!(line, "patch deployments.apps (in all namespaces)");
+    }
+}

@@ -1,0 +1,7 @@
+//! One module per command group.
+
+pub mod blueprint;
+pub mod db;
+pub mod doctor;
+pub mod store;
+pub mod user;

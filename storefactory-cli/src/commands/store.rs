@@ -1,0 +1,338 @@
+//! `storefactory store ...`
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+use storefactory_core::blueprint::validate_admin_password;
+use storefactory_core::port::{StoreFilter, StoreRepository};
+use storefactory_core::provisioner::{CreateStore, Provisioner, ProvisionerConfig, error_chain};
+use storefactory_core::spec::StoreId;
+use storefactory_core::store::{StoreEvent, StoreRecord};
+use storefactory_sql::{AuditRecord, Database};
+
+use crate::Context;
+use crate::cli::{CreateArgs, ListArgs, StoreCommand, WaitArgs};
+use crate::exit::{Code, Failure};
+use crate::output::{self, Table, details};
+use crate::wait::{self, Target, describe_event};
+use crate::{cluster, convert, secret};
+
+/// Runs a `store` command.
+pub async fn run(ctx: &Context, command: StoreCommand) -> Result<()> {
+    match command {
+        StoreCommand::Create(args) => create(ctx, *args).await,
+        StoreCommand::List(args) => list(ctx, args).await,
+        StoreCommand::Get { id, events } => get(ctx, &id, events).await,
+        StoreCommand::Delete { id, wait } => delete(ctx, &id, &wait).await,
+        StoreCommand::Retry { id, wait } => retry(ctx, &id, &wait).await,
+        StoreCommand::Wait {
+            id,
+            deleted,
+            timeout,
+        } => {
+            let target = if deleted {
+                Target::Deleted
+            } else {
+                Target::Ready
+            };
+            let db = ctx.db().await?;
+            let provisioner = provisioner(ctx, &db).await?;
+            let events = provisioner.subscribe();
+            let record = wait::until(&provisioner, &id, target, timeout, events).await?;
+            show_after_wait(ctx, &id, record.as_ref())
+        }
+        StoreCommand::Credentials { id } => {
+            let db = ctx.db().await?;
+            let provisioner = provisioner(ctx, &db).await?;
+            let credentials = provisioner.credentials(&id).await?;
+            output::print(ctx.output(), &credentials, || {
+                details(&[
+                    ("username", credentials.username.clone()),
+                    ("password", credentials.password.clone()),
+                    ("admin url", credentials.admin_url.clone()),
+                ])
+            })
+        }
+    }
+}
+
+/// A store as printed: the record plus where to find it.
+#[derive(Debug, Serialize)]
+struct StoreView<'a> {
+    #[serde(flatten)]
+    record: &'a StoreRecord,
+    namespace: String,
+    url: String,
+    admin_url: String,
+    storage_gib: u64,
+}
+
+impl<'a> StoreView<'a> {
+    fn new(record: &'a StoreRecord) -> Self {
+        let url = record.spec.url();
+        StoreView {
+            record,
+            namespace: record.id.namespace(),
+            admin_url: format!("{url}wp-admin/"),
+            url,
+            storage_gib: record.storage_gib(),
+        }
+    }
+
+    fn details(&self) -> String {
+        let r = self.record;
+        let status = match &r.reason {
+            Some(reason) => format!("{} ({reason})", r.status),
+            None => r.status.to_string(),
+        };
+        details(&[
+            ("id", r.id.to_string()),
+            ("name", r.name.clone()),
+            ("owner", r.owner.clone()),
+            ("status", status),
+            ("url", self.url.clone()),
+            ("admin url", self.admin_url.clone()),
+            ("namespace", self.namespace.clone()),
+            ("blueprint", r.blueprint.clone()),
+            (
+                "storage",
+                format!(
+                    "{} GiB (WordPress {}, MySQL {})",
+                    self.storage_gib, r.spec.wordpress.storage, r.spec.mysql.storage
+                ),
+            ),
+            ("products", r.spec.products.len().to_string()),
+            ("created", format!("{} ago", output::age(r.created_at))),
+        ])
+    }
+}
+
+/// Opens the Provisioner on the database and the configured cluster.
+async fn provisioner(ctx: &Context, db: &Database) -> Result<Provisioner> {
+    let client = ctx.client().await?;
+    let repository: Arc<dyn StoreRepository> = Arc::new(db.clone());
+    Ok(Provisioner::new(
+        client,
+        repository,
+        Arc::new(ctx.blueprints()?),
+        ProvisionerConfig::default(),
+    ))
+}
+
+async fn audit(db: &Database, action: &str, id: &StoreId, detail: String) {
+    let record = AuditRecord::new(action).target(id.as_str()).detail(detail);
+    if let Err(error) = db.record_audit(record).await {
+        tracing::warn!(%error, action, "cannot write the audit log");
+    }
+}
+
+/// One reconcile pass: applies (or deletes) what the record asks for, so that the command
+/// does its part even when no server is running and --wait was not given.
+async fn reconcile_once(provisioner: &Provisioner, id: &StoreId) -> Result<()> {
+    provisioner.reconcile(id).await.map(drop).map_err(|error| {
+        let code = if error.is_transient() {
+            Code::Cluster
+        } else {
+            crate::exit::core_code(&error)
+        };
+        Failure::new(
+            code,
+            format!(
+                "store {id} is recorded, but the cluster work failed: {}\n\
+                 (`storefactory store wait {id}` or a running server will try again)",
+                error_chain(&error)
+            ),
+        )
+        .into()
+    })
+}
+
+async fn create(ctx: &Context, args: CreateArgs) -> Result<()> {
+    // Everything the user gave is read and validated before anything is recorded.
+    let products = match &args.spec.products_file {
+        Some(path) => Some(secret::read_input(path)?),
+        None => None,
+    };
+    let admin_password = match &args.admin_password_file {
+        Some(path) => {
+            let password = secret::strip_newline(secret::read_input(path)?);
+            validate_admin_password(&password)?;
+            Some(password)
+        }
+        None => None,
+    };
+    let id = args.spec.id.clone().unwrap_or_else(StoreId::generate);
+    let spec = convert::build_spec(&args.spec, id.clone(), products.as_deref())?;
+
+    let db = ctx.db().await?;
+    if db.get_user(&spec.owner).await?.is_none() {
+        return Err(Failure::new(
+            Code::NotFound,
+            format!(
+                "user {:?} does not exist; stores belong to users, who have quotas \
+                 (add one with `storefactory user add {}`, or choose another --owner)",
+                spec.owner, spec.owner
+            ),
+        )
+        .into());
+    }
+    let provisioner = provisioner(ctx, &db).await?;
+    cluster::reachable(provisioner.client()).await?;
+
+    let events = provisioner.subscribe();
+    let record = provisioner
+        .create(CreateStore {
+            spec,
+            name: args.name.clone().unwrap_or_default(),
+            blueprint: Some(args.spec.blueprint.clone()),
+            admin_password,
+        })
+        .await
+        .with_context(|| format!("cannot create store {id}"))?;
+    audit(
+        &db,
+        "store.create",
+        &id,
+        format!("owner {} via command line", record.owner),
+    )
+    .await;
+
+    let record = if args.wait.wait {
+        wait::until(&provisioner, &id, Target::Ready, args.wait.timeout, events).await?
+    } else {
+        reconcile_once(&provisioner, &id).await?;
+        db.get_store(&id).await?
+    };
+    let record =
+        record.ok_or_else(|| Failure::new(Code::NotFound, format!("store {id} disappeared")))?;
+    let view = StoreView::new(&record);
+    output::print(ctx.output(), &view, || {
+        let mut text = view.details();
+        if record.status == storefactory_core::store::StoreStatus::Ready {
+            text.push_str(&format!(
+                "\nThe store is ready. Its administrator login: storefactory store credentials {id}\n"
+            ));
+        } else {
+            text.push_str(&format!("\nFollow it with: storefactory store wait {id}\n"));
+        }
+        text
+    })
+}
+
+async fn list(ctx: &Context, args: ListArgs) -> Result<()> {
+    let db = ctx.db().await?;
+    let filter = StoreFilter {
+        owner: args.owner,
+        include_deleted: args.all,
+    };
+    let records = db.list_stores(&filter).await?;
+    let views: Vec<StoreView<'_>> = records.iter().map(StoreView::new).collect();
+    output::print(ctx.output(), &views, || {
+        if views.is_empty() {
+            return "No stores. Create one with: storefactory store create\n".to_owned();
+        }
+        let mut table = Table::new(["ID", "NAME", "OWNER", "STATUS", "URL", "AGE"]);
+        for v in &views {
+            table.row([
+                v.record.id.to_string(),
+                v.record.name.clone(),
+                v.record.owner.clone(),
+                v.record.status.to_string(),
+                v.url.clone(),
+                output::age(v.record.created_at),
+            ]);
+        }
+        table.render()
+    })
+}
+
+#[derive(Debug, Serialize)]
+struct StoreWithEvents<'a> {
+    #[serde(flatten)]
+    store: StoreView<'a>,
+    events: Vec<StoreEvent>,
+}
+
+async fn find(db: &Database, id: &StoreId) -> Result<StoreRecord> {
+    db.get_store(id)
+        .await?
+        .ok_or_else(|| Failure::new(Code::NotFound, format!("store {id} not found")).into())
+}
+
+async fn get(ctx: &Context, id: &StoreId, last_events: usize) -> Result<()> {
+    let db = ctx.db().await?;
+    let record = find(&db, id).await?;
+    let mut events = db.events(id, 0).await?;
+    let skip = events.len().saturating_sub(last_events);
+    events.drain(..skip);
+    let view = StoreWithEvents {
+        store: StoreView::new(&record),
+        events,
+    };
+    output::print(ctx.output(), &view, || {
+        let mut text = view.store.details();
+        if !view.events.is_empty() {
+            text.push_str("\nEvents:\n");
+            let mut table = Table::new(["  AGE", "EVENT"]);
+            for event in &view.events {
+                table.row([
+                    format!("  {}", output::age(event.at)),
+                    describe_event(&event.kind),
+                ]);
+            }
+            text.push_str(&table.render());
+        }
+        text
+    })
+}
+
+async fn delete(ctx: &Context, id: &StoreId, wait: &WaitArgs) -> Result<()> {
+    let db = ctx.db().await?;
+    let provisioner = provisioner(ctx, &db).await?;
+    let events = provisioner.subscribe();
+    let record = provisioner.delete(id).await?;
+    audit(
+        &db,
+        "store.delete",
+        id,
+        format!("owner {} via command line", record.owner),
+    )
+    .await;
+    let record = if wait.wait {
+        wait::until(&provisioner, id, Target::Deleted, wait.timeout, events).await?
+    } else {
+        reconcile_once(&provisioner, id).await?;
+        db.get_store(id).await?
+    };
+    show_after_wait(ctx, id, record.as_ref())
+}
+
+async fn retry(ctx: &Context, id: &StoreId, wait: &WaitArgs) -> Result<()> {
+    let db = ctx.db().await?;
+    let provisioner = provisioner(ctx, &db).await?;
+    let events = provisioner.subscribe();
+    provisioner.retry(id).await?;
+    audit(&db, "store.retry", id, "via command line".to_owned()).await;
+    let record = if wait.wait {
+        wait::until(&provisioner, id, Target::Ready, wait.timeout, events).await?
+    } else {
+        reconcile_once(&provisioner, id).await?;
+        db.get_store(id).await?
+    };
+    show_after_wait(ctx, id, record.as_ref())
+}
+
+fn show_after_wait(ctx: &Context, id: &StoreId, record: Option<&StoreRecord>) -> Result<()> {
+    match record {
+        Some(record) => {
+            let view = StoreView::new(record);
+            output::print(ctx.output(), &view, || view.details())
+        }
+        None => output::print(
+            ctx.output(),
+            &serde_json::json!({ "id": id, "status": "deleted" }),
+            || format!("store {id} is deleted\n"),
+        ),
+    }
+}

@@ -1,0 +1,296 @@
+//! `storefactory serve`: the HTTP server of storefactory-http, configured from options and
+//! `STOREFACTORY_*` environment variables.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use storefactory_core::port::Quota;
+use storefactory_core::spec::is_dns1123_subdomain;
+use storefactory_http::ServerConfig;
+
+use crate::exit::{Code, Failure};
+use crate::{Context, convert, secret};
+
+/// Environment variable holding the admin password (there is no option: arguments are
+/// visible to every user of the machine).
+const ADMIN_PASSWORD_ENV: &str = "STOREFACTORY_ADMIN_PASSWORD";
+/// Environment variable holding the token-signing key.
+const TOKEN_KEY_ENV: &str = "STOREFACTORY_TOKEN_KEY";
+
+/// Options of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on (port 0 picks a free one).
+    #[arg(
+        long,
+        env = "STOREFACTORY_LISTEN",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
+    pub listen: SocketAddr,
+
+    /// Stores are published at store-<id>.<domain>.
+    #[arg(
+        long,
+        env = "STOREFACTORY_STORE_DOMAIN",
+        default_value = "storefactory.local",
+        value_name = "DOMAIN"
+    )]
+    pub store_domain: String,
+
+    /// IngressClass of store Ingresses; the cluster default when absent.
+    #[arg(long, env = "STOREFACTORY_INGRESS_CLASS", value_name = "NAME")]
+    pub ingress_class: Option<String>,
+
+    /// StorageClass of store volumes; the cluster default when absent.
+    #[arg(long, env = "STOREFACTORY_STORAGE_CLASS", value_name = "NAME")]
+    pub storage_class: Option<String>,
+
+    /// cert-manager ClusterIssuer for store certificates; plain HTTP when absent.
+    #[arg(long, env = "STOREFACTORY_TLS_CLUSTER_ISSUER", value_name = "NAME")]
+    pub tls_cluster_issuer: Option<String>,
+
+    /// Browser origin allowed to call the API (CORS); repeatable, or comma-separated in the
+    /// environment variable.
+    #[arg(
+        long = "cors-origin",
+        env = "STOREFACTORY_CORS_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// File holding the password of the `admin` user created on first start (when the
+    /// database has no users). Or set STOREFACTORY_ADMIN_PASSWORD. Without either, a random
+    /// password is generated and logged once.
+    #[arg(long, env = "STOREFACTORY_ADMIN_PASSWORD_FILE", value_name = "FILE")]
+    pub admin_password_file: Option<PathBuf>,
+
+    /// File holding the key that signs access tokens (at least 32 bytes). Or set
+    /// STOREFACTORY_TOKEN_KEY. Without either, a key is generated once and kept in the
+    /// database.
+    #[arg(long, env = "STOREFACTORY_TOKEN_KEY_FILE", value_name = "FILE")]
+    pub token_key_file: Option<PathBuf>,
+
+    /// How long an access token is valid (e.g. 12h, 30m).
+    #[arg(long, env = "STOREFACTORY_TOKEN_TTL", default_value = "12h", value_parser = convert::parse_duration, value_name = "DURATION")]
+    pub token_ttl: Duration,
+
+    /// Stores a user created through the API may hold, unless given another quota.
+    #[arg(long, env = "STOREFACTORY_DEFAULT_MAX_STORES", default_value_t = Quota::default().max_stores, value_name = "N")]
+    pub default_max_stores: u32,
+
+    /// Storage in GiB a user created through the API may hold, unless given another quota.
+    #[arg(long, env = "STOREFACTORY_DEFAULT_MAX_STORAGE", default_value_t = Quota::default().max_storage_gib, value_name = "GIB")]
+    pub default_max_storage: u64,
+
+    /// Take the client address from X-Forwarded-For (only behind a trusted proxy).
+    #[arg(long, env = "STOREFACTORY_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
+}
+
+fn secret_from(file: Option<&Path>, env: &str, what: &str) -> Result<Option<String>> {
+    let value = match file {
+        Some(path) => Some(secret::strip_newline(secret::read_input(path)?)),
+        None => std::env::var(env).ok(),
+    };
+    match value {
+        Some(v) if v.is_empty() => {
+            Err(Failure::new(Code::Usage, format!("the {what} is empty")).into())
+        }
+        other => Ok(other),
+    }
+}
+
+fn class(option: &str, value: Option<String>) -> Result<Option<String>> {
+    match value.filter(|v| !v.is_empty()) {
+        Some(v) if !is_dns1123_subdomain(&v) => Err(Failure::new(
+            Code::Usage,
+            format!("--{option}: {v:?} is not a valid Kubernetes object name"),
+        )
+        .into()),
+        other => Ok(other),
+    }
+}
+
+/// The server configuration for these options.
+pub fn server_config(ctx: &Context, args: ServeArgs) -> Result<ServerConfig> {
+    let domain = args.store_domain.trim().to_ascii_lowercase();
+    if !is_dns1123_subdomain(&domain) {
+        return Err(Failure::new(
+            Code::Usage,
+            format!("--store-domain: {domain:?} is not a valid DNS domain"),
+        )
+        .into());
+    }
+    let mut config = ServerConfig::default();
+    config.listen = args.listen;
+    config.database = ctx.global.db.clone();
+    config.kubeconfig = ctx.global.kubeconfig.clone();
+    config.store_domain = domain;
+    config.ingress_class = class("ingress-class", args.ingress_class)?;
+    config.storage_class = class("storage-class", args.storage_class)?;
+    config.tls_cluster_issuer = class("tls-cluster-issuer", args.tls_cluster_issuer)?;
+    config.blueprints_dir = ctx.global.blueprints_dir.clone();
+    config.cors_origins = args
+        .cors_origins
+        .into_iter()
+        .map(|o| o.trim().to_owned())
+        .filter(|o| !o.is_empty())
+        .collect();
+    config.admin_password = secret_from(
+        args.admin_password_file.as_deref(),
+        ADMIN_PASSWORD_ENV,
+        "admin password",
+    )?;
+    config.token_key = secret_from(args.token_key_file.as_deref(), TOKEN_KEY_ENV, "token key")?;
+    if config.token_key.as_ref().is_some_and(|k| k.len() < 32) {
+        return Err(Failure::new(Code::Usage, "the token key must be at least 32 bytes").into());
+    }
+    config.token_ttl = args.token_ttl;
+    config.default_quota = Quota {
+        max_stores: args.default_max_stores,
+        max_storage_gib: args.default_max_storage,
+    };
+    config.trust_forwarded_for = args.trust_forwarded_for;
+    Ok(config)
+}
+
+/// A private copy of the kubeconfig with `context` as its current context, for the server,
+/// which follows a kubeconfig's current context. Removed when dropped.
+fn kubeconfig_with_context(
+    kubeconfig: Option<&Path>,
+    context: &str,
+) -> Result<tempfile::NamedTempFile> {
+    let mut file = match kubeconfig {
+        Some(path) => kube::config::Kubeconfig::read_from(path)
+            .with_context(|| format!("cannot read kubeconfig {}", path.display()))?,
+        None => kube::config::Kubeconfig::read().context("cannot read the kubeconfig")?,
+    };
+    if !file.contexts.iter().any(|c| c.name == context) {
+        return Err(Failure::new(
+            Code::Usage,
+            format!("--context: the kubeconfig has no context {context:?}"),
+        )
+        .into());
+    }
+    file.current_context = Some(context.to_owned());
+    let text = storefactory_core::yaml::to_string(&file)
+        .map_err(|e| anyhow::anyhow!("cannot write the kubeconfig copy: {e}"))?;
+    // Created readable by this user only: it holds the same credentials as the original.
+    let copy = tempfile::Builder::new()
+        .prefix("storefactory-kubeconfig-")
+        .tempfile()
+        .context("cannot create a temporary kubeconfig")?;
+    std::fs::write(copy.path(), text).context("cannot write a temporary kubeconfig")?;
+    Ok(copy)
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+/// Runs `serve` until interrupted (Ctrl-C or SIGTERM).
+pub async fn run(ctx: &Context, args: ServeArgs) -> Result<()> {
+    let mut config = server_config(ctx, args)?;
+    let _kubeconfig_copy = match &ctx.global.context {
+        Some(context) => {
+            let copy = kubeconfig_with_context(ctx.global.kubeconfig.as_deref(), context)?;
+            config.kubeconfig = Some(copy.path().to_owned());
+            Some(copy)
+        }
+        None => None,
+    };
+    storefactory_http::serve(config, shutdown_signal())
+        .await
+        .context("the server failed")
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn config(args: &[&str]) -> Result<ServerConfig> {
+        let mut argv = vec!["storefactory", "serve"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv)?;
+        let Command::Serve(serve) = cli.command else {
+            panic!("not serve")
+        };
+        server_config(&Context { global: cli.global }, *serve)
+    }
+
+    #[test]
+    fn options_map_onto_the_server_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, format!("{}\n", "k".repeat(40))).unwrap();
+        let config = config(&[
+            "--listen",
+            "0.0.0.0:9090",
+            "--db",
+            "/tmp/sf.db",
+            "--store-domain",
+            "Shops.Example.com",
+            "--ingress-class",
+            "nginx",
+            "--cors-origin",
+            "https://a.example",
+            "--cors-origin",
+            "https://b.example",
+            "--token-key-file",
+            key.to_str().unwrap(),
+            "--token-ttl",
+            "30m",
+            "--default-max-stores",
+            "2",
+        ])
+        .unwrap();
+        assert_eq!(config.listen.port(), 9090);
+        assert_eq!(config.database, PathBuf::from("/tmp/sf.db"));
+        assert_eq!(config.store_domain, "shops.example.com");
+        assert_eq!(config.ingress_class.as_deref(), Some("nginx"));
+        assert_eq!(config.cors_origins.len(), 2);
+        assert_eq!(config.token_key.as_deref(), Some("k".repeat(40).as_str()));
+        assert_eq!(config.token_ttl, Duration::from_secs(1800));
+        assert_eq!(config.default_quota.max_stores, 2);
+    }
+
+    #[test]
+    fn bad_values_are_refused_before_serving() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, "short\n").unwrap();
+        let err = config(&["--token-key-file", key.to_str().unwrap()]).unwrap_err();
+        assert_eq!(crate::exit::code_of(&err), Code::Usage);
+        let err = config(&["--store-domain", "not a domain"]).unwrap_err();
+        assert_eq!(crate::exit::code_of(&err), Code::Usage);
+        let err = config(&["--storage-class", "Bad_Class"]).unwrap_err();
+        assert_eq!(crate::exit::code_of(&err), Code::Usage);
+    }
+}
