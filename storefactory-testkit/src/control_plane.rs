@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::install::Binaries;
 use crate::kubelet::{self, KubeletConfig, SimulatedKubelet};
 use crate::pki::{self, ADMIN_USER, Pki, RESTRICTED_USER};
-use crate::process::Component;
+use crate::process::{Component, log_tail};
 
 /// How to start a [`ControlPlane`].
 #[derive(Debug, Clone)]
@@ -307,7 +307,10 @@ impl Drop for ControlPlane {
 }
 
 /// A namespace for one test; deleted (in the background) when dropped. When dropped during a
-/// panic, it also keeps the control plane's logs and prints where they are.
+/// panic (a failed assertion), it also keeps the control plane's logs, prints where they are
+/// and shows the end of the kubelet's and controller-manager's. A test that fails by returning
+/// an error does not panic: set `STOREFACTORY_TESTKIT_KEEP_LOGS=1` or call
+/// [`ControlPlane::keep_logs`] to keep the logs then.
 #[derive(Debug)]
 pub struct TestNamespace {
     name: String,
@@ -326,7 +329,7 @@ impl TestNamespace {
 impl Drop for TestNamespace {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            keep_logs(&self.keep_marker, &self.logs_dir);
+            report_failure(&self.keep_marker, &self.logs_dir);
         }
         let _ = self
             .commands
@@ -340,6 +343,20 @@ fn keep_logs(marker: &Path, logs_dir: &Path) {
         "storefactory-testkit: control plane logs are kept in {}",
         logs_dir.display()
     );
+}
+
+/// Keeps the logs and shows the end of the kubelet's and controller-manager's, which is
+/// where a CI log needs them.
+fn report_failure(marker: &Path, logs_dir: &Path) {
+    keep_logs(marker, logs_dir);
+    for log in ["kubelet.log", "kube-controller-manager.log"] {
+        let path = logs_dir.join(log);
+        eprintln!(
+            "---- last lines of {} ----\n{}",
+            path.display(),
+            log_tail(&path, 20)
+        );
+    }
 }
 
 /// Builds a client from a kubeconfig file, verifying the apiserver with the embedded CA.
@@ -509,6 +526,11 @@ impl Host {
         };
         let (layout, temporary) = Layout::create(options.dir)?;
         let watchdog = layout.spawn_watchdog(temporary)?;
+        if std::env::var_os("STOREFACTORY_TESTKIT_KEEP_LOGS")
+            .is_some_and(|v| !v.is_empty() && v != "0")
+        {
+            keep_logs(&layout.keep_marker, &layout.logs_dir);
+        }
         let result = Self::boot_in(&layout, &binaries, kubelet, options.startup_timeout).await;
         match result {
             Ok((host, server)) => Ok((

@@ -173,11 +173,11 @@ async fn deployment_statefulset_and_job_complete_then_namespace_deletion_finishe
     let deleting = Instant::now();
     namespaces.delete(ns.name(), &Default::default()).await?;
     tokio::time::timeout(
-        Duration::from_secs(20),
+        Duration::from_secs(10),
         await_condition(namespaces, ns.name(), conditions::is_deleted(&uid)),
     )
     .await
-    .context("the namespace was not deleted within 20s")??;
+    .context("the namespace was not deleted within 10s")??;
     eprintln!(
         "deployment, statefulset and job ready/complete in {:.1?}; namespace deleted in {:.1?}",
         ready_in,
@@ -267,6 +267,14 @@ async fn failing_pods_report_their_failure_like_a_kubelet() -> Result<()> {
         "metadata": {"name": "seed"},
         "spec": {"backoffLimit": 0, "template": {"metadata": {"labels": {"app": "seed"}}, "spec": {
             "restartPolicy": "Never",
+            "containers": [{"name": "seed", "image": "wordpress:cli"}],
+        }}},
+    }))
+    .await?;
+    create::<Job>(&client, ns.name(), json!({
+        "metadata": {"name": "seed-restarting"},
+        "spec": {"backoffLimit": 2, "template": {"metadata": {"labels": {"app": "seed-restarting"}}, "spec": {
+            "restartPolicy": "OnFailure",
             "containers": [{"name": "seed", "image": "wordpress:cli"}],
         }}},
     }))
@@ -372,6 +380,22 @@ async fn failing_pods_report_their_failure_like_a_kubelet() -> Result<()> {
         (terminated.exit_code, terminated.reason.as_deref()),
         (1, Some("Error"))
     );
+
+    // With restartPolicy OnFailure the container restarts in place, and the Job counts the
+    // restarts against its backoff limit.
+    let job = wait_for(&client, ns.name(), "seed-restarting", |j: Option<&Job>| {
+        j.and_then(|j| j.status.as_ref()?.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Failed" && c.status == "True"))
+    })
+    .await?;
+    let failed = job
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "Failed")
+        .unwrap();
+    assert_eq!(failed.reason.as_deref(), Some("BackoffLimitExceeded"));
     Ok(())
 }
 

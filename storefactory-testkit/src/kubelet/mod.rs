@@ -29,8 +29,8 @@ pub struct KubeletConfig {
     /// How long a run-to-completion container (Job pods; restartPolicy `Never`/`OnFailure`)
     /// runs before the pod is reported `Succeeded`.
     pub job_duration: Duration,
-    /// Time between two restarts of a crashing container, and between `ErrImagePull` and
-    /// `ImagePullBackOff`.
+    /// Time before the first restart of a crashing container (later ones back off, doubling
+    /// up to eight times this), and between `ErrImagePull` and `ImagePullBackOff`.
     pub restart_interval: Duration,
     /// Name of a default StorageClass to create (its volumes are provisioned by the
     /// simulator), or `None` for no StorageClass.

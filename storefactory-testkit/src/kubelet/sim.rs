@@ -818,7 +818,9 @@ impl Sim {
                 }
                 let mut restarts = 0;
                 loop {
-                    tokio::time::sleep(interval).await;
+                    // Back off like the kubelet (doubling), from the configured interval up to
+                    // eight times it, so a crash-looping pod does not flood the apiserver.
+                    tokio::time::sleep(interval * (1 << restarts.min(3))).await;
                     restarts += 1;
                     let backoff = 10u64.saturating_mul(1 << restarts.min(5)).min(300) / 2;
                     let looping = C::Waiting {
