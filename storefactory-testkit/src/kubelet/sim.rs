@@ -619,6 +619,37 @@ impl Sim {
         }
     }
 
+    /// The node a pod asks for (by `kubernetes.io/hostname` node selector, or by node name
+    /// affinity, as DaemonSet pods do), else the next one round-robin.
+    fn pick_node(&self, spec: &k8s_openapi::api::core::v1::PodSpec) -> String {
+        let by_selector = spec
+            .node_selector
+            .as_ref()
+            .and_then(|s| s.get("kubernetes.io/hostname"));
+        let by_affinity = spec
+            .affinity
+            .as_ref()
+            .and_then(|a| a.node_affinity.as_ref())
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
+            .into_iter()
+            .flat_map(|s| &s.node_selector_terms)
+            .flat_map(|t| t.match_fields.iter().flatten())
+            .filter(|r| r.key == "metadata.name" && r.operator == "In")
+            .flat_map(|r| r.values.iter().flatten())
+            .find(|n| self.nodes.contains(n));
+        by_selector
+            .filter(|n| self.nodes.contains(n))
+            .or(by_affinity)
+            .cloned()
+            .unwrap_or_else(|| {
+                self.nodes[self.next_node.fetch_add(1, Ordering::Relaxed) % self.nodes.len()]
+                    .clone()
+            })
+    }
+
     /// Plays one pod's life on this node.
     async fn drive(self: Arc<Self>, pod: Pod) {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
@@ -630,9 +661,7 @@ impl Sim {
             Some(node) => node,
             None => {
                 self.wait_for_claims(&pod, &api).await;
-                let node = self.nodes
-                    [self.next_node.fetch_add(1, Ordering::Relaxed) % self.nodes.len()]
-                .clone();
+                let node = self.pick_node(&spec);
                 let binding = json!({
                     "apiVersion": "v1",
                     "kind": "Binding",
