@@ -166,7 +166,7 @@ async fn create(ctx: &Context, args: CreateArgs) -> Result<()> {
     let spec = convert::build_spec(&args.spec, id.clone(), products.as_deref())?;
 
     let db = ctx.db().await?;
-    if db.get_user(&spec.owner).await?.is_none() {
+    let Some(owner) = db.get_user(&spec.owner).await? else {
         return Err(Failure::new(
             Code::NotFound,
             format!(
@@ -174,6 +174,18 @@ async fn create(ctx: &Context, args: CreateArgs) -> Result<()> {
                  (add one with `storefactory user add {}`, or choose another --owner)",
                 spec.owner, spec.owner
             ),
+        )
+        .into());
+    };
+    // Fail fast, before the cluster is contacted; the insert checks again atomically.
+    if let Some(message) = db
+        .usage(&owner.username)
+        .await?
+        .exceeds(&owner.quota, spec.storage_gib())
+    {
+        return Err(Failure::new(
+            Code::Conflict,
+            format!("quota exceeded for {}: {message}", owner.username),
         )
         .into());
     }

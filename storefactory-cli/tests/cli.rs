@@ -1,0 +1,539 @@
+//! The `storefactory` binary, run as a user would: against a temporary database and, where
+//! the command needs one, the local control plane of storefactory-testkit.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::networking::v1::IngressClass;
+use kube::Api;
+use kube::api::{DeleteParams, PostParams};
+use serde_json::Value;
+use storefactory_core::spec::StoreId;
+use storefactory_testkit::{Fault, shared};
+use tokio::io::AsyncWriteExt;
+
+const BIN: &str = env!("CARGO_BIN_EXE_storefactory");
+
+/// A temporary working directory with a database, and the kubeconfig to use.
+struct Cli {
+    dir: tempfile::TempDir,
+    kubeconfig: Option<PathBuf>,
+}
+
+impl Cli {
+    fn offline() -> Self {
+        Cli {
+            dir: tempfile::tempdir().expect("tempdir"),
+            kubeconfig: None,
+        }
+    }
+
+    fn with_kubeconfig(path: &Path) -> Self {
+        Cli {
+            kubeconfig: Some(path.to_owned()),
+            ..Cli::offline()
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Runs `storefactory --db <tmp>/sf.db [--kubeconfig K] ARGS` with `stdin` as input.
+    async fn run_with_input(&self, args: &[&str], stdin: &str) -> Output {
+        let mut command = tokio::process::Command::new(BIN);
+        command
+            .current_dir(self.dir.path())
+            .arg("--db")
+            .arg(self.path("sf.db"))
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        // The tests decide everything; nothing leaks in from the developer's shell.
+        for (key, _) in std::env::vars() {
+            if key.starts_with("STOREFACTORY_") && key != "STOREFACTORY_K8S_BIN_DIR" {
+                command.env_remove(key);
+            }
+        }
+        command.env_remove("KUBECONFIG");
+        match &self.kubeconfig {
+            Some(path) => command.arg("--kubeconfig").arg(path),
+            None => command.env("KUBECONFIG", self.path("no-kubeconfig")),
+        };
+        let mut child = command.spawn().expect("the storefactory binary starts");
+        let mut input = child.stdin.take().expect("stdin");
+        input
+            .write_all(stdin.as_bytes())
+            .await
+            .expect("write stdin");
+        drop(input);
+        let output = tokio::time::timeout(Duration::from_secs(240), child.wait_with_output())
+            .await
+            .expect("storefactory finishes within 4 minutes")
+            .expect("storefactory runs");
+        eprintln!(
+            "$ storefactory {}\n-> {:?}\n{}{}",
+            args.join(" "),
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    async fn run(&self, args: &[&str]) -> Output {
+        self.run_with_input(args, "").await
+    }
+
+    /// Runs a command that must succeed and print JSON.
+    async fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        let output = self.run(&all).await;
+        assert_eq!(output.status.code(), Some(0), "{args:?} failed");
+        serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+    }
+
+    async fn add_admin(&self) {
+        let output = self
+            .run_with_input(
+                &["user", "add", "admin", "--role", "admin"],
+                "correct horse battery\n",
+            )
+            .await;
+        assert_eq!(output.status.code(), Some(0));
+    }
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn store_in<'a>(list: &'a Value, id: &str) -> Option<&'a Value> {
+    list.as_array()
+        .expect("a JSON list")
+        .iter()
+        .find(|s| s["id"] == id)
+}
+
+async fn namespace_exists(client: &kube::Client, id: &str) -> bool {
+    Api::<Namespace>::all(client.clone())
+        .get_opt(&format!("store-{id}"))
+        .await
+        .expect("read namespace")
+        .is_some()
+}
+
+#[tokio::test]
+async fn create_wait_reaches_ready_then_list_shows_it_and_delete_wait_removes_it() {
+    let cp = shared().await.expect("control plane");
+    let client = cp.client().await.expect("client");
+    let cli = Cli::with_kubeconfig(cp.kubeconfig_path());
+    cli.add_admin().await;
+    std::fs::write(
+        cli.path("products.txt"),
+        "# name|price|description\nT-Shirt|5.99|Cotton t-shirt\nJeans|12.99|Denim | blue\n",
+    )
+    .unwrap();
+    let id = StoreId::generate().to_string();
+
+    let created = cli
+        .json(&[
+            "store",
+            "create",
+            "--id",
+            &id,
+            "--name",
+            "CLI shop",
+            "--products-file",
+            "products.txt",
+            "--storage",
+            "3",
+            "--wait",
+            "--timeout",
+            "3m",
+        ])
+        .await;
+    assert_eq!(created["status"], "ready");
+    assert_eq!(
+        created["url"],
+        format!("http://store-{id}.storefactory.local/")
+    );
+    assert_eq!(created["spec"]["products"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        created["spec"]["products"][1]["description"],
+        "Denim | blue"
+    );
+    assert_eq!(created["spec"]["wordpress"]["storage"], "3Gi");
+    assert!(namespace_exists(&client, &id).await);
+
+    let list = cli.json(&["store", "list"]).await;
+    let store = store_in(&list, &id).expect("the new store is listed");
+    assert_eq!(store["status"], "ready");
+    assert_eq!(store["name"], "CLI shop");
+    assert_eq!(store["owner"], "admin");
+
+    let table = cli.run(&["store", "list"]).await;
+    let line = stdout(&table)
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .map(str::to_owned)
+        .expect("a table row for the store");
+    assert!(
+        line.contains("CLI shop") && line.contains("ready"),
+        "{line}"
+    );
+
+    let got = cli.json(&["store", "get", &id]).await;
+    let events: Vec<String> = got["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(events.contains(&"step".to_owned()), "{events:?}");
+
+    let credentials = cli.json(&["store", "credentials", &id]).await;
+    assert_eq!(credentials["username"], "admin");
+    assert!(credentials["password"].as_str().unwrap().len() >= 20);
+
+    // Quota: admin's usage counts the store.
+    let users = cli.json(&["user", "list"]).await;
+    assert_eq!(users[0]["usage"]["stores"], 1);
+    assert_eq!(users[0]["usage"]["storage_gib"], 4);
+
+    let deleted = cli
+        .run(&["store", "delete", &id, "--wait", "--timeout", "2m"])
+        .await;
+    assert_eq!(deleted.status.code(), Some(0));
+    assert!(stdout(&deleted).contains("deleted"));
+    assert!(
+        !namespace_exists(&client, &id).await,
+        "namespace still exists"
+    );
+    let list = cli.json(&["store", "list"]).await;
+    assert!(store_in(&list, &id).is_none(), "deleted store still listed");
+    let all = cli.json(&["store", "list", "--all"]).await;
+    assert_eq!(
+        store_in(&all, &id).expect("kept for the audit trail")["status"],
+        "deleted"
+    );
+}
+
+#[tokio::test]
+async fn create_without_wait_applies_objects_then_wait_and_wait_deleted_finish_the_work() {
+    let cp = shared().await.expect("control plane");
+    let client = cp.client().await.expect("client");
+    let cli = Cli::with_kubeconfig(cp.kubeconfig_path());
+    cli.add_admin().await;
+    let id = StoreId::generate().to_string();
+    let password = "a fine admin password";
+    std::fs::write(cli.path("admin-password"), format!("{password}\n")).unwrap();
+
+    let created = cli
+        .json(&[
+            "store",
+            "create",
+            "--id",
+            &id,
+            "--admin-password-file",
+            "admin-password",
+        ])
+        .await;
+    assert_eq!(created["status"], "provisioning");
+    assert!(namespace_exists(&client, &id).await, "objects not applied");
+
+    let ready = cli.run(&["store", "wait", &id, "--timeout", "3m"]).await;
+    assert_eq!(ready.status.code(), Some(0));
+    assert!(stderr(&ready).contains("ready"), "no progress shown");
+    // The chosen password reached the store's Secret although the CLI exited in between.
+    let credentials = cli.json(&["store", "credentials", &id]).await;
+    assert_eq!(credentials["password"], password);
+
+    let deleting = cli.json(&["store", "delete", &id]).await;
+    assert_eq!(deleting["status"], "deleting");
+    let gone = cli
+        .run(&["store", "wait", &id, "--deleted", "--timeout", "2m"])
+        .await;
+    assert_eq!(gone.status.code(), Some(0));
+    assert!(!namespace_exists(&client, &id).await);
+
+    // Everything the store had is gone; asking again says so.
+    let again = cli.run(&["store", "delete", &id]).await;
+    assert_eq!(again.status.code(), Some(3), "{}", stderr(&again));
+}
+
+#[tokio::test]
+async fn a_failing_store_exits_6_with_the_reason_and_a_stuck_one_exits_7() {
+    let cp = shared().await.expect("control plane");
+    let kubelet = cp.kubelet().expect("simulated kubelet");
+    let cli = Cli::with_kubeconfig(cp.kubeconfig_path());
+    cli.add_admin().await;
+
+    let failing = StoreId::generate().to_string();
+    let _pull = kubelet.inject(Fault::image_pull().namespace(format!("store-{failing}")));
+    let output = cli
+        .run(&[
+            "store",
+            "create",
+            "--id",
+            &failing,
+            "--wait",
+            "--timeout",
+            "3m",
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(6));
+    assert!(
+        stderr(&output).contains("cannot be pulled"),
+        "no reason given"
+    );
+    let got = cli.json(&["store", "get", &failing]).await;
+    assert_eq!(got["status"], "failed");
+
+    let stuck = StoreId::generate().to_string();
+    let _never = kubelet.inject(Fault::never_ready().namespace(format!("store-{stuck}")));
+    let output = cli
+        .run(&[
+            "store",
+            "create",
+            "--id",
+            &stuck,
+            "--wait",
+            "--timeout",
+            "4s",
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(7));
+    assert!(
+        stderr(&output).contains("timed out after 4s"),
+        "{}",
+        stderr(&output)
+    );
+
+    for id in [&failing, &stuck] {
+        let output = cli
+            .run(&["store", "delete", id, "--wait", "--timeout", "2m"])
+            .await;
+        assert_eq!(output.status.code(), Some(0));
+    }
+}
+
+#[tokio::test]
+async fn doctor_passes_as_admin_and_checks_the_named_ingress_class() {
+    let cp = shared().await.expect("control plane");
+    let client = cp.client().await.expect("client");
+    let cli = Cli::with_kubeconfig(cp.kubeconfig_path());
+
+    // The testkit has a default StorageClass but no IngressClass: a warning, not an error.
+    let report = cli.json(&["doctor"]).await;
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["version"], "v1.20.2");
+    assert!(report["missing_permissions"].as_array().unwrap().is_empty());
+    let statuses = |report: &Value, name: &str| -> Vec<String> {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["name"] == name)
+            .map(|c| c["status"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(statuses(&report, "storage class"), ["ok"]);
+    assert_eq!(statuses(&report, "permissions"), ["ok"]);
+
+    let class_name = format!("cli-doctor-{}", StoreId::generate());
+    let class: IngressClass = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": class_name},
+        "spec": {"controller": "example.com/ingress-controller"},
+    }))
+    .unwrap();
+    let classes: Api<IngressClass> = Api::all(client.clone());
+    classes
+        .create(&PostParams::default(), &class)
+        .await
+        .unwrap();
+
+    let named = cli.run(&["doctor", "--ingress-class", &class_name]).await;
+    let missing = cli
+        .run(&["doctor", "--ingress-class", "no-such-class"])
+        .await;
+    let _ = classes.delete(&class_name, &DeleteParams::default()).await;
+
+    assert_eq!(named.status.code(), Some(0), "{}", stdout(&named));
+    assert!(stdout(&named).contains(&format!("IngressClass {class_name} exists")));
+    assert_eq!(missing.status.code(), Some(8));
+    assert!(stdout(&missing).contains("IngressClass no-such-class does not exist"));
+}
+
+#[tokio::test]
+async fn doctor_names_every_missing_permission_of_the_restricted_identity() {
+    let cp = shared().await.expect("control plane");
+    let cli = Cli::with_kubeconfig(cp.restricted_kubeconfig_path());
+    let output = cli.run(&["doctor"]).await;
+    assert_eq!(output.status.code(), Some(8));
+    let text = stdout(&output);
+    for line in [
+        "missing permission: create namespaces (cluster-wide)",
+        "missing permission: delete namespaces (cluster-wide)",
+        "missing permission: watch pods (in all namespaces)",
+        "missing permission: patch deployments.apps (in all namespaces)",
+        "missing permission: create statefulsets.apps (in all namespaces)",
+        "missing permission: delete jobs.batch (in all namespaces)",
+        "missing permission: create ingresses.networking.k8s.io (in all namespaces)",
+        "missing permission: get secrets (in all namespaces)",
+    ] {
+        assert!(text.contains(line), "{line:?} not reported");
+    }
+    // One line per permission.
+    let lines = text
+        .lines()
+        .filter(|l| l.contains("missing permission:"))
+        .count();
+    // The JSON report says the same, though the exit code is 8.
+    let json = cli.run(&["doctor", "--output", "json"]).await;
+    assert_eq!(json.status.code(), Some(8));
+    let report: Value = serde_json::from_slice(&json.stdout).expect("JSON report");
+    assert_eq!(report["ok"], false);
+    assert_eq!(
+        report["missing_permissions"].as_array().unwrap().len(),
+        lines
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_cluster_exits_5_and_records_nothing() {
+    let cli = Cli::offline();
+    cli.add_admin().await;
+    // A kubeconfig whose API server does not exist (nothing listens on port 1).
+    std::fs::write(
+        cli.path("kubeconfig"),
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: nowhere\n  cluster:\n    server: https://127.0.0.1:1\n    insecure-skip-tls-verify: true\ncontexts:\n- name: nowhere\n  context:\n    cluster: nowhere\n    user: nobody\nusers:\n- name: nobody\n  user:\n    token: x\ncurrent-context: nowhere\n",
+    )
+    .unwrap();
+    let output = cli
+        .run(&[
+            "--kubeconfig",
+            "kubeconfig",
+            "store",
+            "create",
+            "--id",
+            "nowhere",
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(5));
+    assert!(stderr(&output).contains("cannot reach the Kubernetes API server"));
+    let list = cli.json(&["store", "list"]).await;
+    assert!(list.as_array().unwrap().is_empty(), "a store was recorded");
+
+    let doctor = cli.run(&["--kubeconfig", "kubeconfig", "doctor"]).await;
+    assert_eq!(doctor.status.code(), Some(5));
+}
+
+#[tokio::test]
+async fn users_are_managed_with_passwords_from_stdin_and_quotas_enforced() {
+    let cli = Cli::offline();
+    let added = cli
+        .run_with_input(
+            &[
+                "user",
+                "add",
+                "alice",
+                "--max-stores",
+                "1",
+                "--max-storage",
+                "3",
+            ],
+            "alice's password\n",
+        )
+        .await;
+    assert_eq!(added.status.code(), Some(0));
+    let again = cli
+        .run_with_input(&["user", "add", "alice"], "another password\n")
+        .await;
+    assert_eq!(again.status.code(), Some(4));
+    let short = cli.run_with_input(&["user", "add", "bob"], "short\n").await;
+    assert_eq!(short.status.code(), Some(2));
+    let none = cli.run(&["user", "add", "carol"]).await;
+    assert_eq!(none.status.code(), Some(2));
+    assert!(stderr(&none).contains("no password on standard input"));
+
+    let changed = cli
+        .run_with_input(&["user", "passwd", "alice"], "a new password\n")
+        .await;
+    assert_eq!(changed.status.code(), Some(0));
+    let unknown = cli
+        .run_with_input(&["user", "passwd", "dave"], "a new password\n")
+        .await;
+    assert_eq!(unknown.status.code(), Some(3));
+
+    let user = cli
+        .json(&["user", "set-quota", "alice", "--max-stores", "4"])
+        .await;
+    assert_eq!(user["quota"]["max_stores"], 4);
+    assert_eq!(user["quota"]["max_storage_gib"], 3);
+    assert!(user.get("password_hash").is_none());
+    let users = cli.json(&["user", "list"]).await;
+    assert_eq!(users.as_array().unwrap().len(), 1);
+
+    // Quota is checked before the cluster is touched: 2 + 1 GiB of volumes fit into 3 GiB,
+    // 3 + 1 do not. (No cluster here, so the fitting store stops at exit 5.)
+    let too_big = cli
+        .run(&["store", "create", "--owner", "alice", "--storage", "3"])
+        .await;
+    assert_eq!(too_big.status.code(), Some(4), "{}", stderr(&too_big));
+    assert!(stderr(&too_big).contains("quota"));
+
+    let backup = cli.run(&["db", "backup", "backup.db"]).await;
+    assert_eq!(backup.status.code(), Some(0));
+    assert!(cli.path("backup.db").exists());
+    let copy = Cli::offline();
+    std::fs::copy(cli.path("backup.db"), copy.path("sf.db")).unwrap();
+    let users = copy.json(&["user", "list"]).await;
+    assert_eq!(users[0]["username"], "alice");
+}
+
+#[tokio::test]
+async fn blueprint_render_prints_placeholders_never_real_secrets() {
+    let cli = Cli::offline();
+    let manifests = cli.json(&["blueprint", "render", "--id", "demo"]).await;
+    let manifests = manifests.as_array().unwrap();
+    assert!(manifests.iter().any(|m| m["kind"] == "Ingress"));
+    let secrets: Vec<&Value> = manifests.iter().filter(|m| m["kind"] == "Secret").collect();
+    assert_eq!(secrets.len(), 2);
+    for secret in &secrets {
+        assert!(secret.get("data").is_none());
+        assert!(
+            secret["stringData"]["password"]
+                .as_str()
+                .unwrap()
+                .starts_with("REPLACE_ME_")
+        );
+    }
+    let generated = cli
+        .json(&["blueprint", "render", "--id", "demo", "--generate-secrets"])
+        .await;
+    let secret = generated
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["kind"] == "Secret")
+        .unwrap();
+    assert!(secret["data"]["password"].as_str().is_some());
+
+    let yaml = cli.run(&["blueprint", "render", "--id", "demo"]).await;
+    assert_eq!(yaml.status.code(), Some(0));
+    assert!(stdout(&yaml).starts_with("---\napiVersion: v1\nkind: Namespace\n"));
+    let unknown = cli
+        .run(&["blueprint", "render", "--blueprint", "nope"])
+        .await;
+    assert_eq!(unknown.status.code(), Some(3));
+}
