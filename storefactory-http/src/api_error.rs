@@ -119,9 +119,9 @@ impl ApiError {
             | ApiError::NotFound(message)
             | ApiError::ClusterUnavailable(message)
             | ApiError::Unavailable(message) => message.clone(),
-            ApiError::TooManyAttempts { retry_after_secs } => format!(
-                "too many failed login attempts; try again in {retry_after_secs} seconds"
-            ),
+            ApiError::TooManyAttempts { retry_after_secs } => {
+                format!("too many failed login attempts; try again in {retry_after_secs} seconds")
+            }
             ApiError::ClusterError => {
                 "the Kubernetes cluster refused the operation; the server log has details"
                     .to_owned()

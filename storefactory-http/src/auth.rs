@@ -332,7 +332,11 @@ mod tests {
             Err(ApiError::TooManyAttempts { .. })
         ));
         // Another address or another user is not affected.
-        assert!(throttle.check("bob", Some(IpAddr::from([10, 0, 0, 2]))).is_ok());
+        assert!(
+            throttle
+                .check("bob", Some(IpAddr::from([10, 0, 0, 2])))
+                .is_ok()
+        );
         assert!(throttle.check("carol", ip).is_ok());
         throttle.succeeded("bob", ip);
         assert!(throttle.check("bob", ip).is_ok());

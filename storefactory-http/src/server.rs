@@ -159,5 +159,6 @@ async fn kube_client(config: &ServerConfig) -> Result<kube::Client, String> {
             .await
             .map_err(|e| format!("no kubeconfig or in-cluster configuration found ({e})"))?,
     };
-    kube::Client::try_from(kube_config).map_err(|e| format!("cannot build a Kubernetes client: {e}"))
+    kube::Client::try_from(kube_config)
+        .map_err(|e| format!("cannot build a Kubernetes client: {e}"))
 }

@@ -185,21 +185,17 @@ impl AppState {
             return Err("no Kubernetes cluster is configured".to_owned());
         };
         let client = cluster.provisioner.client();
-        let outcome = match tokio::time::timeout(CLUSTER_CHECK_TIMEOUT, client.apiserver_version())
-            .await
-        {
-            Ok(Ok(info)) => Ok(info.git_version),
-            Ok(Err(error)) => Err(format!("cannot reach the Kubernetes API: {error}")),
-            Err(_) => Err(format!(
-                "the Kubernetes API did not answer within {} s",
-                CLUSTER_CHECK_TIMEOUT.as_secs()
-            )),
-        };
+        let outcome =
+            match tokio::time::timeout(CLUSTER_CHECK_TIMEOUT, client.apiserver_version()).await {
+                Ok(Ok(info)) => Ok(info.git_version),
+                Ok(Err(error)) => Err(format!("cannot reach the Kubernetes API: {error}")),
+                Err(_) => Err(format!(
+                    "the Kubernetes API did not answer within {} s",
+                    CLUSTER_CHECK_TIMEOUT.as_secs()
+                )),
+            };
         let was = cluster.reachable.swap(outcome.is_ok(), Ordering::Relaxed);
-        let mut last_error = cluster
-            .last_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut last_error = cluster.last_error.lock().unwrap_or_else(|p| p.into_inner());
         match (&outcome, was) {
             (Ok(version), false) => tracing::info!(%version, "Kubernetes cluster reachable again"),
             (Err(error), true) => tracing::warn!(%error, "Kubernetes cluster unreachable"),

@@ -171,7 +171,11 @@ pub(crate) async fn audit(state: &AppState, record: AuditRecord, addr: ClientAdd
 
 /// The store `id` if the caller may see it: its owner or an admin. Anything else is 404,
 /// like a store that does not exist.
-async fn visible_store(state: &AppState, user: &AuthUser, id: &str) -> Result<StoreRecord, ApiError> {
+async fn visible_store(
+    state: &AppState,
+    user: &AuthUser,
+    id: &str,
+) -> Result<StoreRecord, ApiError> {
     let id = StoreId::new(id).map_err(|_| ApiError::store_not_found())?;
     match state.db().get_store(&id).await? {
         Some(record) if record.owner == user.name() || user.is_admin() => Ok(record),

@@ -97,7 +97,12 @@ pub async fn login(
     };
     state.throttle().succeeded(&body.username, addr.0);
     let token = state.tokens().issue(&user.username)?;
-    audit(&state, AuditRecord::new("login").actor(&user.username), addr).await;
+    audit(
+        &state,
+        AuditRecord::new("login").actor(&user.username),
+        addr,
+    )
+    .await;
     Ok(Json(LoginResponse {
         access_token: token,
         token_type: "bearer".to_owned(),
