@@ -220,9 +220,9 @@ async fn check_permissions(
             Ok(true) => {}
             Ok(false) => {
                 checks.push(Check::new(
-                    "permission",
+                    "missing permission",
                     Status::Error,
-                    format!("missing permission: {permission}"),
+                    permission.to_string(),
                 ));
                 missing.push(permission);
             }
@@ -257,11 +257,19 @@ fn is_default(annotations: &std::collections::BTreeMap<String, String>, keys: &[
         .any(|k| annotations.get(*k).is_some_and(|v| v == "true"))
 }
 
+/// A Kubernetes error in a few words: the API server's message, not its whole Status.
+fn kube_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+        other => error_chain(other),
+    }
+}
+
 fn list_error(what: &str, error: &kube::Error) -> Check {
     Check::new(
         what,
         Status::Warning,
-        format!("cannot list {what}es to check: {}", error_chain(error)),
+        format!("cannot list {what}es to check: {}", kube_message(error)),
     )
 }
 
