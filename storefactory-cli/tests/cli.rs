@@ -537,3 +537,103 @@ async fn blueprint_render_prints_placeholders_never_real_secrets() {
         .await;
     assert_eq!(unknown.status.code(), Some(3));
 }
+
+/// Starts `storefactory serve --listen 127.0.0.1:0` and returns the child and its address,
+/// read from the log line that announces it.
+async fn start_server(cli: &Cli, extra: &[&str]) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut command = tokio::process::Command::new(BIN);
+    command
+        .current_dir(cli.dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(cli.path("sf.db"))
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .env("STOREFACTORY_ADMIN_PASSWORD", "the first admin password")
+        .env_remove("KUBECONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(path) = &cli.kubeconfig {
+        command.arg("--kubeconfig").arg(path);
+    } else {
+        command.env("KUBECONFIG", cli.path("no-kubeconfig"));
+    }
+    let mut child = command.spawn().expect("serve starts");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.expect("read log") {
+            eprintln!("serve: {line}");
+            if let Some(addr) = line.split("addr=").nth(1) {
+                return addr.trim().to_owned();
+            }
+        }
+        panic!("serve exited without listening");
+    })
+    .await
+    .expect("serve listens within a minute");
+    // Keep draining the log so the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
+
+/// `GET path` over a plain TCP connection: status code and body.
+async fn get(addr: &str, path: &str) -> (u16, String) {
+    use tokio::io::AsyncReadExt;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("an HTTP status line");
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    (status, body)
+}
+
+async fn stop(mut child: tokio::process::Child) -> Option<i32> {
+    let pid = child.id().expect("running").to_string();
+    let killed = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("serve stops on SIGTERM")
+        .unwrap()
+        .code()
+}
+
+#[tokio::test]
+async fn serve_runs_the_api_on_the_cluster_and_stops_on_sigterm() {
+    let cp = shared().await.expect("control plane");
+    let cli = Cli::with_kubeconfig(cp.kubeconfig_path());
+    let (child, addr) = start_server(&cli, &["--context", "storefactory-testkit"]).await;
+    let (status, body) = get(&addr, "/ready").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("v1.20.2"), "{body}");
+    assert_eq!(stop(child).await, Some(0));
+    // The first start created the admin user in the database the CLI shares.
+    let users = cli.json(&["user", "list"]).await;
+    assert_eq!(users[0]["username"], "admin");
+}
+
+#[tokio::test]
+async fn serve_starts_without_a_cluster_and_says_so_on_ready() {
+    let cli = Cli::offline();
+    let (child, addr) = start_server(&cli, &[]).await;
+    let (status, body) = get(&addr, "/ready").await;
+    assert_ne!(status, 200, "{body}");
+    let ready: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(ready["cluster"]["ok"], false, "{body}");
+    assert_eq!(stop(child).await, Some(0));
+}
