@@ -72,6 +72,7 @@ pub struct GlobalArgs {
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "STOREFACTORY_DB",
         default_value = "storefactory.db",
         value_name = "PATH"
@@ -83,6 +84,7 @@ pub struct GlobalArgs {
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "STOREFACTORY_KUBECONFIG",
         value_name = "PATH"
     )]
@@ -92,6 +94,7 @@ pub struct GlobalArgs {
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "STOREFACTORY_KUBE_CONTEXT",
         value_name = "NAME"
     )]
@@ -102,6 +105,7 @@ pub struct GlobalArgs {
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "STOREFACTORY_BLUEPRINTS_DIR",
         value_name = "DIR"
     )]
@@ -112,6 +116,7 @@ pub struct GlobalArgs {
         short,
         long,
         global = true,
+        help_heading = "Global options",
         value_enum,
         default_value_t = OutputFormat::Table,
         value_name = "FORMAT"
@@ -119,7 +124,8 @@ pub struct GlobalArgs {
     pub output: OutputFormat,
 
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true,
+        help_heading = "Global options", action = clap::ArgAction::Count)]
     pub verbose: u8,
 }
 
@@ -471,7 +477,9 @@ the cluster or the database.
 Secrets: by default the passwords in Secrets are placeholders (REPLACE_ME_...), shown in \
 plain text under `stringData` so a reviewer can see where they go. With --generate-secrets \
 fresh random passwords are generated and printed base64-encoded under `data`, ready to \
-apply. Either way they are never the passwords of an existing store.";
+apply. Either way they are never the passwords of an existing store.
+
+The output is a YAML stream (`---` between objects); --output json prints a JSON list.";
 
 const RENDER_HELP: &str = "\
 Examples:
