@@ -136,6 +136,9 @@ struct Inner {
     queue_rx: Mutex<Option<mpsc::UnboundedReceiver<StoreId>>>,
     admin_passwords: Mutex<HashMap<StoreId, String>>,
     progress: Mutex<HashMap<StoreId, Progress>>,
+    /// Stores whose objects this process has applied since it started provisioning them;
+    /// later reconciles of the same pass only observe. A deleted child clears the mark.
+    applied: Mutex<HashSet<StoreId>>,
 }
 
 /// Creates, watches and deletes stores. Cheap to clone.
@@ -177,6 +180,7 @@ impl Provisioner {
                 queue_rx: Mutex::new(Some(queue_rx)),
                 admin_passwords: Mutex::new(HashMap::new()),
                 progress: Mutex::new(HashMap::new()),
+                applied: Mutex::new(HashSet::new()),
             }),
         }
     }
@@ -284,6 +288,7 @@ impl Provisioner {
             }
         }
         lock(&self.inner.progress).remove(id);
+        lock(&self.inner.applied).remove(id);
         let record = self
             .transition(id, StoreStatus::Provisioning, Some("retried"))
             .await?;
@@ -367,6 +372,9 @@ impl Provisioner {
         reason: Option<&str>,
     ) -> Result<StoreRecord> {
         let record = self.inner.repo.set_status(id, status, reason).await?;
+        if status != StoreStatus::Provisioning {
+            lock(&self.inner.applied).remove(id);
+        }
         match status {
             StoreStatus::Failed => tracing::warn!(store = %id, reason, "store failed"),
             _ => tracing::info!(store = %id, %status, "store status changed"),
@@ -581,6 +589,7 @@ impl Provisioner {
     }
 
     async fn note_deleted_child(&self, id: &StoreId, kind: &str, name: &str) {
+        lock(&self.inner.applied).remove(id);
         if let Ok(Some(record)) = self.inner.repo.get_store(id).await
             && record.status == StoreStatus::Ready
         {
@@ -644,8 +653,11 @@ impl Provisioner {
                 .transition(&id, StoreStatus::Provisioning, None)
                 .await?;
         }
-        let first_pass = !lock(&self.inner.progress).contains_key(&id);
-        self.apply_all(&record, first_pass).await?;
+        if !lock(&self.inner.applied).contains(&id) {
+            let first_pass = !lock(&self.inner.progress).contains_key(&id);
+            self.apply_all(&record, first_pass).await?;
+            lock(&self.inner.applied).insert(id.clone());
+        }
 
         let observed = self.observe(&id.namespace()).await?;
         let previous = lock(&self.inner.progress)

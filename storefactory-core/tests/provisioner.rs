@@ -234,11 +234,19 @@ async fn a_failing_seeding_step_fails_the_store_with_a_reason_and_can_be_retried
             .label("app.kubernetes.io/name", "seed"),
     );
     let p = h.provisioner();
-    p.create(request(&id)).await.unwrap();
+    let mut req = request(&id);
+    // Fail on the first failed pod rather than after the Job controller's growing backoff.
+    req.spec
+        .params
+        .insert("seed_backoff_limit".to_owned(), "0".to_owned());
+    p.create(req).await.unwrap();
     let run = spawn(&p);
     let failed = h.wait_for(&id, StoreStatus::Failed).await;
     let reason = failed.reason.unwrap();
-    assert!(reason.contains("seeding failed"), "{reason}");
+    assert!(
+        reason.contains("seeding failed") && reason.contains("BackoffLimitExceeded"),
+        "{reason}"
+    );
 
     // Once the cause is gone, a retry provisions the store.
     drop(guard);
