@@ -582,4 +582,40 @@ mod tests {
             assert_eq!(err.exit_code(), 2, "{args:?}");
         }
     }
+
+    /// Every `storefactory` command the README shows parses, so the README cannot drift
+    /// from the command line. (The integration tests run the same commands for real.)
+    #[test]
+    fn readme_commands_parse() {
+        const README: &str = include_str!("../../README.md");
+        let mut checked = 0;
+        for line in README.lines() {
+            for cell in line.split('`') {
+                let command = cell.split(" #").next().unwrap_or_default().trim();
+                let args = if let Some(rest) = command.strip_prefix("storefactory ") {
+                    rest
+                } else if let Some((_, rest)) = command
+                    .split_once("-p storefactory-cli -- ")
+                    .filter(|(cargo, _)| cargo.starts_with("cargo run"))
+                {
+                    rest
+                } else {
+                    continue;
+                };
+                let argv: Vec<&str> = std::iter::once("storefactory")
+                    .chain(
+                        args.split_whitespace()
+                            .map(|a| if a == "STORE_ID" { "ab12cd34" } else { a }),
+                    )
+                    .collect();
+                if let Err(err) = Cli::try_parse_from(&argv)
+                    && err.kind() != clap::error::ErrorKind::DisplayHelp
+                {
+                    panic!("README command `{command}` does not parse: {err}");
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 10, "only {checked} README commands found");
+    }
 }
