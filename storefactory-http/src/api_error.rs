@@ -22,9 +22,10 @@ pub enum ApiError {
         /// What is wrong with it.
         message: String,
     },
-    /// The request could not be read: malformed JSON, unknown fields, a wrong content type,
-    /// a body over the limit... The status is the one that fits (400, 413, 415, 422).
-    BadRequest {
+    /// The request was refused before it reached a handler: malformed JSON, unknown fields, a
+    /// wrong content type, a body over the limit, an unsupported method... The status is the
+    /// one that fits (400, 405, 413, 415, 422).
+    Rejected {
         /// The status.
         status: StatusCode,
         /// Stable code, e.g. `invalid_json`.
@@ -76,7 +77,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::BadRequest { status, .. } => *status,
+            ApiError::Rejected { status, .. } => *status,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::QuotaExceeded(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -94,7 +95,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Invalid { .. } => "invalid_input",
-            ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => code,
+            ApiError::Rejected { code, .. } | ApiError::Conflict { code, .. } => code,
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::QuotaExceeded(_) => "quota_exceeded",
@@ -111,7 +112,7 @@ impl ApiError {
     pub fn message(&self) -> String {
         match self {
             ApiError::Invalid { field, message } => format!("{field}: {message}"),
-            ApiError::BadRequest { message, .. }
+            ApiError::Rejected { message, .. }
             | ApiError::Conflict { message, .. }
             | ApiError::Unauthorized(message)
             | ApiError::Forbidden(message)
@@ -268,7 +269,7 @@ impl From<JsonRejection> for ApiError {
             _ if status == StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
             _ => "bad_request",
         };
-        ApiError::BadRequest {
+        ApiError::Rejected {
             status: if status.is_server_error() {
                 StatusCode::BAD_REQUEST
             } else {
@@ -288,7 +289,7 @@ impl From<PathRejection> for ApiError {
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
-        ApiError::BadRequest {
+        ApiError::Rejected {
             status: StatusCode::BAD_REQUEST,
             code: "invalid_query",
             message: rejection.body_text(),

@@ -156,9 +156,11 @@ mod tests {
 
     #[test]
     fn debug_output_hides_secrets() {
-        let mut config = ServerConfig::default();
-        config.admin_password = Some("hunter2-hunter2".to_owned());
-        config.token_key = Some("k".repeat(40));
+        let config = ServerConfig {
+            admin_password: Some("hunter2-hunter2".to_owned()),
+            token_key: Some("k".repeat(40)),
+            ..ServerConfig::default()
+        };
         let text = format!("{config:?}");
         assert!(!text.contains("hunter2"), "{text}");
         assert!(!text.contains(&"k".repeat(40)), "{text}");

@@ -1131,3 +1131,62 @@ async fn next_frame(
     )
     .await
 }
+
+#[tokio::test]
+async fn dashboard_is_served_with_a_strict_content_security_policy() -> Result<()> {
+    let app = app_with(config(), false).await?;
+    let page = send(&app.router, Method::GET, "/", None, None).await?;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.headers[header::CONTENT_TYPE]
+            .to_str()?
+            .starts_with("text/html")
+    );
+    let csp = page.headers[header::CONTENT_SECURITY_POLICY].to_str()?;
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("script-src 'self' 'unsafe"),
+        "{csp}"
+    );
+    assert!(page.text.contains(r#"<script src="/app.js">"#));
+    let script = send(&app.router, Method::GET, "/app.js", None, None).await?;
+    assert_eq!(script.status, StatusCode::OK);
+    assert!(script.text.contains("/api/stores"));
+    // User data reaches the page through textContent only.
+    assert!(!script.text.contains("innerHTML"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn cors_allows_only_configured_origins() -> Result<()> {
+    let mut config = config();
+    config.cors_origins = vec!["https://shops.example.com".to_owned()];
+    let app = app_with(config, false).await?;
+    let preflight = |origin: &'static str| {
+        Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/api/stores")
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .header(
+                header::ACCESS_CONTROL_REQUEST_HEADERS,
+                "authorization,content-type",
+            )
+            .body(Body::empty())
+    };
+    let allowed = send_raw(&app.router, preflight("https://shops.example.com")?).await?;
+    assert_eq!(
+        allowed.headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "https://shops.example.com"
+    );
+    let other = send_raw(&app.router, preflight("https://evil.example.net")?).await?;
+    assert!(
+        !other
+            .headers
+            .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+    );
+
+    let mut config = common::config();
+    config.cors_origins = vec!["not an origin".to_owned()];
+    assert!(app_with(config, false).await.is_err());
+    Ok(())
+}

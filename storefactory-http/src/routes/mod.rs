@@ -43,6 +43,8 @@ pub fn router(state: AppState) -> Router {
     });
     let body_limit = state.max_body_bytes();
     let mut router = Router::new()
+        .route("/", get(dashboard))
+        .route("/app.js", get(dashboard_script))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/api/openapi.json", get(openapi))
@@ -116,7 +118,7 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::BadRequest {
+    ApiError::Rejected {
         status: StatusCode::METHOD_NOT_ALLOWED,
         code: "method_not_allowed",
         message: "this endpoint does not accept that method".to_owned(),
@@ -160,6 +162,38 @@ async fn ready(State(state): State<AppState>) -> Response {
         "message": problems.join("; "),
     });
     (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+}
+
+/// The dashboard page. Its script is served separately so that the content security policy
+/// can forbid inline scripts.
+const DASHBOARD_HTML: &str = include_str!("../../assets/index.html");
+const DASHBOARD_JS: &str = include_str!("../../assets/app.js");
+const DASHBOARD_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+                             img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; \
+                             base-uri 'none'; form-action 'self'";
+
+/// `GET /`: the single-page dashboard.
+async fn dashboard() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, DASHBOARD_CSP),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+        ],
+        DASHBOARD_HTML,
+    )
+}
+
+/// `GET /app.js`: the dashboard's script.
+async fn dashboard_script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        DASHBOARD_JS,
+    )
 }
 
 /// `GET /api/openapi.json`
