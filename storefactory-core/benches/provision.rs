@@ -64,10 +64,10 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(async move {
         let mut stream = watcher(pods, config).applied_objects().boxed();
         while let Some(Ok(pod)) = stream.next().await {
-            if pod_done(&pod) {
-                if let Some(ns) = pod.metadata.namespace.clone() {
-                    seen.lock().expect("lock").insert(ns, Instant::now());
-                }
+            if pod_done(&pod)
+                && let Some(ns) = pod.metadata.namespace.clone()
+            {
+                seen.lock().expect("lock").insert(ns, Instant::now());
             }
         }
     });
