@@ -23,4 +23,8 @@ step "cargo test"
 # it has no Rust test binary of its own.
 cargo test --workspace --exclude storefactory-py --locked
 
+step "README examples"
+cargo run -q --locked --example render_store -- examples/spec.json > /dev/null
+cargo run -q --locked --example custom_blueprint > /dev/null
+
 step "all checks passed in $(( $(date +%s) - started ))s"

@@ -95,12 +95,9 @@ pub fn build_spec(
     }
     spec.wordpress.storage = Quantity::gib(args.storage);
     spec.mysql.storage = Quantity::gib(args.mysql_storage);
-    // The namespace's ResourceQuota must hold both volumes; grow it for large stores rather
-    // than make people learn a second storage option.
-    let volumes = args.storage.saturating_add(args.mysql_storage);
-    if spec.quota.storage.gib_ceil() < volumes {
-        spec.quota.storage = Quantity::gib(volumes);
-    }
+    // Grow the namespace quota for large stores rather than make people learn a second
+    // storage option.
+    spec.fit_quota_to_volumes();
     spec.storage_class = args.storage_class.clone().filter(|s| !s.is_empty());
     spec.ingress.class = args.ingress_class.clone().filter(|s| !s.is_empty());
     spec.ingress.tls = args

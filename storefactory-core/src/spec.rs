@@ -615,6 +615,15 @@ impl StoreSpec {
         self.wordpress.storage.gib_ceil() + self.mysql.storage.gib_ceil()
     }
 
+    /// Grows the namespace's storage quota, if needed, so that it holds the WordPress and
+    /// MySQL volumes: callers that size the volumes need not size the quota as well.
+    pub fn fit_quota_to_volumes(&mut self) {
+        let volumes = self.storage_gib();
+        if self.quota.storage.gib_ceil() < volumes {
+            self.quota.storage = Quantity::gib(volumes);
+        }
+    }
+
     /// Checks every field; the first problem found is returned.
     pub fn validate(&self) -> VResult<()> {
         check_text("owner", &self.owner, 64)?;

@@ -32,8 +32,9 @@ fn fixed_secrets() -> StoreSecrets {
 }
 
 fn render(spec: &StoreSpec) -> Vec<Manifest> {
-    BlueprintRegistry::builtin()
-        .unwrap()
+    static BUILTIN: std::sync::LazyLock<BlueprintRegistry> =
+        std::sync::LazyLock::new(|| BlueprintRegistry::builtin().unwrap());
+    BUILTIN
         .render(DEFAULT_BLUEPRINT, spec, &fixed_secrets())
         .unwrap()
 }
@@ -462,5 +463,155 @@ fn a_directory_overrides_and_adds_blueprints() {
     assert_eq!(
         registry.get(DEFAULT_BLUEPRINT).unwrap().meta().description,
         "Only a namespace."
+    );
+}
+
+// --- hostile input -------------------------------------------------------------------------
+
+/// The rendered objects with every string replaced by a marker: what user text must not be
+/// able to change.
+fn shape(manifests: &[Manifest]) -> Vec<serde_json::Value> {
+    fn strip(value: &serde_json::Value) -> serde_json::Value {
+        match value {
+            serde_json::Value::String(_) => serde_json::Value::String("*".to_owned()),
+            serde_json::Value::Array(items) => items.iter().map(strip).collect(),
+            serde_json::Value::Object(map) => map
+                .iter()
+                .map(|(k, v)| (k.clone(), strip(v)))
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+            other => other.clone(),
+        }
+    }
+    manifests.iter().map(|m| strip(&m.to_value())).collect()
+}
+
+const HOSTILE: &[&str] = &[
+    "\"quoted\" 'single'",
+    "line\nbreak",
+    "key: value",
+    "# not a comment",
+    "---",
+    "...",
+    "{{store.id}} {{{raw}}} {{> partial}}",
+    "--exec=rm -rf /",
+    "$(reboot) `id` ${HOME}",
+    "; rm -rf / #",
+    "ünïcödé ✓ 🛒 中文 \u{2028} \u{2029} \u{feff}",
+    "- [a, b]\n- {c: d}",
+    "&anchor *alias !!binary",
+    "| literal\n> folded",
+    "\\\\ back\\slash",
+];
+
+fn products_json(manifests: &[Manifest]) -> String {
+    let Manifest::ConfigMap(seed) = find(manifests, "ConfigMap", "seed") else {
+        unreachable!()
+    };
+    seed.data.clone().unwrap()["products.json"].clone()
+}
+
+#[test]
+fn hostile_product_text_reaches_the_seeding_data_byte_for_byte() {
+    let baseline = render(&spec());
+    let mut hostile = spec();
+    hostile.products = HOSTILE
+        .iter()
+        .enumerate()
+        .map(|(i, text)| storefactory_core::product::Product {
+            name: text.replace('\n', " "),
+            price: storefactory_core::product::Price::parse(&format!("{i}.99")).unwrap(),
+            description: format!("{text} {}", "long ".repeat(390)),
+        })
+        .collect();
+    hostile.site_title = HOSTILE[0..4].concat().replace('\n', " ");
+    let manifests = render(&hostile);
+    assert_eq!(
+        manifests.iter().map(Manifest::describe).collect::<Vec<_>>(),
+        baseline.iter().map(Manifest::describe).collect::<Vec<_>>(),
+        "the set and kinds of objects must not change"
+    );
+    assert_eq!(
+        shape(&manifests),
+        shape(&baseline),
+        "the structure must not change"
+    );
+    let seeded: Vec<storefactory_core::product::Product> =
+        serde_json::from_str(&products_json(&manifests)).unwrap();
+    assert_eq!(
+        seeded, hostile.products,
+        "products must arrive byte for byte"
+    );
+}
+
+/// A property test with a fixed seed: random mixtures of hostile fragments, as names,
+/// descriptions, titles and annotation values, never change the objects' structure and always
+/// arrive unchanged.
+#[test]
+fn random_hostile_mixtures_never_change_the_structure() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5700_2e);
+    let baseline_shape = shape(&render(&spec()));
+    for _ in 0..200 {
+        let mut text = String::new();
+        for _ in 0..rng.random_range(1..6) {
+            text.push_str(HOSTILE[rng.random_range(0..HOSTILE.len())]);
+            if rng.random_bool(0.3) {
+                // Control characters are refused by validation; everything else must pass.
+                let c = char::from_u32(rng.random_range(0x20..0x2FFF)).unwrap_or('x');
+                text.push(if c.is_control() { 'x' } else { c });
+            }
+        }
+        let mut spec = spec();
+        spec.products[0].description = text.clone();
+        spec.products[1].name = text.replace('\n', " ").chars().take(200).collect();
+        spec.site_title = spec.products[1].name.clone();
+        let manifests = render(&spec);
+        assert_eq!(
+            shape(&manifests),
+            baseline_shape,
+            "structure changed for {text:?}"
+        );
+        let seeded: Vec<storefactory_core::product::Product> =
+            serde_json::from_str(&products_json(&manifests)).unwrap();
+        assert_eq!(seeded, spec.products);
+    }
+}
+
+#[test]
+fn invalid_specs_fail_with_clear_messages() {
+    let cases: &[(&str, &str)] = &[
+        (r#"{"id":"Bad_Id","owner":"a"}"#, "not a DNS-1123 label"),
+        (
+            r#"{"id":"ok","owner":"a","ingress":{"host":"bad host"}}"#,
+            "ingress.host",
+        ),
+        (
+            r#"{"id":"ok","owner":"a","wordpress":{"storage":"2 GB"}}"#,
+            "not a Kubernetes quantity",
+        ),
+        (
+            r#"{"id":"ok","owner":"a","products":[{"name":"x","price":"-1"}]}"#,
+            "non-negative",
+        ),
+    ];
+    for (json, expected) in cases {
+        let message = match serde_json::from_str::<StoreSpec>(json) {
+            Err(e) => e.to_string(),
+            Ok(spec) => {
+                BlueprintRegistry::builtin()
+                    .unwrap()
+                    .render(DEFAULT_BLUEPRINT, &spec, &fixed_secrets())
+                    .unwrap_err()
+                    .to_string()
+                    + &format!("{:?}", spec.validate())
+            }
+        };
+        assert!(message.contains(expected), "{json}: {message}");
+    }
+    let err = parse_products("Good|1|ok\nno price here").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "sample_products line 2: expected Name|Price|Description, got \"no price here\""
     );
 }

@@ -118,11 +118,7 @@ impl CreateStoreBody {
             ));
         }
         spec.wordpress.storage = Quantity::gib(storage);
-        // The namespace quota must hold both volumes.
-        let volumes = storage + spec.mysql.storage.gib_ceil();
-        if volumes > spec.quota.storage.gib_ceil() {
-            spec.quota.storage = Quantity::gib(volumes);
-        }
+        spec.fit_quota_to_volumes();
         spec.storage_class = defaults.storage_class.clone();
         spec.ingress.class = defaults.ingress_class.clone();
         spec.ingress.tls = defaults
