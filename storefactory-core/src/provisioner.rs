@@ -395,14 +395,20 @@ impl Provisioner {
     ///
     /// Only one `run` may be active per Provisioner; a second call returns at once.
     pub async fn run(&self) -> Result<()> {
-        let Some(mut queue) = lock(&self.inner.queue_rx).take() else {
+        let Some(queue) = lock(&self.inner.queue_rx).take() else {
             tracing::warn!("Provisioner::run called twice; the second call does nothing");
             return Ok(());
         };
-        let result = self.run_with(&mut queue).await;
-        // Give the queue back so that a later `run` on this Provisioner can resume.
-        *lock(&self.inner.queue_rx) = Some(queue);
-        result
+        // Whether `run` returns or is dropped (an aborted task), the queue goes back so that a
+        // later `run` on this Provisioner resumes with the work still queued.
+        let mut guard = QueueGuard {
+            inner: self.inner.clone(),
+            queue: Some(queue),
+        };
+        let Some(queue) = guard.queue.as_mut() else {
+            return Ok(());
+        };
+        self.run_with(queue).await
     }
 
     async fn run_with(&self, queue: &mut mpsc::UnboundedReceiver<StoreId>) -> Result<()> {
@@ -931,6 +937,18 @@ impl Provisioner {
                 Ok(Outcome::RequeueAfter(Duration::from_secs(30)))
             }
         }
+    }
+}
+
+/// Holds the work queue while `run` is active and gives it back when `run` ends.
+struct QueueGuard {
+    inner: Arc<Inner>,
+    queue: Option<mpsc::UnboundedReceiver<StoreId>>,
+}
+
+impl Drop for QueueGuard {
+    fn drop(&mut self) {
+        *lock(&self.inner.queue_rx) = self.queue.take();
     }
 }
 

@@ -484,3 +484,19 @@ async fn creating_and_deleting_the_same_store_at_once_ends_consistent() {
     }
     run.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_run_can_be_started_again_on_the_same_provisioner() {
+    let h = Harness::new().await;
+    let p = h.provisioner();
+    let run = spawn(&p);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    run.abort();
+    let _ = run.await;
+    let id = StoreId::generate();
+    p.create(request(&id)).await.unwrap();
+    let run = spawn(&p);
+    h.wait_for(&id, StoreStatus::Ready).await;
+    cleanup(&p, &h, &id).await;
+    run.abort();
+}
