@@ -63,9 +63,9 @@ impl std::error::Error for Failure {}
 
 fn repository_code(error: &RepositoryError) -> Code {
     match error {
-        RepositoryError::QuotaExceeded { .. } | RepositoryError::AlreadyExists { .. } => {
-            Code::Conflict
-        }
+        RepositoryError::QuotaExceeded { .. }
+        | RepositoryError::AlreadyExists { .. }
+        | RepositoryError::InvalidTransition { .. } => Code::Conflict,
         RepositoryError::NotFound { .. } => Code::NotFound,
         RepositoryError::Backend { .. } => Code::Failure,
     }

@@ -51,6 +51,17 @@ pub enum RepositoryError {
         /// The id.
         id: StoreId,
     },
+    /// The store is not in a status from which it may take the requested one (see
+    /// [`crate::store::StoreStatus::can_become`]); someone else changed it first.
+    #[error("store {id} is {from} and cannot become {to}")]
+    InvalidTransition {
+        /// The id.
+        id: StoreId,
+        /// Its current status.
+        from: crate::store::StoreStatus,
+        /// The status asked for.
+        to: crate::store::StoreStatus,
+    },
     /// The storage backend failed.
     #[error("storage backend failed while trying to {operation}")]
     Backend {
@@ -154,6 +165,13 @@ pub enum Error {
         status: crate::store::StoreStatus,
         /// What was asked.
         operation: &'static str,
+    },
+
+    /// The store's namespace exists but was not created for this store; it is left alone.
+    #[error("namespace {namespace} already exists and does not belong to this store")]
+    NamespaceTaken {
+        /// The namespace.
+        namespace: String,
     },
 
     /// Waiting for something took too long.

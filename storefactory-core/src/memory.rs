@@ -115,6 +115,13 @@ impl StoreRepository for MemoryRepository {
             .stores
             .get_mut(id)
             .ok_or_else(|| RepositoryError::NotFound { id: id.clone() })?;
+        if !record.status.can_become(status) {
+            return Err(RepositoryError::InvalidTransition {
+                id: id.clone(),
+                from: record.status,
+                to: status,
+            });
+        }
         record.status = status;
         record.reason = reason.map(str::to_owned);
         record.updated_at = Timestamp::now();

@@ -100,6 +100,10 @@ pub trait StoreRepository: Send + Sync + 'static {
     async fn list_stores(&self, filter: &StoreFilter) -> Result<Vec<StoreRecord>, RepositoryError>;
 
     /// Sets the status and reason of a store and returns the updated record.
+    ///
+    /// The change is atomic and only allowed along the lifecycle
+    /// ([`StoreStatus::can_become`]); otherwise it fails with
+    /// [`RepositoryError::InvalidTransition`] and changes nothing.
     async fn set_status(
         &self,
         id: &StoreId,

@@ -29,7 +29,7 @@ use crate::blueprint::{
     BlueprintRegistry, DEFAULT_BLUEPRINT, LABEL_MANAGED_BY, LABEL_STORE, MANAGED_BY, StoreSecrets,
     validate_admin_password,
 };
-use crate::error::{Error, Result, kube_error_is_transient};
+use crate::error::{Error, RepositoryError, Result, kube_error_is_transient};
 use crate::manifest::Manifest;
 use crate::port::{StoreFilter, StoreRepository};
 use crate::spec::{StoreId, StoreSpec};
@@ -59,6 +59,9 @@ pub struct ProvisionerConfig {
     pub max_backoff: Duration,
     /// Most stores reconciled at the same time.
     pub concurrency: usize,
+    /// Only these stores are reconciled; `None` for all. A command that drives one store
+    /// while a server may be running elsewhere limits itself to that store.
+    pub only: Option<HashSet<StoreId>>,
 }
 
 impl Default for ProvisionerConfig {
@@ -71,12 +74,13 @@ impl Default for ProvisionerConfig {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
             concurrency: 16,
+            only: None,
         }
     }
 }
 
 /// A request for a new store.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CreateStore {
     /// What to build.
     pub spec: StoreSpec,
@@ -87,6 +91,20 @@ pub struct CreateStore {
     /// The WordPress administrator's password; generated when `None`. Kept in memory only
     /// until it is written to the store's Secret.
     pub admin_password: Option<String>,
+}
+
+impl std::fmt::Debug for CreateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateStore")
+            .field("spec", &self.spec)
+            .field("name", &self.name)
+            .field("blueprint", &self.blueprint)
+            .field(
+                "admin_password",
+                &self.admin_password.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 /// The WordPress administrator's credentials of a store.
@@ -138,7 +156,9 @@ struct Inner {
     progress: Mutex<HashMap<StoreId, Progress>>,
     /// Stores whose objects this process has applied since it started provisioning them;
     /// later reconciles of the same pass only observe. A deleted child clears the mark.
-    applied: Mutex<HashSet<StoreId>>,
+    applied: Mutex<HashMap<StoreId, Workloads>>,
+    /// Warnings already recorded, so a condition that persists is reported once.
+    warned: Mutex<HashSet<(StoreId, String)>>,
 }
 
 /// Creates, watches and deletes stores. Cheap to clone.
@@ -180,7 +200,8 @@ impl Provisioner {
                 queue_rx: Mutex::new(Some(queue_rx)),
                 admin_passwords: Mutex::new(HashMap::new()),
                 progress: Mutex::new(HashMap::new()),
-                applied: Mutex::new(HashSet::new()),
+                applied: Mutex::new(HashMap::new()),
+                warned: Mutex::new(HashSet::new()),
             }),
         }
     }
@@ -338,7 +359,18 @@ impl Provisioner {
         }
     }
 
+    fn in_scope(&self, id: &StoreId) -> bool {
+        self.inner
+            .config
+            .only
+            .as_ref()
+            .is_none_or(|only| only.contains(id))
+    }
+
     fn enqueue(&self, id: &StoreId) {
+        if !self.in_scope(id) {
+            return;
+        }
         // The receiver lives as long as `run`; before `run` starts, ids wait in the channel.
         let _ = self.inner.queue_tx.send(id.clone());
     }
@@ -420,6 +452,7 @@ impl Provisioner {
         let mut running: HashSet<StoreId> = HashSet::new();
         let mut dirty: HashSet<StoreId> = HashSet::new();
         let mut reconciles: JoinSet<(StoreId, Outcome)> = JoinSet::new();
+        let mut tasks: HashMap<tokio::task::Id, StoreId> = HashMap::new();
         loop {
             tokio::select! {
                 Some(id) = queue.recv() => {
@@ -430,14 +463,28 @@ impl Provisioner {
                     running.insert(id.clone());
                     let this = self.clone();
                     let semaphore = semaphore.clone();
-                    reconciles.spawn(async move {
+                    let task_id = id.clone();
+                    let handle = reconciles.spawn(async move {
                         let _permit = semaphore.acquire_owned().await;
                         let outcome = this.reconcile_logged(&id).await;
                         (id, outcome)
                     });
+                    tasks.insert(handle.id(), task_id);
                 }
-                Some(done) = reconciles.join_next() => {
-                    let Ok((id, outcome)) = done else { continue };
+                Some(done) = reconciles.join_next_with_id() => {
+                    let (id, outcome) = match done {
+                        Ok((task, result)) => {
+                            tasks.remove(&task);
+                            result
+                        }
+                        Err(error) => {
+                            // A panicking reconcile must not leave its store marked running
+                            // for ever: forget it and look again after a backoff.
+                            let Some(id) = tasks.remove(&error.id()) else { continue };
+                            tracing::error!(store = %id, %error, "reconcile panicked");
+                            (id, Outcome::RequeueAfter(self.inner.config.max_backoff))
+                        }
+                    };
                     running.remove(&id);
                     if dirty.remove(&id) {
                         self.enqueue(&id);
@@ -482,7 +529,7 @@ impl Provisioner {
             }
         };
         let known: HashSet<String> = records.iter().map(|r| r.id.namespace()).collect();
-        for record in &records {
+        for record in records.iter().filter(|r| self.in_scope(&r.id)) {
             let has_namespace = existing
                 .as_ref()
                 .is_none_or(|e| e.contains(&record.id.namespace()));
@@ -504,7 +551,8 @@ impl Provisioner {
                 self.enqueue(&record.id);
             }
         }
-        for namespace in existing.iter().flatten() {
+        let scoped = self.inner.config.only.is_some();
+        for namespace in existing.iter().flatten().filter(|_| !scoped) {
             if !known.contains(namespace) {
                 tracing::warn!(
                     namespace,
@@ -613,8 +661,31 @@ impl Provisioner {
     async fn reconcile_logged(&self, id: &StoreId) -> Outcome {
         match self.reconcile(id).await {
             Ok(outcome) => outcome,
+            Err(Error::Repository(RepositoryError::InvalidTransition { from, to, .. })) => {
+                // Someone (a delete, a retry) changed the store while this reconcile worked
+                // from an older read; the change queued the store again.
+                tracing::debug!(store = %id, %from, %to, "status changed meanwhile");
+                Outcome::AwaitChange
+            }
             Err(error) if error.is_transient() => {
-                tracing::info!(store = %id, error = %error_chain(&error), "transient failure; will retry");
+                let reason = error_chain(&error);
+                tracing::info!(store = %id, error = %reason, "transient failure; will retry");
+                if let Ok(Some(record)) = self.inner.repo.get_store(id).await
+                    && matches!(
+                        record.status,
+                        StoreStatus::Initialized | StoreStatus::Provisioning
+                    )
+                    && self.time_left(&record).is_none()
+                {
+                    let reason = format!(
+                        "not ready within {} s; last error: {reason}",
+                        self.inner.config.ready_deadline.as_secs()
+                    );
+                    let _ = self
+                        .transition(id, StoreStatus::Failed, Some(&reason))
+                        .await;
+                    return Outcome::AwaitChange;
+                }
                 Outcome::RequeueAfter(self.inner.config.max_backoff)
             }
             Err(error) => {
@@ -659,13 +730,18 @@ impl Provisioner {
                 .transition(&id, StoreStatus::Provisioning, None)
                 .await?;
         }
-        if !lock(&self.inner.applied).contains(&id) {
-            let first_pass = !lock(&self.inner.progress).contains_key(&id);
-            self.apply_all(&record, first_pass).await?;
-            lock(&self.inner.applied).insert(id.clone());
-        }
+        let known = lock(&self.inner.applied).get(&id).cloned();
+        let workloads = match known {
+            Some(workloads) => workloads,
+            None => {
+                let first_pass = !lock(&self.inner.progress).contains_key(&id);
+                let workloads = self.apply_all(&record, first_pass).await?;
+                lock(&self.inner.applied).insert(id.clone(), workloads.clone());
+                workloads
+            }
+        };
 
-        let observed = self.observe(&id.namespace()).await?;
+        let observed = self.observe(&id.namespace(), &workloads).await?;
         let previous = lock(&self.inner.progress)
             .insert(id.clone(), observed.progress.clone())
             .unwrap_or_default();
@@ -705,13 +781,8 @@ impl Provisioner {
             self.transition(&id, StoreStatus::Ready, None).await?;
             return Ok(Outcome::AwaitChange);
         }
-        let elapsed_ms = Timestamp::now()
-            .0
-            .saturating_sub(record.updated_at.0)
-            .max(0);
-        let elapsed = Duration::from_millis(u64::try_from(elapsed_ms).unwrap_or_default());
         let deadline = self.inner.config.ready_deadline;
-        if elapsed >= deadline {
+        let Some(remaining) = self.time_left(&record) else {
             lock(&self.inner.progress).remove(&id);
             let waiting: Vec<&str> = [
                 (!p.mysql_ready).then_some("MySQL"),
@@ -729,19 +800,51 @@ impl Provisioner {
             self.transition(&id, StoreStatus::Failed, Some(&reason))
                 .await?;
             return Ok(Outcome::AwaitChange);
-        }
-        Ok(Outcome::RequeueAfter(deadline - elapsed))
+        };
+        Ok(Outcome::RequeueAfter(remaining))
+    }
+
+    /// The time left before a provisioning store's deadline, or `None` once it has passed.
+    /// The deadline runs from the last status change (creation, or a retry).
+    fn time_left(&self, record: &StoreRecord) -> Option<Duration> {
+        let elapsed_ms = Timestamp::now()
+            .0
+            .saturating_sub(record.updated_at.0)
+            .max(0);
+        let elapsed = Duration::from_millis(u64::try_from(elapsed_ms).unwrap_or_default());
+        self.inner
+            .config
+            .ready_deadline
+            .checked_sub(elapsed)
+            .filter(|left| !left.is_zero())
     }
 
     /// Renders the store and applies every object, in order, reusing the passwords already in
     /// its Secrets.
-    async fn apply_all(&self, record: &StoreRecord, report: bool) -> Result<()> {
+    async fn apply_all(&self, record: &StoreRecord, report: bool) -> Result<Workloads> {
         let namespace = record.id.namespace();
-        let secrets = self.secrets_for(&record.id, &namespace).await?;
-        let manifests = self
-            .inner
-            .blueprints
-            .render(&record.blueprint, &record.spec, &secrets)?;
+        self.check_namespace_is_ours(&record.id).await?;
+        let (secrets, lost) = self.secrets_for(record, &namespace).await?;
+        let mut manifests =
+            self.inner
+                .blueprints
+                .render(&record.blueprint, &record.spec, &secrets)?;
+        if !lost.is_empty() {
+            // Fresh passwords would not match what MySQL and WordPress already hold; leave
+            // the Secret missing and tell a person instead.
+            manifests.retain(|m| !(m.kind() == "Secret" && lost.contains(&m.name())));
+            for name in &lost {
+                self.warn_once(
+                    &record.id,
+                    format!(
+                        "Secret {name} was deleted; its passwords cannot be recovered, so it is \
+                         not re-created with new ones. Restore it from a backup, or delete and \
+                         re-create the store."
+                    ),
+                )
+                .await;
+            }
+        }
         if report {
             self.step(
                 &record.id,
@@ -759,10 +862,43 @@ impl Provisioner {
         }
         // The Secret now holds the administrator's password; forget it.
         lock(&self.inner.admin_passwords).remove(&record.id);
-        Ok(())
+        Ok(Workloads::of(&manifests))
     }
 
-    async fn secrets_for(&self, id: &StoreId, namespace: &str) -> Result<StoreSecrets> {
+    /// Fails if the store's namespace exists without this store's label: server-side apply
+    /// would otherwise adopt somebody else's namespace, and a later delete would remove it.
+    async fn check_namespace_is_ours(&self, id: &StoreId) -> Result<()> {
+        let namespaces: Api<Namespace> = Api::all(self.inner.client.clone());
+        let namespace = id.namespace();
+        let existing = self
+            .with_retries(&format!("read Namespace {namespace}"), || {
+                namespaces.get_opt(&namespace)
+            })
+            .await?;
+        match existing {
+            Some(ns) if ns.labels().get(LABEL_STORE).map(String::as_str) != Some(id.as_str()) => {
+                Err(Error::NamespaceTaken { namespace })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn warn_once(&self, id: &StoreId, message: String) {
+        if lock(&self.inner.warned).insert((id.clone(), message.clone())) {
+            tracing::warn!(store = %id, "{message}");
+            let _ = self.record(id, EventKind::Warning { message }).await;
+        }
+    }
+
+    /// The passwords of the store: those already in its Secrets, fresh ones for Secrets not
+    /// created yet. For a store that was ready, a missing Secret is reported (second value)
+    /// rather than filled with passwords nothing else knows.
+    async fn secrets_for(
+        &self,
+        record: &StoreRecord,
+        namespace: &str,
+    ) -> Result<(StoreSecrets, Vec<&'static str>)> {
+        let id = &record.id;
         let api: Api<Secret> = Api::namespaced(self.inner.client.clone(), namespace);
         let read = |name: &'static str| {
             let api = api.clone();
@@ -786,12 +922,22 @@ impl Provisioner {
         };
         let pending_admin = lock(&self.inner.admin_passwords).get(id).cloned();
         let fresh = StoreSecrets::generate(pending_admin);
-        Ok(StoreSecrets {
+        let mut lost = Vec::new();
+        if record.status == StoreStatus::Ready {
+            if mysql.is_none() {
+                lost.push(MYSQL_SECRET);
+            }
+            if admin.is_none() {
+                lost.push(ADMIN_SECRET);
+            }
+        }
+        let secrets = StoreSecrets {
             mysql_root_password: value(&mysql, "root-password")
                 .unwrap_or(fresh.mysql_root_password),
             mysql_password: value(&mysql, "password").unwrap_or(fresh.mysql_password),
             admin_password: value(&admin, "password").unwrap_or(fresh.admin_password),
-        })
+        };
+        Ok((secrets, lost))
     }
 
     async fn apply(&self, manifest: &Manifest) -> Result<()> {
@@ -860,7 +1006,7 @@ impl Provisioner {
         }
     }
 
-    async fn observe(&self, namespace: &str) -> Result<Observed> {
+    async fn observe(&self, namespace: &str, workloads: &Workloads) -> Result<Observed> {
         let client = &self.inner.client;
         let selector = format!("{LABEL_MANAGED_BY}={MANAGED_BY}");
         let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
@@ -877,6 +1023,7 @@ impl Provisioner {
         let job_list = self.with_retries("list Jobs", || jobs.list(&lp)).await?;
         let pod_list = self.with_retries("list Pods", || pods.list(&lp)).await?;
         Ok(Observed::from_objects(
+            workloads,
             &sts.items,
             &deps.items,
             &job_list.items,
@@ -952,6 +1099,30 @@ impl Drop for QueueGuard {
     }
 }
 
+/// The workloads a store's blueprint renders, by kind: what readiness waits for.
+#[derive(Debug, Clone, Default)]
+struct Workloads {
+    statefulsets: Vec<String>,
+    deployments: Vec<String>,
+    jobs: Vec<String>,
+}
+
+impl Workloads {
+    fn of(manifests: &[Manifest]) -> Self {
+        let mut workloads = Workloads::default();
+        for manifest in manifests {
+            let list = match manifest {
+                Manifest::StatefulSet(_) => &mut workloads.statefulsets,
+                Manifest::Deployment(_) => &mut workloads.deployments,
+                Manifest::Job(_) => &mut workloads.jobs,
+                _ => continue,
+            };
+            list.push(manifest.name().to_owned());
+        }
+        workloads
+    }
+}
+
 /// The readiness of a store's workloads, and why it failed if it did.
 #[derive(Debug, Default)]
 struct Observed {
@@ -961,6 +1132,7 @@ struct Observed {
 
 impl Observed {
     fn from_objects(
+        expected: &Workloads,
         statefulsets: &[StatefulSet],
         deployments: &[Deployment],
         jobs: &[Job],
@@ -985,10 +1157,25 @@ impl Observed {
                 .and_then(|c| c.iter().find(|c| c.type_ == kind && c.status == "True"))
                 .cloned()
         };
+        // Every workload the blueprint renders must exist and be done: a missing one (deleted
+        // while being applied, say) is not ready.
+        fn all_done<K: Resource>(
+            names: &[String],
+            objects: &[K],
+            done: impl Fn(&K) -> bool,
+        ) -> bool {
+            names.iter().all(|name| {
+                objects
+                    .iter()
+                    .any(|o| o.meta().name.as_deref() == Some(name.as_str()) && done(o))
+            })
+        }
         let progress = Progress {
-            mysql_ready: !statefulsets.is_empty() && statefulsets.iter().all(sts_ready),
-            wordpress_ready: !deployments.is_empty() && deployments.iter().all(dep_ready),
-            seeded: jobs.iter().all(|j| job_condition(j, "Complete").is_some()),
+            mysql_ready: all_done(&expected.statefulsets, statefulsets, sts_ready),
+            wordpress_ready: all_done(&expected.deployments, deployments, dep_ready),
+            seeded: all_done(&expected.jobs, jobs, |j| {
+                job_condition(j, "Complete").is_some()
+            }),
         };
         let mut failure = jobs.iter().find_map(|j| {
             job_condition(j, "Failed").map(|c| {

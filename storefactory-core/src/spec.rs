@@ -21,6 +21,9 @@ pub const NAMESPACE_PREFIX: &str = "store-";
 pub const MAX_STORE_ID_LEN: usize = MAX_NAMESPACE_LEN - NAMESPACE_PREFIX.len();
 /// Most products a store may be seeded with.
 pub const MAX_PRODUCTS: usize = 500;
+/// Most bytes the products may take as JSON: they travel in a ConfigMap, which Kubernetes
+/// limits to 1 MiB with everything else in it.
+pub const MAX_PRODUCTS_JSON_BYTES: usize = 512 * 1024;
 /// Longest site title.
 pub const MAX_TITLE_LEN: usize = 200;
 
@@ -732,6 +735,15 @@ impl StoreSpec {
         for (i, product) in self.products.iter().enumerate() {
             product.validate(&format!("products[{i}]"))?;
         }
+        let json_len = serde_json::to_string(&self.products).map_or(0, |j| j.len());
+        if json_len > MAX_PRODUCTS_JSON_BYTES {
+            return Err(ValidationError::new(
+                "products",
+                format!(
+                    "together take {json_len} bytes; at most {MAX_PRODUCTS_JSON_BYTES} fit in a store"
+                ),
+            ));
+        }
         for (key, value) in &self.params {
             if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
                 return Err(ValidationError::new(
@@ -893,6 +905,20 @@ mod tests {
         let json = r#"{"id":"abc","owner":"bob","ingress":{"host":"a.example","hots":"x"}}"#;
         let err = serde_json::from_str::<StoreSpec>(json).unwrap_err();
         assert!(err.to_string().contains("hots"), "{err}");
+    }
+
+    #[test]
+    fn products_must_fit_in_a_config_map() {
+        let mut spec = spec();
+        let product = crate::product::Product {
+            name: "n".repeat(200),
+            price: crate::product::Price::parse("1").unwrap(),
+            description: "d".repeat(2000),
+        };
+        spec.products = vec![product; 300];
+        let err = spec.validate().unwrap_err();
+        assert_eq!(err.field, "products");
+        assert!(err.message.contains("at most 524288"), "{err}");
     }
 
     #[test]

@@ -58,6 +58,29 @@ impl StoreStatus {
         !matches!(self, StoreStatus::Deleted)
     }
 
+    /// Whether a store in this status may move to `next`. Repositories enforce this
+    /// atomically, so a transition decided on a stale read (say, `ready` while a delete has
+    /// already marked the store `deleting`) cannot overwrite a newer one.
+    pub fn can_become(self, next: StoreStatus) -> bool {
+        use StoreStatus::*;
+        matches!(
+            (self, next),
+            (Initialized, Provisioning | Failed | Deleting)
+                | (Provisioning, Ready | Failed | Deleting)
+                | (Ready, Deleting)
+                | (Failed, Provisioning | Deleting)
+                | (Deleting, Deleted)
+        )
+    }
+
+    /// The statuses from which a store may move to `next`.
+    pub fn predecessors(next: StoreStatus) -> Vec<StoreStatus> {
+        StoreStatus::ALL
+            .into_iter()
+            .filter(|from| from.can_become(next))
+            .collect()
+    }
+
     /// Whether no further transition happens without a user action.
     pub fn is_settled(self) -> bool {
         matches!(

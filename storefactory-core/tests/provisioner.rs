@@ -500,3 +500,128 @@ async fn an_aborted_run_can_be_started_again_on_the_same_provisioner() {
     cleanup(&p, &h, &id).await;
     run.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_that_is_not_the_stores_is_never_adopted_or_deleted() {
+    let h = Harness::new().await;
+    let id = StoreId::generate();
+    let namespaces: Api<Namespace> = Api::all(h.client.clone());
+    let foreign: Namespace = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": id.namespace(), "labels": {"team": "someone-else"}}
+    }))
+    .unwrap();
+    namespaces
+        .create(&kube::api::PostParams::default(), &foreign)
+        .await
+        .unwrap();
+    let p = h.provisioner();
+    p.create(request(&id)).await.unwrap();
+    let run = spawn(&p);
+    let failed = h.wait_for(&id, StoreStatus::Failed).await;
+    assert!(
+        failed
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("already exists and does not belong"),
+        "{failed:?}"
+    );
+    let ns = namespaces.get(&id.namespace()).await.unwrap();
+    assert!(
+        !ns.metadata
+            .labels
+            .unwrap()
+            .contains_key("storefactory.io/store"),
+        "adopted"
+    );
+
+    p.delete(&id).await.unwrap();
+    h.wait_for(&id, StoreStatus::Deleted).await;
+    let ns = namespaces.get_opt(&id.namespace()).await.unwrap();
+    assert!(
+        ns.is_some_and(|n| n.metadata.deletion_timestamp.is_none()),
+        "foreign namespace deleted"
+    );
+    namespaces
+        .delete(&id.namespace(), &DeleteParams::default())
+        .await
+        .unwrap();
+    run.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_secret_of_a_ready_store_is_not_refilled_with_new_passwords() {
+    let h = Harness::new().await;
+    let p = h.provisioner();
+    let id = StoreId::generate();
+    p.create(request(&id)).await.unwrap();
+    let run = spawn(&p);
+    h.wait_for(&id, StoreStatus::Ready).await;
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &id.namespace());
+    secrets
+        .delete("mysql", &DeleteParams::default())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let events = h.repo.events(&id, 0).await.unwrap();
+        if events.iter().any(|e| matches!(&e.kind, EventKind::Warning { message } if message.contains("cannot be recovered"))) {
+            break;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "no warning about the lost Secret: {events:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        secrets.get_opt("mysql").await.unwrap().is_none(),
+        "re-created with new passwords"
+    );
+    assert_eq!(h.record(&id).await.unwrap().status, StoreStatus::Ready);
+    cleanup(&p, &h, &id).await;
+    run.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_during_provisioning_is_never_undone_by_the_reconcile_in_flight() {
+    let h = Harness::new().await;
+    let p = h.provisioner();
+    let run = spawn(&p);
+    for _ in 0..5 {
+        let id = StoreId::generate();
+        p.create(request(&id)).await.unwrap();
+        // Delete while the provisioning reconcile is somewhere in its work.
+        let mut events = p.subscribe();
+        loop {
+            let event = events.recv().await.unwrap();
+            if event.store_id == id && matches!(event.kind, EventKind::Step { .. }) {
+                break;
+            }
+        }
+        p.delete(&id).await.unwrap();
+        h.wait_for(&id, StoreStatus::Deleted).await;
+        let statuses: Vec<StoreStatus> = h
+            .repo
+            .events(&id, 0)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                EventKind::Status { status, .. } => Some(status),
+                _ => None,
+            })
+            .collect();
+        let deleting = statuses
+            .iter()
+            .position(|s| *s == StoreStatus::Deleting)
+            .unwrap();
+        assert_eq!(
+            &statuses[deleting..],
+            [StoreStatus::Deleting, StoreStatus::Deleted],
+            "{statuses:?}"
+        );
+        assert!(!h.namespace_exists(&id).await);
+    }
+    run.abort();
+}

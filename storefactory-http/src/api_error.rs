@@ -211,6 +211,10 @@ impl From<RepositoryError> for ApiError {
         match error {
             RepositoryError::QuotaExceeded { message, .. } => ApiError::QuotaExceeded(message),
             RepositoryError::NotFound { .. } => ApiError::store_not_found(),
+            error @ RepositoryError::InvalidTransition { .. } => ApiError::Conflict {
+                code: "invalid_state",
+                message: error.to_string(),
+            },
             error @ RepositoryError::AlreadyExists { .. } => ApiError::Conflict {
                 code: "store_exists",
                 message: error.to_string(),

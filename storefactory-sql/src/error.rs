@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use storefactory_core::error::RepositoryError;
 use storefactory_core::spec::StoreId;
+use storefactory_core::store::StoreStatus;
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -146,6 +147,16 @@ pub enum Error {
         /// The id.
         id: StoreId,
     },
+    /// The store's status does not allow the requested transition.
+    #[error("store {id} is {from} and cannot become {to}")]
+    InvalidTransition {
+        /// The store.
+        id: StoreId,
+        /// Its current status.
+        from: StoreStatus,
+        /// The status asked for.
+        to: StoreStatus,
+    },
 
     /// The owner's quota does not allow the new store (or the owner is not a user, and so
     /// has no quota at all).
@@ -195,6 +206,9 @@ impl Error {
             }
             Error::StoreExists { id } => RepositoryError::AlreadyExists { id },
             Error::StoreNotFound { id } => RepositoryError::NotFound { id },
+            Error::InvalidTransition { id, from, to } => {
+                RepositoryError::InvalidTransition { id, from, to }
+            }
             other => RepositoryError::Backend {
                 operation: operation.to_owned(),
                 source: Box::new(other),

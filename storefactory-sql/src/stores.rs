@@ -244,20 +244,43 @@ fn set_status(
     status: StoreStatus,
     reason: Option<&str>,
 ) -> Result<StoreRecord> {
-    conn.prepare_cached(&format!(
-        "UPDATE stores SET status = ?2, reason = ?3, updated_at = ?4 WHERE id = ?1 \
-         RETURNING {STORE_COLUMNS}"
-    ))
-    .and_then(|mut stmt| {
-        stmt.query_row(
-            params![id.as_str(), status.as_str(), reason, Timestamp::now().0],
-            StoreRow::read,
-        )
-        .optional()
-    })
-    .during("set store status")?
-    .ok_or_else(|| Error::StoreNotFound { id: id.clone() })?
-    .decode()
+    // Compare-and-set: only from a status that may become `status`, in one statement.
+    let allowed: Vec<&str> = StoreStatus::predecessors(status)
+        .into_iter()
+        .map(StoreStatus::as_str)
+        .collect();
+    let allowed = serde_json::to_string(&allowed).unwrap_or_else(|_| "[]".to_owned());
+    let updated = conn
+        .prepare_cached(&format!(
+            "UPDATE stores SET status = ?2, reason = ?3, updated_at = ?4 \
+             WHERE id = ?1 AND status IN (SELECT value FROM json_each(?5)) \
+             RETURNING {STORE_COLUMNS}"
+        ))
+        .and_then(|mut stmt| {
+            stmt.query_row(
+                params![
+                    id.as_str(),
+                    status.as_str(),
+                    reason,
+                    Timestamp::now().0,
+                    allowed
+                ],
+                StoreRow::read,
+            )
+            .optional()
+        })
+        .during("set store status")?;
+    match updated {
+        Some(row) => row.decode(),
+        None => match find_store(conn, id)? {
+            Some(current) => Err(Error::InvalidTransition {
+                id: id.clone(),
+                from: current.status,
+                to: status,
+            }),
+            None => Err(Error::StoreNotFound { id: id.clone() }),
+        },
+    }
 }
 
 #[async_trait]

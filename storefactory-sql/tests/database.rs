@@ -374,6 +374,9 @@ async fn a_live_id_cannot_be_taken_twice_but_a_deleted_one_can() {
     assert!(matches!(err, RepositoryError::AlreadyExists { ref id } if id.as_str() == "same1"));
 
     db.insert_store(&store("other1", "dave", 1)).await.unwrap();
+    db.set_status(&first.id, StoreStatus::Deleting, None)
+        .await
+        .unwrap();
     db.set_status(&first.id, StoreStatus::Deleted, None)
         .await
         .unwrap();
@@ -415,6 +418,9 @@ async fn listing_is_oldest_first_and_filters_by_owner_and_deletion() {
     ] {
         db.insert_store(&store(name, owner, 1)).await.unwrap();
     }
+    db.set_status(&id("l3"), StoreStatus::Deleting, None)
+        .await
+        .unwrap();
     db.set_status(&id("l3"), StoreStatus::Deleted, None)
         .await
         .unwrap();
@@ -466,12 +472,15 @@ async fn set_status_returns_the_updated_record_and_knows_missing_stores() {
     assert_eq!(failed.status, StoreStatus::Failed);
     assert_eq!(failed.reason.as_deref(), Some("image pull"));
     assert!(failed.updated_at >= record.updated_at);
-    let ready = db
-        .set_status(&record.id, StoreStatus::Ready, None)
+    let retried = db
+        .set_status(&record.id, StoreStatus::Provisioning, None)
         .await
         .unwrap();
-    assert_eq!(ready.reason, None, "the reason is cleared with the status");
-    assert_eq!(db.get_store(&record.id).await.unwrap(), Some(ready));
+    assert_eq!(
+        retried.reason, None,
+        "the reason is cleared with the status"
+    );
+    assert_eq!(db.get_store(&record.id).await.unwrap(), Some(retried));
 
     let err = db
         .set_status(&id("missing"), StoreStatus::Ready, None)
@@ -883,4 +892,36 @@ async fn a_backup_is_a_complete_database_taken_while_in_use() {
         matches!(err, Error::Backup { .. }),
         "an existing backup is not overwritten: {err:?}"
     );
+}
+
+#[tokio::test]
+async fn status_changes_follow_the_lifecycle_and_deleting_is_sticky() {
+    let (_dir, db) = fresh().await;
+    user(&db, "hank", 10, 100).await;
+    let record = store("cas1", "hank", 1);
+    db.insert_store(&record).await.unwrap();
+    db.set_status(&record.id, StoreStatus::Provisioning, None)
+        .await
+        .unwrap();
+    db.set_status(&record.id, StoreStatus::Deleting, None)
+        .await
+        .unwrap();
+    // A reconcile that read `provisioning` before the delete must not undo it.
+    let err = db
+        .set_status(&record.id, StoreStatus::Ready, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RepositoryError::InvalidTransition {
+                from: StoreStatus::Deleting,
+                to: StoreStatus::Ready,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let current = db.get_store(&record.id).await.unwrap().unwrap();
+    assert_eq!(current.status, StoreStatus::Deleting);
 }

@@ -28,6 +28,7 @@ fn outcome<T>(result: Result<T, RepositoryError>, ok: impl FnOnce(T) -> String) 
         }
         Err(RepositoryError::AlreadyExists { id }) => format!("already exists: {id}"),
         Err(RepositoryError::NotFound { id }) => format!("not found: {id}"),
+        Err(err @ RepositoryError::InvalidTransition { .. }) => format!("refused: {err}"),
         Err(err @ RepositoryError::Backend { .. }) => format!("backend: {err}"),
     }
 }
@@ -73,8 +74,22 @@ async fn script(repo: &dyn StoreRepository) -> Vec<String> {
         repo.set_status(&id("p1"), StoreStatus::Deleted, None).await,
         record,
     ));
+    log.push(outcome(
+        repo.set_status(&id("p1"), StoreStatus::Deleting, None)
+            .await,
+        record,
+    ));
+    log.push(outcome(
+        repo.set_status(&id("p1"), StoreStatus::Deleted, None).await,
+        record,
+    ));
     log.push(outcome(repo.insert_store(&store("p3")).await, inserted));
     log.push(outcome(repo.insert_store(&store("p1")).await, inserted));
+    log.push(outcome(
+        repo.set_status(&id("p2"), StoreStatus::Deleting, None)
+            .await,
+        record,
+    ));
     log.push(outcome(
         repo.set_status(&id("p2"), StoreStatus::Deleted, None).await,
         record,
