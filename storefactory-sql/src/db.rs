@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use storefactory_core::store::Timestamp;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, QueryContext, Result};
 use crate::schema;
@@ -46,6 +47,11 @@ pub(crate) struct Inner {
     path: Option<PathBuf>,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Bounds the Argon2 hashes and verifications running at once. Each one holds 19 MiB
+    /// and a core for a good fraction of a second; unbounded, a burst of logins would take
+    /// gigabytes of memory and every blocking thread, and SQLite calls would queue behind
+    /// them.
+    password_work: Arc<Semaphore>,
 }
 
 impl Database {
@@ -104,6 +110,7 @@ impl Database {
                 path,
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
+                password_work: Arc::new(Semaphore::new(password_work_permits())),
             }),
         }
     }
@@ -190,6 +197,17 @@ impl Database {
         .await
     }
 
+    /// Waits, without blocking a thread, until a password hash or verification may start.
+    /// The permit must live until the Argon2 work is done, so it is moved into the blocking
+    /// closure: a caller that gives up waiting does not free it early.
+    pub(crate) async fn password_permit(&self) -> Result<OwnedSemaphorePermit> {
+        Arc::clone(&self.inner.password_work)
+            .acquire_owned()
+            .await
+            // The semaphore is never closed; treat it like a runtime going away if it were.
+            .map_err(|_| Error::Shutdown)
+    }
+
     /// Runs `f` with a read connection on the blocking thread pool.
     pub(crate) async fn read<T, F>(&self, f: F) -> Result<T>
     where
@@ -242,6 +260,13 @@ impl Inner {
         }
         result
     }
+}
+
+/// One Argon2 computation per core keeps the cores busy without queueing more memory and
+/// threads than they can work off; at least two, so that one slow login cannot hold up all
+/// others on a single-core machine.
+fn password_work_permits() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -191,9 +191,11 @@ impl Database {
         password::check(password)?;
         let (username, password) = (username.to_owned(), password.to_owned());
         let inner = Arc::clone(&self.inner);
+        let permit = self.password_permit().await?;
         blocking(move || {
             // Hash before taking the write lock: it is the slow part.
             let hash = password::hash(&password)?;
+            drop(permit);
             let now = Timestamp::now();
             let conn = inner.lock_writer();
             let inserted = conn
@@ -252,16 +254,19 @@ impl Database {
     ///
     /// Takes the same time whether or not the user exists: for an unknown user the password
     /// is checked against a dummy hash of the same cost. The Argon2 work runs on the
-    /// blocking thread pool, outside any database lock.
+    /// blocking thread pool, outside any database lock, and at most one per core at a time:
+    /// further calls wait their turn without holding a thread.
     pub async fn verify_password(&self, username: &str, password: &str) -> Result<Option<User>> {
         let (username, password) = (username.to_owned(), password.to_owned());
         let inner = Arc::clone(&self.inner);
+        let permit = self.password_permit().await?;
         blocking(move || {
             let found = inner.with_reader(|conn| find_user(conn, &username))?;
             let hash = found
                 .as_ref()
                 .map_or(password::DUMMY_HASH, |(_, hash)| hash.as_str());
             let matches = password::verify(&password, hash);
+            drop(permit);
             Ok(found.filter(|_| matches).map(|(user, _)| user))
         })
         .await
@@ -273,8 +278,10 @@ impl Database {
         password::check(password)?;
         let (username, password) = (username.to_owned(), password.to_owned());
         let inner = Arc::clone(&self.inner);
+        let permit = self.password_permit().await?;
         blocking(move || {
             let hash = password::hash(&password)?;
+            drop(permit);
             let updated = inner
                 .lock_writer()
                 .execute(

@@ -694,6 +694,56 @@ async fn password_hashing_does_not_block_the_runtime_thread() {
     );
 }
 
+// Regression: every login ran Argon2 (19 MiB, a core for a good while) on the blocking pool
+// without limit, so a burst of logins with made-up usernames took gigabytes and every
+// blocking thread, and all database calls queued behind them.
+#[test]
+fn concurrent_logins_do_not_starve_database_reads() {
+    // A blocking pool barely larger than the machine's cores, as a burst leaves it: without
+    // a bound on password work, the verifications take every thread and the read waits for
+    // nearly all of them.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(cores + 2)
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (_dir, db) = fresh().await;
+        db.set_setting("k", "v").await.unwrap();
+        let logins = cores * 4;
+        let finished = Arc::new(AtomicU32::new(0));
+        let verifications: Vec<_> = (0..logins)
+            .map(|i| {
+                let (db, finished) = (db.clone(), Arc::clone(&finished));
+                tokio::spawn(async move {
+                    let user = format!("nobody-{i}");
+                    let found = db.verify_password(&user, "wrong password").await.unwrap();
+                    finished.fetch_add(1, Ordering::SeqCst);
+                    found
+                })
+            })
+            .collect();
+        // Let the burst reach the blocking pool before the read arrives.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let started = Instant::now();
+        let value = db.get_setting("k").await.unwrap();
+        let read_took = started.elapsed();
+        let done_before_read = finished.load(Ordering::SeqCst);
+        for verification in verifications {
+            assert!(verification.await.unwrap().is_none());
+        }
+        eprintln!(
+            "read took {read_took:?}; {done_before_read} of {logins} verifications were done"
+        );
+        assert_eq!(value.as_deref(), Some("v"));
+        assert!(
+            (done_before_read as usize) < logins / 2,
+            "the read waited for {done_before_read} of {logins} password verifications"
+        );
+    });
+}
+
 #[tokio::test]
 async fn users_are_unique_and_validated() {
     let (_dir, db) = fresh().await;
