@@ -183,9 +183,13 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
-/// The client's address: the TCP peer, or the first `X-Forwarded-For` entry when
-/// configured to trust it. `None` when neither is known (requests not from a socket, as in
+/// The client's address: the TCP peer, or, when configured to trust it, the last
+/// `X-Forwarded-For` entry. `None` when neither is known (requests not from a socket, as in
 /// tests).
+///
+/// Only the last entry is trusted: it is the one the trusted proxy appended (the address it
+/// received the request from). Every entry before it came with the request and is
+/// whatever the client chose to write.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub Option<IpAddr>);
 
@@ -196,16 +200,10 @@ impl FromRequestParts<AppState> for ClientAddr {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        if state.trust_forwarded_for() {
-            let forwarded = parts
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .and_then(|v| v.trim().parse::<IpAddr>().ok());
-            if forwarded.is_some() {
-                return Ok(ClientAddr(forwarded));
-            }
+        if state.trust_forwarded_for()
+            && let Some(forwarded) = last_forwarded_for(&parts.headers)
+        {
+            return Ok(ClientAddr(Some(forwarded)));
         }
         Ok(ClientAddr(
             parts
@@ -216,17 +214,33 @@ impl FromRequestParts<AppState> for ClientAddr {
     }
 }
 
-/// Counts failed logins per username and client address, in memory, and refuses attempts
-/// once there were too many in the window.
+/// The rightmost `X-Forwarded-For` entry. Several header lines form one list in order
+/// (RFC 9110, 5.3), so the entry comes from the last line; a proxy that adds a line of its
+/// own instead of appending to the client's is handled alike.
+fn last_forwarded_for(headers: &axum::http::HeaderMap) -> Option<IpAddr> {
+    let last_line = headers.get_all("x-forwarded-for").iter().next_back()?;
+    let entry = last_line.to_str().ok()?.rsplit(',').next()?.trim();
+    entry
+        .parse::<IpAddr>()
+        .or_else(|_| entry.parse::<SocketAddr>().map(|addr| addr.ip()))
+        .ok()
+}
+
+/// Counts login attempts per username and client address, in memory, and refuses attempts
+/// once there were too many in the window. A successful login clears the count.
+///
+/// An attempt is counted when it is let through, before the password is checked: counting
+/// only once a (slow) check has failed would let a burst of parallel guesses all through
+/// while the count still read zero.
 #[derive(Debug)]
 pub struct LoginThrottle {
-    max_failures: u32,
+    max_attempts: u32,
     window: Duration,
-    failures: Mutex<HashMap<(String, Option<IpAddr>), Failures>>,
+    attempts: Mutex<HashMap<(String, Option<IpAddr>), Attempts>>,
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Failures {
+struct Attempts {
     count: u32,
     first: Instant,
 }
@@ -236,64 +250,53 @@ struct Failures {
 const SWEEP_AT: usize = 10_000;
 
 impl LoginThrottle {
-    /// Allows `max_failures` failed logins per username and address within `window`.
-    pub fn new(max_failures: u32, window: Duration) -> Self {
+    /// Allows `max_attempts` logins per username and address within `window` that do not
+    /// succeed.
+    pub fn new(max_attempts: u32, window: Duration) -> Self {
         LoginThrottle {
-            max_failures: max_failures.max(1),
+            max_attempts: max_attempts.max(1),
             window,
-            failures: Mutex::new(HashMap::new()),
+            attempts: Mutex::new(HashMap::new()),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, Option<IpAddr>), Failures>> {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, Option<IpAddr>), Attempts>> {
+        self.attempts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Fails with 429 when this username and address may not try now.
-    pub fn check(&self, username: &str, addr: Option<IpAddr>) -> Result<(), ApiError> {
-        let mut failures = self.lock();
-        let key = (username.to_owned(), addr);
-        let Some(entry) = failures.get(&key).copied() else {
-            return Ok(());
-        };
+    /// Counts an attempt of this username and address and lets it through, or fails with
+    /// 429 (counting nothing) when the window's attempts are used up. The attempt stays
+    /// counted unless [`LoginThrottle::succeeded`] clears it.
+    pub fn reserve(&self, username: &str, addr: Option<IpAddr>) -> Result<(), ApiError> {
+        let mut attempts = self.lock();
+        if attempts.len() >= SWEEP_AT {
+            let window = self.window;
+            attempts.retain(|_, a| a.first.elapsed() < window);
+        }
+        let now = Instant::now();
+        let entry = attempts
+            .entry((username.to_owned(), addr))
+            .or_insert(Attempts {
+                count: 0,
+                first: now,
+            });
         let elapsed = entry.first.elapsed();
         if elapsed >= self.window {
-            failures.remove(&key);
-            return Ok(());
-        }
-        if entry.count >= self.max_failures {
+            *entry = Attempts {
+                count: 0,
+                first: now,
+            };
+        } else if entry.count >= self.max_attempts {
             let left = self.window - elapsed;
             return Err(ApiError::TooManyAttempts {
                 retry_after_secs: left.as_secs().max(1),
             });
         }
+        entry.count = entry.count.saturating_add(1);
         Ok(())
     }
 
-    /// Counts a failed login.
-    pub fn failed(&self, username: &str, addr: Option<IpAddr>) {
-        let mut failures = self.lock();
-        if failures.len() >= SWEEP_AT {
-            let window = self.window;
-            failures.retain(|_, f| f.first.elapsed() < window);
-        }
-        let now = Instant::now();
-        let entry = failures
-            .entry((username.to_owned(), addr))
-            .or_insert(Failures {
-                count: 0,
-                first: now,
-            });
-        if entry.first.elapsed() >= self.window {
-            *entry = Failures {
-                count: 0,
-                first: now,
-            };
-        }
-        entry.count = entry.count.saturating_add(1);
-    }
-
-    /// Forgets the failures of a username and address after a successful login.
+    /// Forgets the attempts of a username and address after a successful login.
     pub fn succeeded(&self, username: &str, addr: Option<IpAddr>) {
         self.lock().remove(&(username.to_owned(), addr));
     }
@@ -321,32 +324,64 @@ mod tests {
     }
 
     #[test]
-    fn throttle_refuses_after_max_failures_and_forgets_on_success() {
+    fn throttle_refuses_after_max_attempts_and_forgets_on_success() {
         let throttle = LoginThrottle::new(2, Duration::from_secs(60));
         let ip = Some(IpAddr::from([10, 0, 0, 1]));
-        throttle.failed("bob", ip);
-        assert!(throttle.check("bob", ip).is_ok());
-        throttle.failed("bob", ip);
+        assert!(throttle.reserve("bob", ip).is_ok());
+        assert!(throttle.reserve("bob", ip).is_ok());
         assert!(matches!(
-            throttle.check("bob", ip),
+            throttle.reserve("bob", ip),
             Err(ApiError::TooManyAttempts { .. })
         ));
         // Another address or another user is not affected.
         assert!(
             throttle
-                .check("bob", Some(IpAddr::from([10, 0, 0, 2])))
+                .reserve("bob", Some(IpAddr::from([10, 0, 0, 2])))
                 .is_ok()
         );
-        assert!(throttle.check("carol", ip).is_ok());
+        assert!(throttle.reserve("carol", ip).is_ok());
         throttle.succeeded("bob", ip);
-        assert!(throttle.check("bob", ip).is_ok());
+        assert!(throttle.reserve("bob", ip).is_ok());
     }
 
     #[test]
     fn throttle_window_expires() {
         let throttle = LoginThrottle::new(1, Duration::from_millis(1));
-        throttle.failed("bob", None);
+        assert!(throttle.reserve("bob", None).is_ok());
         std::thread::sleep(Duration::from_millis(5));
-        assert!(throttle.check("bob", None).is_ok());
+        assert!(throttle.reserve("bob", None).is_ok());
+    }
+
+    #[test]
+    fn the_rightmost_forwarded_for_entry_is_the_client() {
+        let headers = |lines: &[&str]| {
+            let mut map = axum::http::HeaderMap::new();
+            for line in lines {
+                map.append("x-forwarded-for", line.parse().unwrap());
+            }
+            map
+        };
+        let proxy_saw = Some(IpAddr::from([203, 0, 113, 7]));
+        assert_eq!(last_forwarded_for(&headers(&["203.0.113.7"])), proxy_saw);
+        assert_eq!(
+            last_forwarded_for(&headers(&["1.2.3.4, 10.9.9.9 , 203.0.113.7"])),
+            proxy_saw
+        );
+        assert_eq!(
+            last_forwarded_for(&headers(&["1.2.3.4", "203.0.113.7"])),
+            proxy_saw,
+            "a second header line continues the list"
+        );
+        assert_eq!(
+            last_forwarded_for(&headers(&["203.0.113.7:4711"])),
+            proxy_saw
+        );
+        assert_eq!(
+            last_forwarded_for(&headers(&["[2001:db8::1]:443"])),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        // A spoofed entry in front of a malformed last one is not taken instead.
+        assert_eq!(last_forwarded_for(&headers(&["1.2.3.4, unknown"])), None);
+        assert_eq!(last_forwarded_for(&headers(&[])), None);
     }
 }

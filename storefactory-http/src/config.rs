@@ -81,18 +81,21 @@ pub struct ServerConfig {
     /// 1 MiB, enough for the largest product list a store accepts.
     pub max_body_bytes: usize,
 
-    /// Failed logins for one username from one client address within
-    /// [`ServerConfig::login_window`] before further attempts are refused with 429.
-    /// Default 5.
+    /// Login attempts for one username from one client address within
+    /// [`ServerConfig::login_window`] before further attempts are refused with 429. An
+    /// attempt counts as soon as it is let through, so parallel guesses count too; a
+    /// successful login clears the count. Default 5.
     pub max_failed_logins: u32,
 
-    /// Window over which failed logins are counted; a refused client may try again once the
-    /// window of its first failure has passed. Default 15 minutes.
+    /// Window over which login attempts are counted; a refused client may try again once
+    /// the window of its first attempt has passed. Default 15 minutes.
     pub login_window: Duration,
 
-    /// Whether the client address is taken from the first `X-Forwarded-For` entry (when the
-    /// server runs behind a trusted reverse proxy or ingress controller) instead of the TCP
-    /// peer. Default `false`: the header is client-controlled unless a proxy overwrites it.
+    /// Whether the client address is taken from the last (rightmost) `X-Forwarded-For`
+    /// entry, the one a trusted reverse proxy or ingress controller appends, instead of the
+    /// TCP peer. Entries before it are written by the client and never used; behind a chain
+    /// of proxies the address is the one the last proxy received the request from. Default
+    /// `false`: without a proxy in front, the whole header is client-controlled.
     pub trust_forwarded_for: bool,
 
     /// How the Provisioner behaves (deadlines, retries, concurrency).

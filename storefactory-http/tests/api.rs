@@ -543,6 +543,93 @@ async fn security_repeated_failed_logins_are_429() -> Result<()> {
     Ok(())
 }
 
+async fn login_from(router: &axum::Router, forwarded_for: &str, password: &str) -> Result<Reply> {
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/api/auth/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-forwarded-for", forwarded_for)
+        .body(Body::from(
+            json!({"username": "admin", "password": password}).to_string(),
+        ))?;
+    send_raw(router, request).await
+}
+
+// Regression: behind a trusted proxy the leftmost X-Forwarded-For entry was taken as the
+// client, and the client writes that one, so a fresh made-up entry per guess got a fresh
+// budget of failed logins.
+#[tokio::test]
+async fn security_spoofed_forwarded_for_entries_do_not_reset_the_login_budget() -> Result<()> {
+    let mut config = config();
+    config.trust_forwarded_for = true;
+    let app = app_with(config, false).await?;
+    // The proxy appends the address it saw (203.0.113.7) to whatever the client sent.
+    for i in 0..3 {
+        let reply = login_from(&app.router, &format!("10.0.0.{i}, 203.0.113.7"), "wrong").await?;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text);
+    }
+    let refused = login_from(&app.router, "10.0.0.99, 203.0.113.7", "wrong").await?;
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        refused.text
+    );
+    // A client the proxy saw at another address has its own budget.
+    let other = login_from(&app.router, "10.0.0.1, 198.51.100.2", "wrong").await?;
+    assert_eq!(other.status, StatusCode::UNAUTHORIZED, "{}", other.text);
+    // The trail records the address the proxy saw, not the spoofed one.
+    let entries = app
+        .db
+        .audit_log(&storefactory_sql::AuditFilter {
+            action: Some("login.failed".to_owned()),
+            ..Default::default()
+        })
+        .await?;
+    assert!(!entries.is_empty());
+    for entry in entries {
+        let addr = entry.client_addr.map(|a| a.to_string());
+        assert!(
+            matches!(addr.as_deref(), Some("203.0.113.7" | "198.51.100.2")),
+            "{addr:?}"
+        );
+    }
+    Ok(())
+}
+
+// Regression: the throttle was consulted before the slow password check and counted the
+// failure only after it, so parallel guesses all passed the check while the count was
+// still zero.
+#[tokio::test]
+async fn security_parallel_wrong_logins_get_no_more_password_checks_than_allowed() -> Result<()> {
+    let app = app_with(config(), false).await?;
+    let guesses = (0..12).map(|i| {
+        let router = app.router.clone();
+        async move {
+            send(
+                &router,
+                Method::POST,
+                "/api/auth/login",
+                None,
+                Some(json!({"username": "admin", "password": format!("guess-{i}")})),
+            )
+            .await
+        }
+    });
+    let replies = futures::future::try_join_all(guesses).await?;
+    let checked = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::UNAUTHORIZED)
+        .count();
+    let throttled = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(checked, 3, "the configured 3 attempts get a password check");
+    assert_eq!(throttled, 9, "the rest are refused without one");
+    Ok(())
+}
+
 #[tokio::test]
 async fn security_body_over_the_limit_is_413() -> Result<()> {
     let mut config = config();

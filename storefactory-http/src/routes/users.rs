@@ -79,13 +79,14 @@ pub async fn login(
     if body.username.len() > MAX_LOGIN_NAME || body.password.len() > 1024 {
         return Err(refused());
     }
-    state.throttle().check(&body.username, addr.0)?;
+    // Counted before the slow check, so that parallel guesses cannot all slip through
+    // while none has failed yet; a correct password clears the count below.
+    state.throttle().reserve(&body.username, addr.0)?;
     let Some(user) = state
         .db()
         .verify_password(&body.username, &body.password)
         .await?
     else {
-        state.throttle().failed(&body.username, addr.0);
         tracing::info!(username = %body.username, "login failed");
         audit(
             &state,
