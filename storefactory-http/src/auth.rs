@@ -34,6 +34,29 @@ pub struct Claims {
     pub iat: u64,
     /// Always `storefactory`.
     pub iss: String,
+    /// The user's [`User::password_changed_at`] when the token was issued, in milliseconds:
+    /// the token is good only while the password it was issued under is the current one.
+    /// Exact, unlike `iat`, which cannot tell a token issued just before a change from one
+    /// issued just after it within the same second. Absent from tokens of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pwd_at: Option<i64>,
+}
+
+impl Claims {
+    /// Whether the token was issued under `user`'s current password.
+    ///
+    /// With the `pwd_at` stamp this is exact. A token without it is judged by `iat` at
+    /// second granularity: refused when issued in a second before the change.
+    fn issued_under_current_password(&self, user: &User) -> bool {
+        let changed_ms = user.password_changed_at.0;
+        match self.pwd_at {
+            Some(stamp) => stamp == changed_ms,
+            None => {
+                let changed_secs = u64::try_from(changed_ms.div_euclid(1000)).unwrap_or(0);
+                self.iat >= changed_secs
+            }
+        }
+    }
 }
 
 /// Signs and checks access tokens with one HS256 key.
@@ -92,14 +115,15 @@ impl TokenKeys {
         self.ttl
     }
 
-    /// A token for `username`.
-    pub fn issue(&self, username: &str) -> Result<String, ApiError> {
+    /// A token for `user`, good until it expires or their password changes.
+    pub fn issue(&self, user: &User) -> Result<String, ApiError> {
         let now = unix_now();
         let claims = Claims {
-            sub: username.to_owned(),
+            sub: user.username.clone(),
             iat: now,
             exp: now.saturating_add(self.ttl.as_secs()),
             iss: ISSUER.to_owned(),
+            pwd_at: Some(user.password_changed_at.0),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| ApiError::internal("cannot sign token", &e))
@@ -128,8 +152,8 @@ impl TokenKeys {
 }
 
 /// The user a request is made by, from its `Authorization: Bearer` token. The user is read
-/// from the database on every request, so a removed user or a changed role takes effect at
-/// once.
+/// from the database on every request, so a removed user, a changed role or a changed
+/// password (which voids the tokens issued before it) takes effect at once.
 #[derive(Debug, Clone)]
 pub struct AuthUser(pub User);
 
@@ -179,6 +203,11 @@ impl FromRequestParts<AppState> for AuthUser {
             .get_user(&claims.sub)
             .await?
             .ok_or_else(|| ApiError::Unauthorized("user no longer exists".to_owned()))?;
+        if !claims.issued_under_current_password(&user) {
+            return Err(ApiError::Unauthorized(
+                "the password changed since this token was issued; log in again".to_owned(),
+            ));
+        }
         Ok(AuthUser(user))
     }
 }
@@ -304,7 +333,48 @@ impl LoginThrottle {
 
 #[cfg(test)]
 mod tests {
+    use storefactory_core::store::Timestamp;
+
     use super::*;
+
+    fn user(name: &str, password_changed_at_ms: i64) -> User {
+        User {
+            username: name.to_owned(),
+            role: Role::User,
+            quota: storefactory_sql::Quota::default(),
+            created_at: Timestamp(0),
+            updated_at: Timestamp(password_changed_at_ms),
+            password_changed_at: Timestamp(password_changed_at_ms),
+        }
+    }
+
+    #[test]
+    fn tokens_name_the_password_they_were_issued_under() {
+        let keys = TokenKeys::new(&[7; 32], Duration::from_secs(60)).unwrap();
+        let before = user("alice", 1_700_000_000_250);
+        let claims = keys.verify(&keys.issue(&before).unwrap()).unwrap();
+        assert!(claims.iat > 0);
+        assert_eq!(claims.pwd_at, Some(1_700_000_000_250));
+        assert!(claims.issued_under_current_password(&before));
+        // Changed a millisecond later, within the same second as the issue.
+        let after = user("alice", 1_700_000_000_251);
+        assert!(!claims.issued_under_current_password(&after));
+    }
+
+    #[test]
+    fn tokens_without_a_password_stamp_are_judged_by_their_issue_second() {
+        let changed = user("alice", 1_700_000_000_250);
+        let legacy = |iat| Claims {
+            sub: "alice".to_owned(),
+            exp: u64::MAX,
+            iat,
+            iss: ISSUER.to_owned(),
+            pwd_at: None,
+        };
+        assert!(!legacy(1_699_999_999).issued_under_current_password(&changed));
+        assert!(legacy(1_700_000_000).issued_under_current_password(&changed));
+        assert!(legacy(1_700_000_001).issued_under_current_password(&changed));
+    }
 
     #[test]
     fn short_keys_are_refused() {
@@ -317,7 +387,7 @@ mod tests {
     #[test]
     fn issued_tokens_verify_and_other_keys_do_not() {
         let keys = TokenKeys::new(&[7; 32], Duration::from_secs(60)).unwrap();
-        let token = keys.issue("alice").unwrap();
+        let token = keys.issue(&user("alice", 1_000)).unwrap();
         assert_eq!(keys.verify(&token).unwrap().sub, "alice");
         let other = TokenKeys::new(&[8; 32], Duration::from_secs(60)).unwrap();
         assert!(other.verify(&token).is_err());

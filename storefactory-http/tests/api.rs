@@ -185,6 +185,47 @@ async fn wrong_password_and_unknown_user_are_the_same_401() -> Result<()> {
     Ok(())
 }
 
+// Regression: a token stayed good until it expired, even after the password it was issued
+// under was changed, so changing a leaked password did not lock out whoever held a token.
+#[tokio::test]
+async fn tokens_issued_before_a_password_change_are_401() -> Result<()> {
+    let app = app_with(config(), false).await?;
+    let old = user_token(&app, "olga", Quota::default()).await?;
+    let me = send(&app.router, Method::GET, "/api/users/me", Some(&old), None).await?;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.text);
+
+    // Most likely within the second the old token was issued in.
+    app.db.set_password("olga", "a-new-password-1").await?;
+    let refused = send(&app.router, Method::GET, "/api/users/me", Some(&old), None).await?;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.text);
+    assert_eq!(refused.code(), "unauthorized");
+    assert!(
+        refused.text.contains("password changed"),
+        "{}",
+        refused.text
+    );
+    let stores = send(&app.router, Method::GET, "/api/stores", Some(&old), None).await?;
+    assert_eq!(stores.status, StatusCode::UNAUTHORIZED, "{}", stores.text);
+
+    // The old password is gone; the new one logs in, and its token works at once.
+    assert!(login(&app.router, "olga", PASSWORD).await.is_err());
+    let new = login(&app.router, "olga", "a-new-password-1").await?;
+    let me = send(&app.router, Method::GET, "/api/users/me", Some(&new), None).await?;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.text);
+    // Other users' tokens are not affected.
+    let admin = admin_token(&app).await?;
+    let other = send(
+        &app.router,
+        Method::GET,
+        "/api/users/me",
+        Some(&admin),
+        None,
+    )
+    .await?;
+    assert_eq!(other.status, StatusCode::OK, "{}", other.text);
+    Ok(())
+}
+
 #[tokio::test]
 async fn first_start_without_configured_password_generates_one() -> Result<()> {
     let mut config = config();

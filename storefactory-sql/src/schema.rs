@@ -74,8 +74,17 @@ CREATE TABLE settings (
 ) STRICT;
 "#;
 
+/// Version 2: when each user's password was last set (milliseconds since the Unix epoch),
+/// so that access tokens issued before a password change can be refused. Users of version 1
+/// get their last update: a password change always updated it, so it is no earlier than
+/// the last one.
+const V2: &str = r#"
+ALTER TABLE users ADD COLUMN password_changed_at INTEGER NOT NULL DEFAULT 0;
+UPDATE users SET password_changed_at = updated_at;
+"#;
+
 /// Every migration, in order; the schema version of a database is how many were applied.
-pub(crate) const MIGRATIONS: &[&str] = &[V1];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build creates and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -160,8 +169,8 @@ mod tests {
             .unwrap()
     }
 
-    // The release history has one migration so far; this pair of scripts checks that the
-    // runner upgrades an older database step by step, as it will when version 2 ships.
+    // Small scripts of their own, so that the runner's upgrade path is checked apart from
+    // what the real migrations happen to do.
     const FIXTURE_V1: &str = "CREATE TABLE a (x INTEGER NOT NULL) STRICT;";
     const FIXTURE_V2: &str = "ALTER TABLE a ADD COLUMN y TEXT; CREATE TABLE b (z TEXT) STRICT;";
 
@@ -209,6 +218,33 @@ mod tests {
         let err = migrate(&mut conn, &path, MIGRATIONS).unwrap_err();
         assert!(matches!(err, Error::ForeignDatabase { .. }), "{err:?}");
         assert_eq!(tables(&conn), ["theirs"], "nothing was added to their file");
+    }
+
+    #[test]
+    fn version_1_users_get_their_last_update_as_password_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate(&mut conn, &path, &MIGRATIONS[..1]).unwrap();
+        assert_eq!(version(&conn), 1);
+        conn.execute(
+            "INSERT INTO users (username, password_hash, role, max_stores, max_storage_gib, \
+             created_at, updated_at) VALUES ('ann', 'hash', 'user', 1, 1, 1000, 5000)",
+            [],
+        )
+        .unwrap();
+
+        migrate(&mut conn, &path, MIGRATIONS).unwrap();
+        assert_eq!(version(&conn), SCHEMA_VERSION);
+        let (changed, hash): (i64, String) = conn
+            .query_row(
+                "SELECT password_changed_at, password_hash FROM users WHERE username = 'ann'",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(changed, 5000);
+        assert_eq!(hash, "hash", "the rest of the row is kept");
     }
 
     #[test]

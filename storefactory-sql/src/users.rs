@@ -69,6 +69,10 @@ pub struct User {
     pub created_at: Timestamp,
     /// When the role, quota or password last changed.
     pub updated_at: Timestamp,
+    /// When the password was last set: at creation and by [`Database::set_password`].
+    /// Strictly increases with every change, so it also tells apart two changes within
+    /// one millisecond. Access tokens issued before it should no longer be accepted.
+    pub password_changed_at: Timestamp,
 }
 
 /// Longest username: usernames end up in Kubernetes label values, which allow 63 characters.
@@ -101,8 +105,8 @@ pub fn validate_username(username: &str) -> Result<()> {
     Ok(())
 }
 
-const USER_COLUMNS: &str =
-    "username, role, max_stores, max_storage_gib, created_at, updated_at, password_hash";
+const USER_COLUMNS: &str = "username, role, max_stores, max_storage_gib, created_at, \
+                            updated_at, password_changed_at, password_hash";
 
 /// Reads a row selected with [`USER_COLUMNS`] into the user and the password hash.
 fn user_from_row(row: &Row<'_>) -> rusqlite::Result<(User, String)> {
@@ -124,8 +128,9 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<(User, String)> {
             },
             created_at: Timestamp(row.get(4)?),
             updated_at: Timestamp(row.get(5)?),
+            password_changed_at: Timestamp(row.get(6)?),
         },
-        row.get(6)?,
+        row.get(7)?,
     ))
 }
 
@@ -201,8 +206,8 @@ impl Database {
             let inserted = conn
                 .execute(
                     "INSERT INTO users (username, password_hash, role, max_stores, \
-                     max_storage_gib, created_at, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT (username) DO NOTHING",
+                     max_storage_gib, created_at, updated_at, password_changed_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6) ON CONFLICT (username) DO NOTHING",
                     params![
                         username,
                         hash,
@@ -222,6 +227,7 @@ impl Database {
                 quota,
                 created_at: now,
                 updated_at: now,
+                password_changed_at: now,
             })
         })
         .await
@@ -272,8 +278,8 @@ impl Database {
         .await
     }
 
-    /// Replaces the user's password. Fails with [`Error::InvalidPassword`] or
-    /// [`Error::UserNotFound`].
+    /// Replaces the user's password and moves [`User::password_changed_at`] forward. Fails
+    /// with [`Error::InvalidPassword`] or [`Error::UserNotFound`].
     pub async fn set_password(&self, username: &str, password: &str) -> Result<()> {
         password::check(password)?;
         let (username, password) = (username.to_owned(), password.to_owned());
@@ -285,7 +291,11 @@ impl Database {
             let updated = inner
                 .lock_writer()
                 .execute(
-                    "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE username = ?1",
+                    // `max`: never the same stamp twice, even for two changes within a
+                    // millisecond or after the clock stepped back.
+                    "UPDATE users SET password_hash = ?2, updated_at = ?3, \
+                     password_changed_at = max(?3, password_changed_at + 1) \
+                     WHERE username = ?1",
                     params![username, hash, Timestamp::now().0],
                 )
                 .during("set password")?;

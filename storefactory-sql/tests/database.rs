@@ -605,6 +605,45 @@ async fn passwords_verify_only_for_the_right_user_and_password() {
     ));
 }
 
+// Regression: nothing recorded when a password changed, so the HTTP layer could not refuse
+// access tokens issued under the old one.
+#[tokio::test]
+async fn a_password_change_moves_password_changed_at_and_nothing_else_does() {
+    let (_dir, db) = fresh().await;
+    let created = db
+        .create_user("iris", PASSWORD, Role::User, Quota::default())
+        .await
+        .unwrap();
+    assert_eq!(created.password_changed_at, created.created_at);
+
+    let requoted = db
+        .set_quota(
+            "iris",
+            Quota {
+                max_stores: 9,
+                max_storage_gib: 9,
+            },
+        )
+        .await
+        .unwrap();
+    let promoted = db.set_role("iris", Role::Admin).await.unwrap();
+    assert_eq!(requoted.password_changed_at, created.password_changed_at);
+    assert_eq!(promoted.password_changed_at, created.password_changed_at);
+
+    // Twice in a row, likely within one millisecond: each change gets a later stamp.
+    let mut last = created.password_changed_at;
+    for password in ["a brand new password", "and another one"] {
+        db.set_password("iris", password).await.unwrap();
+        let now = db.get_user("iris").await.unwrap().unwrap();
+        assert!(now.password_changed_at > last, "{now:?} after {last:?}");
+        assert_eq!(
+            db.verify_password("iris", password).await.unwrap(),
+            Some(now.clone())
+        );
+        last = now.password_changed_at;
+    }
+}
+
 #[tokio::test]
 async fn the_stored_hash_is_argon2id_and_never_the_password() {
     let dir = tempfile::tempdir().unwrap();

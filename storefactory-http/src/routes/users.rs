@@ -97,7 +97,7 @@ pub async fn login(
         return Err(refused());
     };
     state.throttle().succeeded(&body.username, addr.0);
-    let token = state.tokens().issue(&user.username)?;
+    let token = state.tokens().issue(&user)?;
     audit(
         &state,
         AuditRecord::new("login").actor(&user.username),
