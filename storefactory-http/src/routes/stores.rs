@@ -67,8 +67,9 @@ impl From<&StoreRecord> for StoreView {
     }
 }
 
-/// The body of `POST /api/stores`, as the product this replaces accepted it.
-#[derive(Debug, Deserialize)]
+/// The body of `POST /api/stores`, as the product this replaces accepted it. Its `Debug`
+/// output hides the admin password.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateStoreBody {
     /// `Name|Price|Description` lines, or a JSON list of products (as text or as a list).
@@ -83,6 +84,19 @@ pub struct CreateStoreBody {
     /// A name for people; also the site title.
     #[serde(default)]
     pub name: Option<String>,
+}
+
+impl std::fmt::Debug for CreateStoreBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Whether one was given is worth seeing; the password itself never is.
+        let admin_password = self.admin_password.as_ref().map(|_| "<hidden>");
+        f.debug_struct("CreateStoreBody")
+            .field("sample_products", &self.sample_products)
+            .field("storage_size_gi", &self.storage_size_gi)
+            .field("admin_password", &admin_password)
+            .field("name", &self.name)
+            .finish()
+    }
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ApiError {
@@ -311,4 +325,27 @@ pub async fn credentials(
             "admin_url": credentials.admin_url,
         })),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Regression: the derived Debug printed the WordPress admin password, so logging a
+    // request body (a `?body` in a trace, a debug print) leaked it.
+    #[test]
+    fn create_store_body_debug_hides_the_admin_password() {
+        let body: CreateStoreBody = serde_json::from_value(serde_json::json!({
+            "admin_password": "s3cret-wp-admin-pass",
+            "name": "Shop",
+            "storage_size_gi": 3,
+        }))
+        .unwrap();
+        let text = format!("{body:?}");
+        assert!(!text.contains("s3cret-wp-admin-pass"), "{text}");
+        assert!(text.contains("<hidden>"), "{text}");
+        assert!(text.contains("Shop") && text.contains('3'), "{text}");
+        let pretty = format!("{body:#?}");
+        assert!(!pretty.contains("s3cret-wp-admin-pass"), "{pretty}");
+    }
 }
