@@ -1,7 +1,9 @@
 //! Following a store until it is ready or deleted, with a spinner showing the current step.
 //!
 //! The command line often runs without a server, so while it waits it also runs the
-//! Provisioner's reconciler: that is what moves the store along. Progress comes from the
+//! Provisioner's reconciler: that is what moves the store along. The Provisioner given here
+//! should be limited to the store followed (`ProvisionerConfig::only`): every other store
+//! in the database belongs to whoever else uses it. Progress comes from the
 //! Provisioner's events; a light check of the database record every second also notices
 //! the work of another process (a running server) sharing the database file.
 

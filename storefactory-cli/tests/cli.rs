@@ -10,7 +10,9 @@ use k8s_openapi::api::networking::v1::IngressClass;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use serde_json::Value;
-use storefactory_core::spec::StoreId;
+use storefactory_core::port::StoreRepository;
+use storefactory_core::spec::{StoreId, StoreSpec};
+use storefactory_core::store::{StoreRecord, StoreStatus};
 use storefactory_testkit::{Fault, shared};
 use tokio::io::AsyncWriteExt;
 
@@ -269,6 +271,56 @@ async fn create_without_wait_applies_objects_then_wait_and_wait_deleted_finish_t
     // Everything the store had is gone; asking again says so.
     let again = cli.run(&["store", "delete", &id]).await;
     assert_eq!(again.status.code(), Some(3), "{}", stderr(&again));
+}
+
+// Regression: `store wait` (like `create/delete/retry --wait`) ran the reconciler over every
+// store in the database, so next to a running server it worked on the server's stores too,
+// and marked failed those of blueprints the command line does not know.
+#[tokio::test]
+async fn store_wait_leaves_the_other_stores_in_the_database_alone() {
+    let cp = shared().await.expect("control plane");
+    let client = cp.client().await.expect("client");
+    let cli = Cli::with_kubeconfig(cp.kubeconfig_path());
+    cli.add_admin().await;
+    let id = StoreId::generate().to_string();
+    let created = cli.json(&["store", "create", "--id", &id]).await;
+    assert_eq!(created["status"], "provisioning");
+
+    // Another process's store, mid-provisioning, from a blueprint only that process has.
+    let db = storefactory_sql::Database::open(cli.path("sf.db"))
+        .await
+        .expect("open the CLI's database");
+    let theirs = StoreId::generate();
+    let spec = StoreSpec::new(theirs.clone(), "admin", format!("{theirs}.shop.example"));
+    db.insert_store(&StoreRecord::new(
+        spec,
+        "theirs",
+        "a-blueprint-only-the-server-has",
+    ))
+    .await
+    .expect("insert");
+    db.set_status(&theirs, StoreStatus::Provisioning, None)
+        .await
+        .expect("provisioning");
+    let events_before = db.events(&theirs, 0).await.expect("events");
+
+    let ready = cli.run(&["store", "wait", &id, "--timeout", "3m"]).await;
+    assert_eq!(ready.status.code(), Some(0), "{}", stderr(&ready));
+
+    let after = db.get_store(&theirs).await.expect("read").expect("kept");
+    assert_eq!(
+        after.status,
+        StoreStatus::Provisioning,
+        "{:?}",
+        after.reason
+    );
+    assert_eq!(db.events(&theirs, 0).await.expect("events"), events_before);
+    assert!(!namespace_exists(&client, theirs.as_str()).await);
+
+    let output = cli
+        .run(&["store", "delete", &id, "--wait", "--timeout", "2m"])
+        .await;
+    assert_eq!(output.status.code(), Some(0));
 }
 
 #[tokio::test]

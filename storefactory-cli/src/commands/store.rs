@@ -1,5 +1,6 @@
 //! `storefactory store ...`
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
@@ -37,14 +38,14 @@ pub async fn run(ctx: &Context, command: StoreCommand) -> Result<()> {
                 Target::Ready
             };
             let db = ctx.db().await?;
-            let provisioner = provisioner(ctx, &db).await?;
+            let provisioner = provisioner(ctx, &db, &id).await?;
             let events = provisioner.subscribe();
             let record = wait::until(&provisioner, &id, target, timeout, events).await?;
             show_after_wait(ctx, &id, record.as_ref())
         }
         StoreCommand::Credentials { id } => {
             let db = ctx.db().await?;
-            let provisioner = provisioner(ctx, &db).await?;
+            let provisioner = provisioner(ctx, &db, &id).await?;
             let credentials = provisioner.credentials(&id).await?;
             output::print(ctx.output(), &credentials, || {
                 details(&[
@@ -108,15 +109,22 @@ impl<'a> StoreView<'a> {
     }
 }
 
-/// Opens the Provisioner on the database and the configured cluster.
-async fn provisioner(ctx: &Context, db: &Database) -> Result<Provisioner> {
+/// Opens the Provisioner on the database and the configured cluster, limited to store `id`.
+///
+/// A command drives one store. The database may be shared with a running server, whose
+/// reconciler owns every other store, and may hold stores of blueprints this command line
+/// does not know; reconciling those here would race the server or mark them failed.
+async fn provisioner(ctx: &Context, db: &Database, id: &StoreId) -> Result<Provisioner> {
     let client = ctx.client().await?;
     let repository: Arc<dyn StoreRepository> = Arc::new(db.clone());
     Ok(Provisioner::new(
         client,
         repository,
         Arc::new(ctx.blueprints()?),
-        ProvisionerConfig::default(),
+        ProvisionerConfig {
+            only: Some(HashSet::from([id.clone()])),
+            ..ProvisionerConfig::default()
+        },
     ))
 }
 
@@ -189,7 +197,7 @@ async fn create(ctx: &Context, args: CreateArgs) -> Result<()> {
         )
         .into());
     }
-    let provisioner = provisioner(ctx, &db).await?;
+    let provisioner = provisioner(ctx, &db, &id).await?;
     cluster::reachable(provisioner.client()).await?;
 
     let events = provisioner.subscribe();
@@ -301,7 +309,7 @@ async fn get(ctx: &Context, id: &StoreId, last_events: usize) -> Result<()> {
 
 async fn delete(ctx: &Context, id: &StoreId, wait: &WaitArgs) -> Result<()> {
     let db = ctx.db().await?;
-    let provisioner = provisioner(ctx, &db).await?;
+    let provisioner = provisioner(ctx, &db, id).await?;
     let events = provisioner.subscribe();
     let record = provisioner.delete(id).await?;
     audit(
@@ -322,7 +330,7 @@ async fn delete(ctx: &Context, id: &StoreId, wait: &WaitArgs) -> Result<()> {
 
 async fn retry(ctx: &Context, id: &StoreId, wait: &WaitArgs) -> Result<()> {
     let db = ctx.db().await?;
-    let provisioner = provisioner(ctx, &db).await?;
+    let provisioner = provisioner(ctx, &db, id).await?;
     let events = provisioner.subscribe();
     provisioner.retry(id).await?;
     audit(&db, "store.retry", id, "via command line".to_owned()).await;
