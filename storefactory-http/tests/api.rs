@@ -1142,6 +1142,10 @@ async fn events_replay_history_and_end_when_the_store_settles() -> Result<()> {
         .expect("id")
         .to_owned();
     let store = StoreId::new(id.clone())?;
+    // The way the Provisioner takes it: the repository refuses to skip lifecycle states.
+    app.db
+        .set_status(&store, StoreStatus::Provisioning, None)
+        .await?;
     app.db
         .append_event(
             &store,
