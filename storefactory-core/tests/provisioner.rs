@@ -95,6 +95,20 @@ impl Harness {
             .len()
     }
 
+    /// The statuses the store went through, in order.
+    async fn statuses(&self, id: &StoreId) -> Vec<StoreStatus> {
+        self.repo
+            .events(id, 0)
+            .await
+            .expect("events")
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                EventKind::Status { status, .. } => Some(status),
+                _ => None,
+            })
+            .collect()
+    }
+
     async fn namespace_exists(&self, id: &StoreId) -> bool {
         Api::<Namespace>::all(self.client.clone())
             .get_opt(&id.namespace())
@@ -143,17 +157,7 @@ async fn create_reaches_ready_through_real_status_with_events_in_order() {
     let run = spawn(&p);
 
     h.wait_for(&id, StoreStatus::Ready).await;
-    let statuses: Vec<StoreStatus> = h
-        .repo
-        .events(&id, 0)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|e| match e.kind {
-            EventKind::Status { status, .. } => Some(status),
-            _ => None,
-        })
-        .collect();
+    let statuses = h.statuses(&id).await;
     assert_eq!(
         statuses,
         [
@@ -601,17 +605,7 @@ async fn a_delete_during_provisioning_is_never_undone_by_the_reconcile_in_flight
         }
         p.delete(&id).await.unwrap();
         h.wait_for(&id, StoreStatus::Deleted).await;
-        let statuses: Vec<StoreStatus> = h
-            .repo
-            .events(&id, 0)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter_map(|e| match e.kind {
-                EventKind::Status { status, .. } => Some(status),
-                _ => None,
-            })
-            .collect();
+        let statuses = h.statuses(&id).await;
         let deleting = statuses
             .iter()
             .position(|s| *s == StoreStatus::Deleting)
