@@ -27,6 +27,11 @@ fn env_or(name: &str, default: u64) -> u64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // RUST_LOG=storefactory_core=debug shows what the reconciler does.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let stores = env_or("STORES", 1000) as usize;
     let idle = Duration::from_secs(env_or("IDLE_SECS", 60));
     let cp = ControlPlane::start(Options::default()).await?;

@@ -14,6 +14,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams,
     PropagationPolicy,
@@ -159,6 +160,8 @@ struct Inner {
     applied: Mutex<HashMap<StoreId, Workloads>>,
     /// Warnings already recorded, so a condition that persists is reported once.
     warned: Mutex<HashSet<(StoreId, String)>>,
+    /// The resource version each object had right after our last apply of it.
+    echoes: Mutex<HashMap<String, String>>,
 }
 
 /// Creates, watches and deletes stores. Cheap to clone.
@@ -202,6 +205,7 @@ impl Provisioner {
                 progress: Mutex::new(HashMap::new()),
                 applied: Mutex::new(HashMap::new()),
                 warned: Mutex::new(HashSet::new()),
+                echoes: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -623,7 +627,9 @@ impl Provisioner {
             while let Some(event) = stream.next().await {
                 match event {
                     Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
-                        if let Some(id) = store_of(&obj) {
+                        if let Some(id) = store_of(&obj)
+                            && !this.is_echo(&kind, obj.meta())
+                        {
                             this.enqueue(&id);
                         }
                     }
@@ -640,6 +646,16 @@ impl Provisioner {
                 }
             }
         });
+    }
+
+    /// Whether a watched object is exactly the version our last apply of it produced.
+    /// Some applies that change nothing still bump the resource version (StatefulSets and
+    /// Ingresses on Kubernetes 1.20); without this, a ready store would re-apply itself in an
+    /// endless loop of its own watch events.
+    fn is_echo(&self, kind: &str, meta: &ObjectMeta) -> bool {
+        let echoes = lock(&self.inner.echoes);
+        meta.resource_version.is_some()
+            && echoes.get(&object_key(kind, meta)) == meta.resource_version.as_ref()
     }
 
     async fn note_deleted_child(&self, id: &StoreId, kind: &str, name: &str) {
@@ -952,18 +968,20 @@ impl Provisioner {
         let value = manifest.to_value();
         let name = manifest.name().to_owned();
         let operation = format!("apply {}", manifest.describe());
-        self.with_retries(&operation, || {
-            let api = api.clone();
-            let params = params.clone();
-            let value = value.clone();
-            let name = name.clone();
-            async move {
-                api.patch(&name, &params, &Patch::Apply(&value))
-                    .await
-                    .map(drop)
-            }
-        })
-        .await
+        let applied = self
+            .with_retries(&operation, || {
+                let api = api.clone();
+                let params = params.clone();
+                let value = value.clone();
+                let name = name.clone();
+                async move { api.patch(&name, &params, &Patch::Apply(&value)).await }
+            })
+            .await?;
+        // Remember the version our apply produced: its watch event is our own echo.
+        if let Some(version) = applied.metadata.resource_version {
+            lock(&self.inner.echoes).insert(object_key(manifest.kind(), manifest.meta()), version);
+        }
+        Ok(())
     }
 
     /// Calls `call` until it succeeds, fails for good, or runs out of attempts; transient
@@ -1044,6 +1062,8 @@ impl Provisioner {
             None => {
                 lock(&self.inner.progress).remove(id);
                 lock(&self.inner.admin_passwords).remove(id);
+                let infix = format!("/{namespace}/");
+                lock(&self.inner.echoes).retain(|key, _| !key.contains(&infix));
                 self.transition(id, StoreStatus::Deleted, None).await?;
                 Ok(Outcome::AwaitChange)
             }
@@ -1233,6 +1253,14 @@ fn pod_failure(pod: &Pod) -> Option<String> {
         }
     }
     None
+}
+
+fn object_key(kind: &str, meta: &ObjectMeta) -> String {
+    format!(
+        "{kind}/{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
 }
 
 fn store_of<K: Resource>(obj: &K) -> Option<StoreId> {
