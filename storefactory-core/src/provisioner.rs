@@ -160,8 +160,13 @@ struct Inner {
     applied: Mutex<HashMap<StoreId, Workloads>>,
     /// Warnings already recorded, so a condition that persists is reported once.
     warned: Mutex<HashSet<(StoreId, String)>>,
-    /// The resource version each object had right after our last apply of it.
-    echoes: Mutex<HashMap<String, String>>,
+    /// The last version of each object this process applied or saw, to tell its own echoes
+    /// and status-only changes from changes that need the store re-applied.
+    seen: Mutex<HashMap<String, Seen>>,
+    /// Ready stores woken by something that may need their objects re-applied (a change by
+    /// someone else, a deletion, a restart); status-only wake-ups only observe.
+    /// (Each request bumps the store's count, so one arriving during an apply is not lost.)
+    needs_apply: Mutex<HashMap<StoreId, u64>>,
 }
 
 /// Creates, watches and deletes stores. Cheap to clone.
@@ -205,7 +210,8 @@ impl Provisioner {
                 progress: Mutex::new(HashMap::new()),
                 applied: Mutex::new(HashMap::new()),
                 warned: Mutex::new(HashSet::new()),
-                echoes: Mutex::new(HashMap::new()),
+                seen: Mutex::new(HashMap::new()),
+                needs_apply: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -371,7 +377,17 @@ impl Provisioner {
             .is_none_or(|only| only.contains(id))
     }
 
+    /// Queues the store for a reconcile that re-applies a ready store's objects.
     fn enqueue(&self, id: &StoreId) {
+        if !self.in_scope(id) {
+            return;
+        }
+        *lock(&self.inner.needs_apply).entry(id.clone()).or_default() += 1;
+        self.wake(id);
+    }
+
+    /// Queues the store for a reconcile that only looks at its progress (a status change).
+    fn wake(&self, id: &StoreId) {
         if !self.in_scope(id) {
             return;
         }
@@ -491,7 +507,8 @@ impl Provisioner {
                     };
                     running.remove(&id);
                     if dirty.remove(&id) {
-                        self.enqueue(&id);
+                        // Whoever marked it dirty recorded whether it needs applying.
+                        self.wake(&id);
                     } else if let Outcome::RequeueAfter(delay) = outcome {
                         let tx = self.inner.queue_tx.clone();
                         background.spawn(async move {
@@ -627,10 +644,12 @@ impl Provisioner {
             while let Some(event) = stream.next().await {
                 match event {
                     Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
-                        if let Some(id) = store_of(&obj)
-                            && !this.is_echo(&kind, obj.meta())
-                        {
-                            this.enqueue(&id);
+                        if let Some(id) = store_of(&obj) {
+                            match this.classify(&kind, obj.meta()) {
+                                Wake::Ignore => {}
+                                Wake::Progress => this.wake(&id),
+                                Wake::Apply => this.enqueue(&id),
+                            }
                         }
                     }
                     Ok(watcher::Event::Delete(obj)) => {
@@ -648,14 +667,37 @@ impl Provisioner {
         });
     }
 
-    /// Whether a watched object is exactly the version our last apply of it produced.
-    /// Some applies that change nothing still bump the resource version (StatefulSets and
-    /// Ingresses on Kubernetes 1.20); without this, a ready store would re-apply itself in an
-    /// endless loop of its own watch events.
-    fn is_echo(&self, kind: &str, meta: &ObjectMeta) -> bool {
-        let echoes = lock(&self.inner.echoes);
-        meta.resource_version.is_some()
-            && echoes.get(&object_key(kind, meta)) == meta.resource_version.as_ref()
+    /// What a watch event of a store's object calls for. Our own applies come back as events
+    /// (and on Kubernetes 1.20 some applies that change nothing still bump the resource
+    /// version of StatefulSets and Ingresses): those are ignored, or a ready store would
+    /// re-apply itself for ever. Status updates (same generation) and pods only move
+    /// progress; anything else may be drift, so the store is re-applied.
+    fn classify(&self, kind: &str, meta: &ObjectMeta) -> Wake {
+        if kind == "Pod" {
+            return Wake::Progress;
+        }
+        let key = object_key(kind, meta);
+        let mut seen = lock(&self.inner.seen);
+        let previous = seen.get(&key);
+        if meta.resource_version.is_some()
+            && previous.is_some_and(|p| p.resource_version == meta.resource_version)
+        {
+            return Wake::Ignore;
+        }
+        let status_only =
+            meta.generation.is_some() && previous.is_some_and(|p| p.generation == meta.generation);
+        seen.insert(
+            key,
+            Seen {
+                resource_version: meta.resource_version.clone(),
+                generation: meta.generation,
+            },
+        );
+        if status_only {
+            Wake::Progress
+        } else {
+            Wake::Apply
+        }
     }
 
     async fn note_deleted_child(&self, id: &StoreId, kind: &str, name: &str) {
@@ -731,7 +773,14 @@ impl Provisioner {
         match record.status {
             StoreStatus::Initialized | StoreStatus::Provisioning => self.provision(record).await,
             StoreStatus::Ready => {
-                self.apply_all(&record, false).await?;
+                let requested = lock(&self.inner.needs_apply).get(id).copied();
+                if let Some(requested) = requested {
+                    self.apply_all(&record, false).await?;
+                    let mut needs_apply = lock(&self.inner.needs_apply);
+                    if needs_apply.get(id) == Some(&requested) {
+                        needs_apply.remove(id);
+                    }
+                }
                 Ok(Outcome::AwaitChange)
             }
             StoreStatus::Deleting => self.finish_delete(&record).await,
@@ -978,9 +1027,13 @@ impl Provisioner {
             })
             .await?;
         // Remember the version our apply produced: its watch event is our own echo.
-        if let Some(version) = applied.metadata.resource_version {
-            lock(&self.inner.echoes).insert(object_key(manifest.kind(), manifest.meta()), version);
-        }
+        lock(&self.inner.seen).insert(
+            object_key(manifest.kind(), manifest.meta()),
+            Seen {
+                resource_version: applied.metadata.resource_version,
+                generation: applied.metadata.generation,
+            },
+        );
         Ok(())
     }
 
@@ -1063,7 +1116,8 @@ impl Provisioner {
                 lock(&self.inner.progress).remove(id);
                 lock(&self.inner.admin_passwords).remove(id);
                 let infix = format!("/{namespace}/");
-                lock(&self.inner.echoes).retain(|key, _| !key.contains(&infix));
+                lock(&self.inner.seen).retain(|key, _| !key.contains(&infix));
+                lock(&self.inner.needs_apply).remove(id);
                 self.transition(id, StoreStatus::Deleted, None).await?;
                 Ok(Outcome::AwaitChange)
             }
@@ -1117,6 +1171,23 @@ impl Drop for QueueGuard {
     fn drop(&mut self) {
         *lock(&self.inner.queue_rx) = self.queue.take();
     }
+}
+
+/// What a watch event calls for.
+enum Wake {
+    /// Nothing: our own apply coming back, or a version already seen.
+    Ignore,
+    /// Look at the store's progress (a status change).
+    Progress,
+    /// Re-apply the store's objects (possible drift).
+    Apply,
+}
+
+/// The last known version of an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    resource_version: Option<String>,
+    generation: Option<i64>,
 }
 
 /// The workloads a store's blueprint renders, by kind: what readiness waits for.

@@ -669,3 +669,40 @@ async fn ready_stores_send_no_requests_while_nothing_changes() {
     }
     run.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_child_object_of_a_ready_store_is_restored() {
+    let h = Harness::new().await;
+    let p = h.provisioner();
+    let id = StoreId::generate();
+    p.create(request(&id)).await.unwrap();
+    let run = spawn(&p);
+    h.wait_for(&id, StoreStatus::Ready).await;
+
+    let deployments: Api<Deployment> = Api::namespaced(h.client.clone(), &id.namespace());
+    deployments
+        .patch(
+            "wordpress",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let replicas = deployments
+            .get("wordpress")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .replicas;
+        if replicas == Some(1) {
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "replicas stayed {replicas:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cleanup(&p, &h, &id).await;
+    run.abort();
+}
