@@ -16,7 +16,7 @@ use storefactory_core::port::StoreRepository;
 use storefactory_core::product::parse_products;
 use storefactory_core::provisioner::{CreateStore, Provisioner, ProvisionerConfig, store_selector};
 use storefactory_core::spec::{StoreId, StoreSpec};
-use storefactory_core::store::{EventKind, StoreRecord, StoreStatus};
+use storefactory_core::store::{EventKind, StoreEvent, StoreRecord, StoreStatus};
 use storefactory_testkit::Fault;
 use tokio::task::JoinHandle;
 
@@ -28,6 +28,16 @@ struct Harness {
 }
 
 impl Harness {
+    /// Whether the store has a warning event containing `text`.
+    async fn has_warning(&self, id: &StoreId, text: &str) -> bool {
+        self.repo
+            .events(id, 0)
+            .await
+            .expect("events")
+            .iter()
+            .any(|e| matches!(&e.kind, EventKind::Warning { message } if message.contains(text)))
+    }
+
     async fn new() -> Self {
         let cp = storefactory_testkit::shared().await.expect("control plane");
         Harness {
@@ -138,6 +148,39 @@ fn spawn(provisioner: &Provisioner) -> JoinHandle<()> {
     tokio::spawn(async move {
         provisioner.run().await.expect("reconciler");
     })
+}
+
+/// A Provisioner running in the background with one store it has taken to ready.
+async fn ready_store(h: &Harness) -> (Provisioner, StoreId, JoinHandle<()>) {
+    let p = h.provisioner();
+    let id = StoreId::generate();
+    p.create(request(&id)).await.unwrap();
+    let run = spawn(&p);
+    h.wait_for(&id, StoreStatus::Ready).await;
+    (p, id, run)
+}
+
+/// Waits for the first provisioning step of the store: applying has begun.
+async fn until_applying(events: &mut tokio::sync::broadcast::Receiver<StoreEvent>, id: &StoreId) {
+    loop {
+        let event = events.recv().await.unwrap();
+        if event.store_id == *id && matches!(event.kind, EventKind::Step { .. }) {
+            return;
+        }
+    }
+}
+
+/// Polls `check` until it holds; panics with `what` after [`WAIT`].
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < WAIT, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Deletes a store at the end of a test so the shared control plane stays clean.
@@ -314,11 +357,7 @@ async fn a_store_that_is_not_ready_by_the_deadline_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_removes_the_namespace_then_marks_the_record_deleted() {
     let h = Harness::new().await;
-    let p = h.provisioner();
-    let id = StoreId::generate();
-    p.create(request(&id)).await.unwrap();
-    let run = spawn(&p);
-    h.wait_for(&id, StoreStatus::Ready).await;
+    let (p, id, run) = ready_store(&h).await;
     assert!(h.namespace_exists(&id).await);
 
     let deleting = p.delete(&id).await.unwrap();
@@ -345,12 +384,7 @@ async fn deleting_a_store_that_is_still_provisioning_works() {
     p.create(request(&id)).await.unwrap();
     let run = spawn(&p);
     let mut events = p.subscribe();
-    loop {
-        let event = events.recv().await.unwrap();
-        if event.store_id == id && matches!(event.kind, EventKind::Step { .. }) {
-            break;
-        }
-    }
+    until_applying(&mut events, &id).await;
     p.delete(&id).await.unwrap();
     h.wait_for(&id, StoreStatus::Deleted).await;
     assert!(!h.namespace_exists(&id).await);
@@ -375,12 +409,7 @@ async fn a_provisioner_stopped_mid_apply_is_resumed_by_a_new_one() {
         let mut events = first.subscribe();
         let run = spawn(&first);
         // Stop at a chosen point: some time after applying began.
-        loop {
-            let event = events.recv().await.unwrap();
-            if event.store_id == id && matches!(event.kind, EventKind::Step { .. }) {
-                break;
-            }
-        }
+        until_applying(&mut events, &id).await;
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         run.abort();
         let _ = run.await;
@@ -419,27 +448,18 @@ async fn a_provisioner_stopped_mid_delete_is_resumed_by_a_new_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_child_object_of_a_ready_store_comes_back() {
     let h = Harness::new().await;
-    let p = h.provisioner();
-    let id = StoreId::generate();
-    p.create(request(&id)).await.unwrap();
-    let run = spawn(&p);
-    h.wait_for(&id, StoreStatus::Ready).await;
+    let (p, id, run) = ready_store(&h).await;
 
     let services: Api<Service> = Api::namespaced(h.client.clone(), &id.namespace());
     services
         .delete("wordpress", &DeleteParams::default())
         .await
         .unwrap();
-    let started = Instant::now();
-    while services.get_opt("wordpress").await.unwrap().is_none() {
-        assert!(
-            started.elapsed() < WAIT,
-            "Service/wordpress was not restored"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let events = h.repo.events(&id, 0).await.unwrap();
-    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::Warning { message } if message.contains("Service/wordpress was deleted"))));
+    eventually("Service/wordpress was not restored", || async {
+        services.get_opt("wordpress").await.unwrap().is_some()
+    })
+    .await;
+    assert!(h.has_warning(&id, "Service/wordpress was deleted").await);
     cleanup(&p, &h, &id).await;
     run.abort();
 }
@@ -556,28 +576,16 @@ async fn a_namespace_that_is_not_the_stores_is_never_adopted_or_deleted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_secret_of_a_ready_store_is_not_refilled_with_new_passwords() {
     let h = Harness::new().await;
-    let p = h.provisioner();
-    let id = StoreId::generate();
-    p.create(request(&id)).await.unwrap();
-    let run = spawn(&p);
-    h.wait_for(&id, StoreStatus::Ready).await;
+    let (p, id, run) = ready_store(&h).await;
     let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &id.namespace());
     secrets
         .delete("mysql", &DeleteParams::default())
         .await
         .unwrap();
-    let started = Instant::now();
-    loop {
-        let events = h.repo.events(&id, 0).await.unwrap();
-        if events.iter().any(|e| matches!(&e.kind, EventKind::Warning { message } if message.contains("cannot be recovered"))) {
-            break;
-        }
-        assert!(
-            started.elapsed() < WAIT,
-            "no warning about the lost Secret: {events:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("no warning about the lost Secret", || {
+        h.has_warning(&id, "cannot be recovered")
+    })
+    .await;
     assert!(
         secrets.get_opt("mysql").await.unwrap().is_none(),
         "re-created with new passwords"
@@ -597,12 +605,7 @@ async fn a_delete_during_provisioning_is_never_undone_by_the_reconcile_in_flight
         p.create(request(&id)).await.unwrap();
         // Delete while the provisioning reconcile is somewhere in its work.
         let mut events = p.subscribe();
-        loop {
-            let event = events.recv().await.unwrap();
-            if event.store_id == id && matches!(event.kind, EventKind::Step { .. }) {
-                break;
-            }
-        }
+        until_applying(&mut events, &id).await;
         p.delete(&id).await.unwrap();
         h.wait_for(&id, StoreStatus::Deleted).await;
         let statuses = h.statuses(&id).await;
@@ -673,11 +676,7 @@ async fn ready_stores_send_no_requests_while_nothing_changes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_child_object_of_a_ready_store_is_restored() {
     let h = Harness::new().await;
-    let p = h.provisioner();
-    let id = StoreId::generate();
-    p.create(request(&id)).await.unwrap();
-    let run = spawn(&p);
-    h.wait_for(&id, StoreStatus::Ready).await;
+    let (p, id, run) = ready_store(&h).await;
 
     let deployments: Api<Deployment> = Api::namespaced(h.client.clone(), &id.namespace());
     deployments
@@ -688,21 +687,17 @@ async fn a_changed_child_object_of_a_ready_store_is_restored() {
         )
         .await
         .unwrap();
-    let started = Instant::now();
-    loop {
-        let replicas = deployments
+    eventually("replicas were not restored to 1", || async {
+        deployments
             .get("wordpress")
             .await
             .unwrap()
             .spec
             .unwrap()
-            .replicas;
-        if replicas == Some(1) {
-            break;
-        }
-        assert!(started.elapsed() < WAIT, "replicas stayed {replicas:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            .replicas
+            == Some(1)
+    })
+    .await;
     cleanup(&p, &h, &id).await;
     run.abort();
 }
