@@ -6,7 +6,7 @@
 //! idempotent (server-side apply under one field manager), so stopping `run` at any point and
 //! starting it again — in this process or another — converges to the same objects.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +40,9 @@ use crate::store::{EventKind, StoreEvent, StoreRecord, StoreStatus, Timestamp};
 pub const MYSQL_SECRET: &str = "mysql";
 /// Name of the Secret holding the WordPress administrator (keys `username`, `password`).
 pub const ADMIN_SECRET: &str = "wordpress-admin";
+/// Label selector of everything Storefactory manages.
+const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=storefactory";
+
 /// Name of the seeding Job.
 pub const SEED_JOB: &str = "seed";
 
@@ -541,7 +544,7 @@ impl Provisioner {
             }
         };
         let namespaces: Api<Namespace> = Api::all(self.inner.client.clone());
-        let params = ListParams::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
+        let params = ListParams::default().labels(MANAGED_SELECTOR);
         let existing: Option<HashSet<String>> = match namespaces.list(&params).await {
             Ok(list) => Some(list.items.iter().map(|n| n.name_any()).collect()),
             Err(error) => {
@@ -628,7 +631,7 @@ impl Provisioner {
     }
 
     fn watch_config(&self) -> watcher::Config {
-        watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"))
+        watcher::Config::default().labels(MANAGED_SELECTOR)
     }
 
     fn spawn_watch<K>(
@@ -1079,12 +1082,11 @@ impl Provisioner {
 
     async fn observe(&self, namespace: &str, workloads: &Workloads) -> Result<Observed> {
         let client = &self.inner.client;
-        let selector = format!("{LABEL_MANAGED_BY}={MANAGED_BY}");
         let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
         let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
         let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-        let lp = ListParams::default().labels(&selector);
+        let lp = ListParams::default().labels(MANAGED_SELECTOR);
         let sts = self
             .with_retries("list StatefulSets", || statefulsets.list(&lp))
             .await?;
@@ -1384,10 +1386,34 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 
 /// Labels of a store's objects by which it can be found: `managed-by` and `store`.
 pub fn store_selector(id: &StoreId) -> String {
-    let labels = BTreeMap::from([(LABEL_MANAGED_BY, MANAGED_BY), (LABEL_STORE, id.as_str())]);
-    labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    format!("{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_STORE}={id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_use_the_blueprint_labels() {
+        assert_eq!(MANAGED_SELECTOR, format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
+        let id = StoreId::new("ab12").unwrap();
+        assert_eq!(
+            store_selector(&id),
+            "app.kubernetes.io/managed-by=storefactory,storefactory.io/store=ab12"
+        );
+    }
+
+    #[test]
+    fn statuses_follow_the_lifecycle() {
+        use StoreStatus::*;
+        assert!(Initialized.can_become(Provisioning));
+        assert!(Provisioning.can_become(Ready));
+        assert!(Failed.can_become(Provisioning));
+        assert!(Deleting.can_become(Deleted));
+        for undoes_a_delete in [Ready, Provisioning, Failed, Initialized] {
+            assert!(!Deleting.can_become(undoes_a_delete));
+        }
+        assert!(!Deleted.can_become(Deleting));
+        assert_eq!(StoreStatus::predecessors(Deleted), [Deleting]);
+    }
 }
