@@ -23,6 +23,24 @@ fn seed_body() -> Value {
     serde_json::from_str(SEED_BODY).expect("valid JSON")
 }
 
+/// Creates a store with the seed body as the holder of `token`; its id.
+async fn seed_store(app: &TestApp, token: &str) -> Result<String> {
+    let reply = create_store(&app.router, token, seed_body()).await?;
+    Ok(reply.body["id"].as_str().expect("id").to_owned())
+}
+
+/// `POST /api/users` with `body` as the holder of `token`.
+async fn post_user(app: &TestApp, token: &str, body: Value) -> Result<Reply> {
+    send(
+        &app.router,
+        Method::POST,
+        "/api/users",
+        Some(token),
+        Some(body),
+    )
+    .await
+}
+
 // ---------------------------------------------------------------- health, ready, openapi
 
 #[tokio::test]
@@ -136,12 +154,9 @@ async fn unknown_routes_and_methods_use_the_error_shape() -> Result<()> {
 #[tokio::test]
 async fn login_returns_a_bearer_token_that_works() -> Result<()> {
     let app = app_with(config(), false).await?;
-    let reply = send(
+    let reply = post_login(
         &app.router,
-        Method::POST,
-        "/api/auth/login",
-        None,
-        Some(json!({"username": "admin", "password": ADMIN_PASSWORD})),
+        json!({"username": "admin", "password": ADMIN_PASSWORD}),
     )
     .await?;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
@@ -163,20 +178,14 @@ async fn login_returns_a_bearer_token_that_works() -> Result<()> {
 #[tokio::test]
 async fn wrong_password_and_unknown_user_are_the_same_401() -> Result<()> {
     let app = app_with(config(), false).await?;
-    let wrong = send(
+    let wrong = post_login(
         &app.router,
-        Method::POST,
-        "/api/auth/login",
-        None,
-        Some(json!({"username": "admin", "password": "not-the-password"})),
+        json!({"username": "admin", "password": "not-the-password"}),
     )
     .await?;
-    let unknown = send(
+    let unknown = post_login(
         &app.router,
-        Method::POST,
-        "/api/auth/login",
-        None,
-        Some(json!({"username": "nobody", "password": "not-the-password"})),
+        json!({"username": "nobody", "password": "not-the-password"}),
     )
     .await?;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
@@ -245,46 +254,38 @@ async fn first_start_without_configured_password_generates_one() -> Result<()> {
 async fn admin_creates_lists_and_limits_users() -> Result<()> {
     let app = app_with(config(), false).await?;
     let admin = admin_token(&app).await?;
-    let reply = send(
-        &app.router,
-        Method::POST,
-        "/api/users",
-        Some(&admin),
-        Some(json!({"username": "alice", "password": "alice-password",
-                    "quota": {"max_stores": 2, "max_storage_gib": 8}})),
+    let reply = post_user(
+        &app,
+        &admin,
+        json!({"username": "alice", "password": "alice-password",
+               "quota": {"max_stores": 2, "max_storage_gib": 8}}),
     )
     .await?;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
     assert_eq!(reply.body["role"], "user");
     assert_eq!(reply.body["quota"]["max_stores"], 2);
 
-    let dup = send(
-        &app.router,
-        Method::POST,
-        "/api/users",
-        Some(&admin),
-        Some(json!({"username": "alice", "password": "alice-password"})),
+    let dup = post_user(
+        &app,
+        &admin,
+        json!({"username": "alice", "password": "alice-password"}),
     )
     .await?;
     assert_eq!(dup.status, StatusCode::CONFLICT);
     assert_eq!(dup.code(), "user_exists");
 
-    let bad = send(
-        &app.router,
-        Method::POST,
-        "/api/users",
-        Some(&admin),
-        Some(json!({"username": "Bad Name", "password": "alice-password"})),
+    let bad = post_user(
+        &app,
+        &admin,
+        json!({"username": "Bad Name", "password": "alice-password"}),
     )
     .await?;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(bad.code(), "invalid_input");
-    let short = send(
-        &app.router,
-        Method::POST,
-        "/api/users",
-        Some(&admin),
-        Some(json!({"username": "bob", "password": "short"})),
+    let short = post_user(
+        &app,
+        &admin,
+        json!({"username": "bob", "password": "short"}),
     )
     .await?;
     assert_eq!(short.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -329,12 +330,10 @@ async fn users_cannot_use_admin_endpoints() -> Result<()> {
     let list = send(&app.router, Method::GET, "/api/users", Some(&token), None).await?;
     assert_eq!(list.status, StatusCode::FORBIDDEN);
     assert_eq!(list.code(), "forbidden");
-    let create = send(
-        &app.router,
-        Method::POST,
-        "/api/users",
-        Some(&token),
-        Some(json!({"username": "eve", "password": "eve-password", "role": "admin"})),
+    let create = post_user(
+        &app,
+        &token,
+        json!({"username": "eve", "password": "eve-password", "role": "admin"}),
     )
     .await?;
     assert_eq!(create.status, StatusCode::FORBIDDEN);
@@ -556,16 +555,7 @@ async fn security_repeated_failed_logins_are_429() -> Result<()> {
     let app = app_with(config(), false).await?;
     let attempt = |password: &'static str| {
         let router = app.router.clone();
-        async move {
-            send(
-                &router,
-                Method::POST,
-                "/api/auth/login",
-                None,
-                Some(json!({"username": "admin", "password": password})),
-            )
-            .await
-        }
+        async move { post_login(&router, json!({"username": "admin", "password": password})).await }
     };
     for _ in 0..3 {
         assert_eq!(
@@ -583,14 +573,7 @@ async fn security_repeated_failed_logins_are_429() -> Result<()> {
         StatusCode::TOO_MANY_REQUESTS
     );
     // Another username is not affected.
-    let other = send(
-        &app.router,
-        Method::POST,
-        "/api/auth/login",
-        None,
-        Some(json!({"username": "someone", "password": "x"})),
-    )
-    .await?;
+    let other = post_login(&app.router, json!({"username": "someone", "password": "x"})).await?;
     assert_eq!(other.status, StatusCode::UNAUTHORIZED);
     Ok(())
 }
@@ -658,12 +641,9 @@ async fn security_parallel_wrong_logins_get_no_more_password_checks_than_allowed
     let guesses = (0..12).map(|i| {
         let router = app.router.clone();
         async move {
-            send(
+            post_login(
                 &router,
-                Method::POST,
-                "/api/auth/login",
-                None,
-                Some(json!({"username": "admin", "password": format!("guess-{i}")})),
+                json!({"username": "admin", "password": format!("guess-{i}")}),
             )
             .await
         }
@@ -718,12 +698,9 @@ async fn security_unknown_fields_are_422() -> Result<()> {
     );
     assert_eq!(reply.code(), "invalid_input");
     assert!(reply.text.contains("owner"), "{}", reply.text);
-    let login = send(
+    let login = post_login(
         &app.router,
-        Method::POST,
-        "/api/auth/login",
-        None,
-        Some(json!({"username": "admin", "password": ADMIN_PASSWORD, "role": "admin"})),
+        json!({"username": "admin", "password": ADMIN_PASSWORD, "role": "admin"}),
     )
     .await?;
     assert_eq!(login.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -1040,10 +1017,7 @@ async fn store_operations_without_a_cluster_are_503_but_reads_work() -> Result<(
 async fn delete_answers_202_deleting_and_is_safe_to_repeat() -> Result<()> {
     let app = app().await?;
     let admin = admin_token(&app).await?;
-    let id = create_store(&app.router, &admin, seed_body()).await?.body["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = seed_store(&app, &admin).await?;
     for _ in 0..2 {
         let reply = send(
             &app.router,
@@ -1073,10 +1047,7 @@ async fn delete_answers_202_deleting_and_is_safe_to_repeat() -> Result<()> {
 async fn retry_only_failed_stores() -> Result<()> {
     let app = app().await?;
     let admin = admin_token(&app).await?;
-    let id = create_store(&app.router, &admin, seed_body()).await?.body["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = seed_store(&app, &admin).await?;
     let path = format!("/api/stores/{id}/retry");
     let reply = send(&app.router, Method::POST, &path, Some(&admin), None).await?;
     assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text);
@@ -1108,10 +1079,7 @@ async fn credentials_are_for_the_owner_only() -> Result<()> {
     let app = app().await?;
     let admin = admin_token(&app).await?;
     let erin = user_token(&app, "erin", Quota::default()).await?;
-    let id = create_store(&app.router, &erin, seed_body()).await?.body["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = seed_store(&app, &erin).await?;
     let path = format!("/api/stores/{id}/credentials");
     // An admin sees the store but not its password.
     let reply = send(&app.router, Method::GET, &path, Some(&admin), None).await?;
@@ -1148,10 +1116,7 @@ async fn admins_list_everyones_stores_on_request() -> Result<()> {
 async fn events_replay_history_and_end_when_the_store_settles() -> Result<()> {
     let app = app().await?;
     let admin = admin_token(&app).await?;
-    let id = create_store(&app.router, &admin, seed_body()).await?.body["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = seed_store(&app, &admin).await?;
     let store = StoreId::new(id.clone())?;
     // The way the Provisioner takes it: the repository refuses to skip lifecycle states.
     app.db
@@ -1225,10 +1190,7 @@ async fn events_replay_history_and_end_when_the_store_settles() -> Result<()> {
 async fn events_follow_live_changes() -> Result<()> {
     let app = app().await?;
     let admin = admin_token(&app).await?;
-    let id = create_store(&app.router, &admin, seed_body()).await?.body["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = seed_store(&app, &admin).await?;
     let request = Request::get(format!("/api/stores/{id}/events"))
         .header(header::AUTHORIZATION, format!("Bearer {admin}"))
         .body(Body::empty())?;

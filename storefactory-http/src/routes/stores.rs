@@ -179,6 +179,24 @@ pub(crate) async fn audit(state: &AppState, record: AuditRecord, addr: ClientAdd
     }
 }
 
+/// Records `action` by `user` on the store `id`; a failure is logged, not answered.
+async fn audit_store(
+    state: &AppState,
+    action: &str,
+    user: &AuthUser,
+    id: &StoreId,
+    addr: ClientAddr,
+) {
+    audit(
+        state,
+        AuditRecord::new(action)
+            .actor(user.name())
+            .target(id.as_str()),
+        addr,
+    )
+    .await;
+}
+
 /// The store `id` if the caller may see it: its owner or an admin. Anything else is 404,
 /// like a store that does not exist.
 async fn visible_store(
@@ -204,14 +222,7 @@ pub async fn create(
     let provisioner = state.cluster()?;
     let record = provisioner.create(request).await?;
     tracing::info!(store = %record.id, owner = %record.owner, "store created");
-    audit(
-        &state,
-        AuditRecord::new("store.create")
-            .actor(user.name())
-            .target(record.id.as_str()),
-        addr,
-    )
-    .await;
+    audit_store(&state, "store.create", &user, &record.id, addr).await;
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!("/api/stores/{}", record.id)) {
         headers.insert(header::LOCATION, location);
@@ -262,14 +273,7 @@ pub async fn delete(
     let record = visible_store(&state, &user, &id).await?;
     let record = state.cluster()?.delete(&record.id).await?;
     tracing::info!(store = %record.id, "store deletion requested");
-    audit(
-        &state,
-        AuditRecord::new("store.delete")
-            .actor(user.name())
-            .target(record.id.as_str()),
-        addr,
-    )
-    .await;
+    audit_store(&state, "store.delete", &user, &record.id, addr).await;
     Ok((StatusCode::ACCEPTED, Json(StoreView::from(&record))))
 }
 
@@ -282,14 +286,7 @@ pub async fn retry(
 ) -> Result<Json<StoreView>, ApiError> {
     let record = visible_store(&state, &user, &id).await?;
     let record = state.cluster()?.retry(&record.id).await?;
-    audit(
-        &state,
-        AuditRecord::new("store.retry")
-            .actor(user.name())
-            .target(record.id.as_str()),
-        addr,
-    )
-    .await;
+    audit_store(&state, "store.retry", &user, &record.id, addr).await;
     Ok(Json(StoreView::from(&record)))
 }
 
@@ -308,14 +305,7 @@ pub async fn credentials(
         ));
     }
     let credentials = state.cluster()?.credentials(&record.id).await?;
-    audit(
-        &state,
-        AuditRecord::new("store.credentials")
-            .actor(user.name())
-            .target(record.id.as_str()),
-        addr,
-    )
-    .await;
+    audit_store(&state, "store.credentials", &user, &record.id, addr).await;
     // Secrets must not linger in caches.
     Ok((
         [(header::CACHE_CONTROL, "no-store")],

@@ -114,13 +114,15 @@ pub async fn send(
     send_raw(router, request).await
 }
 
+/// `POST /api/auth/login` with `body`, whatever it answers.
+pub async fn post_login(router: &Router, body: Value) -> Result<Reply> {
+    send(router, Method::POST, "/api/auth/login", None, Some(body)).await
+}
+
 pub async fn login(router: &Router, username: &str, password: &str) -> Result<String> {
-    let reply = send(
+    let reply = post_login(
         router,
-        Method::POST,
-        "/api/auth/login",
-        None,
-        Some(serde_json::json!({ "username": username, "password": password })),
+        serde_json::json!({ "username": username, "password": password }),
     )
     .await?;
     anyhow::ensure!(
