@@ -100,6 +100,26 @@ impl Cli {
         serde_json::from_slice(&output.stdout).expect("JSON on stdout")
     }
 
+    /// `store create --id ID --wait --timeout TIMEOUT`.
+    async fn create_and_wait(&self, id: &str, timeout: &str) -> Output {
+        self.run(&[
+            "store",
+            "create",
+            "--id",
+            id,
+            "--wait",
+            "--timeout",
+            timeout,
+        ])
+        .await
+    }
+
+    /// `store delete ID --wait --timeout 2m`.
+    async fn delete_and_wait(&self, id: &str) -> Output {
+        self.run(&["store", "delete", id, "--wait", "--timeout", "2m"])
+            .await
+    }
+
     async fn add_admin(&self) {
         let output = self
             .run_with_input(
@@ -134,12 +154,18 @@ async fn namespace_exists(client: &kube::Client, id: &str) -> bool {
         .is_some()
 }
 
-#[tokio::test]
-async fn create_wait_reaches_ready_then_list_shows_it_and_delete_wait_removes_it() {
+/// A `Cli` on the shared control plane with an admin user, and a client of that cluster.
+async fn admin_on_cluster() -> (kube::Client, Cli) {
     let cp = shared().await.expect("control plane");
     let client = cp.client().await.expect("client");
     let cli = Cli::with_kubeconfig(cp.kubeconfig_path());
     cli.add_admin().await;
+    (client, cli)
+}
+
+#[tokio::test]
+async fn create_wait_reaches_ready_then_list_shows_it_and_delete_wait_removes_it() {
+    let (client, cli) = admin_on_cluster().await;
     std::fs::write(
         cli.path("products.txt"),
         "# name|price|description\nT-Shirt|5.99|Cotton t-shirt\nJeans|12.99|Denim | blue\n",
@@ -212,9 +238,7 @@ async fn create_wait_reaches_ready_then_list_shows_it_and_delete_wait_removes_it
     assert_eq!(users[0]["usage"]["stores"], 1);
     assert_eq!(users[0]["usage"]["storage_gib"], 4);
 
-    let deleted = cli
-        .run(&["store", "delete", &id, "--wait", "--timeout", "2m"])
-        .await;
+    let deleted = cli.delete_and_wait(&id).await;
     assert_eq!(deleted.status.code(), Some(0));
     assert!(stdout(&deleted).contains("deleted"));
     assert!(
@@ -232,10 +256,7 @@ async fn create_wait_reaches_ready_then_list_shows_it_and_delete_wait_removes_it
 
 #[tokio::test]
 async fn create_without_wait_applies_objects_then_wait_and_wait_deleted_finish_the_work() {
-    let cp = shared().await.expect("control plane");
-    let client = cp.client().await.expect("client");
-    let cli = Cli::with_kubeconfig(cp.kubeconfig_path());
-    cli.add_admin().await;
+    let (client, cli) = admin_on_cluster().await;
     let id = StoreId::generate().to_string();
     let password = "a fine admin password";
     std::fs::write(cli.path("admin-password"), format!("{password}\n")).unwrap();
@@ -278,10 +299,7 @@ async fn create_without_wait_applies_objects_then_wait_and_wait_deleted_finish_t
 // and marked failed those of blueprints the command line does not know.
 #[tokio::test]
 async fn store_wait_leaves_the_other_stores_in_the_database_alone() {
-    let cp = shared().await.expect("control plane");
-    let client = cp.client().await.expect("client");
-    let cli = Cli::with_kubeconfig(cp.kubeconfig_path());
-    cli.add_admin().await;
+    let (client, cli) = admin_on_cluster().await;
     let id = StoreId::generate().to_string();
     let created = cli.json(&["store", "create", "--id", &id]).await;
     assert_eq!(created["status"], "provisioning");
@@ -317,9 +335,7 @@ async fn store_wait_leaves_the_other_stores_in_the_database_alone() {
     assert_eq!(db.events(&theirs, 0).await.expect("events"), events_before);
     assert!(!namespace_exists(&client, theirs.as_str()).await);
 
-    let output = cli
-        .run(&["store", "delete", &id, "--wait", "--timeout", "2m"])
-        .await;
+    let output = cli.delete_and_wait(&id).await;
     assert_eq!(output.status.code(), Some(0));
 }
 
@@ -332,17 +348,7 @@ async fn a_failing_store_exits_6_with_the_reason_and_a_stuck_one_exits_7() {
 
     let failing = StoreId::generate().to_string();
     let _pull = kubelet.inject(Fault::image_pull().namespace(format!("store-{failing}")));
-    let output = cli
-        .run(&[
-            "store",
-            "create",
-            "--id",
-            &failing,
-            "--wait",
-            "--timeout",
-            "3m",
-        ])
-        .await;
+    let output = cli.create_and_wait(&failing, "3m").await;
     assert_eq!(output.status.code(), Some(6));
     assert!(
         stderr(&output).contains("cannot be pulled"),
@@ -353,17 +359,7 @@ async fn a_failing_store_exits_6_with_the_reason_and_a_stuck_one_exits_7() {
 
     let stuck = StoreId::generate().to_string();
     let _never = kubelet.inject(Fault::never_ready().namespace(format!("store-{stuck}")));
-    let output = cli
-        .run(&[
-            "store",
-            "create",
-            "--id",
-            &stuck,
-            "--wait",
-            "--timeout",
-            "4s",
-        ])
-        .await;
+    let output = cli.create_and_wait(&stuck, "4s").await;
     assert_eq!(output.status.code(), Some(7));
     assert!(
         stderr(&output).contains("timed out after 4s"),
@@ -372,9 +368,7 @@ async fn a_failing_store_exits_6_with_the_reason_and_a_stuck_one_exits_7() {
     );
 
     for id in [&failing, &stuck] {
-        let output = cli
-            .run(&["store", "delete", id, "--wait", "--timeout", "2m"])
-            .await;
+        let output = cli.delete_and_wait(id).await;
         assert_eq!(output.status.code(), Some(0));
     }
 }

@@ -13,6 +13,7 @@ use kube::api::{ApiResource, ListParams, PostParams};
 use kube::core::GroupVersionKind;
 use kube::{Api, Client, ResourceExt};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use storefactory_core::blueprint::{BlueprintRegistry, DEFAULT_BLUEPRINT, StoreSecrets};
 use storefactory_core::provisioner::error_chain;
 use storefactory_core::spec::{StoreId, StoreSpec};
@@ -273,12 +274,24 @@ fn list_error(what: &str, error: &kube::Error) -> Check {
     )
 }
 
-async fn check_ingress_class(client: &Client, wanted: Option<&str>) -> Check {
-    const NAME: &str = "ingress class";
-    let api: Api<IngressClass> = Api::all(client.clone());
+/// The check of one kind of class (`kind`: IngressClass, StorageClass): the `wanted` one
+/// exists, or, when none is named, one is marked default by one of `default_keys`. Without a
+/// default, `no_default` gives the status and message from the names found.
+async fn check_class<K>(
+    client: &Client,
+    name: &str,
+    kind: &str,
+    wanted: Option<&str>,
+    default_keys: &[&str],
+    no_default: impl FnOnce(&str) -> (Status, String),
+) -> Check
+where
+    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let api: Api<K> = Api::all(client.clone());
     let classes = match api.list(&ListParams::default()).await {
         Ok(list) => list.items,
-        Err(error) => return list_error(NAME, &error),
+        Err(error) => return list_error(name, &error),
     };
     let names: Vec<String> = classes.iter().map(ResourceExt::name_any).collect();
     let found = if names.is_empty() {
@@ -288,78 +301,70 @@ async fn check_ingress_class(client: &Client, wanted: Option<&str>) -> Check {
     };
     if let Some(wanted) = wanted {
         return if names.iter().any(|n| n == wanted) {
-            Check::new(NAME, Status::Ok, format!("IngressClass {wanted} exists"))
+            Check::new(name, Status::Ok, format!("{kind} {wanted} exists"))
         } else {
             Check::new(
-                NAME,
+                name,
                 Status::Error,
-                format!("IngressClass {wanted} does not exist (found: {found})"),
+                format!("{kind} {wanted} does not exist (found: {found})"),
             )
         };
     }
     match classes
         .iter()
-        .find(|c| is_default(c.annotations(), &[DEFAULT_INGRESS_CLASS]))
+        .find(|c| is_default(c.annotations(), default_keys))
     {
         Some(class) => Check::new(
-            NAME,
+            name,
             Status::Ok,
-            format!("default IngressClass {}", class.name_any()),
+            format!("default {kind} {}", class.name_any()),
         ),
-        None => Check::new(
-            NAME,
-            Status::Warning,
-            format!(
-                "no default IngressClass (found: {found}); stores' Ingresses get no class, which \
-                 only some controllers serve: pass --ingress-class, or install an ingress \
-                 controller (ingress-nginx on kind and minikube; k3s ships Traefik)"
-            ),
-        ),
+        None => {
+            let (status, message) = no_default(&found);
+            Check::new(name, status, message)
+        }
     }
 }
 
-async fn check_storage_class(client: &Client, wanted: Option<&str>) -> Check {
-    const NAME: &str = "storage class";
-    let api: Api<StorageClass> = Api::all(client.clone());
-    let classes = match api.list(&ListParams::default()).await {
-        Ok(list) => list.items,
-        Err(error) => return list_error(NAME, &error),
-    };
-    let names: Vec<String> = classes.iter().map(ResourceExt::name_any).collect();
-    let found = if names.is_empty() {
-        "none".to_owned()
-    } else {
-        names.join(", ")
-    };
-    if let Some(wanted) = wanted {
-        return if names.iter().any(|n| n == wanted) {
-            Check::new(NAME, Status::Ok, format!("StorageClass {wanted} exists"))
-        } else {
-            Check::new(
-                NAME,
-                Status::Error,
-                format!("StorageClass {wanted} does not exist (found: {found})"),
+async fn check_ingress_class(client: &Client, wanted: Option<&str>) -> Check {
+    check_class::<IngressClass>(
+        client,
+        "ingress class",
+        "IngressClass",
+        wanted,
+        &[DEFAULT_INGRESS_CLASS],
+        |found| {
+            (
+                Status::Warning,
+                format!(
+                    "no default IngressClass (found: {found}); stores' Ingresses get no class, which \
+                     only some controllers serve: pass --ingress-class, or install an ingress \
+                     controller (ingress-nginx on kind and minikube; k3s ships Traefik)"
+                ),
             )
-        };
-    }
-    match classes
-        .iter()
-        .find(|c| is_default(c.annotations(), DEFAULT_STORAGE_CLASS))
-    {
-        Some(class) => Check::new(
-            NAME,
-            Status::Ok,
-            format!("default StorageClass {}", class.name_any()),
-        ),
-        None => Check::new(
-            NAME,
-            Status::Error,
-            format!(
-                "no default StorageClass (found: {found}); store volumes would stay pending: \
-                 pass --storage-class or mark a StorageClass as default"
-            ),
-        ),
-    }
+        },
+    )
+    .await
+}
+
+async fn check_storage_class(client: &Client, wanted: Option<&str>) -> Check {
+    check_class::<StorageClass>(
+        client,
+        "storage class",
+        "StorageClass",
+        wanted,
+        DEFAULT_STORAGE_CLASS,
+        |found| {
+            (
+                Status::Error,
+                format!(
+                    "no default StorageClass (found: {found}); store volumes would stay pending: \
+                     pass --storage-class or mark a StorageClass as default"
+                ),
+            )
+        },
+    )
+    .await
 }
 
 fn render_human(report: &Report) -> String {

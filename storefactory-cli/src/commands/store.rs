@@ -11,6 +11,7 @@ use storefactory_core::provisioner::{CreateStore, Provisioner, ProvisionerConfig
 use storefactory_core::spec::StoreId;
 use storefactory_core::store::{StoreEvent, StoreRecord};
 use storefactory_sql::{AuditRecord, Database};
+use tokio::sync::broadcast;
 
 use crate::Context;
 use crate::cli::{CreateArgs, ListArgs, StoreCommand, WaitArgs};
@@ -218,12 +219,7 @@ async fn create(ctx: &Context, args: CreateArgs) -> Result<()> {
     )
     .await;
 
-    let record = if args.wait.wait {
-        wait::until(&provisioner, &id, Target::Ready, args.wait.timeout, events).await?
-    } else {
-        reconcile_once(&provisioner, &id).await?;
-        db.get_store(&id).await?
-    };
+    let record = finish(&provisioner, &db, &id, &args.wait, Target::Ready, events).await?;
     let record =
         record.ok_or_else(|| Failure::new(Code::NotFound, format!("store {id} disappeared")))?;
     let view = StoreView::new(&record);
@@ -319,12 +315,7 @@ async fn delete(ctx: &Context, id: &StoreId, wait: &WaitArgs) -> Result<()> {
         format!("owner {} via command line", record.owner),
     )
     .await;
-    let record = if wait.wait {
-        wait::until(&provisioner, id, Target::Deleted, wait.timeout, events).await?
-    } else {
-        reconcile_once(&provisioner, id).await?;
-        db.get_store(id).await?
-    };
+    let record = finish(&provisioner, &db, id, wait, Target::Deleted, events).await?;
     show_after_wait(ctx, id, record.as_ref())
 }
 
@@ -334,13 +325,27 @@ async fn retry(ctx: &Context, id: &StoreId, wait: &WaitArgs) -> Result<()> {
     let events = provisioner.subscribe();
     provisioner.retry(id).await?;
     audit(&db, "store.retry", id, "via command line".to_owned()).await;
-    let record = if wait.wait {
-        wait::until(&provisioner, id, Target::Ready, wait.timeout, events).await?
-    } else {
-        reconcile_once(&provisioner, id).await?;
-        db.get_store(id).await?
-    };
+    let record = finish(&provisioner, &db, id, wait, Target::Ready, events).await?;
     show_after_wait(ctx, id, record.as_ref())
+}
+
+/// After a command changed the store: with --wait, follows `events` (subscribed before the
+/// change) until the store reaches `target`; without, does one reconcile pass. Either way
+/// the store as it is then.
+async fn finish(
+    provisioner: &Provisioner,
+    db: &Database,
+    id: &StoreId,
+    wait: &WaitArgs,
+    target: Target,
+    events: broadcast::Receiver<StoreEvent>,
+) -> Result<Option<StoreRecord>> {
+    if wait.wait {
+        wait::until(provisioner, id, target, wait.timeout, events).await
+    } else {
+        reconcile_once(provisioner, id).await?;
+        Ok(db.get_store(id).await?)
+    }
 }
 
 fn show_after_wait(ctx: &Context, id: &StoreId, record: Option<&StoreRecord>) -> Result<()> {
