@@ -12,6 +12,14 @@ step "installing the local control plane (cached after the first run)"
 STOREFACTORY_K8S_BIN_DIR="$(bash scripts/install-control-plane.sh | tail -n 1)"
 export STOREFACTORY_K8S_BIN_DIR
 
+step "installing Chromium and the dashboard test's npm packages"
+if ! command -v chromium >/dev/null 2>&1; then
+  as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+fi
+npm ci --prefix storefactory-http/tests/browser --no-audit --no-fund --loglevel=error
+
 step "cargo fmt --check"
 cargo fmt --all --check
 
