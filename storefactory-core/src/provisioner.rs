@@ -430,6 +430,10 @@ impl Provisioner {
         if status != StoreStatus::Provisioning {
             lock(&self.inner.applied).remove(id);
         }
+        if status == StoreStatus::Ready {
+            // Provisioning has just applied everything; earlier wake-ups are answered.
+            lock(&self.inner.needs_apply).remove(id);
+        }
         match status {
             StoreStatus::Failed => tracing::warn!(store = %id, reason, "store failed"),
             _ => tracing::info!(store = %id, %status, "store status changed"),
