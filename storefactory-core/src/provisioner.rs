@@ -166,6 +166,9 @@ struct Inner {
     /// The last version of each object this process applied or saw, to tell its own echoes
     /// and status-only changes from changes that need the store re-applied.
     seen: Mutex<HashMap<String, Seen>>,
+    /// Objects being applied right now: their watch events may arrive before the apply's
+    /// response tells which version is ours.
+    in_flight: Mutex<HashMap<String, usize>>,
     /// Ready stores woken by something that may need their objects re-applied (a change by
     /// someone else, a deletion, a restart); status-only wake-ups only observe.
     /// (Each request bumps the store's count, so one arriving during an apply is not lost.)
@@ -214,6 +217,7 @@ impl Provisioner {
                 applied: Mutex::new(HashMap::new()),
                 warned: Mutex::new(HashSet::new()),
                 seen: Mutex::new(HashMap::new()),
+                in_flight: Mutex::new(HashMap::new()),
                 needs_apply: Mutex::new(HashMap::new()),
             }),
         }
@@ -386,6 +390,8 @@ impl Provisioner {
             return;
         }
         *lock(&self.inner.needs_apply).entry(id.clone()).or_default() += 1;
+        // A store still provisioning applies again on its next pass, too.
+        lock(&self.inner.applied).remove(id);
         self.wake(id);
     }
 
@@ -430,10 +436,7 @@ impl Provisioner {
         if status != StoreStatus::Provisioning {
             lock(&self.inner.applied).remove(id);
         }
-        if status == StoreStatus::Ready {
-            // Provisioning has just applied everything; earlier wake-ups are answered.
-            lock(&self.inner.needs_apply).remove(id);
-        }
+
         match status {
             StoreStatus::Failed => tracing::warn!(store = %id, reason, "store failed"),
             _ => tracing::info!(store = %id, %status, "store status changed"),
@@ -591,15 +594,11 @@ impl Provisioner {
     }
 
     fn spawn_watches(&self, set: &mut JoinSet<()>) {
-        self.watch::<Namespace>(set);
-        self.watch::<Deployment>(set);
-        self.watch::<StatefulSet>(set);
-        self.watch::<Job>(set);
+        // Objects we apply are watched untyped, so that what a watch event carries and what
+        // an apply returns are compared in the same form (see `fingerprint`).
         self.watch::<Pod>(set);
         for kind in Manifest::KINDS {
-            if !matches!(*kind, "Namespace" | "Deployment" | "StatefulSet" | "Job") {
-                self.watch_dynamic(kind, set);
-            }
+            self.watch_dynamic(kind, set);
         }
     }
 
@@ -608,6 +607,7 @@ impl Provisioner {
         K: Resource<DynamicType = ()>
             + Clone
             + DeserializeOwned
+            + serde::Serialize
             + std::fmt::Debug
             + Send
             + Sync
@@ -644,7 +644,7 @@ impl Provisioner {
         kind: String,
         mut stream: futures::stream::BoxStream<'static, watcher::Result<watcher::Event<K>>>,
     ) where
-        K: Resource + Send + 'static,
+        K: Resource + serde::Serialize + Send + 'static,
     {
         let this = self.clone();
         set.spawn(async move {
@@ -652,7 +652,7 @@ impl Provisioner {
                 match event {
                     Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
                         if let Some(id) = store_of(&obj) {
-                            match this.classify(&kind, obj.meta()) {
+                            match this.classify(&kind, obj.meta(), || fingerprint(&obj)) {
                                 Wake::Ignore => {}
                                 Wake::Progress => this.wake(&id),
                                 Wake::Apply => this.enqueue(&id),
@@ -677,9 +677,10 @@ impl Provisioner {
     /// What a watch event of a store's object calls for. Our own applies come back as events
     /// (and on Kubernetes 1.20 some applies that change nothing still bump the resource
     /// version of StatefulSets and Ingresses): those are ignored, or a ready store would
-    /// re-apply itself for ever. Status updates (same generation) and pods only move
-    /// progress; anything else may be drift, so the store is re-applied.
-    fn classify(&self, kind: &str, meta: &ObjectMeta) -> Wake {
+    /// re-apply itself for ever. Changes that leave everything but status and metadata as it
+    /// was (controllers writing status), and pods, only move progress; anything else may be
+    /// drift, so the store is re-applied.
+    fn classify(&self, kind: &str, meta: &ObjectMeta, content: impl FnOnce() -> u64) -> Wake {
         if kind == "Pod" {
             return Wake::Progress;
         }
@@ -691,16 +692,19 @@ impl Provisioner {
         {
             return Wake::Ignore;
         }
-        let status_only =
-            meta.generation.is_some() && previous.is_some_and(|p| p.generation == meta.generation);
+        let content = content();
+        // During our own apply of the object, its events are ours (a change by someone else
+        // in that moment is overwritten by the apply anyway).
+        let ours = lock(&self.inner.in_flight).contains_key(&key);
+        let unchanged = ours || previous.is_some_and(|p| p.content == content);
         seen.insert(
             key,
             Seen {
                 resource_version: meta.resource_version.clone(),
-                generation: meta.generation,
+                content,
             },
         );
-        if status_only {
+        if unchanged {
             Wake::Progress
         } else {
             Wake::Apply
@@ -797,6 +801,9 @@ impl Provisioner {
 
     async fn provision(&self, mut record: StoreRecord) -> Result<Outcome> {
         let id = record.id.clone();
+        // Requests to re-apply made before this pass are answered by it; one made during it
+        // (a child deleted meanwhile) must survive into the ready store's next reconcile.
+        let apply_requests = lock(&self.inner.needs_apply).get(&id).copied();
         if record.status == StoreStatus::Initialized {
             record = self
                 .transition(&id, StoreStatus::Provisioning, None)
@@ -851,6 +858,10 @@ impl Provisioner {
         if p.mysql_ready && p.wordpress_ready && p.seeded {
             lock(&self.inner.progress).remove(&id);
             self.transition(&id, StoreStatus::Ready, None).await?;
+            let mut needs_apply = lock(&self.inner.needs_apply);
+            if needs_apply.get(&id).copied() == apply_requests {
+                needs_apply.remove(&id);
+            }
             return Ok(Outcome::AwaitChange);
         }
         let deadline = self.inner.config.ready_deadline;
@@ -1024,7 +1035,9 @@ impl Provisioner {
         let value = manifest.to_value();
         let name = manifest.name().to_owned();
         let operation = format!("apply {}", manifest.describe());
-        let applied = self
+        let key = object_key(manifest.kind(), manifest.meta());
+        *lock(&self.inner.in_flight).entry(key.clone()).or_default() += 1;
+        let result = self
             .with_retries(&operation, || {
                 let api = api.clone();
                 let params = params.clone();
@@ -1032,13 +1045,24 @@ impl Provisioner {
                 let name = name.clone();
                 async move { api.patch(&name, &params, &Patch::Apply(&value)).await }
             })
-            .await?;
+            .await;
+        {
+            let mut in_flight = lock(&self.inner.in_flight);
+            if let Some(count) = in_flight.get_mut(&key) {
+                *count -= 1;
+                if *count == 0 {
+                    in_flight.remove(&key);
+                }
+            }
+        }
+        let applied = result?;
         // Remember the version our apply produced: its watch event is our own echo.
+        let content = fingerprint(&applied);
         lock(&self.inner.seen).insert(
-            object_key(manifest.kind(), manifest.meta()),
+            key,
             Seen {
                 resource_version: applied.metadata.resource_version,
-                generation: applied.metadata.generation,
+                content,
             },
         );
         Ok(())
@@ -1193,7 +1217,22 @@ enum Wake {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Seen {
     resource_version: Option<String>,
-    generation: Option<i64>,
+    /// [`fingerprint`] of the object.
+    content: u64,
+}
+
+/// A hash of an object without its metadata and status: what changes when its desired state
+/// changes, and not when a controller reports on it.
+fn fingerprint<K: serde::Serialize>(object: &K) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut value = serde_json::to_value(object).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.remove("metadata");
+        map.remove("status");
+    }
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    value.to_string().hash(&mut hasher);
+    hasher.finish()
 }
 
 /// The workloads a store's blueprint renders, by kind: what readiness waits for.
@@ -1357,9 +1396,15 @@ fn api_resource(manifest: &Manifest) -> ApiResource {
 }
 
 fn api_resource_of_kind(kind: &str) -> Option<ApiResource> {
+    use k8s_openapi::api::apps::v1 as apps;
+    use k8s_openapi::api::batch::v1 as batch;
     use k8s_openapi::api::core::v1 as core;
     use k8s_openapi::api::networking::v1 as net;
     Some(match kind {
+        "Namespace" => ApiResource::erase::<core::Namespace>(&()),
+        "Deployment" => ApiResource::erase::<apps::Deployment>(&()),
+        "StatefulSet" => ApiResource::erase::<apps::StatefulSet>(&()),
+        "Job" => ApiResource::erase::<batch::Job>(&()),
         "ResourceQuota" => ApiResource::erase::<core::ResourceQuota>(&()),
         "LimitRange" => ApiResource::erase::<core::LimitRange>(&()),
         "NetworkPolicy" => ApiResource::erase::<net::NetworkPolicy>(&()),
@@ -1405,6 +1450,24 @@ mod tests {
             store_selector(&id),
             "app.kubernetes.io/managed-by=storefactory,storefactory.io/store=ab12"
         );
+    }
+
+    #[test]
+    fn every_kind_a_blueprint_may_create_is_watched() {
+        for kind in Manifest::KINDS {
+            let resource =
+                api_resource_of_kind(kind).unwrap_or_else(|| panic!("{kind} not watched"));
+            assert_eq!(resource.kind, *kind);
+        }
+    }
+
+    #[test]
+    fn fingerprints_ignore_status_and_metadata() {
+        let a = serde_json::json!({"metadata": {"resourceVersion": "1"}, "spec": {"replicas": 1}, "status": {"readyReplicas": 0}});
+        let b = serde_json::json!({"metadata": {"resourceVersion": "2"}, "spec": {"replicas": 1}, "status": {"readyReplicas": 1}});
+        let c = serde_json::json!({"metadata": {"resourceVersion": "3"}, "spec": {"replicas": 3}, "status": {"readyReplicas": 1}});
+        assert_eq!(fingerprint(&a), fingerprint(&b));
+        assert_ne!(fingerprint(&b), fingerprint(&c));
     }
 
     #[test]
