@@ -713,8 +713,11 @@ impl Provisioner {
 
     async fn note_deleted_child(&self, id: &StoreId, kind: &str, name: &str) {
         lock(&self.inner.applied).remove(id);
+        // A deleted Secret is not simply restored (see `secrets_for`); the re-apply says what
+        // happens to it.
         if let Ok(Some(record)) = self.inner.repo.get_store(id).await
             && record.status == StoreStatus::Ready
+            && kind != "Secret"
         {
             let _ = self
                 .record(
