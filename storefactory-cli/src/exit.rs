@@ -80,7 +80,6 @@ pub fn core_code(error: &storefactory_core::Error) -> Code {
         E::InvalidState { .. } => Code::Conflict,
         E::Repository(e) => repository_code(e),
         E::Kube { .. } => Code::Cluster,
-        E::Timeout { .. } => Code::Timeout,
         _ => Code::Failure,
     }
 }

@@ -173,15 +173,6 @@ pub enum Error {
         /// The namespace.
         namespace: String,
     },
-
-    /// Waiting for something took too long.
-    #[error("timed out after {seconds} s waiting for {what}")]
-    Timeout {
-        /// What was awaited.
-        what: String,
-        /// How long it waited.
-        seconds: u64,
-    },
 }
 
 impl Error {
@@ -191,7 +182,6 @@ impl Error {
         match self {
             Error::Kube { source, .. } => kube_error_is_transient(source),
             Error::Repository(RepositoryError::Backend { .. }) => true,
-            Error::Timeout { .. } => true,
             _ => false,
         }
     }

@@ -326,7 +326,6 @@ impl Provisioner {
             }
         }
         lock(&self.inner.progress).remove(id);
-        lock(&self.inner.applied).remove(id);
         let record = self
             .transition(id, StoreStatus::Provisioning, Some("retried"))
             .await?;
@@ -711,8 +710,9 @@ impl Provisioner {
         }
     }
 
+    /// Records that a child of a ready store was deleted; the caller queues the store for
+    /// re-applying.
     async fn note_deleted_child(&self, id: &StoreId, kind: &str, name: &str) {
-        lock(&self.inner.applied).remove(id);
         // A deleted Secret is not simply restored (see `secrets_for`); the re-apply says what
         // happens to it.
         if let Ok(Some(record)) = self.inner.repo.get_store(id).await

@@ -188,10 +188,6 @@ impl From<storefactory_core::Error> for ApiError {
                     ApiError::ClusterError
                 }
             }
-            error @ E::Timeout { .. } => {
-                tracing::warn!(error = %error, "timeout");
-                ApiError::Unavailable("the operation timed out; try again later".to_owned())
-            }
             error => ApiError::internal("store operation failed", &error),
         }
     }
