@@ -3,7 +3,7 @@
 //!
 //! Run with `cargo run -p storefactory-core --example custom_blueprint`.
 
-use storefactory_core::blueprint::{Blueprint, BlueprintRegistry, StoreSecrets};
+use storefactory_core::blueprint::{Blueprint, BlueprintRegistry, SecretValues};
 use storefactory_core::manifest::Manifest;
 use storefactory_core::spec::{StoreId, StoreSpec};
 
@@ -53,7 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     spec.params
         .insert("message".to_owned(), "Back on Monday: 10% off!".to_owned());
 
-    let objects = registry.render("maintenance", &spec, &StoreSecrets::generate(None))?;
+    let objects = registry.render("maintenance", &spec, SecretValues::Placeholders)?;
     let values: Vec<_> = objects.iter().map(Manifest::to_value).collect();
     print!("{}", storefactory_core::yaml::to_string(&values)?);
     Ok(())

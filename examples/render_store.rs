@@ -12,7 +12,7 @@
 use std::process::ExitCode;
 
 use serde::Deserialize;
-use storefactory_core::blueprint::{BlueprintRegistry, DEFAULT_BLUEPRINT, StoreSecrets};
+use storefactory_core::blueprint::{BlueprintRegistry, DEFAULT_BLUEPRINT, SecretValues};
 use storefactory_core::product::Product;
 use storefactory_core::spec::{Quantity, StoreId, StoreSpec};
 
@@ -48,13 +48,9 @@ fn run(path: &str) -> Result<String, Box<dyn std::error::Error>> {
         spec.wordpress.storage = Quantity::gib(gib);
         spec.fit_quota_to_volumes();
     }
-    let placeholders = StoreSecrets {
-        mysql_root_password: "REPLACE_ME_mysql_root_password".to_owned(),
-        mysql_password: "REPLACE_ME_mysql_password".to_owned(),
-        admin_password: "REPLACE_ME_admin_password".to_owned(),
-    };
+    // Generated passwords come out as `REPLACE_ME_...`: the engine creates them once per store.
     let manifests =
-        BlueprintRegistry::builtin()?.render(DEFAULT_BLUEPRINT, &spec, &placeholders)?;
+        BlueprintRegistry::builtin()?.render(DEFAULT_BLUEPRINT, &spec, SecretValues::Placeholders)?;
     let mut out = String::new();
     for manifest in manifests {
         out.push_str("---\n");

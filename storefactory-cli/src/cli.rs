@@ -111,6 +111,18 @@ pub struct GlobalArgs {
     )]
     pub blueprints_dir: Option<PathBuf>,
 
+    /// Namespace of the Lease that elects the one process reconciling stores (`serve`
+    /// replicas and `store ... --wait` take part); the platform's own namespace in a cluster.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "STOREFACTORY_LEASE_NAMESPACE",
+        default_value = "default",
+        value_name = "NAMESPACE"
+    )]
+    pub lease_namespace: String,
+
     /// Output format: human-readable tables, or JSON / YAML for scripts.
     #[arg(
         short,

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use storefactory_core::error::{RepositoryError, ValidationError};
+use storefactory_core::error::{ErrorKind, RepositoryError, ValidationError};
 
 /// Why the command ended, as an exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,36 +61,25 @@ impl fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
-fn repository_code(error: &RepositoryError) -> Code {
-    match error {
-        RepositoryError::QuotaExceeded { .. }
-        | RepositoryError::AlreadyExists { .. }
-        | RepositoryError::InvalidTransition { .. } => Code::Conflict,
-        RepositoryError::NotFound { .. } => Code::NotFound,
-        RepositoryError::Backend { .. } => Code::Failure,
+/// The exit code of an error of `kind`: the one place where error kinds become codes.
+pub fn kind_code(kind: ErrorKind) -> Code {
+    match kind {
+        ErrorKind::Invalid => Code::Usage,
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::AlreadyExists | ErrorKind::Conflict | ErrorKind::QuotaExceeded => {
+            Code::Conflict
+        }
+        ErrorKind::Unavailable | ErrorKind::Cluster => Code::Cluster,
+        _ => Code::Failure,
     }
 }
 
 /// The exit code of a core error.
 pub fn core_code(error: &storefactory_core::Error) -> Code {
-    use storefactory_core::Error as E;
     match error {
-        E::Invalid(_) => Code::Usage,
-        E::UnknownBlueprint { .. } | E::StoreNotFound { .. } => Code::NotFound,
-        E::InvalidState { .. } => Code::Conflict,
-        E::Repository(e) => repository_code(e),
-        E::Kube { .. } => Code::Cluster,
-        _ => Code::Failure,
-    }
-}
-
-fn sql_code(error: &storefactory_sql::Error) -> Code {
-    use storefactory_sql::Error as E;
-    match error {
-        E::UserExists { .. } | E::StoreExists { .. } | E::QuotaExceeded { .. } => Code::Conflict,
-        E::UserNotFound { .. } | E::StoreNotFound { .. } => Code::NotFound,
-        E::InvalidUsername { .. } | E::InvalidPassword { .. } => Code::Usage,
-        _ => Code::Failure,
+        // The database being busy is not the cluster's fault.
+        storefactory_core::Error::Repository(RepositoryError::Backend { .. }) => Code::Failure,
+        error => kind_code(error.kind()),
     }
 }
 
@@ -104,10 +93,16 @@ pub fn code_of(error: &anyhow::Error) -> Code {
             return core_code(e);
         }
         if let Some(e) = cause.downcast_ref::<RepositoryError>() {
-            return repository_code(e);
+            return match e {
+                RepositoryError::Backend { .. } => Code::Failure,
+                e => kind_code(e.kind()),
+            };
         }
         if let Some(e) = cause.downcast_ref::<storefactory_sql::Error>() {
-            return sql_code(e);
+            return match e.kind() {
+                ErrorKind::Unavailable => Code::Failure,
+                kind => kind_code(kind),
+            };
         }
         if cause.is::<ValidationError>() {
             return Code::Usage;

@@ -52,6 +52,14 @@ impl Context {
         .await
     }
 
+    /// Leader election as every process of this platform does it.
+    pub fn leader(&self) -> storefactory_core::provisioner::LeaderConfig {
+        storefactory_core::provisioner::LeaderConfig {
+            namespace: self.global.lease_namespace.clone(),
+            ..storefactory_core::provisioner::LeaderConfig::default()
+        }
+    }
+
     /// The built-in blueprints, overridden or extended by --blueprints-dir.
     pub fn blueprints(&self) -> Result<BlueprintRegistry> {
         let mut registry =

@@ -156,6 +156,7 @@ pub fn server_config(ctx: &Context, args: ServeArgs) -> Result<ServerConfig> {
         max_storage_gib: args.default_max_storage,
     };
     config.trust_forwarded_for = args.trust_forwarded_for;
+    config.provisioner.leader = Some(ctx.leader());
     Ok(config)
 }
 

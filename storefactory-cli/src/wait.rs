@@ -174,8 +174,35 @@ async fn follow(
     mut last: Option<StoreRecord>,
 ) -> Result<Option<StoreRecord>> {
     let repo = provisioner.repository().clone();
-    let run = provisioner.run();
+    // The reconciler stops (and gives the leader Lease back, if it took it) when the wait
+    // ends, however it ends.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = futures::FutureExt::fuse(provisioner.run_until(async move {
+        let _ = stopped.await;
+    }));
     tokio::pin!(run);
+    let outcome = follow_until(
+        &repo, id, target, timeout, events, progress, &mut last, run.as_mut(),
+    )
+    .await;
+    let _ = stop.send(());
+    if !futures::future::FusedFuture::is_terminated(&*run) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), run).await;
+    }
+    outcome
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn follow_until(
+    repo: &std::sync::Arc<dyn storefactory_core::port::StoreRepository>,
+    id: &StoreId,
+    target: Target,
+    timeout: Duration,
+    events: &mut broadcast::Receiver<StoreEvent>,
+    progress: &Progress,
+    last: &mut Option<StoreRecord>,
+    mut run: std::pin::Pin<&mut impl std::future::Future<Output = storefactory_core::Result<()>>>,
+) -> Result<Option<StoreRecord>> {
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -235,7 +262,7 @@ async fn follow(
         if let Some(done) = settle(target, id, record.as_ref()) {
             return done.map(|()| record).map_err(Into::into);
         }
-        last = record;
+        *last = record;
     }
 }
 

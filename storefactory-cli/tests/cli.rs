@@ -22,6 +22,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_storefactory");
 struct Cli {
     dir: tempfile::TempDir,
     kubeconfig: Option<PathBuf>,
+    /// A namespace of this test's own for the leader Lease: the tests of this binary share
+    /// one control plane, and each test's commands elect their leader among themselves.
+    lease_namespace: tokio::sync::OnceCell<String>,
 }
 
 impl Cli {
@@ -29,6 +32,7 @@ impl Cli {
         Cli {
             dir: tempfile::tempdir().expect("tempdir"),
             kubeconfig: None,
+            lease_namespace: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -37,6 +41,33 @@ impl Cli {
             kubeconfig: Some(path.to_owned()),
             ..Cli::offline()
         }
+    }
+
+    async fn lease_namespace(&self) -> &str {
+        self.lease_namespace
+            .get_or_init(|| async {
+                let name = format!("lease-{}", StoreId::generate());
+                let client = shared()
+                    .await
+                    .expect("control plane")
+                    .client()
+                    .await
+                    .expect("client");
+                let namespaces: Api<Namespace> = Api::all(client);
+                let namespace = Namespace {
+                    metadata: kube::api::ObjectMeta {
+                        name: Some(name.clone()),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+                namespaces
+                    .create(&PostParams::default(), &namespace)
+                    .await
+                    .expect("lease namespace");
+                name
+            })
+            .await
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -66,6 +97,9 @@ impl Cli {
             Some(path) => command.arg("--kubeconfig").arg(path),
             None => command.env("KUBECONFIG", self.path("no-kubeconfig")),
         };
+        if self.kubeconfig.is_some() {
+            command.env("STOREFACTORY_LEASE_NAMESPACE", self.lease_namespace().await);
+        }
         let mut child = command.spawn().expect("the storefactory binary starts");
         let mut input = child.stdin.take().expect("stdin");
         input

@@ -54,7 +54,10 @@ async fn main() -> anyhow::Result<()> {
         client,
         repo.clone(),
         Arc::new(BlueprintRegistry::builtin()?),
-        ProvisionerConfig::default(),
+        ProvisionerConfig {
+            leader: None,
+            ..ProvisionerConfig::default()
+        },
     );
     let runner = provisioner.clone();
     let run = tokio::spawn(async move { runner.run().await });
@@ -68,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
                 spec,
                 name: String::new(),
                 blueprint: None,
-                admin_password: None,
+                inputs: Default::default(),
             })
             .await?;
     }

@@ -53,7 +53,10 @@ async fn main() -> anyhow::Result<()> {
         client.clone(),
         repo.clone(),
         Arc::new(BlueprintRegistry::builtin()?),
-        ProvisionerConfig::default(),
+        ProvisionerConfig {
+            leader: None,
+            ..ProvisionerConfig::default()
+        },
     );
 
     // When each store's last pod became ready, as seen by a watch of our own.
@@ -89,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
                 spec,
                 name: String::new(),
                 blueprint: None,
-                admin_password: None,
+                inputs: Default::default(),
             })
             .await?;
     }

@@ -7,6 +7,54 @@ use crate::spec::StoreId;
 /// Result with core's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What kind of failure an error is: the one classification every edge maps to its own
+/// codes (an HTTP status, a CLI exit code, a Python exception), each in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The input is not acceptable; the message says what to fix.
+    Invalid,
+    /// The thing asked for does not exist (or is not the caller's to see).
+    NotFound,
+    /// Something with this name or id already exists.
+    AlreadyExists,
+    /// The current state does not allow the operation (a store that is not failed cannot be
+    /// retried; a transition lost a race).
+    Conflict,
+    /// The owner's quota does not allow it.
+    QuotaExceeded,
+    /// A dependency (the cluster, the database) cannot be reached or is busy; retrying later
+    /// may work.
+    Unavailable,
+    /// The cluster refused the operation for a reason that is not the caller's.
+    Cluster,
+    /// A fault inside Storefactory or its configuration (a broken blueprint, a corrupt
+    /// record).
+    Internal,
+}
+
+impl ErrorKind {
+    /// A stable lowercase name, e.g. `not_found`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Invalid => "invalid",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::AlreadyExists => "already_exists",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::QuotaExceeded => "quota_exceeded",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Cluster => "cluster",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A value given to Storefactory was not acceptable. The message names the field and the
 /// problem, for a person to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,6 +77,9 @@ impl ValidationError {
 }
 
 /// A storage port ([`crate::port::StoreRepository`]) failed.
+///
+/// A backend wraps its own errors in [`RepositoryError::Backend`] with the kind it knows
+/// them to be, so that the edges can tell a busy database from a broken one.
 #[derive(Debug, thiserror::Error)]
 pub enum RepositoryError {
     /// The owner's quota does not allow the new store.
@@ -67,10 +118,25 @@ pub enum RepositoryError {
     Backend {
         /// What was being done.
         operation: String,
+        /// What kind of failure it is ([`ErrorKind::Unavailable`] for a busy database).
+        kind: ErrorKind,
         /// Why it failed.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+impl RepositoryError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RepositoryError::QuotaExceeded { .. } => ErrorKind::QuotaExceeded,
+            RepositoryError::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+            RepositoryError::NotFound { .. } => ErrorKind::NotFound,
+            RepositoryError::InvalidTransition { .. } => ErrorKind::Conflict,
+            RepositoryError::Backend { kind, .. } => *kind,
+        }
+    }
 }
 
 /// Errors of the core crate.
@@ -167,6 +233,19 @@ pub enum Error {
         operation: &'static str,
     },
 
+    /// The namespace the store's objects were created in vanished or was replaced: the
+    /// store's data is gone, and the store is not re-created empty.
+    #[error(
+        "namespace {namespace} {reason}: the store's data is lost. Delete the store and create \
+         it again (restoring a backup if there is one)"
+    )]
+    NamespaceLost {
+        /// The namespace.
+        namespace: String,
+        /// What happened to it.
+        reason: String,
+    },
+
     /// The store's namespace exists but was not created for this store; it is left alone.
     #[error("namespace {namespace} already exists and does not belong to this store")]
     NamespaceTaken {
@@ -176,11 +255,42 @@ pub enum Error {
 }
 
 impl Error {
+    /// What kind of failure this is: the edges choose their status codes from it.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Invalid(_) | Error::UnknownBlueprint { .. } => ErrorKind::Invalid,
+            Error::StoreNotFound { .. } => ErrorKind::NotFound,
+            Error::InvalidState { .. } => ErrorKind::Conflict,
+            Error::NamespaceTaken { .. } | Error::NamespaceLost { .. } => ErrorKind::Conflict,
+            Error::Repository(error) => error.kind(),
+            Error::Kube { source, .. } if kube_error_is_transient(source) => {
+                ErrorKind::Unavailable
+            }
+            Error::Kube { .. } => ErrorKind::Cluster,
+            Error::LoadBlueprint { .. }
+            | Error::ReadBlueprintDir { .. }
+            | Error::CompileTemplate { .. }
+            | Error::RenderTemplate { .. }
+            | Error::ParseManifest { .. } => ErrorKind::Internal,
+        }
+    }
+
+    /// The field an [`ErrorKind::Invalid`] error is about, when it names one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::Invalid(v) => Some(&v.field),
+            Error::UnknownBlueprint { .. } => Some("blueprint"),
+            _ => None,
+        }
+    }
+
     /// Whether retrying the same operation later may succeed: connection problems, server
     /// errors, throttling and storage hiccups, but never bad input.
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Kube { source, .. } => kube_error_is_transient(source),
+            // A storage failure is never the store's fault: look again later rather than
+            // fail it.
             Error::Repository(RepositoryError::Backend { .. }) => true,
             _ => false,
         }

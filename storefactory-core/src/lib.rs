@@ -2,7 +2,7 @@
 //! Kubernetes objects, and the Provisioner that takes a store to ready and back.
 //!
 //! ```no_run
-//! use storefactory_core::blueprint::{BlueprintRegistry, StoreSecrets, DEFAULT_BLUEPRINT};
+//! use storefactory_core::blueprint::{BlueprintRegistry, SecretValues, DEFAULT_BLUEPRINT};
 //! use storefactory_core::product::parse_products;
 //! use storefactory_core::spec::{StoreId, StoreSpec};
 //!
@@ -12,7 +12,7 @@
 //! spec.products = parse_products("T-Shirt|5.99|Cotton t-shirt\nJeans|12.99|Denim")?;
 //!
 //! let registry = BlueprintRegistry::builtin()?;
-//! let objects = registry.render(DEFAULT_BLUEPRINT, &spec, &StoreSecrets::generate(None))?;
+//! let objects = registry.render(DEFAULT_BLUEPRINT, &spec, SecretValues::Placeholders)?;
 //! for object in &objects {
 //!     println!("{}", object.describe());
 //! }
@@ -27,6 +27,7 @@ pub mod memory;
 pub mod port;
 pub mod product;
 pub mod provisioner;
+pub mod seal;
 pub mod spec;
 pub mod store;
 pub mod yaml;

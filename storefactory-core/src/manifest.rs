@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::{Metadata, Resource};
+use kube::core::ApiResource;
 use serde_json::Value;
 
 macro_rules! manifests {
@@ -83,6 +84,19 @@ macro_rules! manifests {
                 value.unwrap_or(Value::Null)
             }
 
+            /// The API resource of the object's kind (group, version, plural, ...).
+            pub fn api_resource(&self) -> ApiResource {
+                match self {
+                    $(Manifest::$variant(_) => ApiResource::erase::<$variant>(&()),)*
+                }
+            }
+
+            /// The API resources of every kind blueprints may create, in apply order: the one
+            /// list the Provisioner watches and `doctor` checks permissions for.
+            pub fn api_resources() -> Vec<ApiResource> {
+                vec![$(ApiResource::erase::<$variant>(&())),*]
+            }
+
             /// Position in the apply order.
             pub fn apply_rank(&self) -> usize {
                 Self::KINDS.iter().position(|k| *k == self.kind()).unwrap_or(usize::MAX)
@@ -116,6 +130,11 @@ impl Manifest {
     /// Whether the object lives in a namespace (everything but the Namespace itself).
     pub fn is_namespaced(&self) -> bool {
         !matches!(self, Manifest::Namespace(_))
+    }
+
+    /// The API resource of `kind`, if blueprints may create objects of it.
+    pub fn api_resource_of_kind(kind: &str) -> Option<ApiResource> {
+        Self::api_resources().into_iter().find(|r| r.kind == kind)
     }
 
     /// `Kind/name`, for messages.

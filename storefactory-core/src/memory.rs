@@ -16,6 +16,7 @@ struct State {
     order: Vec<StoreId>,
     events: HashMap<StoreId, Vec<StoreEvent>>,
     quotas: HashMap<String, Quota>,
+    feed: Vec<StoreEvent>,
 }
 
 /// Keeps stores and events in memory; everything is lost when it is dropped.
@@ -146,7 +147,46 @@ impl StoreRepository for MemoryRepository {
             kind: kind.clone(),
         };
         events.push(event.clone());
+        state.feed.push(event.clone());
         Ok(event)
+    }
+
+    async fn set_namespace_uid(&self, id: &StoreId, uid: &str) -> Result<(), RepositoryError> {
+        let mut state = self.lock();
+        let record = state
+            .stores
+            .get_mut(id)
+            .ok_or_else(|| RepositoryError::NotFound { id: id.clone() })?;
+        record.namespace_uid = Some(uid.to_owned());
+        Ok(())
+    }
+
+    async fn clear_sealed_inputs(&self, id: &StoreId) -> Result<(), RepositoryError> {
+        if let Some(record) = self.lock().stores.get_mut(id) {
+            record.sealed_inputs = None;
+        }
+        Ok(())
+    }
+
+    async fn feed(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, StoreEvent)>, RepositoryError> {
+        let state = self.lock();
+        let start = usize::try_from(after.max(0)).unwrap_or(usize::MAX);
+        Ok(state
+            .feed
+            .iter()
+            .enumerate()
+            .skip(start)
+            .take(limit)
+            .map(|(i, e)| (i64::try_from(i + 1).unwrap_or(i64::MAX), e.clone()))
+            .collect())
+    }
+
+    async fn feed_head(&self) -> Result<i64, RepositoryError> {
+        Ok(i64::try_from(self.lock().feed.len()).unwrap_or(i64::MAX))
     }
 
     async fn events(

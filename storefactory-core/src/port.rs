@@ -111,6 +111,12 @@ pub trait StoreRepository: Send + Sync + 'static {
         reason: Option<&str>,
     ) -> Result<StoreRecord, RepositoryError>;
 
+    /// Records the UID of the store's namespace.
+    async fn set_namespace_uid(&self, id: &StoreId, uid: &str) -> Result<(), RepositoryError>;
+
+    /// Forgets the store's sealed inputs: its Secrets hold them now.
+    async fn clear_sealed_inputs(&self, id: &StoreId) -> Result<(), RepositoryError>;
+
     /// Appends an event to the store's history and returns it with its sequence number.
     async fn append_event(
         &self,
@@ -125,4 +131,17 @@ pub trait StoreRepository: Send + Sync + 'static {
         id: &StoreId,
         after_seq: i64,
     ) -> Result<Vec<StoreEvent>, RepositoryError>;
+
+    /// Everyone's events after position `after` of the feed, in the order they were
+    /// recorded, at most `limit`, each with its position. Processes sharing a repository
+    /// follow each other through it: the leader learns of stores created by other replicas,
+    /// and they of its progress. Positions only grow; `0` is before the first event.
+    async fn feed(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, StoreEvent)>, RepositoryError>;
+
+    /// The position of the newest event of the feed (`0` when there is none).
+    async fn feed_head(&self) -> Result<i64, RepositoryError>;
 }

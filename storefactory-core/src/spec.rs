@@ -704,11 +704,10 @@ impl StoreSpec {
         ] {
             quantity.must_be_positive(name)?;
         }
-        if self.quota.pods == 0 || self.quota.persistent_volume_claims < 2 {
-            return Err(ValidationError::new(
-                "quota",
-                "must allow at least one pod and two volume claims (MySQL and WordPress)",
-            ));
+        // Whether the quota admits the volume claims of the store's objects depends on its
+        // blueprint, and is checked when they are rendered.
+        if self.quota.pods == 0 {
+            return Err(ValidationError::new("quota.pods", "must allow at least one pod"));
         }
         let volumes = self.wordpress.storage.value() + self.mysql.storage.value();
         if volumes > self.quota.storage.value() {

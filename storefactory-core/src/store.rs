@@ -67,7 +67,8 @@ impl StoreStatus {
             (self, next),
             (Initialized, Provisioning | Failed | Deleting)
                 | (Provisioning, Ready | Failed | Deleting)
-                | (Ready, Deleting)
+                // A ready store fails when its namespace vanished (its data is gone).
+                | (Ready, Deleting | Failed)
                 | (Failed, Provisioning | Deleting)
                 | (Deleting, Deleted)
         )
@@ -149,6 +150,14 @@ pub struct StoreRecord {
     pub created_at: Timestamp,
     /// When the record last changed.
     pub updated_at: Timestamp,
+    /// The UID of the store's namespace once it was created: a namespace of the same name
+    /// with another UID (or none at all) means the store's data is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_uid: Option<String>,
+    /// Values chosen at creation for the blueprint's generated Secrets, sealed
+    /// ([`crate::seal`]), until the Secrets are created. Never shown to anyone.
+    #[serde(default, skip_serializing)]
+    pub sealed_inputs: Option<String>,
 }
 
 impl StoreRecord {
@@ -165,6 +174,8 @@ impl StoreRecord {
             spec,
             created_at: now,
             updated_at: now,
+            namespace_uid: None,
+            sealed_inputs: None,
         }
     }
 

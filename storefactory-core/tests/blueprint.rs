@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::core::v1::PodSpec;
 use storefactory_core::Error;
 use storefactory_core::blueprint::{
-    Blueprint, BlueprintRegistry, DEFAULT_BLUEPRINT, LABEL_MANAGED_BY, LABEL_STORE, StoreSecrets,
+    Blueprint, BlueprintRegistry, DEFAULT_BLUEPRINT, LABEL_MANAGED_BY, LABEL_STORE, SecretInputs, SecretValues,
 };
 use storefactory_core::manifest::Manifest;
 use storefactory_core::product::parse_products;
@@ -23,19 +23,15 @@ fn spec() -> StoreSpec {
     spec
 }
 
-fn fixed_secrets() -> StoreSecrets {
-    StoreSecrets {
-        mysql_root_password: "root-password-for-golden-test".to_owned(),
-        mysql_password: "user-password-for-golden-test".to_owned(),
-        admin_password: "admin-password-for-golden-test".to_owned(),
-    }
+fn fixed_secrets() -> SecretValues<'static> {
+    SecretValues::Placeholders
 }
 
 fn render(spec: &StoreSpec) -> Vec<Manifest> {
     static BUILTIN: std::sync::LazyLock<BlueprintRegistry> =
         std::sync::LazyLock::new(|| BlueprintRegistry::builtin().unwrap());
     BUILTIN
-        .render(DEFAULT_BLUEPRINT, spec, &fixed_secrets())
+        .render(DEFAULT_BLUEPRINT, spec, fixed_secrets())
         .unwrap()
 }
 
@@ -168,30 +164,40 @@ fn pods_are_hardened() {
 
 #[test]
 fn the_three_passwords_go_to_their_own_secrets() {
-    let secrets = StoreSecrets::generate(None);
-    let distinct: BTreeSet<_> = [
-        &secrets.mysql_root_password,
-        &secrets.mysql_password,
-        &secrets.admin_password,
-    ]
-    .into_iter()
-    .collect();
+    static BUILTIN: std::sync::LazyLock<BlueprintRegistry> =
+        std::sync::LazyLock::new(|| BlueprintRegistry::builtin().unwrap());
+    let inputs = SecretInputs::none();
+    let generated = BUILTIN
+        .render(DEFAULT_BLUEPRINT, &spec(), SecretValues::Generate(&inputs))
+        .unwrap();
+    let value = |name: &str, key: &str| {
+        let Manifest::Secret(secret) = find(&generated, "Secret", name) else {
+            unreachable!()
+        };
+        String::from_utf8(secret.data.as_ref().unwrap()[key].0.clone()).unwrap()
+    };
+    let passwords = [
+        value("mysql", "root-password"),
+        value("mysql", "password"),
+        value("wordpress-admin", "password"),
+    ];
+    let distinct: BTreeSet<_> = passwords.iter().collect();
     assert_eq!(distinct.len(), 3);
-    assert!(secrets.mysql_root_password.len() >= 32);
-    assert!(!format!("{secrets:?}").contains(&secrets.admin_password));
+    assert!(passwords[0].len() >= 32);
+    assert_eq!(value("wordpress-admin", "username"), "admin");
 
     let manifests = render(&spec());
     let Manifest::Secret(mysql) = find(&manifests, "Secret", "mysql") else {
         unreachable!()
     };
     let data = mysql.data.clone().unwrap();
-    assert_eq!(data["root-password"].0, b"root-password-for-golden-test");
-    assert_eq!(data["password"].0, b"user-password-for-golden-test");
+    assert_eq!(data["root-password"].0, b"REPLACE_ME_mysql_root_password");
+    assert_eq!(data["password"].0, b"REPLACE_ME_mysql_password");
     let Manifest::Secret(admin) = find(&manifests, "Secret", "wordpress-admin") else {
         unreachable!()
     };
     let data = admin.data.clone().unwrap();
-    assert_eq!(data["password"].0, b"admin-password-for-golden-test");
+    assert_eq!(data["password"].0, b"REPLACE_ME_wordpress_admin_password");
     assert_eq!(data["username"].0, b"admin");
 }
 
@@ -295,7 +301,7 @@ fn invalid_specs_are_rejected_before_rendering() {
     spec.ingress.host = "Not A Host".to_owned();
     let err = BlueprintRegistry::builtin()
         .unwrap()
-        .render(DEFAULT_BLUEPRINT, &spec, &fixed_secrets())
+        .render(DEFAULT_BLUEPRINT, &spec, fixed_secrets())
         .unwrap_err();
     assert!(
         matches!(err, Error::Invalid(ref v) if v.field == "ingress.host"),
@@ -364,7 +370,7 @@ fn embedders_register_helpers_and_blueprints() {
     spec.params
         .insert("greeting".to_owned(), "good: day # x".to_owned());
     let manifests = registry
-        .render("greeting", &spec, &fixed_secrets())
+        .render("greeting", &spec, fixed_secrets())
         .unwrap();
     let Manifest::ConfigMap(cm) = &manifests[0] else {
         panic!("not a ConfigMap")
@@ -379,7 +385,7 @@ fn embedders_register_helpers_and_blueprints() {
 
     spec.params.insert("colour".to_owned(), "red".to_owned());
     let err = registry
-        .render("greeting", &spec, &fixed_secrets())
+        .render("greeting", &spec, fixed_secrets())
         .unwrap_err();
     assert!(err.to_string().contains("params.colour"), "{err}");
 }
@@ -393,7 +399,7 @@ fn a_misspelt_key_in_a_template_is_an_error() {
         )
         .unwrap();
     let err = registry
-        .render("greeting", &spec(), &fixed_secrets())
+        .render("greeting", &spec(), fixed_secrets())
         .unwrap_err();
     let Error::ParseManifest { message, .. } = &err else {
         panic!("{err}")
@@ -410,7 +416,7 @@ fn a_missing_value_is_an_error_in_strict_mode() {
         )
         .unwrap();
     let err = registry
-        .render("greeting", &spec(), &fixed_secrets())
+        .render("greeting", &spec(), fixed_secrets())
         .unwrap_err();
     assert!(matches!(err, Error::RenderTemplate { .. }), "{err}");
 }
@@ -430,7 +436,7 @@ fn templates_may_not_disable_quoting_or_leave_the_store() {
         )
         .unwrap();
     let err = registry
-        .render("greeting", &spec(), &fixed_secrets())
+        .render("greeting", &spec(), fixed_secrets())
         .unwrap_err();
     assert!(
         err.to_string().contains("rendered an invalid object"),
@@ -457,7 +463,7 @@ fn a_directory_overrides_and_adds_blueprints() {
     let loaded = registry.load_dir(dir.path()).unwrap();
     assert_eq!(loaded, ["woocommerce"]);
     let manifests = registry
-        .render(DEFAULT_BLUEPRINT, &spec(), &fixed_secrets())
+        .render(DEFAULT_BLUEPRINT, &spec(), fixed_secrets())
         .unwrap();
     assert_eq!(manifests.len(), 1);
     assert_eq!(
@@ -601,7 +607,7 @@ fn invalid_specs_fail_with_clear_messages() {
             Ok(spec) => {
                 BlueprintRegistry::builtin()
                     .unwrap()
-                    .render(DEFAULT_BLUEPRINT, &spec, &fixed_secrets())
+                    .render(DEFAULT_BLUEPRINT, &spec, fixed_secrets())
                     .unwrap_err()
                     .to_string()
                     + &format!("{:?}", spec.validate())

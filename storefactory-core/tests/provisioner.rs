@@ -50,12 +50,17 @@ impl Harness {
         self.provisioner_with(ProvisionerConfig::default())
     }
 
+    /// A Provisioner without leader election: the tests of this binary share one control
+    /// plane, each with its own repository, so each reconciles its own stores.
     fn provisioner_with(&self, config: ProvisionerConfig) -> Provisioner {
         Provisioner::new(
             self.client.clone(),
             self.repo.clone(),
             Arc::new(BlueprintRegistry::builtin().expect("blueprints")),
-            config,
+            ProvisionerConfig {
+                leader: None,
+                ..config
+            },
         )
     }
 
@@ -139,7 +144,7 @@ fn request(id: &StoreId) -> CreateStore {
         spec: spec(id),
         name: format!("Shop {id}"),
         blueprint: None,
-        admin_password: None,
+        inputs: Default::default(),
     }
 }
 
@@ -255,7 +260,7 @@ async fn a_chosen_admin_password_is_used() {
     let p = h.provisioner();
     let id = StoreId::generate();
     let mut req = request(&id);
-    req.admin_password = Some("correct horse battery staple".to_owned());
+    req.inputs = storefactory_core::blueprint::SecretInputs::one("admin_password", "correct horse battery staple");
     p.create(req).await.unwrap();
     let run = spawn(&p);
     h.wait_for(&id, StoreStatus::Ready).await;
@@ -264,7 +269,7 @@ async fn a_chosen_admin_password_is_used() {
         "correct horse battery staple"
     );
     let mut short = request(&StoreId::generate());
-    short.admin_password = Some("short".to_owned());
+    short.inputs = storefactory_core::blueprint::SecretInputs::one("admin_password", "short");
     assert!(p.create(short).await.is_err());
     cleanup(&p, &h, &id).await;
     run.abort();
@@ -347,7 +352,7 @@ async fn a_store_that_is_not_ready_by_the_deadline_fails() {
     let failed = h.wait_for(&id, StoreStatus::Failed).await;
     let reason = failed.reason.unwrap();
     assert!(
-        reason.contains("not ready within 3 s") && reason.contains("MySQL"),
+        reason.contains("not ready within 3 s") && reason.contains("mysql"),
         "{reason}"
     );
     cleanup(&p, &h, &id).await;

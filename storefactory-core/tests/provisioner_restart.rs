@@ -25,7 +25,10 @@ async fn stores_converge_when_the_apiserver_restarts_mid_flight() {
         client,
         repo.clone(),
         Arc::new(BlueprintRegistry::builtin().unwrap()),
-        ProvisionerConfig::default(),
+        ProvisionerConfig {
+            leader: None,
+            ..ProvisionerConfig::default()
+        },
     );
     let runner = provisioner.clone();
     let run = tokio::spawn(async move { runner.run().await });
@@ -39,7 +42,7 @@ async fn stores_converge_when_the_apiserver_restarts_mid_flight() {
                 spec,
                 name: String::new(),
                 blueprint: None,
-                admin_password: None,
+                inputs: Default::default(),
             })
             .await
             .unwrap();

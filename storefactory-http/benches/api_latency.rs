@@ -63,6 +63,7 @@ async fn run() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let db = Database::open(dir.path().join("bench.db")).await?;
     let mut config = ServerConfig::default();
+    config.provisioner.leader = None;
     config.admin_password = Some("bench-admin-password".to_owned());
     config.token_key = Some("k".repeat(32));
     let unused: http::Uri = "http://127.0.0.1:9".parse()?;

@@ -7,7 +7,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
-use storefactory_core::error::{RepositoryError, ValidationError};
+use storefactory_core::error::{ErrorKind, RepositoryError, ValidationError};
 use storefactory_core::provisioner::error_chain;
 
 /// An error answered to a client: a status, a stable machine-readable `code` and a message
@@ -158,38 +158,98 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<storefactory_core::Error> for ApiError {
-    fn from(error: storefactory_core::Error) -> Self {
-        use storefactory_core::Error as E;
-        match error {
-            E::Invalid(v) => ApiError::Invalid {
-                field: v.field,
-                message: v.message,
+/// What an error is about, for the words and codes of its answer.
+#[derive(Debug, Clone, Copy)]
+enum Subject {
+    /// A store operation (through the Provisioner and the cluster).
+    Store,
+    /// A user or a database operation.
+    User,
+}
+
+impl ApiError {
+    /// The answer to an error of `kind`: the one place where error kinds become statuses.
+    /// `field` names the input an `Invalid` error is about. A store that is missing and one
+    /// that is someone else's read the same. Failures that are not the client's are logged
+    /// here and answered without their internals.
+    fn of_kind(
+        kind: ErrorKind,
+        field: Option<&str>,
+        subject: Subject,
+        error: &dyn std::error::Error,
+    ) -> Self {
+        match kind {
+            ErrorKind::Invalid => {
+                let text = error.to_string();
+                let text = text.strip_prefix("invalid input: ").unwrap_or(&text);
+                match field {
+                    // The message of a validation error starts with its field already.
+                    Some(field) => ApiError::Invalid {
+                        field: field.to_owned(),
+                        message: text
+                            .strip_prefix(&format!("{field}: "))
+                            .unwrap_or(text)
+                            .to_owned(),
+                    },
+                    None => ApiError::Invalid {
+                        field: "request".to_owned(),
+                        message: text.to_owned(),
+                    },
+                }
+            }
+            ErrorKind::NotFound => match subject {
+                Subject::Store => ApiError::store_not_found(),
+                Subject::User => ApiError::NotFound(error.to_string()),
             },
-            E::UnknownBlueprint { name } => ApiError::Invalid {
-                field: "blueprint".to_owned(),
-                message: format!("unknown blueprint {name:?}"),
+            ErrorKind::AlreadyExists => ApiError::Conflict {
+                code: match subject {
+                    Subject::Store => "store_exists",
+                    Subject::User => "user_exists",
+                },
+                message: error.to_string(),
             },
-            E::StoreNotFound { .. } => ApiError::store_not_found(),
-            error @ E::InvalidState { .. } => ApiError::Conflict {
+            ErrorKind::Conflict => ApiError::Conflict {
                 code: "invalid_state",
                 message: error.to_string(),
             },
-            E::Repository(error) => error.into(),
-            E::Kube { operation, source } => {
-                if storefactory_core::error::kube_error_is_transient(&source) {
-                    tracing::warn!(%operation, error = %source, "cluster unavailable");
-                    ApiError::ClusterUnavailable(
+            ErrorKind::QuotaExceeded => ApiError::QuotaExceeded(quota_message(error)),
+            ErrorKind::Unavailable => {
+                tracing::warn!(error = %error_chain(error), "dependency unavailable");
+                match subject {
+                    Subject::Store => ApiError::ClusterUnavailable(
                         "the Kubernetes cluster cannot be reached right now; try again later"
                             .to_owned(),
-                    )
-                } else {
-                    tracing::error!(%operation, error = %error_chain(&source), "cluster refused");
-                    ApiError::ClusterError
+                    ),
+                    Subject::User => {
+                        ApiError::Unavailable("the database is busy; try again".to_owned())
+                    }
                 }
             }
-            error => ApiError::internal("store operation failed", &error),
+            ErrorKind::Cluster => {
+                tracing::error!(error = %error_chain(error), "cluster refused");
+                ApiError::ClusterError
+            }
+            _ => ApiError::internal("operation failed", error),
         }
+    }
+}
+
+/// The words of a quota error without the owner's name in front.
+fn quota_message(error: &dyn std::error::Error) -> String {
+    let text = error.to_string();
+    match text.split_once(": ") {
+        Some((head, rest)) if head.starts_with("quota exceeded") => rest.to_owned(),
+        _ => text,
+    }
+}
+
+impl From<storefactory_core::Error> for ApiError {
+    fn from(error: storefactory_core::Error) -> Self {
+        // A backend error is classified by the backend that raised it.
+        if let storefactory_core::Error::Repository(repository) = error {
+            return repository.into();
+        }
+        ApiError::of_kind(error.kind(), error.field(), Subject::Store, &error)
     }
 }
 
@@ -205,57 +265,25 @@ impl From<ValidationError> for ApiError {
 impl From<RepositoryError> for ApiError {
     fn from(error: RepositoryError) -> Self {
         match error {
-            RepositoryError::QuotaExceeded { message, .. } => ApiError::QuotaExceeded(message),
-            RepositoryError::NotFound { .. } => ApiError::store_not_found(),
-            error @ RepositoryError::InvalidTransition { .. } => ApiError::Conflict {
-                code: "invalid_state",
-                message: error.to_string(),
-            },
-            error @ RepositoryError::AlreadyExists { .. } => ApiError::Conflict {
-                code: "store_exists",
-                message: error.to_string(),
-            },
-            RepositoryError::Backend { operation, source } => {
+            RepositoryError::Backend { source, kind, .. } => {
                 match source.downcast::<storefactory_sql::Error>() {
                     Ok(sql) => (*sql).into(),
-                    Err(source) => {
-                        ApiError::internal(&format!("storage failed to {operation}"), &*source)
-                    }
+                    Err(source) => ApiError::of_kind(kind, None, Subject::User, &*source),
                 }
             }
+            error => ApiError::of_kind(error.kind(), None, Subject::Store, &error),
         }
     }
 }
 
 impl From<storefactory_sql::Error> for ApiError {
     fn from(error: storefactory_sql::Error) -> Self {
-        use storefactory_sql::Error as E;
-        match error {
-            error @ E::UserExists { .. } => ApiError::Conflict {
-                code: "user_exists",
-                message: error.to_string(),
-            },
-            error @ E::UserNotFound { .. } => ApiError::NotFound(error.to_string()),
-            E::InvalidUsername { username, reason } => ApiError::Invalid {
-                field: "username".to_owned(),
-                message: format!("{username:?} is not valid: {reason}"),
-            },
-            E::InvalidPassword { reason } => ApiError::Invalid {
-                field: "password".to_owned(),
-                message: reason.to_owned(),
-            },
-            E::QuotaExceeded { message, .. } => ApiError::QuotaExceeded(message),
-            E::StoreNotFound { .. } => ApiError::store_not_found(),
-            error @ E::StoreExists { .. } => ApiError::Conflict {
-                code: "store_exists",
-                message: error.to_string(),
-            },
-            error if error.is_transient() => {
-                tracing::warn!(error = %error_chain(&error), "database busy");
-                ApiError::Unavailable("the database is busy; try again".to_owned())
-            }
-            error => ApiError::internal("database operation failed", &error),
-        }
+        let subject = match &error {
+            storefactory_sql::Error::StoreNotFound { .. }
+            | storefactory_sql::Error::StoreExists { .. } => Subject::Store,
+            _ => Subject::User,
+        };
+        ApiError::of_kind(error.kind(), error.field(), subject, &error)
     }
 }
 

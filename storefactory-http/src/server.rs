@@ -93,12 +93,20 @@ impl Server {
             state,
         } = self;
         let mut background = tokio::task::JoinSet::new();
+        // Stops the reconciler on shutdown, which gives the leader Lease back so that another
+        // replica takes over at once.
+        let (stop_reconciler, reconciler_stopped) = tokio::sync::watch::channel(false);
+        let mut reconciler = None;
         if let Some(provisioner) = state.provisioner().cloned() {
-            background.spawn(async move {
-                if let Err(error) = provisioner.run().await {
+            let mut stopped = reconciler_stopped.clone();
+            reconciler = Some(tokio::spawn(async move {
+                let stop = async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                };
+                if let Err(error) = provisioner.run_until(stop).await {
                     tracing::error!(error = %error_chain(&error), "the reconciler stopped");
                 }
-            });
+            }));
             let probe = state.clone();
             background.spawn(async move {
                 let mut interval = tokio::time::interval(CLUSTER_CHECK_INTERVAL);
@@ -120,6 +128,14 @@ impl Server {
             })
             .await
             .map_err(|source| Error::Serve { source });
+        let _ = stop_reconciler.send(true);
+        if let Some(reconciler) = reconciler
+            && tokio::time::timeout(Duration::from_secs(5), reconciler)
+                .await
+                .is_err()
+        {
+            tracing::warn!("the reconciler did not stop in time");
+        }
         background.shutdown().await;
         tracing::info!("stopped");
         result

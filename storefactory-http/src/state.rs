@@ -92,16 +92,6 @@ impl AppState {
                 .map_err(|source| Error::LoadBlueprints { source })?;
             tracing::info!(dir = %dir.display(), ?loaded, "loaded blueprints");
         }
-        let cluster = client.map(|client| Cluster {
-            provisioner: Provisioner::new(
-                client,
-                Arc::new(db.clone()),
-                Arc::new(blueprints),
-                config.provisioner.clone(),
-            ),
-            reachable: AtomicBool::new(true),
-            last_error: Mutex::new(None),
-        });
         let key = match &config.token_key {
             Some(key) => key.clone(),
             None => db
@@ -113,6 +103,21 @@ impl AppState {
                 })?,
         };
         let tokens = TokenKeys::new(key.as_bytes(), config.token_ttl)?;
+        // Values chosen at creation are sealed under a key of the same secret, so that every
+        // replica sharing it (and the database) can open them.
+        let mut provisioner_config = config.provisioner.clone();
+        provisioner_config.sealing_key =
+            storefactory_core::seal::SealingKey::derive(key.as_bytes());
+        let cluster = client.map(|client| Cluster {
+            provisioner: Provisioner::new(
+                client,
+                Arc::new(db.clone()),
+                Arc::new(blueprints),
+                provisioner_config,
+            ),
+            reachable: AtomicBool::new(true),
+            last_error: Mutex::new(None),
+        });
         let cors_origins = config
             .cors_origins
             .iter()

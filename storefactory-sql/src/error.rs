@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use storefactory_core::error::RepositoryError;
+use storefactory_core::error::{ErrorKind, RepositoryError};
 use storefactory_core::spec::StoreId;
 use storefactory_core::store::StoreStatus;
 
@@ -197,6 +197,29 @@ impl Error {
         )
     }
 
+    /// What kind of failure this is: the edges choose their codes from it.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::UserExists { .. } | Error::StoreExists { .. } => ErrorKind::AlreadyExists,
+            Error::UserNotFound { .. } | Error::StoreNotFound { .. } => ErrorKind::NotFound,
+            Error::InvalidUsername { .. } | Error::InvalidPassword { .. } => ErrorKind::Invalid,
+            Error::InvalidTransition { .. } => ErrorKind::Conflict,
+            Error::QuotaExceeded { .. } => ErrorKind::QuotaExceeded,
+            error if error.is_transient() => ErrorKind::Unavailable,
+            Error::Shutdown => ErrorKind::Unavailable,
+            _ => ErrorKind::Internal,
+        }
+    }
+
+    /// The field an [`ErrorKind::Invalid`] error is about.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            Error::InvalidUsername { .. } => Some("username"),
+            Error::InvalidPassword { .. } => Some("password"),
+            _ => None,
+        }
+    }
+
     /// Translates the error for core's storage port, keeping the kinds the Provisioner
     /// acts on (quota, already exists, not found) and wrapping the rest as backend failures.
     pub(crate) fn into_repository(self, operation: &str) -> RepositoryError {
@@ -211,6 +234,7 @@ impl Error {
             }
             other => RepositoryError::Backend {
                 operation: operation.to_owned(),
+                kind: other.kind(),
                 source: Box::new(other),
             },
         }

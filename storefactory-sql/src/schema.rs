@@ -83,8 +83,23 @@ ALTER TABLE users ADD COLUMN password_changed_at INTEGER NOT NULL DEFAULT 0;
 UPDATE users SET password_changed_at = updated_at;
 "#;
 
+/// Version 3: the engine's own bookkeeping of a store — the UID of its namespace and the
+/// sealed values chosen at creation — and one feed of every store's events, in the order they
+/// were recorded, through which processes sharing the database follow each other.
+const V3: &str = r#"
+ALTER TABLE stores ADD COLUMN namespace_uid TEXT;
+ALTER TABLE stores ADD COLUMN sealed_inputs TEXT;
+CREATE TABLE event_feed (
+    pos      INTEGER PRIMARY KEY AUTOINCREMENT,
+    store_id TEXT NOT NULL,
+    seq      INTEGER NOT NULL,
+    FOREIGN KEY (store_id, seq) REFERENCES store_events (store_id, seq) ON DELETE CASCADE
+) STRICT;
+CREATE INDEX event_feed_event ON event_feed (store_id, seq);
+"#;
+
 /// Every migration, in order; the schema version of a database is how many were applied.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build creates and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

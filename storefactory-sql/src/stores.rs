@@ -11,8 +11,8 @@ use crate::db::Database;
 use crate::error::{Error, QueryContext, Result};
 use crate::users::usage_of;
 
-const STORE_COLUMNS: &str =
-    "id, owner, name, status, reason, blueprint, spec, created_at, updated_at";
+const STORE_COLUMNS: &str = "id, owner, name, status, reason, blueprint, spec, created_at, \
+     updated_at, namespace_uid, sealed_inputs";
 
 /// A row selected with [`STORE_COLUMNS`], before its text columns are decoded.
 struct StoreRow {
@@ -25,6 +25,8 @@ struct StoreRow {
     spec: String,
     created_at: i64,
     updated_at: i64,
+    namespace_uid: Option<String>,
+    sealed_inputs: Option<String>,
 }
 
 impl StoreRow {
@@ -39,6 +41,8 @@ impl StoreRow {
             spec: row.get(6)?,
             created_at: row.get(7)?,
             updated_at: row.get(8)?,
+            namespace_uid: row.get(9)?,
+            sealed_inputs: row.get(10)?,
         })
     }
 
@@ -58,6 +62,8 @@ impl StoreRow {
                 .map_err(|e| corrupt("store spec", e.to_string()))?,
             created_at: Timestamp(self.created_at),
             updated_at: Timestamp(self.updated_at),
+            namespace_uid: self.namespace_uid,
+            sealed_inputs: self.sealed_inputs,
         })
     }
 }
@@ -126,7 +132,8 @@ fn insert_store(conn: &mut Connection, record: &StoreRecord) -> Result<()> {
         .during("replace deleted store")?;
     tx.prepare_cached(
         "INSERT INTO stores (id, owner, name, status, reason, host, storage_gib, blueprint, \
-         spec, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+         spec, created_at, updated_at, namespace_uid, sealed_inputs) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -141,6 +148,8 @@ fn insert_store(conn: &mut Connection, record: &StoreRecord) -> Result<()> {
             spec,
             record.created_at.0,
             record.updated_at.0,
+            record.namespace_uid,
+            record.sealed_inputs,
         ])
     })
     .during("insert store")?;
@@ -184,6 +193,9 @@ fn append_event(
             })
         })
         .during("append event")?;
+    tx.prepare_cached("INSERT INTO event_feed (store_id, seq) VALUES (?1, ?2)")
+        .and_then(|mut stmt| stmt.execute(params![id.as_str(), seq]))
+        .during("append event to the feed")?;
     tx.commit().during("commit event append")?;
     Ok(StoreEvent {
         seq,
@@ -217,6 +229,48 @@ fn events_after(conn: &Connection, id: &StoreId, after_seq: i64) -> Result<Vec<S
                     message: e.to_string(),
                 })?,
             })
+        })
+        .collect()
+}
+
+fn feed(conn: &Connection, after: i64, limit: usize) -> Result<Vec<(i64, StoreEvent)>> {
+    let rows: Vec<(i64, String, i64, i64, String)> = conn
+        .prepare_cached(
+            "SELECT f.pos, e.store_id, e.seq, e.at, e.body FROM event_feed f \
+             JOIN store_events e ON e.store_id = f.store_id AND e.seq = f.seq \
+             WHERE f.pos > ?1 ORDER BY f.pos LIMIT ?2",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_map(
+                params![after, i64::try_from(limit).unwrap_or(i64::MAX)],
+                |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ))
+                },
+            )?
+            .collect()
+        })
+        .during("read the event feed")?;
+    let corrupt = |message: String| Error::Corrupt {
+        what: "store event",
+        message,
+    };
+    rows.into_iter()
+        .map(|(pos, store_id, seq, at, body)| {
+            Ok((
+                pos,
+                StoreEvent {
+                    seq,
+                    store_id: StoreId::new(store_id).map_err(|e| corrupt(e.to_string()))?,
+                    at: Timestamp(at),
+                    kind: serde_json::from_str(&body).map_err(|e| corrupt(e.to_string()))?,
+                },
+            ))
         })
         .collect()
 }
@@ -341,5 +395,54 @@ impl StoreRepository for Database {
         self.read(move |conn| events_after(conn, &id, after_seq))
             .await
             .map_err(|e| e.into_repository("read store events"))
+    }
+
+    async fn set_namespace_uid(&self, id: &StoreId, uid: &str) -> Result<(), RepositoryError> {
+        let id = id.clone();
+        let uid = uid.to_owned();
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached("UPDATE stores SET namespace_uid = ?2 WHERE id = ?1")
+                .and_then(|mut stmt| stmt.execute(params![id.as_str(), uid]))
+                .during("record namespace uid")?;
+            if changed == 0 {
+                return Err(Error::StoreNotFound { id });
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.into_repository("record namespace uid"))
+    }
+
+    async fn clear_sealed_inputs(&self, id: &StoreId) -> Result<(), RepositoryError> {
+        let id = id.clone();
+        self.write(move |conn| {
+            conn.prepare_cached("UPDATE stores SET sealed_inputs = NULL WHERE id = ?1")
+                .and_then(|mut stmt| stmt.execute([id.as_str()]))
+                .during("clear sealed inputs")
+                .map(drop)
+        })
+        .await
+        .map_err(|e| e.into_repository("clear sealed inputs"))
+    }
+
+    async fn feed(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, StoreEvent)>, RepositoryError> {
+        self.read(move |conn| feed(conn, after, limit))
+            .await
+            .map_err(|e| e.into_repository("read the event feed"))
+    }
+
+    async fn feed_head(&self) -> Result<i64, RepositoryError> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT coalesce(max(pos), 0) FROM event_feed")
+                .and_then(|mut stmt| stmt.query_row([], |row| row.get(0)))
+                .during("read the feed head")
+        })
+        .await
+        .map_err(|e| e.into_repository("read the feed head"))
     }
 }

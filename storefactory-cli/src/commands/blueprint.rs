@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use serde::Serialize;
-use storefactory_core::blueprint::{BlueprintMeta, StoreSecrets};
+use storefactory_core::blueprint::{BlueprintMeta, SecretInputs, SecretValues};
 use storefactory_core::manifest::Manifest;
 use storefactory_core::spec::StoreId;
 
@@ -58,15 +58,6 @@ pub fn run(ctx: &Context, command: BlueprintCommand) -> Result<()> {
     }
 }
 
-/// Placeholder passwords: obviously not real, and each names its purpose.
-fn placeholder_secrets() -> StoreSecrets {
-    StoreSecrets {
-        mysql_root_password: "REPLACE_ME_mysql_root_password".to_owned(),
-        mysql_password: "REPLACE_ME_mysql_password".to_owned(),
-        admin_password: "REPLACE_ME_wordpress_admin_password".to_owned(),
-    }
-}
-
 /// Moves a Secret's `data` to `stringData`, so that placeholders read as what they are.
 fn readable_secret(manifest: Manifest) -> Manifest {
     match manifest {
@@ -92,12 +83,13 @@ fn render(ctx: &Context, args: RenderArgs) -> Result<()> {
     let id = args.spec.id.clone().unwrap_or_else(StoreId::generate);
     let spec = convert::build_spec(&args.spec, id, products.as_deref())?;
     let registry = ctx.blueprints()?;
-    let secrets = if args.generate_secrets {
-        StoreSecrets::generate(None)
+    let inputs = SecretInputs::none();
+    let values = if args.generate_secrets {
+        SecretValues::Generate(&inputs)
     } else {
-        placeholder_secrets()
+        SecretValues::Placeholders
     };
-    let manifests = registry.render(&args.spec.blueprint, &spec, &secrets)?;
+    let manifests = registry.render(&args.spec.blueprint, &spec, values)?;
     let values: Vec<serde_json::Value> = manifests
         .into_iter()
         .map(|m| {
@@ -138,7 +130,7 @@ mod tests {
         let spec = StoreSpec::new(StoreId::new("ab12").unwrap(), "admin", "a.example");
         let registry = BlueprintRegistry::builtin().unwrap();
         let manifests = registry
-            .render(DEFAULT_BLUEPRINT, &spec, &placeholder_secrets())
+            .render(DEFAULT_BLUEPRINT, &spec, SecretValues::Placeholders)
             .unwrap();
         let secrets: Vec<_> = manifests
             .into_iter()

@@ -9,12 +9,12 @@ use k8s_openapi::api::authorization::v1::{
 };
 use k8s_openapi::api::networking::v1::IngressClass;
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{ApiResource, ListParams, PostParams};
-use kube::core::GroupVersionKind;
+use kube::api::{ListParams, PostParams};
+use storefactory_core::manifest::Manifest;
 use kube::{Api, Client, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use storefactory_core::blueprint::{BlueprintRegistry, DEFAULT_BLUEPRINT, StoreSecrets};
+use storefactory_core::blueprint::{BlueprintRegistry, DEFAULT_BLUEPRINT, SecretValues};
 use storefactory_core::provisioner::error_chain;
 use storefactory_core::spec::{StoreId, StoreSpec};
 
@@ -29,6 +29,8 @@ use crate::output;
 const OBJECT_VERBS: &[&str] = &["create", "patch", "get", "list", "watch", "delete"];
 /// Verbs on namespaces: each store has one, applied, watched and deleted with the store.
 const NAMESPACE_VERBS: &[&str] = &["create", "patch", "get", "list", "watch", "delete"];
+/// The leader Lease is read, created once and renewed (updated).
+const LEASE_VERBS: &[&str] = &["get", "create", "update"];
 /// Pods are only observed, for readiness and failure reasons.
 const POD_VERBS: &[&str] = &["get", "list", "watch"];
 
@@ -47,14 +49,17 @@ pub struct Permission {
     pub group: String,
     /// The resource, plural, e.g. `deployments`.
     pub resource: String,
+    /// The namespace it is needed in; `None` for every namespace (or cluster-wide).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 impl std::fmt::Display for Permission {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let scope = if self.resource == "namespaces" {
-            "cluster-wide"
-        } else {
-            "in all namespaces"
+        let scope = match &self.namespace {
+            Some(namespace) => format!("in namespace {namespace}"),
+            None if self.resource == "namespaces" => "cluster-wide".to_owned(),
+            None => "in all namespaces".to_owned(),
         };
         if self.group.is_empty() {
             write!(f, "{} {} ({scope})", self.verb, self.resource)
@@ -113,21 +118,23 @@ struct Report {
 
 /// The permissions the platform needs to provision stores of every blueprint in `registry`:
 /// derived from the objects the blueprints render, so they cannot drift apart.
-pub fn required_permissions(registry: &BlueprintRegistry) -> (Vec<Permission>, Vec<Check>) {
+pub fn required_permissions(
+    registry: &BlueprintRegistry,
+    lease_namespace: &str,
+) -> (Vec<Permission>, Vec<Check>) {
     let mut warnings = Vec::new();
-    let mut kinds: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut kinds: BTreeSet<String> = BTreeSet::new();
     let mut spec = StoreSpec::new(
         StoreId::new("doctor").unwrap_or_else(|_| StoreId::generate()),
         "admin",
         "store-doctor.storefactory.local",
     );
     spec.products = Vec::new();
-    let secrets = StoreSecrets::generate(None);
     for name in registry.names() {
-        match registry.render(name, &spec, &secrets) {
+        match registry.render(name, &spec, SecretValues::Placeholders) {
             Ok(manifests) => {
                 for m in manifests {
-                    kinds.insert((m.api_version().to_owned(), m.kind().to_owned()));
+                    kinds.insert(m.kind().to_owned());
                 }
             }
             Err(error) if name != DEFAULT_BLUEPRINT => warnings.push(Check::new(
@@ -156,18 +163,26 @@ pub fn required_permissions(registry: &BlueprintRegistry) -> (Vec<Permission>, V
                 verb: (*verb).to_owned(),
                 group: group.to_owned(),
                 resource: resource.to_owned(),
+                namespace: None,
             });
         }
     };
     add("", "namespaces", NAMESPACE_VERBS);
     add("", "pods", POD_VERBS);
-    for (api_version, kind) in &kinds {
-        if kind == "Namespace" {
+    for resource in Manifest::api_resources() {
+        if resource.kind == "Namespace" || !kinds.contains(&resource.kind) {
             continue;
         }
-        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
-        add(group, &resource.plural, OBJECT_VERBS);
+        add(&resource.group, &resource.plural, OBJECT_VERBS);
+    }
+    // The leader Lease, in the platform's own namespace.
+    for verb in LEASE_VERBS {
+        permissions.insert(Permission {
+            verb: (*verb).to_owned(),
+            group: "coordination.k8s.io".to_owned(),
+            resource: "leases".to_owned(),
+            namespace: Some(lease_namespace.to_owned()),
+        });
     }
     // Namespaces first, then by group and resource, verbs in their usual order.
     let order = |p: &Permission| {
@@ -175,7 +190,10 @@ pub fn required_permissions(registry: &BlueprintRegistry) -> (Vec<Permission>, V
             p.resource != "namespaces",
             p.group.clone(),
             p.resource.clone(),
-            OBJECT_VERBS.iter().position(|v| *v == p.verb),
+            OBJECT_VERBS
+                .iter()
+                .chain(LEASE_VERBS)
+                .position(|v| *v == p.verb),
         )
     };
     let mut permissions: Vec<Permission> = permissions.into_iter().collect();
@@ -190,6 +208,7 @@ async fn allowed(client: &Client, permission: &Permission) -> Result<bool, kube:
                 verb: Some(permission.verb.clone()),
                 group: Some(permission.group.clone()),
                 resource: Some(permission.resource.clone()),
+                namespace: permission.namespace.clone(),
                 ..ResourceAttributes::default()
             }),
             ..SelfSubjectAccessReviewSpec::default()
@@ -388,7 +407,7 @@ fn render_human(report: &Report) -> String {
 /// Runs `doctor`.
 pub async fn run(ctx: &Context, args: DoctorArgs) -> Result<()> {
     let registry = ctx.blueprints()?;
-    let (permissions, mut checks) = required_permissions(&registry);
+    let (permissions, mut checks) = required_permissions(&registry, &ctx.global.lease_namespace);
     let mut report = Report {
         ok: false,
         server: None,
@@ -476,7 +495,7 @@ mod tests {
     #[test]
     fn permissions_cover_every_kind_the_builtin_blueprint_creates() {
         let registry = BlueprintRegistry::builtin().unwrap();
-        let (permissions, warnings) = required_permissions(&registry);
+        let (permissions, warnings) = required_permissions(&registry, "storefactory");
         assert!(warnings.is_empty(), "{warnings:?}");
         let has = |verb: &str, group: &str, resource: &str| {
             permissions

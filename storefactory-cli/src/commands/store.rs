@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use serde::Serialize;
-use storefactory_core::blueprint::validate_admin_password;
+use storefactory_core::blueprint::{SecretInputs, validate_admin_password};
 use storefactory_core::port::{StoreFilter, StoreRepository};
 use storefactory_core::provisioner::{CreateStore, Provisioner, ProvisionerConfig, error_chain};
 use storefactory_core::spec::StoreId;
@@ -124,6 +124,7 @@ async fn provisioner(ctx: &Context, db: &Database, id: &StoreId) -> Result<Provi
         Arc::new(ctx.blueprints()?),
         ProvisionerConfig {
             only: Some(HashSet::from([id.clone()])),
+            leader: Some(ctx.leader()),
             ..ProvisionerConfig::default()
         },
     ))
@@ -139,7 +140,7 @@ async fn audit(db: &Database, action: &str, id: &StoreId, detail: String) {
 /// One reconcile pass: applies (or deletes) what the record asks for, so that the command
 /// does its part even when no server is running and --wait was not given.
 async fn reconcile_once(provisioner: &Provisioner, id: &StoreId) -> Result<()> {
-    provisioner.reconcile(id).await.map(drop).map_err(|error| {
+    provisioner.reconcile_once(id).await.map(drop).map_err(|error| {
         let code = if error.is_transient() {
             Code::Cluster
         } else {
@@ -207,7 +208,9 @@ async fn create(ctx: &Context, args: CreateArgs) -> Result<()> {
             spec,
             name: args.name.clone().unwrap_or_default(),
             blueprint: Some(args.spec.blueprint.clone()),
-            admin_password,
+            inputs: admin_password
+                .map(|password| SecretInputs::one("admin_password", password))
+                .unwrap_or_default(),
         })
         .await
         .with_context(|| format!("cannot create store {id}"))?;

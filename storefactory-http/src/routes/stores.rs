@@ -7,6 +7,7 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use storefactory_core::port::{StoreFilter, StoreRepository};
 use storefactory_core::product::{parse_product_json, parse_products};
+use storefactory_core::blueprint::SecretInputs;
 use storefactory_core::provisioner::CreateStore;
 use storefactory_core::spec::{Quantity, StoreId, StoreSpec, TlsSpec};
 use storefactory_core::store::{StoreRecord, StoreStatus};
@@ -151,7 +152,11 @@ impl CreateStoreBody {
             spec,
             name,
             blueprint: None,
-            admin_password: self.admin_password,
+            // The built-in blueprint's input for the WordPress administrator's password.
+            inputs: self
+                .admin_password
+                .map(|password| SecretInputs::one("admin_password", password))
+                .unwrap_or_default(),
         })
     }
 }

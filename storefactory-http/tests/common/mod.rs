@@ -29,6 +29,9 @@ pub fn config() -> ServerConfig {
     config.admin_password = Some(ADMIN_PASSWORD.to_owned());
     config.token_key = Some(TOKEN_KEY.to_owned());
     config.max_failed_logins = 3;
+    // The tests of a binary share one control plane, each with a database of its own: each
+    // server reconciles its own stores, without electing a leader among them.
+    config.provisioner.leader = None;
     config
 }
 

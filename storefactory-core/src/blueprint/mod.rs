@@ -20,6 +20,10 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+pub mod lifecycle;
+
+pub use lifecycle::{Lifecycle, SecretInputs, SecretValues};
+
 use crate::error::{Error, Result, ValidationError};
 use crate::manifest::Manifest;
 use crate::spec::{StoreSpec, TlsSpec};
@@ -41,23 +45,6 @@ const FILES_DIR: &str = "files/";
 static EMBEDDED: &[(&str, &str, &str)] =
     include!(concat!(env!("OUT_DIR"), "/embedded_blueprints.rs"));
 
-/// The generated secrets of a store. Never stored outside the store's Kubernetes Secret.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoreSecrets {
-    /// Password of MySQL's root user.
-    pub mysql_root_password: String,
-    /// Password of the MySQL user WordPress connects as.
-    pub mysql_password: String,
-    /// Password of the WordPress administrator.
-    pub admin_password: String,
-}
-
-impl fmt::Debug for StoreSecrets {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("StoreSecrets { .. }")
-    }
-}
-
 /// A random password of `len` letters and digits from the operating system's CSPRNG.
 pub fn generate_password(len: usize) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
@@ -67,19 +54,8 @@ pub fn generate_password(len: usize) -> String {
         .collect()
 }
 
-impl StoreSecrets {
-    /// Three fresh, different passwords; `admin_password` is used for the WordPress
-    /// administrator when given.
-    pub fn generate(admin_password: Option<String>) -> Self {
-        StoreSecrets {
-            mysql_root_password: generate_password(32),
-            mysql_password: generate_password(32),
-            admin_password: admin_password.unwrap_or_else(|| generate_password(20)),
-        }
-    }
-}
-
-/// Checks a password chosen by a user for the WordPress administrator.
+/// Checks a password chosen by a user for an input of a generated Secret (see
+/// [`Lifecycle::check_inputs`], which applies the same rules).
 pub fn validate_admin_password(password: &str) -> std::result::Result<(), ValidationError> {
     let len = password.chars().count();
     if !(12..=128).contains(&len) {
@@ -117,6 +93,9 @@ pub struct BlueprintMeta {
     /// Extra parameters, read by templates as `params.<name>`.
     #[serde(default)]
     pub parameters: BTreeMap<String, ParameterMeta>,
+    /// What makes a store ready, which Secrets are generated, which credentials are shown.
+    #[serde(default)]
+    pub lifecycle: Lifecycle,
 }
 
 /// One blueprint: metadata, templates in render order, and data files.
@@ -170,6 +149,9 @@ impl Blueprint {
             }
         }
         let meta = meta.ok_or_else(|| load_error(format!("{METADATA_FILE} is missing")))?;
+        meta.lifecycle
+            .check()
+            .map_err(|e| load_error(format!("{METADATA_FILE}: lifecycle: {e}")))?;
         if templates.is_empty() {
             return Err(load_error(format!("no {TEMPLATE_SUFFIX} templates")));
         }
@@ -205,6 +187,11 @@ impl Blueprint {
     /// Its metadata.
     pub fn meta(&self) -> &BlueprintMeta {
         &self.meta
+    }
+
+    /// Its declared lifecycle.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.meta.lifecycle
     }
 
     /// File names of its templates, in render order.
@@ -392,37 +379,59 @@ impl BlueprintRegistry {
             })
     }
 
-    /// Validates `spec` and renders the objects of the store with blueprint `name`, in the
-    /// order they are to be applied, each labelled as managed by Storefactory.
+    /// Validates `spec` and renders every object of the store with blueprint `name`, its
+    /// generated Secrets included (filled in as `values` says), in the order they are to be
+    /// applied, each labelled as managed by Storefactory.
     pub fn render(
         &self,
         name: &str,
         spec: &StoreSpec,
-        secrets: &StoreSecrets,
+        values: SecretValues<'_>,
     ) -> Result<Vec<Manifest>> {
-        spec.validate()?;
         let blueprint = self.get(name)?;
-        let params = resolve_params(blueprint, spec)?;
+        let context = render_context(blueprint, spec)?;
+        let mut manifests = self.render_templates(blueprint, spec, &context)?;
+        manifests.extend(self.render_secrets(blueprint, spec, &context, values)?);
+        manifests.sort_by_key(Manifest::apply_rank);
+        check_volume_quota(blueprint, spec, &manifests)?;
+        Ok(manifests)
+    }
+
+    fn render_secrets(
+        &self,
+        blueprint: &Blueprint,
+        spec: &StoreSpec,
+        context: &serde_json::Value,
+        values: SecretValues<'_>,
+    ) -> Result<Vec<Manifest>> {
         let namespace = spec.namespace();
-        let context = json!({
-            "store": spec,
-            "namespace": namespace,
-            "url": spec.url(),
-            "storage_gib": spec.storage_gib(),
-            "products_json": serde_json::to_string(&spec.products).unwrap_or_default(),
-            "secrets": secrets,
-            "params": params,
-            "files": blueprint.files,
-            "blueprint": blueprint.name,
-            "ingress": ingress_context(spec),
-        });
+        let labels = store_labels(spec, blueprint.name());
+        let mut secrets =
+            lifecycle::render_secrets(&blueprint.meta.lifecycle, context, &namespace, values)
+                .map_err(|message| Error::ParseManifest {
+                    template: format!("{}/{METADATA_FILE}", blueprint.name()),
+                    message,
+                })?;
+        for secret in &mut secrets {
+            secret.add_labels(&labels);
+        }
+        Ok(secrets)
+    }
+
+    fn render_templates(
+        &self,
+        blueprint: &Blueprint,
+        spec: &StoreSpec,
+        context: &serde_json::Value,
+    ) -> Result<Vec<Manifest>> {
+        let namespace = spec.namespace();
         let labels = store_labels(spec, blueprint.name());
         let mut manifests = Vec::new();
         for (template, _) in &blueprint.templates {
             let key = template_key(blueprint.name(), template);
             let rendered =
                 self.handlebars
-                    .render(&key, &context)
+                    .render(&key, context)
                     .map_err(|e| Error::RenderTemplate {
                         template: key.clone(),
                         source: Box::new(e),
@@ -434,6 +443,14 @@ impl BlueprintRegistry {
             for document in yaml::parse_documents(&rendered).map_err(parse_error)? {
                 let mut manifest = Manifest::from_value(document).map_err(parse_error)?;
                 check_placement(&manifest, &namespace).map_err(parse_error)?;
+                if manifest.kind() == "Secret" && blueprint.lifecycle().generates(manifest.name())
+                {
+                    return Err(parse_error(format!(
+                        "{} is a generated secret (lifecycle.secrets); templates may not \
+                         render it",
+                        manifest.describe()
+                    )));
+                }
                 manifest.add_labels(&labels);
                 manifests.push(manifest);
             }
@@ -447,9 +464,54 @@ impl BlueprintRegistry {
                 });
             }
         }
-        manifests.sort_by_key(Manifest::apply_rank);
         Ok(manifests)
     }
+}
+
+/// Validates `spec` and builds what templates see.
+fn render_context(blueprint: &Blueprint, spec: &StoreSpec) -> Result<serde_json::Value> {
+    spec.validate()?;
+    let params = resolve_params(blueprint, spec)?;
+    Ok(json!({
+        "store": spec,
+        "namespace": spec.namespace(),
+        "url": spec.url(),
+        "storage_gib": spec.storage_gib(),
+        "products_json": serde_json::to_string(&spec.products).unwrap_or_default(),
+        "params": params,
+        "files": blueprint.files,
+        "blueprint": blueprint.name,
+        "ingress": ingress_context(spec),
+    }))
+}
+
+/// The store's quota must admit the volume claims its objects make: a quota that cannot is
+/// a request that would never become ready.
+fn check_volume_quota(blueprint: &Blueprint, spec: &StoreSpec, manifests: &[Manifest]) -> Result<()> {
+    let claims: u64 = manifests
+        .iter()
+        .map(|m| match m {
+            Manifest::PersistentVolumeClaim(_) => 1,
+            Manifest::StatefulSet(s) => s.spec.as_ref().map_or(0, |s| {
+                let replicas = u64::try_from(s.replicas.unwrap_or(1)).unwrap_or_default();
+                let templates = s.volume_claim_templates.as_ref().map_or(0, Vec::len);
+                replicas.saturating_mul(u64::try_from(templates).unwrap_or(u64::MAX))
+            }),
+            _ => 0,
+        })
+        .sum();
+    if claims > u64::from(spec.quota.persistent_volume_claims) {
+        return Err(ValidationError::new(
+            "quota.persistent_volume_claims",
+            format!(
+                "blueprint {} makes {claims} volume claims; the quota allows {}",
+                blueprint.name(),
+                spec.quota.persistent_volume_claims
+            ),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// What the Ingress template needs beyond the spec: all annotations (the user's plus

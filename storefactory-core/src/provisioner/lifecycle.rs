@@ -1,0 +1,266 @@
+//! The lifecycle operations: create, delete, retry, credentials, and the status changes and
+//! events that narrate them.
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::{DeleteParams, PropagationPolicy};
+
+use super::{CreateStore, Credentials, Provisioner, lock};
+use crate::blueprint::SecretValues;
+use crate::blueprint::lifecycle::WorkloadKind;
+use crate::error::{Error, Result};
+use crate::spec::StoreId;
+use crate::store::{EventKind, StoreEvent, StoreRecord, StoreStatus, Timestamp};
+
+impl Provisioner {
+    /// Validates the request, renders it once to catch template errors, records the store as
+    /// `initialized` (with the chosen secret values sealed) and queues its provisioning.
+    /// Returns at once.
+    ///
+    /// The repository's insert is the quota hook: it fails with
+    /// [`crate::error::RepositoryError::QuotaExceeded`] when the owner has no room.
+    pub async fn create(&self, request: CreateStore) -> Result<StoreRecord> {
+        let CreateStore {
+            spec,
+            name,
+            blueprint,
+            inputs,
+        } = request;
+        let blueprint = blueprint.unwrap_or_else(|| self.inner.config.default_blueprint.clone());
+        let lifecycle = self.inner.blueprints.get(&blueprint)?.lifecycle();
+        lifecycle.check_inputs(&inputs)?;
+        // Rendering validates the spec and proves the blueprint works for it before anything
+        // is recorded.
+        self.inner
+            .blueprints
+            .render(&blueprint, &spec, SecretValues::Placeholders)?;
+        let name = if name.trim().is_empty() {
+            spec.id.to_string()
+        } else {
+            name.trim().to_owned()
+        };
+        let mut record = StoreRecord::new(spec, name, blueprint);
+        if !inputs.is_empty() {
+            let json = serde_json::to_vec(&inputs).unwrap_or_default();
+            record.sealed_inputs = Some(self.inner.config.sealing_key.seal(record.id.as_str(), &json));
+        }
+        self.inner.repo.insert_store(&record).await?;
+        self.record(
+            &record.id,
+            EventKind::Status {
+                status: StoreStatus::Initialized,
+                reason: None,
+            },
+        )
+        .await?;
+        self.enqueue(&record.id);
+        record.sealed_inputs = None;
+        Ok(record)
+    }
+
+    /// Marks the store `deleting` and queues the deletion of its namespace; the record becomes
+    /// `deleted` once the namespace is gone. Repeating it is harmless.
+    pub async fn delete(&self, id: &StoreId) -> Result<StoreRecord> {
+        let record = self.live_record(id).await?;
+        let record = if record.status == StoreStatus::Deleting {
+            record
+        } else {
+            self.transition(id, StoreStatus::Deleting, None).await?
+        };
+        self.enqueue(id);
+        Ok(record)
+    }
+
+    /// Provisions a failed store again: the Jobs its blueprint reruns on retry are replaced
+    /// and the deadline starts anew.
+    pub async fn retry(&self, id: &StoreId) -> Result<StoreRecord> {
+        let record = self.live_record(id).await?;
+        if record.status != StoreStatus::Failed {
+            return Err(Error::InvalidState {
+                id: id.clone(),
+                status: record.status,
+                operation: "retry (only failed stores can be retried)",
+            });
+        }
+        let lifecycle = self.inner.blueprints.get(&record.blueprint)?.lifecycle();
+        let jobs: Api<Job> = Api::namespaced(self.inner.client.clone(), &id.namespace());
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..DeleteParams::default()
+        };
+        for job in lifecycle
+            .ready
+            .iter()
+            .filter(|r| r.kind == WorkloadKind::Job && r.rerun_on_retry)
+        {
+            match jobs.delete(&job.name, &params).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(source) => {
+                    return Err(Error::Kube {
+                        operation: format!("delete Job {}/{}", id.namespace(), job.name),
+                        source,
+                    });
+                }
+            }
+        }
+        let record = self
+            .transition(id, StoreStatus::Provisioning, Some("retried"))
+            .await?;
+        self.enqueue(id);
+        Ok(record)
+    }
+
+    /// The credentials the store's blueprint shows its owner, read from the store's Secret.
+    pub async fn credentials(&self, id: &StoreId) -> Result<Credentials> {
+        let record = self.live_record(id).await?;
+        let blueprint = self.inner.blueprints.get(&record.blueprint)?;
+        let Some(declared) = &blueprint.lifecycle().credentials else {
+            return Err(Error::InvalidState {
+                id: id.clone(),
+                status: record.status,
+                operation: "read credentials (its blueprint shows none)",
+            });
+        };
+        let secrets: Api<Secret> = Api::namespaced(self.inner.client.clone(), &id.namespace());
+        let secret = match secrets.get_opt(&declared.secret).await {
+            Ok(Some(secret)) => secret,
+            Ok(None) => {
+                return Err(Error::InvalidState {
+                    id: id.clone(),
+                    status: record.status,
+                    operation: "read credentials (not created yet)",
+                });
+            }
+            Err(source) => {
+                return Err(Error::Kube {
+                    operation: format!("read Secret {}/{}", id.namespace(), declared.secret),
+                    source,
+                });
+            }
+        };
+        let field = |key: &str| {
+            secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+                .unwrap_or_default()
+        };
+        Ok(Credentials {
+            username: field(&declared.username_key),
+            password: field(&declared.password_key),
+            admin_url: format!("{}{}", record.spec.url(), declared.path),
+        })
+    }
+
+    pub(super) async fn live_record(&self, id: &StoreId) -> Result<StoreRecord> {
+        match self.inner.repo.get_store(id).await? {
+            Some(record) if record.status != StoreStatus::Deleted => Ok(record),
+            _ => Err(Error::StoreNotFound { id: id.clone() }),
+        }
+    }
+
+    /// Records an event, publishes it, and remembers it as this process's own so that the
+    /// feed does not publish it again.
+    pub(super) async fn record(&self, id: &StoreId, kind: EventKind) -> Result<StoreEvent> {
+        // Held across the append, so that the feed cannot pass the event before it is known
+        // as ours.
+        let mut own = self.inner.own_events.lock().await;
+        let event = self
+            .inner
+            .repo
+            .append_event(id, Timestamp::now(), &kind)
+            .await?;
+        if self.inner.running.load(std::sync::atomic::Ordering::Acquire) {
+            own.insert((event.store_id.clone(), event.seq));
+        }
+        drop(own);
+        let _ = self.inner.events.send(event.clone());
+        Ok(event)
+    }
+
+    pub(super) async fn step(
+        &self,
+        id: &StoreId,
+        step: &str,
+        message: impl Into<String>,
+    ) -> Result<()> {
+        self.record(
+            id,
+            EventKind::Step {
+                step: step.to_owned(),
+                message: message.into(),
+            },
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Records a warning once for as long as the store is known.
+    pub(super) async fn warn_once(&self, id: &StoreId, message: String) {
+        if self
+            .inner
+            .states
+            .with(id, |state| state.warned.insert(message.clone()))
+        {
+            tracing::warn!(store = %id, "{message}");
+            let _ = self.record(id, EventKind::Warning { message }).await;
+        }
+    }
+
+    /// Changes the store's status (compare-and-set along the lifecycle) and records it.
+    pub(super) async fn transition(
+        &self,
+        id: &StoreId,
+        status: StoreStatus,
+        reason: Option<&str>,
+    ) -> Result<StoreRecord> {
+        let record = self.inner.repo.set_status(id, status, reason).await?;
+        self.inner.states.with(id, |state| state.new_pass());
+        match status {
+            StoreStatus::Failed => tracing::warn!(store = %id, reason, "store failed"),
+            _ => tracing::info!(store = %id, %status, "store status changed"),
+        }
+        self.record(
+            id,
+            EventKind::Status {
+                status,
+                reason: reason.map(str::to_owned),
+            },
+        )
+        .await?;
+        Ok(record)
+    }
+
+    /// Queues the store for a reconcile that re-applies its objects (a user action, possible
+    /// drift). Does nothing while this process does not reconcile: the leader learns of the
+    /// change through the feed, or its start-up pass.
+    pub(super) fn enqueue(&self, id: &StoreId) {
+        if !self.in_scope(id) || !self.is_leading() {
+            return;
+        }
+        self.inner.states.with(id, |state| {
+            state.apply_requests += 1;
+            state.new_pass();
+        });
+        self.schedule(id, std::time::Duration::ZERO);
+    }
+
+    /// Queues the store for a reconcile that only looks at its progress.
+    pub(super) fn wake(&self, id: &StoreId) {
+        if self.in_scope(id) {
+            self.schedule(id, std::time::Duration::ZERO);
+        }
+    }
+
+    pub(super) fn schedule(&self, id: &StoreId, delay: std::time::Duration) {
+        if let Some(queue) = lock(&self.inner.queue).as_ref() {
+            let _ = queue.unbounded_send(kube::runtime::scheduler::ScheduleRequest {
+                message: id.clone(),
+                run_at: tokio::time::Instant::now() + delay,
+            });
+        }
+    }
+}

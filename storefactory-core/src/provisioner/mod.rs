@@ -1,0 +1,300 @@
+//! The Provisioner: takes stores from a record to ready Kubernetes objects and back, driven
+//! by watches, correct under crashes, retries, concurrency and several processes.
+//!
+//! [`Provisioner::create`], [`Provisioner::delete`] and [`Provisioner::retry`] change records
+//! and queue work; [`Provisioner::run`] does the work, in the one process that holds the
+//! leader Lease. Every step is idempotent (server-side apply under one field manager,
+//! Secrets created once), so stopping `run` at any point and starting it again — in this
+//! process or another — converges to the same objects.
+//!
+//! One module per mechanism: [`lifecycle`](self) (create, delete, retry, status changes and
+//! events), `queue` (the run loop and its work queue), `watch` (watches, caches and the event
+//! filter), `apply`, `reconcile`, `readiness` (pure functions), `state` (per-store runtime
+//! state), `leader` (the Lease) and `feed` (following other processes through the
+//! repository).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::channel::mpsc;
+use kube::Client;
+use kube::runtime::scheduler::ScheduleRequest;
+use tokio::sync::broadcast;
+
+use crate::blueprint::{BlueprintRegistry, DEFAULT_BLUEPRINT, LABEL_MANAGED_BY, LABEL_STORE, MANAGED_BY, SecretInputs};
+use crate::port::StoreRepository;
+use crate::seal::SealingKey;
+use crate::spec::{StoreId, StoreSpec};
+use crate::store::StoreEvent;
+
+mod apply;
+mod feed;
+mod leader;
+mod lifecycle;
+mod queue;
+mod readiness;
+mod reconcile;
+mod state;
+mod watch;
+
+pub use leader::{LeaderConfig, default_identity};
+
+/// Label selector of everything Storefactory manages.
+const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=storefactory";
+
+/// How the Provisioner behaves.
+#[derive(Debug, Clone)]
+pub struct ProvisionerConfig {
+    /// Field manager of server-side apply.
+    pub field_manager: String,
+    /// How long a store may take from `provisioning` to `ready` before it is marked failed.
+    pub ready_deadline: Duration,
+    /// Blueprint of stores created without one.
+    pub default_blueprint: String,
+    /// Attempts of one API call on transient errors before the reconcile gives up for now.
+    pub max_attempts: u32,
+    /// First delay between attempts; doubled each time up to `max_backoff`.
+    pub initial_backoff: Duration,
+    /// Longest delay between attempts, and between reconciles of a store whose work fails.
+    pub max_backoff: Duration,
+    /// Most stores reconciled at the same time.
+    pub concurrency: usize,
+    /// Only these stores are reconciled; `None` for all. A command that drives one store
+    /// limits itself to it.
+    pub only: Option<HashSet<StoreId>>,
+    /// Leader election; `None` reconciles without it (one process per repository and
+    /// cluster, e.g. tests and embedders that know they are alone).
+    pub leader: Option<LeaderConfig>,
+    /// Seals values chosen at creation until they are in the store's Secrets. Processes
+    /// sharing a repository must share the key; the default is random per process, so chosen
+    /// values do not survive its restart.
+    pub sealing_key: SealingKey,
+    /// How often the repository's event feed is read for what other processes did.
+    pub feed_interval: Duration,
+}
+
+impl Default for ProvisionerConfig {
+    fn default() -> Self {
+        ProvisionerConfig {
+            field_manager: "storefactory".to_owned(),
+            ready_deadline: Duration::from_secs(15 * 60),
+            default_blueprint: DEFAULT_BLUEPRINT.to_owned(),
+            max_attempts: 6,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+            concurrency: 16,
+            only: None,
+            leader: Some(LeaderConfig::default()),
+            sealing_key: SealingKey::random(),
+            feed_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// A request for a new store.
+#[derive(Debug, Clone)]
+pub struct CreateStore {
+    /// What to build.
+    pub spec: StoreSpec,
+    /// A name for people; the id when empty.
+    pub name: String,
+    /// The blueprint; the configured default when `None`.
+    pub blueprint: Option<String>,
+    /// Values chosen for inputs the blueprint's generated Secrets declare (for the
+    /// built-in blueprint, `admin_password`); the rest are generated. Kept sealed until the
+    /// Secrets exist.
+    pub inputs: SecretInputs,
+}
+
+impl CreateStore {
+    /// A request for `spec` with the default blueprint and generated secrets.
+    pub fn new(spec: StoreSpec) -> Self {
+        CreateStore {
+            spec,
+            name: String::new(),
+            blueprint: None,
+            inputs: SecretInputs::none(),
+        }
+    }
+}
+
+/// The credentials a store's blueprint shows its owner.
+#[derive(Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Credentials {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+    /// Where to log in.
+    pub admin_url: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("admin_url", &self.admin_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a reconcile asks for next, like kube-runtime's `Action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing until a watch event or a user action.
+    AwaitChange,
+    /// Look again after this long (a deadline, or a backoff after an error).
+    RequeueAfter(Duration),
+}
+
+struct Inner {
+    client: Client,
+    repo: Arc<dyn StoreRepository>,
+    blueprints: Arc<BlueprintRegistry>,
+    config: ProvisionerConfig,
+    events: broadcast::Sender<StoreEvent>,
+    states: state::States,
+    /// The work queue while this process reconciles (it leads); `None` otherwise.
+    queue: Mutex<Option<mpsc::UnboundedSender<ScheduleRequest<StoreId>>>>,
+    /// The watches' caches while this process reconciles.
+    caches: Mutex<Option<watch::Caches>>,
+    /// Events this process recorded that the feed has not passed yet.
+    own_events: tokio::sync::Mutex<HashSet<(StoreId, i64)>>,
+    /// Whether `run` is active.
+    running: std::sync::atomic::AtomicBool,
+}
+
+/// Creates, watches and deletes stores. Cheap to clone.
+#[derive(Clone)]
+pub struct Provisioner {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Provisioner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provisioner")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Provisioner {
+    /// A Provisioner working through `client`, recording in `repo`.
+    pub fn new(
+        client: Client,
+        repo: Arc<dyn StoreRepository>,
+        blueprints: Arc<BlueprintRegistry>,
+        config: ProvisionerConfig,
+    ) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        Provisioner {
+            inner: Arc::new(Inner {
+                client,
+                repo,
+                blueprints,
+                config,
+                events,
+                states: state::States::default(),
+                queue: Mutex::new(None),
+                caches: Mutex::new(None),
+                own_events: tokio::sync::Mutex::new(HashSet::new()),
+                running: std::sync::atomic::AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The storage the Provisioner records in.
+    pub fn repository(&self) -> &Arc<dyn StoreRepository> {
+        &self.inner.repo
+    }
+
+    /// The blueprints stores are rendered from.
+    pub fn blueprints(&self) -> &Arc<BlueprintRegistry> {
+        &self.inner.blueprints
+    }
+
+    /// The Kubernetes client.
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// Every event recorded from now on — by this process, and, while [`Provisioner::run`]
+    /// is active, by other processes sharing the repository — as it is recorded.
+    pub fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Whether this process reconciles stores right now (it holds the leader Lease, or runs
+    /// without election).
+    pub fn is_leading(&self) -> bool {
+        lock(&self.inner.queue).is_some()
+    }
+
+    /// How many stores this process keeps runtime state for (for figures and tests: it falls
+    /// back when stores are deleted).
+    pub fn tracked_stores(&self) -> usize {
+        self.inner.states.len()
+    }
+
+    fn in_scope(&self, id: &StoreId) -> bool {
+        self.inner
+            .config
+            .only
+            .as_ref()
+            .is_none_or(|only| only.contains(id))
+    }
+}
+
+/// An error with its causes, on one line, for people.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Labels of a store's objects by which it can be found: `managed-by` and `store`.
+pub fn store_selector(id: &StoreId) -> String {
+    format!("{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_STORE}={id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_use_the_blueprint_labels() {
+        assert_eq!(MANAGED_SELECTOR, format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
+        let id = StoreId::new("ab12").unwrap();
+        assert_eq!(
+            store_selector(&id),
+            "app.kubernetes.io/managed-by=storefactory,storefactory.io/store=ab12"
+        );
+    }
+
+    #[test]
+    fn statuses_follow_the_lifecycle() {
+        use crate::store::StoreStatus::*;
+        assert!(Initialized.can_become(Provisioning));
+        assert!(Provisioning.can_become(Ready));
+        assert!(Failed.can_become(Provisioning));
+        assert!(Deleting.can_become(Deleted));
+        for undoes_a_delete in [Ready, Provisioning, Failed, Initialized] {
+            assert!(!Deleting.can_become(undoes_a_delete));
+        }
+        assert!(!Deleted.can_become(Deleting));
+        assert_eq!(crate::store::StoreStatus::predecessors(Deleted), [Deleting]);
+    }
+}

@@ -1,0 +1,309 @@
+//! Reconciling one store: one step closer to what its record asks for. Idempotent, and
+//! returns what it needs next instead of waiting inside.
+
+use std::time::Duration;
+
+use kube::api::{Api, DeleteParams, DynamicObject, Preconditions};
+
+use super::apply::NamespaceProblem;
+use super::readiness::{self, Observed};
+use super::{Outcome, Provisioner, error_chain, lock};
+use crate::error::{Error, RepositoryError, Result};
+use crate::manifest::Manifest;
+use crate::spec::StoreId;
+use crate::store::{StoreRecord, StoreStatus, Timestamp};
+
+impl Provisioner {
+    /// Reconciles the store and turns errors into what happens next: transient ones are
+    /// retried after a backoff (until the deadline), others fail a store in provisioning.
+    pub(super) async fn reconcile_logged(&self, id: &StoreId) -> Outcome {
+        match self.reconcile(id).await {
+            Ok(outcome) => outcome,
+            Err(Error::Repository(RepositoryError::InvalidTransition { from, to, .. })) => {
+                // Someone (a delete, a retry) changed the store while this reconcile worked
+                // from an older read; the change queued the store again.
+                tracing::debug!(store = %id, %from, %to, "status changed meanwhile");
+                Outcome::AwaitChange
+            }
+            Err(error) if error.is_transient() => {
+                let reason = error_chain(&error);
+                tracing::info!(store = %id, error = %reason, "transient failure; will retry");
+                if let Ok(Some(record)) = self.inner.repo.get_store(id).await
+                    && matches!(
+                        record.status,
+                        StoreStatus::Initialized | StoreStatus::Provisioning
+                    )
+                    && self.time_left(&record).is_none()
+                {
+                    let reason = format!(
+                        "not ready within {} s; last error: {reason}",
+                        self.inner.config.ready_deadline.as_secs()
+                    );
+                    let _ = self
+                        .transition(id, StoreStatus::Failed, Some(&reason))
+                        .await;
+                    return Outcome::AwaitChange;
+                }
+                Outcome::RequeueAfter(self.inner.config.max_backoff)
+            }
+            Err(error) => {
+                let reason = error_chain(&error);
+                tracing::warn!(store = %id, error = %reason, "reconcile failed");
+                // A ready store fails only when its data is gone; other errors are looked at
+                // again later.
+                let fails = |status| match status {
+                    StoreStatus::Initialized | StoreStatus::Provisioning => true,
+                    StoreStatus::Ready => matches!(error, Error::NamespaceLost { .. }),
+                    _ => false,
+                };
+                if let Ok(Some(record)) = self.inner.repo.get_store(id).await
+                    && fails(record.status)
+                {
+                    let _ = self
+                        .transition(id, StoreStatus::Failed, Some(&reason))
+                        .await;
+                    return Outcome::AwaitChange;
+                }
+                Outcome::RequeueAfter(self.inner.config.max_backoff)
+            }
+        }
+    }
+
+    /// Brings one store one step closer to what its record asks for.
+    pub(super) async fn reconcile(&self, id: &StoreId) -> Result<Outcome> {
+        let Some(record) = self.inner.repo.get_store(id).await? else {
+            self.inner.states.forget(id);
+            return Ok(Outcome::AwaitChange);
+        };
+        match record.status {
+            StoreStatus::Initialized | StoreStatus::Provisioning => self.provision(record).await,
+            StoreStatus::Ready => self.keep_ready(&record).await,
+            StoreStatus::Deleting => self.finish_delete(&record).await,
+            StoreStatus::Failed => Ok(Outcome::AwaitChange),
+            StoreStatus::Deleted => {
+                self.inner.states.forget(id);
+                Ok(Outcome::AwaitChange)
+            }
+        }
+    }
+
+    /// A ready store: its namespace must still be the one its data lives in; possible drift
+    /// is re-applied.
+    async fn keep_ready(&self, record: &StoreRecord) -> Result<Outcome> {
+        let id = &record.id;
+        self.check_namespace(record).await?;
+        let requested = self
+            .inner
+            .states
+            .get(id, |s| s.apply_requests)
+            .unwrap_or_default();
+        if requested > 0 {
+            self.apply_all(record, false).await?;
+            self.inner.states.with(id, |s| {
+                // Requests made during the apply are answered by the next reconcile.
+                s.apply_requests = s.apply_requests.saturating_sub(requested);
+            });
+        }
+        Ok(Outcome::AwaitChange)
+    }
+
+    /// Fails with [`Error::NamespaceLost`] or [`Error::NamespaceTaken`] when the namespace
+    /// cannot be used.
+    async fn check_namespace(&self, record: &StoreRecord) -> Result<()> {
+        match self.namespace_problem(record).await? {
+            None => Ok(()),
+            Some(NamespaceProblem::Taken) => Err(Error::NamespaceTaken {
+                namespace: record.id.namespace(),
+            }),
+            Some(NamespaceProblem::Lost(reason)) => Err(Error::NamespaceLost {
+                namespace: record.id.namespace(),
+                reason,
+            }),
+        }
+    }
+
+    async fn provision(&self, mut record: StoreRecord) -> Result<Outcome> {
+        let id = record.id.clone();
+        if record.status == StoreStatus::Initialized {
+            record = self
+                .transition(&id, StoreStatus::Provisioning, None)
+                .await?;
+        }
+        let (applied, first) = self
+            .inner
+            .states
+            .with(&id, |s| (s.applied, s.reported.is_empty()));
+        if !applied {
+            self.check_namespace(&record).await?;
+            let requested = self
+                .inner
+                .states
+                .get(&id, |s| s.apply_requests)
+                .unwrap_or_default();
+            // The namespace's UID may have just been recorded.
+            let current = self.live_record(&id).await?;
+            self.apply_all(&current, first).await?;
+            self.inner.states.with(&id, |s| {
+                s.applied = true;
+                s.apply_requests = s.apply_requests.saturating_sub(requested);
+                s.reported.insert("apply".to_owned());
+            });
+        }
+
+        let blueprint = self.inner.blueprints.get(&record.blueprint)?;
+        let lifecycle = blueprint.lifecycle();
+        let observed = self.observe(&record);
+        for (ready, done) in lifecycle.ready.iter().zip(&observed.done) {
+            let new = *done
+                && self
+                    .inner
+                    .states
+                    .with(&id, |s| s.reported.insert(ready.step.clone()));
+            if new {
+                self.step(&id, &ready.step, ready.message.clone()).await?;
+            }
+        }
+        if let Some(reason) = observed.failure {
+            self.transition(&id, StoreStatus::Failed, Some(&reason))
+                .await?;
+            return Ok(Outcome::AwaitChange);
+        }
+        if observed.ready() {
+            self.transition(&id, StoreStatus::Ready, None).await?;
+            return Ok(Outcome::AwaitChange);
+        }
+        let Some(remaining) = self.time_left(&record) else {
+            let reason = format!(
+                "not ready within {} s; still waiting for {}",
+                self.inner.config.ready_deadline.as_secs(),
+                observed.waiting(lifecycle).join(", ")
+            );
+            self.transition(&id, StoreStatus::Failed, Some(&reason))
+                .await?;
+            return Ok(Outcome::AwaitChange);
+        };
+        Ok(Outcome::RequeueAfter(remaining))
+    }
+
+    /// What the watch caches say of the store's workloads.
+    fn observe(&self, record: &StoreRecord) -> Observed {
+        let Ok(blueprint) = self.inner.blueprints.get(&record.blueprint) else {
+            return Observed::default();
+        };
+        let lifecycle = blueprint.lifecycle();
+        let namespace = record.id.namespace();
+        let Some(caches) = lock(&self.inner.caches).clone() else {
+            return Observed {
+                done: vec![false; lifecycle.ready.len()],
+                failure: None,
+            };
+        };
+        let objects: Vec<_> = lifecycle
+            .ready
+            .iter()
+            .map(|r| caches.workload(&namespace, r.kind, &r.name))
+            .collect();
+        let pods = caches.pods(&namespace);
+        readiness::observe(
+            lifecycle,
+            |kind, name| {
+                lifecycle
+                    .ready
+                    .iter()
+                    .position(|r| r.kind == kind && r.name == name)
+                    .and_then(|i| objects[i].as_deref())
+            },
+            &pods,
+        )
+    }
+
+    /// The time left before a provisioning store's deadline, or `None` once it has passed.
+    /// The deadline runs from the last status change (creation, or a retry).
+    fn time_left(&self, record: &StoreRecord) -> Option<Duration> {
+        let elapsed_ms = Timestamp::now()
+            .0
+            .saturating_sub(record.updated_at.0)
+            .max(0);
+        let elapsed = Duration::from_millis(u64::try_from(elapsed_ms).unwrap_or_default());
+        self.inner
+            .config
+            .ready_deadline
+            .checked_sub(elapsed)
+            .filter(|left| !left.is_zero())
+    }
+
+    /// Deletes the store's namespace — only the one its objects were created in, by UID —
+    /// and marks the store deleted once it is gone.
+    async fn finish_delete(&self, record: &StoreRecord) -> Result<Outcome> {
+        let id = &record.id;
+        let namespace = id.namespace();
+        let resource = Manifest::api_resource_of_kind("Namespace").ok_or_else(|| {
+            Error::NamespaceTaken {
+                namespace: namespace.clone(),
+            }
+        })?;
+        let api: Api<DynamicObject> = Api::all_with(self.inner.client.clone(), &resource);
+        let cached = lock(&self.inner.caches)
+            .as_ref()
+            .map(|c| c.namespace(&namespace));
+        let current = match cached {
+            Some(cached) => cached.map(|ns| (*ns).clone()),
+            None => {
+                self.with_retries(&format!("read Namespace {namespace}"), || {
+                    api.get_opt(&namespace)
+                })
+                .await?
+            }
+        };
+        let Some(ns) = current else {
+            self.transition(id, StoreStatus::Deleted, None).await?;
+            self.inner.states.forget(id);
+            return Ok(Outcome::AwaitChange);
+        };
+        let ours = ns
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(crate::blueprint::LABEL_STORE))
+            .is_some_and(|store| store == id.as_str());
+        let same = record
+            .namespace_uid
+            .as_ref()
+            .is_none_or(|uid| ns.metadata.uid.as_ref() == Some(uid));
+        if !ours || !same {
+            // Never delete what we do not own: a namespace of that name without our label, or
+            // not the one the store was created in.
+            tracing::warn!(store = %id, namespace, "namespace is not this store's; not deleting it");
+            self.transition(
+                id,
+                StoreStatus::Deleted,
+                Some("namespace was not the store's own and was left alone"),
+            )
+            .await?;
+            self.inner.states.forget(id);
+            return Ok(Outcome::AwaitChange);
+        }
+        if ns.metadata.deletion_timestamp.is_none() {
+            let params = DeleteParams {
+                preconditions: ns.metadata.uid.clone().map(|uid| Preconditions {
+                    uid: Some(uid),
+                    resource_version: None,
+                }),
+                ..DeleteParams::background()
+            };
+            self.with_retries(&format!("delete Namespace {namespace}"), || async {
+                match api.delete(&namespace, &params).await {
+                    Ok(_) => Ok(()),
+                    Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+            self.step(id, "delete", format!("deleting namespace {namespace}"))
+                .await?;
+        }
+        // The namespace watch reports when it is gone; look again later in case the event is
+        // missed.
+        Ok(Outcome::RequeueAfter(Duration::from_secs(30)))
+    }
+}

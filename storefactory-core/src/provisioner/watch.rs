@@ -1,0 +1,328 @@
+//! Watches: one per kind over every store namespace (by the `managed-by` label). They keep
+//! caches of what readiness reads (namespaces, workloads, pods), so that reconciling a store
+//! costs no LIST, and wake the stores their events concern, through a filter that tells this
+//! process's own apply echoes and status-only updates from drift.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Resource;
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio::task::JoinSet;
+
+use super::state::Seen;
+use super::{MANAGED_SELECTOR, Provisioner};
+use crate::blueprint::LABEL_STORE;
+use crate::blueprint::lifecycle::WorkloadKind;
+use crate::manifest::Manifest;
+use crate::spec::StoreId;
+use crate::store::StoreStatus;
+
+/// The caches readiness and ownership checks read.
+#[derive(Clone)]
+pub(crate) struct Caches {
+    pub namespaces: Store<DynamicObject>,
+    deployments: Store<DynamicObject>,
+    statefulsets: Store<DynamicObject>,
+    jobs: Store<DynamicObject>,
+    pods: Store<Pod>,
+    resources: Arc<[ApiResource; 4]>,
+}
+
+impl Caches {
+    /// The store's namespace, if the cache has it.
+    pub fn namespace(&self, name: &str) -> Option<Arc<DynamicObject>> {
+        self.namespaces
+            .get(&ObjectRef::new_with(name, self.resources[0].clone()))
+    }
+
+    /// A workload of the store.
+    pub fn workload(
+        &self,
+        namespace: &str,
+        kind: WorkloadKind,
+        name: &str,
+    ) -> Option<Arc<DynamicObject>> {
+        let (store, resource) = match kind {
+            WorkloadKind::Deployment => (&self.deployments, &self.resources[1]),
+            WorkloadKind::StatefulSet => (&self.statefulsets, &self.resources[2]),
+            WorkloadKind::Job => (&self.jobs, &self.resources[3]),
+        };
+        store.get(&ObjectRef::new_with(name, resource.clone()).within(namespace))
+    }
+
+    /// The store's pods.
+    pub fn pods(&self, namespace: &str) -> Vec<Pod> {
+        self.pods
+            .state_filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
+            .into_iter()
+            .map(|p| (*p).clone())
+            .collect()
+    }
+
+    /// Waits until every cache holds its first complete listing.
+    pub async fn ready(&self) {
+        let _ = self.namespaces.wait_until_ready().await;
+        let _ = self.deployments.wait_until_ready().await;
+        let _ = self.statefulsets.wait_until_ready().await;
+        let _ = self.jobs.wait_until_ready().await;
+        let _ = self.pods.wait_until_ready().await;
+    }
+}
+
+/// What a watch event calls for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// Nothing: our own apply coming back, or a version already seen.
+    Ignore,
+    /// Look at the store's progress (a status change).
+    Progress,
+    /// Re-apply the store's objects (possible drift).
+    Apply,
+}
+
+/// A hash of an object without its metadata and status: what changes when its desired state
+/// changes, and not when a controller reports on it.
+pub(crate) fn fingerprint<K: serde::Serialize>(object: &K) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut value = serde_json::to_value(object).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.remove("metadata");
+        map.remove("status");
+    }
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    value.to_string().hash(&mut hasher);
+    hasher.finish()
+}
+
+/// `Kind/name`: how an object being applied is known before its UID is.
+pub(crate) fn object_key(kind: &str, name: &str) -> String {
+    format!("{kind}/{name}")
+}
+
+fn store_of<K: Resource>(obj: &K) -> Option<StoreId> {
+    obj.meta()
+        .labels
+        .as_ref()?
+        .get(LABEL_STORE)
+        .and_then(|id| StoreId::new(id.clone()).ok())
+}
+
+impl Provisioner {
+    /// Starts the watches in `set` and returns their caches.
+    pub(super) fn start_watches(&self, set: &mut JoinSet<()>) -> Caches {
+        let resource = |kind: &str| {
+            Manifest::api_resource_of_kind(kind)
+                .unwrap_or_else(|| ApiResource::erase::<k8s_openapi::api::core::v1::Namespace>(&()))
+        };
+        let resources = Arc::new([
+            resource("Namespace"),
+            resource("Deployment"),
+            resource("StatefulSet"),
+            resource("Job"),
+        ]);
+        let mut cached = Vec::new();
+        for resource in resources.iter() {
+            let writer = reflector::store::Writer::new(resource.clone());
+            cached.push(writer.as_reader());
+            let api: Api<DynamicObject> = Api::all_with(self.inner.client.clone(), resource);
+            let stream = reflector::reflector(writer, watcher(api, self.watch_config()))
+                .default_backoff()
+                .boxed();
+            self.spawn_watch(set, resource.kind.clone(), stream);
+        }
+        let pod_writer = reflector::store::Writer::<Pod>::default();
+        let pods = pod_writer.as_reader();
+        let api: Api<Pod> = Api::all(self.inner.client.clone());
+        let stream = reflector::reflector(
+            pod_writer,
+            watcher(api, self.watch_config()).modify(|pod| {
+                // The cache keeps what readiness reads, not field ownership.
+                pod.metadata.managed_fields = None;
+            }),
+        )
+        .default_backoff()
+        .boxed();
+        self.spawn_watch(set, "Pod".to_owned(), stream);
+        // The other kinds are watched for drift only.
+        for resource in Manifest::api_resources() {
+            if resources.iter().any(|r| r.kind == resource.kind) {
+                continue;
+            }
+            let api: Api<DynamicObject> = Api::all_with(self.inner.client.clone(), &resource);
+            let stream = watcher(api, self.watch_config()).default_backoff().boxed();
+            self.spawn_watch(set, resource.kind.clone(), stream);
+        }
+        let mut cached = cached.into_iter();
+        let mut next = || cached.next().unwrap_or_else(|| reflector::store::Writer::new(resources[0].clone()).as_reader());
+        Caches {
+            namespaces: next(),
+            deployments: next(),
+            statefulsets: next(),
+            jobs: next(),
+            pods,
+            resources,
+        }
+    }
+
+    fn watch_config(&self) -> watcher::Config {
+        watcher::Config::default().labels(MANAGED_SELECTOR)
+    }
+
+    fn spawn_watch<K>(
+        &self,
+        set: &mut JoinSet<()>,
+        kind: String,
+        mut stream: futures::stream::BoxStream<'static, watcher::Result<watcher::Event<K>>>,
+    ) where
+        K: Resource + serde::Serialize + Send + 'static,
+    {
+        let this = self.clone();
+        set.spawn(async move {
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
+                        if let Some(id) = store_of(&obj) {
+                            match this.classify(&id, &kind, obj.meta(), || fingerprint(&obj)) {
+                                Wake::Ignore => {}
+                                Wake::Progress => this.wake(&id),
+                                Wake::Apply => this.enqueue(&id),
+                            }
+                        }
+                    }
+                    Ok(watcher::Event::Delete(obj)) => {
+                        if let Some(id) = store_of(&obj) {
+                            this.deleted(&id, &kind, obj.meta()).await;
+                        }
+                    }
+                    Ok(watcher::Event::InitDone) if kind == "Namespace" => {
+                        // Namespaces deleted while the watch was interrupted send no event:
+                        // every known store looks at its namespace again (from the cache).
+                        for id in this.inner.states.ids() {
+                            this.wake(&id);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::debug!(%kind, %error, "watch interrupted; resuming"),
+                }
+            }
+        });
+    }
+
+    /// What a watch event of a store's object calls for. Our own applies come back as events
+    /// (and on Kubernetes 1.20 some applies that change nothing still bump the resource
+    /// version of StatefulSets and Ingresses): those are ignored, or a ready store would
+    /// re-apply itself for ever. Changes that leave everything but status and metadata as it
+    /// was (controllers writing status), and pods, only move progress; anything else may be
+    /// drift, so the store is re-applied.
+    fn classify(
+        &self,
+        id: &StoreId,
+        kind: &str,
+        meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+        content: impl FnOnce() -> u64,
+    ) -> Wake {
+        if kind == "Pod" {
+            return Wake::Progress;
+        }
+        let Some(uid) = meta.uid.clone() else {
+            return Wake::Progress;
+        };
+        let key = object_key(kind, meta.name.as_deref().unwrap_or_default());
+        self.inner.states.with(id, |state| {
+            let previous = state.seen.get(&uid);
+            if meta.resource_version.is_some()
+                && previous.is_some_and(|p| p.resource_version == meta.resource_version)
+            {
+                return Wake::Ignore;
+            }
+            let content = content();
+            // During our own apply of the object, its events are ours (a change by someone
+            // else in that moment is overwritten by the apply anyway).
+            let ours = state.in_flight.contains_key(&key);
+            let unchanged = ours || previous.is_some_and(|p| p.content == content);
+            state.seen.insert(
+                uid,
+                Seen {
+                    resource_version: meta.resource_version.clone(),
+                    content,
+                },
+            );
+            if unchanged { Wake::Progress } else { Wake::Apply }
+        })
+    }
+
+    /// An object of a store was deleted: forget its version, say what happens to it, and
+    /// look at the store again.
+    async fn deleted(
+        &self,
+        id: &StoreId,
+        kind: &str,
+        meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    ) {
+        if let Some(uid) = &meta.uid {
+            self.inner.states.with(id, |state| state.seen.remove(uid));
+        }
+        if kind == "Pod" || kind == "Namespace" {
+            self.wake(id);
+            return;
+        }
+        let name = meta.name.as_deref().unwrap_or_default();
+        if let Ok(Some(record)) = self.inner.repo.get_store(id).await
+            && record.status == StoreStatus::Ready
+        {
+            let generated = kind == "Secret"
+                && self
+                    .inner
+                    .blueprints
+                    .get(&record.blueprint)
+                    .is_ok_and(|b| b.lifecycle().generates(name));
+            if generated {
+                // Fresh passwords would not match what the workloads were set up with: the
+                // Secret is not re-created, and a person is told.
+                self.warn_once(
+                    id,
+                    format!(
+                        "Secret {name} was deleted; its passwords cannot be recovered, so it is \
+                         not re-created with new ones. Restore it from a backup, or delete and \
+                         re-create the store."
+                    ),
+                )
+                .await;
+            } else {
+                // Reported once per deletion.
+                let message = format!("{kind}/{name} was deleted; restoring it");
+                let _ = self
+                    .record(id, crate::store::EventKind::Warning { message })
+                    .await;
+            }
+        }
+        self.enqueue(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_ignore_status_and_metadata() {
+        let a = serde_json::json!({"metadata": {"resourceVersion": "1"}, "spec": {"replicas": 1}, "status": {"readyReplicas": 0}});
+        let b = serde_json::json!({"metadata": {"resourceVersion": "2"}, "spec": {"replicas": 1}, "status": {"readyReplicas": 1}});
+        let c = serde_json::json!({"metadata": {"resourceVersion": "3"}, "spec": {"replicas": 3}, "status": {"readyReplicas": 1}});
+        assert_eq!(fingerprint(&a), fingerprint(&b));
+        assert_ne!(fingerprint(&b), fingerprint(&c));
+    }
+
+    #[test]
+    fn every_kind_a_blueprint_may_create_has_its_resource() {
+        for kind in Manifest::KINDS {
+            let resource = Manifest::api_resource_of_kind(kind)
+                .unwrap_or_else(|| panic!("{kind} has no resource"));
+            assert_eq!(resource.kind, *kind);
+        }
+    }
+}
