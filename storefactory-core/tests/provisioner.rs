@@ -706,3 +706,197 @@ async fn a_changed_child_object_of_a_ready_store_is_restored() {
     cleanup(&p, &h, &id).await;
     run.abort();
 }
+
+/// A blueprint that is not WooCommerce: one Deployment serving a static page, no database, no
+/// seeding Job, one generated Secret and its credentials. Registered the way an embedder
+/// would, with no change to the engine.
+fn storefront_registry() -> BlueprintRegistry {
+    const METADATA: &str = "\
+description: A static storefront page.
+parameters: {}
+lifecycle:
+  ready:
+    - {kind: Deployment, name: web, step: web, message: The storefront is served}
+  secrets:
+    - name: editor
+      keys:
+        user: {from: store.owner}
+        token: {generate: 24, input: editor_token}
+  credentials: {secret: editor, username_key: user, password_key: token, path: edit/}
+";
+    const TEMPLATE: &str = "\
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: {{namespace}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: {{namespace}}
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+        - name: web
+          image: nginx:1.27
+";
+    let mut registry = BlueprintRegistry::builtin().unwrap();
+    registry
+        .register_blueprint(
+            storefactory_core::blueprint::Blueprint::from_files(
+                "storefront",
+                [("blueprint.yaml", METADATA), ("00-web.yaml.hbs", TEMPLATE)],
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    registry
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_blueprint_provisions_fails_and_deletes_through_the_same_engine() {
+    let h = Harness::new().await;
+    let p = Provisioner::new(
+        h.client.clone(),
+        h.repo.clone(),
+        Arc::new(storefront_registry()),
+        ProvisionerConfig {
+            leader: None,
+            ..ProvisionerConfig::default()
+        },
+    );
+    let run = spawn(&p);
+    let id = StoreId::generate();
+    let mut req = request(&id);
+    req.blueprint = Some("storefront".to_owned());
+    req.inputs = storefactory_core::blueprint::SecretInputs::one("editor_token", "a chosen editor token");
+    // The built-in blueprint's input is not this one's.
+    let mut wrong = request(&StoreId::generate());
+    wrong.blueprint = Some("storefront".to_owned());
+    wrong.inputs = storefactory_core::blueprint::SecretInputs::one("admin_password", "correct horse battery");
+    assert!(p.create(wrong).await.unwrap_err().to_string().contains("editor_token"));
+
+    p.create(req).await.unwrap();
+    h.wait_for(&id, StoreStatus::Ready).await;
+    let steps: Vec<String> = h
+        .repo
+        .events(&id, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Step { step, .. } => Some(step),
+            _ => None,
+        })
+        .collect();
+    assert!(steps.contains(&"web".to_owned()), "{steps:?}");
+    assert!(!steps.iter().any(|s| s == "mysql" || s == "seed"), "{steps:?}");
+    assert_eq!(h.count::<StatefulSet>(&id).await, 0);
+    assert_eq!(h.count::<Job>(&id).await, 0);
+    let credentials = p.credentials(&id).await.unwrap();
+    assert_eq!(credentials.username, "alice");
+    assert_eq!(credentials.password, "a chosen editor token");
+    assert!(credentials.admin_url.ends_with("/edit/"), "{}", credentials.admin_url);
+    cleanup(&p, &h, &id).await;
+    assert!(!h.namespace_exists(&id).await);
+
+    // The same blueprint fails like any other when its image cannot be pulled.
+    let cp = storefactory_testkit::shared().await.unwrap();
+    let failing = StoreId::generate();
+    let _guard = cp
+        .kubelet()
+        .unwrap()
+        .inject(Fault::image_pull().namespace(failing.namespace()).container("web"));
+    let mut req = request(&failing);
+    req.blueprint = Some("storefront".to_owned());
+    p.create(req).await.unwrap();
+    let failed = h.wait_for(&failing, StoreStatus::Failed).await;
+    assert!(failed.reason.unwrap().contains("nginx:1.27"));
+    cleanup(&p, &h, &failing).await;
+    run.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ready_store_whose_namespace_vanishes_fails_and_is_never_recreated_empty() {
+    let h = Harness::new().await;
+    let (p, id, run) = ready_store(&h).await;
+    let namespaces: Api<Namespace> = Api::all(h.client.clone());
+    namespaces
+        .delete(&id.namespace(), &DeleteParams::default())
+        .await
+        .unwrap();
+    let failed = h.wait_for(&id, StoreStatus::Failed).await;
+    let reason = failed.reason.unwrap();
+    assert!(reason.contains("outside Storefactory"), "{reason}");
+    assert!(reason.contains("data is lost"), "{reason}");
+    // Whatever happens next, nothing re-creates it: not a restart of the reconciler either.
+    run.abort();
+    eventually("the namespace is gone", || async { !h.namespace_exists(&id).await }).await;
+    let again = spawn(&p);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!h.namespace_exists(&id).await, "re-created empty");
+    assert_eq!(h.record(&id).await.unwrap().status, StoreStatus::Failed);
+    // Deleting the failed store works, and leaves nothing behind.
+    p.delete(&id).await.unwrap();
+    h.wait_for(&id, StoreStatus::Deleted).await;
+    again.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chosen_password_survives_a_restart_before_the_first_apply_sealed() {
+    let h = Harness::new().await;
+    let key = storefactory_core::seal::SealingKey::derive(b"the operator's secret, long enough");
+    let config = || ProvisionerConfig {
+        sealing_key: key.clone(),
+        ..ProvisionerConfig::default()
+    };
+    let id = StoreId::generate();
+    let chosen = "a password the user chose";
+    let mut req = request(&id);
+    req.inputs = storefactory_core::blueprint::SecretInputs::one("admin_password", chosen);
+    // Recorded by one process that stops before it applies anything...
+    let first = h.provisioner_with(config());
+    first.create(req).await.unwrap();
+    drop(first);
+    let sealed = h.record(&id).await.unwrap().sealed_inputs.expect("sealed");
+    assert!(!sealed.contains(chosen) && !sealed.contains("chose"));
+    // ... and provisioned by another.
+    let second = h.provisioner_with(config());
+    let run = spawn(&second);
+    h.wait_for(&id, StoreStatus::Ready).await;
+    assert_eq!(second.credentials(&id).await.unwrap().password, chosen);
+    assert_eq!(h.record(&id).await.unwrap().sealed_inputs, None, "kept after use");
+    cleanup(&second, &h, &id).await;
+    run.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_one_store_make_one_set_of_passwords() {
+    let h = Harness::new().await;
+    let id = StoreId::generate();
+    let a = h.provisioner();
+    a.create(request(&id)).await.unwrap();
+    // Two reconcilers race on the same store (no election between them here).
+    let b = h.provisioner();
+    let (run_a, run_b) = (spawn(&a), spawn(&b));
+    h.wait_for(&id, StoreStatus::Ready).await;
+    let seen_a = a.credentials(&id).await.unwrap().password;
+    let seen_b = b.credentials(&id).await.unwrap().password;
+    assert_eq!(seen_a, seen_b);
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &id.namespace());
+    let mysql = secrets.get("mysql").await.unwrap();
+    let created = mysql.metadata.resource_version.clone();
+    // A third pass of either changes nothing: the Secret is never written again.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(secrets.get("mysql").await.unwrap().metadata.resource_version, created);
+    run_b.abort();
+    cleanup(&a, &h, &id).await;
+    run_a.abort();
+}
