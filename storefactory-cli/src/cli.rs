@@ -123,6 +123,19 @@ pub struct GlobalArgs {
     )]
     pub lease_namespace: String,
 
+    /// How long, in seconds, the leader's Lease lasts without renewal: the longest a crashed
+    /// leader holds up the work before another process takes over.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "STOREFACTORY_LEASE_DURATION",
+        default_value_t = 15,
+        value_parser = clap::value_parser!(u64).range(2..=3600),
+        value_name = "SECONDS"
+    )]
+    pub lease_duration: u64,
+
     /// Output format: human-readable tables, or JSON / YAML for scripts.
     #[arg(
         short,

@@ -54,8 +54,12 @@ impl Context {
 
     /// Leader election as every process of this platform does it.
     pub fn leader(&self) -> storefactory_core::provisioner::LeaderConfig {
+        let lease_duration = std::time::Duration::from_secs(self.global.lease_duration);
         storefactory_core::provisioner::LeaderConfig {
             namespace: self.global.lease_namespace.clone(),
+            lease_duration,
+            // Renewed three times per duration, as client-go does by default.
+            retry_period: (lease_duration / 3).max(std::time::Duration::from_millis(500)),
             ..storefactory_core::provisioner::LeaderConfig::default()
         }
     }

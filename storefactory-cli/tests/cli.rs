@@ -630,12 +630,15 @@ async fn start_server(cli: &Cli, extra: &[&str]) -> (tokio::process::Child, Stri
         .args(extra)
         .env("RUST_LOG", "info")
         .env("STOREFACTORY_ADMIN_PASSWORD", "the first admin password")
+        .env("STOREFACTORY_TOKEN_KEY", "a token key shared by the servers of one test")
+        .env("STOREFACTORY_LEASE_DURATION", "4")
         .env_remove("KUBECONFIG")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
     if let Some(path) = &cli.kubeconfig {
         command.arg("--kubeconfig").arg(path);
+        command.env("STOREFACTORY_LEASE_NAMESPACE", cli.lease_namespace().await);
     } else {
         command.env("KUBECONFIG", cli.path("no-kubeconfig"));
     }
@@ -716,4 +719,191 @@ async fn serve_starts_without_a_cluster_and_says_so_on_ready() {
     let ready: Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(ready["cluster"]["ok"], false, "{body}");
     assert_eq!(stop(child).await, Some(0));
+}
+
+/// `METHOD path` with a JSON body and a bearer token over a plain TCP connection: status
+/// code and body.
+async fn call(addr: &str, method: &str, path: &str, token: &str, body: &Value) -> (u16, Value) {
+    use tokio::io::AsyncReadExt;
+    let body = body.to_string();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Authorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("an HTTP status line");
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+async fn login(addr: &str) -> String {
+    let (status, body) = call(
+        addr,
+        "POST",
+        "/api/auth/login",
+        "",
+        &serde_json::json!({"username": "admin", "password": "the first admin password"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Polls the store's record in the shared database until it has `status`.
+async fn wait_for_status(cli: &Cli, id: &str, status: &str, within: Duration) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let store = cli.json(&["store", "get", id]).await;
+        if store["status"] == status {
+            return store;
+        }
+        assert!(
+            started.elapsed() < within,
+            "store {id} not {status} within {within:?}: {store}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_killed_leader_is_replaced_by_another_server_and_the_stores_converge() {
+    let cp = shared().await.expect("control plane");
+    let cli = Cli::with_kubeconfig(cp.kubeconfig_path());
+    let id = StoreId::generate();
+    // Pods of the store take a while to start, so the leader is killed mid-provisioning.
+    let _slow = cp.kubelet().unwrap().inject(
+        Fault::slow_start(Duration::from_secs(6)).namespace(id.namespace()),
+    );
+    let (leader, _) = start_server(&cli, &["--context", "storefactory-testkit"]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (follower, addr) = start_server(&cli, &["--context", "storefactory-testkit"]).await;
+    // Recorded by another process (the command line, without waiting): the leader learns
+    // of it from the database's feed.
+    let created = cli
+        .run(&["store", "create", "--owner", "admin", "--id", id.as_str()])
+        .await;
+    assert_eq!(created.status.code(), Some(0), "{}", stderr(&created));
+    let id = id.to_string();
+    let (status, _) = get(&addr, "/health").await;
+    assert_eq!(status, 200);
+    wait_for_status(&cli, &id, "provisioning", Duration::from_secs(30)).await;
+    let mut leader = leader;
+    leader.kill().await.unwrap();
+    let started = std::time::Instant::now();
+    wait_for_status(&cli, &id, "ready", Duration::from_secs(60)).await;
+    eprintln!("ready {:?} after the leader was killed", started.elapsed());
+    let events = cli.json(&["store", "get", &id]).await;
+    assert_eq!(events["status"], "ready");
+    let credentials = cli.json(&["store", "credentials", &id]).await;
+    assert!(credentials["password"].as_str().is_some_and(|p| p.len() >= 12));
+    let deleted = cli.run(&["store", "delete", &id, "--wait"]).await;
+    assert_eq!(deleted.status.code(), Some(0), "{}", stderr(&deleted));
+    assert_eq!(stop(follower).await, Some(0));
+}
+
+#[tokio::test]
+async fn the_command_line_follows_a_running_leader_and_one_set_of_passwords_results() {
+    let cp = shared().await.expect("control plane");
+    let cli = Cli::with_kubeconfig(cp.kubeconfig_path());
+    let (server, _) = start_server(&cli, &["--context", "storefactory-testkit"]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let id = StoreId::generate();
+    let created = cli
+        .run(&[
+            "store", "create", "--owner", "admin", "--id", id.as_str(), "--wait", "--timeout",
+            "90s",
+        ])
+        .await;
+    assert_eq!(created.status.code(), Some(0), "{}", stderr(&created));
+    let client = cp.client().await.unwrap();
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), &id.namespace());
+    let mysql = secrets.get("mysql").await.unwrap();
+    // Written once: created, never patched by a second writer.
+    let writers: Vec<_> = mysql
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .map(|f| f.operation.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(writers, ["Update"], "{writers:?}");
+    let credentials = cli.json(&["store", "credentials", id.as_str()]).await;
+    let admin = secrets.get("wordpress-admin").await.unwrap();
+    assert_eq!(
+        admin.data.unwrap()["password"].0,
+        credentials["password"].as_str().unwrap().as_bytes()
+    );
+    let deleted = cli.run(&["store", "delete", id.as_str(), "--wait"]).await;
+    assert_eq!(deleted.status.code(), Some(0), "{}", stderr(&deleted));
+    assert_eq!(stop(server).await, Some(0));
+}
+
+#[tokio::test]
+async fn a_chosen_password_survives_a_server_restart_between_the_answer_and_the_first_apply() {
+    use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+    let cp = shared().await.expect("control plane");
+    let cli = Cli::with_kubeconfig(cp.kubeconfig_path());
+    let client = cp.client().await.unwrap();
+    // Another process holds the Lease (and never renews it while this test needs it): the
+    // server answers, but does not reconcile.
+    let leases: Api<Lease> = Api::namespaced(client.clone(), cli.lease_namespace().await);
+    let held = Lease {
+        metadata: kube::api::ObjectMeta {
+            name: Some("storefactory-reconciler".to_owned()),
+            ..Default::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some("somebody-else".to_owned()),
+            lease_duration_seconds: Some(3600),
+            ..Default::default()
+        }),
+    };
+    leases.create(&PostParams::default(), &held).await.unwrap();
+    let (server, addr) = start_server(&cli, &["--context", "storefactory-testkit"]).await;
+    let token = login(&addr).await;
+    let chosen = "my own admin password";
+    let (status, body) = call(
+        &addr,
+        "POST",
+        "/api/stores",
+        &token,
+        &serde_json::json!({"admin_password": chosen}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    assert_eq!(stop(server).await, Some(0));
+    // Not applied, and not in the database in plain text.
+    let record = cli.json(&["store", "get", &id]).await;
+    assert_eq!(record["status"], "initialized", "{record}");
+    let db = std::fs::read(cli.path("sf.db")).unwrap();
+    let wal = std::fs::read(cli.path("sf.db-wal")).unwrap_or_default();
+    for bytes in [&db, &wal] {
+        assert!(
+            !bytes.windows(chosen.len()).any(|w| w == chosen.as_bytes()),
+            "the chosen password is in the database in plain text"
+        );
+    }
+    // The other holder goes away; a restarted server leads and provisions the store.
+    leases
+        .delete("storefactory-reconciler", &DeleteParams::default())
+        .await
+        .unwrap();
+    let (server, _) = start_server(&cli, &["--context", "storefactory-testkit"]).await;
+    wait_for_status(&cli, &id, "ready", Duration::from_secs(90)).await;
+    let credentials = cli.json(&["store", "credentials", &id]).await;
+    assert_eq!(credentials["password"], chosen);
+    let deleted = cli.run(&["store", "delete", &id, "--wait"]).await;
+    assert_eq!(deleted.status.code(), Some(0), "{}", stderr(&deleted));
+    assert_eq!(stop(server).await, Some(0));
 }
