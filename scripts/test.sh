@@ -34,5 +34,21 @@ cargo test --workspace --exclude storefactory-py --locked
 step "README examples"
 cargo run -q --locked --example render_store -- examples/spec.json > /dev/null
 cargo run -q --locked --example custom_blueprint > /dev/null
+# The embedding example provisions a store for real: on the README's local control plane.
+cluster_dir="$(mktemp -d)"
+cargo build -q --locked -p storefactory-testkit
+cargo build -q --locked -p storefactory-core --example provision_store
+./target/debug/storefactory-testkit up --dir "$cluster_dir" > "$cluster_dir/up.log" 2>&1 &
+up_pid=$!
+for _ in $(seq 1 120); do
+  grep -q "control plane ready" "$cluster_dir/up.log" 2>/dev/null && break
+  kill -0 "$up_pid" 2>/dev/null || { cat "$cluster_dir/up.log"; exit 1; }
+  sleep 1
+done
+KUBECONFIG="$cluster_dir/kubeconfig" ./target/debug/examples/provision_store \
+  | tee "$cluster_dir/example.log"
+kill -TERM "$up_pid"; wait "$up_pid" || true
+grep -q "is deleted" "$cluster_dir/example.log"
+rm -rf "$cluster_dir"
 
 step "all checks passed in $(( $(date +%s) - started ))s"

@@ -258,8 +258,8 @@ impl Error {
     /// What kind of failure this is: the edges choose their status codes from it.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Invalid(_) | Error::UnknownBlueprint { .. } => ErrorKind::Invalid,
-            Error::StoreNotFound { .. } => ErrorKind::NotFound,
+            Error::Invalid(_) => ErrorKind::Invalid,
+            Error::StoreNotFound { .. } | Error::UnknownBlueprint { .. } => ErrorKind::NotFound,
             Error::InvalidState { .. } => ErrorKind::Conflict,
             Error::NamespaceTaken { .. } | Error::NamespaceLost { .. } => ErrorKind::Conflict,
             Error::Repository(error) => error.kind(),
@@ -279,7 +279,6 @@ impl Error {
     pub fn field(&self) -> Option<&str> {
         match self {
             Error::Invalid(v) => Some(&v.field),
-            Error::UnknownBlueprint { .. } => Some("blueprint"),
             _ => None,
         }
     }
