@@ -3,7 +3,7 @@
 #   kind load image-archive FILE
 #   minikube image load FILE
 #   sudo k3s ctr images import FILE
-# accept. Same image as the Dockerfile: the root filesystem comes from
+# accept (containerd reads its OCI index; `docker load` and podman its Docker manifest). Same image as the Dockerfile: the root filesystem comes from
 # scripts/image-rootfs.sh (why self-contained rather than static is said there), and the
 # configuration below matches the Dockerfile's.
 #
@@ -120,9 +120,20 @@ as_root jq --arg reference "$reference" --arg tag "$tag" \
   "$layout/index.json" > "$work/index.json"
 as_root cp "$work/index.json" "$layout/index.json"
 
+# Docker's `docker load` (minikube's docker runtime, older Docker) reads a manifest.json
+# instead of the OCI index; the same blobs serve both, so one archive loads everywhere.
+manifest_digest=$(jq -r '.manifests[0].digest' "$layout/index.json")
+manifest="$layout/blobs/sha256/${manifest_digest#sha256:}"
+jq --arg reference "$reference" \
+  '[{Config: ("blobs/sha256/" + (.config.digest | ltrimstr("sha256:"))),
+     RepoTags: [$reference | ltrimstr("docker.io/")],
+     Layers: [.layers[].digest | "blobs/sha256/" + ltrimstr("sha256:")]}]' \
+  "$manifest" > "$work/manifest.json"
+as_root cp "$work/manifest.json" "$layout/manifest.json"
+
 mkdir -p "$(dirname "$output")"
 tar --sort=name --mtime="@$epoch" --owner=0 --group=0 --numeric-owner \
-  -C "$layout" -cf "$output.tmp" oci-layout index.json blobs
+  -C "$layout" -cf "$output.tmp" oci-layout index.json manifest.json blobs
 mv "$output.tmp" "$output"
 log "$image: $(du -h "$output" | cut -f1) in $output"
 echo "$output"

@@ -3,7 +3,8 @@
 #
 #   scripts/check-image.sh ARCHIVE
 #
-# - the archive is read by skopeo (another implementation than the umoci that wrote it);
+# - the archive is read by skopeo (another implementation than the umoci that wrote it),
+#   both as an OCI archive (containerd's view) and as a Docker archive (docker load's);
 # - its configuration: entrypoint, command, non-root user, working directory, environment,
 #   labels, and the reference containerd will name it by;
 # - its files: the binary, CA certificates, the user in /etc/passwd, no shell;
@@ -61,7 +62,13 @@ name=$(jq -r '.manifests[0].annotations["io.containerd.image.name"] // empty' "$
 tag=$(jq -r '.manifests[0].annotations["org.opencontainers.image.ref.name"] // empty' "$work/layout/index.json")
 [[ "$name" == */*:"$tag" && "$tag" == "${version//+/_}" ]] \
   || fail "the index names the image '$name' (tag '$tag'), not a full reference tagged $version"
-log "configuration: ok ($name)"
+# The Docker view of the same archive (docker load): same configuration, named alike.
+docker_config=$(skopeo inspect --config "docker-archive:$archive")
+[ "$(jq -cS . <<<"$docker_config")" = "$(jq -cS . <<<"$config")" ] \
+  || fail "the archive's Docker manifest.json describes another image than its OCI index"
+docker_tag=$(jq -r '.[0].RepoTags[0]' "$work/layout/manifest.json")
+[ "$docker_tag" = "${name#docker.io/}" ] || fail "manifest.json names the image $docker_tag, not $name"
+log "configuration: ok ($name, also as a Docker archive)"
 
 # --- the Dockerfile describes the same image ---------------------------------------------
 dockerfile="$(dirname "$0")/../Dockerfile"
