@@ -356,7 +356,7 @@ async fn secret_data(client: &Client, namespace: &str, name: &str) -> Vec<(Strin
 }
 
 #[tokio::test]
-async fn chart_lints_strictly_with_each_values_file_and_refuses_unknown_values() {
+async fn chart_lints_strictly_refuses_bad_values_and_honours_an_existing_secret_and_claim() {
     let home = tempfile::tempdir().unwrap();
     let shell = Shell {
         kubeconfig: None,
@@ -389,6 +389,44 @@ async fn chart_lints_strictly_with_each_values_file_and_refuses_unknown_values()
             "--set {set} was not refused: {said}"
         );
     }
+    // Bring-your-own Secret and volume, no Ingress: the chart then creates none of them,
+    // and the server uses what it was given.
+    let objects = shell
+        .render(
+            "sf",
+            "platform",
+            &[
+                "--set",
+                "auth.existingSecret=platform-secrets",
+                "--set",
+                "persistence.existingClaim=platform-db",
+                "--set",
+                "ingress.enabled=false",
+            ],
+        )
+        .await;
+    for kind in ["Secret", "PersistentVolumeClaim", "Ingress"] {
+        assert!(
+            objects.iter().all(|o| o["kind"] != kind),
+            "a {kind} was rendered"
+        );
+    }
+    let volumes = &find(&objects, "Deployment")["spec"]["template"]["spec"]["volumes"];
+    assert!(
+        volumes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["secret"]["secretName"] == "platform-secrets")
+    );
+    assert!(
+        volumes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["persistentVolumeClaim"]["claimName"] == "platform-db")
+    );
+
     let chart = std::fs::read_to_string(Path::new(ROOT).join("chart/Chart.yaml")).unwrap();
     let chart: Value = storefactory_core::yaml::from_str(&chart).unwrap();
     assert_eq!(chart["apiVersion"], "v2");
