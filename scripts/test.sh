@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs everything CI runs, on a fresh machine or a warm one: installs what the tests need
-# (the local Kubernetes control plane, cached outside the repository), then formatting,
-# lints and every test. Exits non-zero on the first failure.
+# (the local Kubernetes control plane, helm and kubectl, cached outside the repository), then
+# formatting, lints, every test, and the image check. Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,11 +12,20 @@ step "installing the local control plane (cached after the first run)"
 STOREFACTORY_K8S_BIN_DIR="$(bash scripts/install-control-plane.sh | tail -n 1)"
 export STOREFACTORY_K8S_BIN_DIR
 
-step "installing Chromium and the dashboard test's npm packages"
-if ! command -v chromium >/dev/null 2>&1; then
-  as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+step "installing helm and kubectl for the chart's tests (cached after the first run)"
+STOREFACTORY_HELM_BIN_DIR="$(bash scripts/install-helm.sh | tail -n 1)"
+export STOREFACTORY_HELM_BIN_DIR
+
+step "installing Chromium, umoci, skopeo, jq and the dashboard test's npm packages"
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+# umoci, skopeo, jq and curl build and check the image.
+packages=()
+for tool in chromium umoci skopeo jq curl; do
+  command -v "$tool" >/dev/null 2>&1 || packages+=("$tool")
+done
+if [ ${#packages[@]} -gt 0 ]; then
   as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
 npm ci --prefix storefactory-http/tests/browser --no-audit --no-fund --loglevel=error
 
@@ -50,5 +59,11 @@ KUBECONFIG="$cluster_dir/kubeconfig" ./target/debug/examples/provision_store \
 kill -TERM "$up_pid"; wait "$up_pid" || true
 grep -q "is deleted" "$cluster_dir/example.log"
 rm -rf "$cluster_dir"
+
+step "the image, built without Docker, and checked"
+# From the debug binary the tests just built: the image's assembly and configuration are the
+# same as from a release build, without compiling the workspace a second time.
+image=$(bash scripts/build-image.sh --binary target/debug/storefactory --output target/image/storefactory-test.oci.tar | tail -n 1)
+bash scripts/check-image.sh "$image"
 
 step "all checks passed in $(( $(date +%s) - started ))s"

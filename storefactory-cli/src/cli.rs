@@ -529,10 +529,10 @@ pub struct RenderArgs {
 pub enum DbCommand {
     /// Write a consistent copy of the database to FILE, while it stays in use.
     #[command(
-        after_help = "Example:\n  storefactory db backup backups/storefactory-$(date +%F).db"
+        after_help = "Examples:\n  storefactory db backup backups/storefactory-$(date +%F).db\n  kubectl exec deploy/storefactory -- storefactory db backup - > storefactory.db"
     )]
     Backup {
-        /// The new file; must not exist yet.
+        /// The new file; must not exist yet. `-` writes the copy to standard output.
         file: PathBuf,
     },
 }

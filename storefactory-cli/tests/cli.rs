@@ -579,6 +579,15 @@ async fn users_are_managed_with_passwords_from_stdin_and_quotas_enforced() {
     std::fs::copy(cli.path("backup.db"), copy.path("sf.db")).unwrap();
     let users = copy.json(&["user", "list"]).await;
     assert_eq!(users[0]["username"], "alice");
+
+    // `-` streams the copy, and only the copy, to standard output.
+    let streamed = cli.run(&["db", "backup", "-"]).await;
+    assert_eq!(streamed.status.code(), Some(0), "{}", stderr(&streamed));
+    let from_stdout = Cli::offline();
+    std::fs::write(from_stdout.path("sf.db"), &streamed.stdout).unwrap();
+    let users = from_stdout.json(&["user", "list"]).await;
+    assert_eq!(users[0]["username"], "alice");
+    assert!(!cli.path("-").exists());
 }
 
 #[tokio::test]

@@ -1,5 +1,8 @@
 //! `storefactory db ...`
 
+use std::io::Write as _;
+use std::path::Path;
+
 use anyhow::{Context as _, Result};
 
 use crate::Context;
@@ -10,6 +13,7 @@ use crate::output::{self, details};
 /// Runs a `db` command.
 pub async fn run(ctx: &Context, command: DbCommand) -> Result<()> {
     match command {
+        DbCommand::Backup { file } if file == Path::new("-") => backup_to_stdout(ctx).await,
         DbCommand::Backup { file } => {
             if file.exists() {
                 return Err(Failure::new(
@@ -39,4 +43,27 @@ pub async fn run(ctx: &Context, command: DbCommand) -> Result<()> {
             })
         }
     }
+}
+
+/// `db backup -`: the copy goes to standard output, for a database in a container that has
+/// nothing but this binary (`kubectl exec ... -- storefactory db backup - > copy.db`). It
+/// is written to a private temporary directory first (SQLite writes a copy to a file), then
+/// streamed; nothing else is printed on standard output.
+async fn backup_to_stdout(ctx: &Context) -> Result<()> {
+    let db = ctx.db().await?;
+    let dir = tempfile::Builder::new()
+        .prefix("storefactory-backup-")
+        .tempdir()
+        .context("cannot create a temporary directory for the copy")?;
+    let copy = dir.path().join("backup.db");
+    db.backup_to(&copy)
+        .await
+        .context("cannot back up the database")?;
+    let mut source = std::fs::File::open(&copy).context("cannot read the copy")?;
+    let mut stdout = std::io::stdout().lock();
+    std::io::copy(&mut source, &mut stdout).context("cannot write the copy to standard output")?;
+    stdout
+        .flush()
+        .context("cannot write the copy to standard output")?;
+    Ok(())
 }

@@ -1,0 +1,120 @@
+{{/*
+Names. Kubernetes names are at most 63 characters where they end up in DNS (Services) or
+labels, so they are cut there.
+*/}}
+{{- define "storefactory.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "storefactory.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "storefactory.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The image tag: the chart's appVersion unless overridden. */}}
+{{- define "storefactory.version" -}}
+{{- .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
+{{- define "storefactory.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "storefactory.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Standard labels of every object of the release. Stores' objects are labelled
+app.kubernetes.io/managed-by=storefactory by the platform; the release's own are Helm's.
+*/}}
+{{- define "storefactory.labels" -}}
+helm.sh/chart: {{ include "storefactory.chart" . }}
+{{ include "storefactory.selectorLabels" . }}
+app.kubernetes.io/version: {{ include "storefactory.version" . | quote }}
+app.kubernetes.io/component: server
+app.kubernetes.io/part-of: storefactory
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "storefactory.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "storefactory.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+Cluster-scoped RBAC objects are named after the release's namespace too, so that releases
+of the same name in two namespaces do not take over each other's ClusterRole.
+*/}}
+{{- define "storefactory.clusterRoleName" -}}
+{{- printf "%s-%s" .Release.Namespace (include "storefactory.fullname" .) }}
+{{- end }}
+
+{{/* The Secret holding the token-signing key and the admin password. */}}
+{{- define "storefactory.secretName" -}}
+{{- .Values.auth.existingSecret | default (include "storefactory.fullname" .) }}
+{{- end }}
+
+{{- define "storefactory.claimName" -}}
+{{- .Values.persistence.existingClaim | default (printf "%s-data" (include "storefactory.fullname" .)) }}
+{{- end }}
+
+{{/*
+Rules of the ClusterRole: exactly the permissions `storefactory doctor` checks (derived
+from the kinds the built-in blueprint renders), and nothing broader. A test removes each
+rule, resource and verb in turn and checks that doctor or provisioning then fails.
+*/}}
+{{- define "storefactory.clusterRules" -}}
+# Every store has a namespace of its own: applied (server-side apply: create, patch),
+# watched, and deleted with the store.
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [create, patch, get, list, watch, delete]
+# Pods are only observed: readiness and failure reasons (image pulls, crash loops).
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch]
+# The objects the built-in blueprint creates inside store namespaces: applied, read,
+# watched for readiness and drift, deleted (a retried seeding Job).
+- apiGroups: [""]
+  resources: [configmaps, limitranges, persistentvolumeclaims, resourcequotas, secrets, services]
+  verbs: [create, patch, get, list, watch, delete]
+- apiGroups: [apps]
+  resources: [deployments, statefulsets]
+  verbs: [create, patch, get, list, watch, delete]
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [create, patch, get, list, watch, delete]
+- apiGroups: [networking.k8s.io]
+  resources: [ingresses, networkpolicies]
+  verbs: [create, patch, get, list, watch, delete]
+# `storefactory doctor` checks that the configured ingress and storage classes exist.
+- apiGroups: [networking.k8s.io]
+  resources: [ingressclasses]
+  verbs: [list]
+- apiGroups: [storage.k8s.io]
+  resources: [storageclasses]
+  verbs: [list]
+{{- with .Values.rbac.extraClusterRules }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Rules of a Role in the release's own namespace, for what the server does there only.
+None yet: templates/role.yaml renders a Role and RoleBinding as soon as this is not empty.
+*/}}
+{{- define "storefactory.namespacedRules" -}}
+{{- end }}
