@@ -113,8 +113,11 @@ rule, resource and verb in turn and checks that doctor or provisioning then fail
 {{- end }}
 
 {{/*
-Rules of a Role in the release's own namespace, for what the server does there only.
-None yet: templates/role.yaml renders a Role and RoleBinding as soon as this is not empty.
+Rules of a Role in the release's own namespace, for what the server does there only: the
+leader Lease (read, created once, renewed), which elects the one replica that reconciles.
 */}}
 {{- define "storefactory.namespacedRules" -}}
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [get, create, update]
 {{- end }}

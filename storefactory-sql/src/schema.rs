@@ -273,6 +273,7 @@ mod tests {
             tables(&conn),
             [
                 "audit_log",
+                "event_feed",
                 "settings",
                 "sqlite_sequence",
                 "store_events",
