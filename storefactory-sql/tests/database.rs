@@ -1014,3 +1014,66 @@ async fn status_changes_follow_the_lifecycle_and_deleting_is_sticky() {
     let current = db.get_store(&record.id).await.unwrap().unwrap();
     assert_eq!(current.status, StoreStatus::Deleting);
 }
+
+#[tokio::test]
+async fn store_pages_cover_every_store_once_in_order_and_end() {
+    let (_dir, db) = fresh().await;
+    user(&db, "pia", 20, 100).await;
+    user(&db, "quin", 20, 100).await;
+    for n in 0..7 {
+        db.insert_store(&store(&format!("p{n}"), "pia", 1))
+            .await
+            .unwrap();
+        db.insert_store(&store(&format!("q{n}"), "quin", 1))
+            .await
+            .unwrap();
+    }
+    db.set_status(&id("p3"), StoreStatus::Deleting, None)
+        .await
+        .unwrap();
+    db.set_status(&id("p3"), StoreStatus::Deleted, None)
+        .await
+        .unwrap();
+
+    let filter = StoreFilter::owner("pia");
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let page = db.list_stores_page(&filter, cursor, 2).await.unwrap();
+        assert!(page.stores.len() <= 2);
+        pages += 1;
+        seen.extend(page.stores.iter().map(|s| s.id.to_string()));
+        // A cursor survives its text form, as a client hands it back.
+        cursor = page.next.map(|c| c.to_string().parse().unwrap());
+        if cursor.is_none() {
+            break;
+        }
+        // A store created while paging shows up at the end.
+        if pages == 1 {
+            db.insert_store(&store("p7", "pia", 1)).await.unwrap();
+        }
+    }
+    assert_eq!(seen, ["p0", "p1", "p2", "p4", "p5", "p6", "p7"]);
+    assert_eq!(pages, 4, "the last page is not followed by an empty one");
+
+    let everything = db
+        .list_stores_page(&StoreFilter::default(), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(everything.stores.len(), 14);
+    assert!(everything.next.is_none());
+    let with_deleted = StoreFilter {
+        owner: Some("pia".to_owned()),
+        include_deleted: true,
+    };
+    let page = db.list_stores_page(&with_deleted, None, 100).await.unwrap();
+    assert_eq!(page.stores.len(), 8);
+
+    for bad in ["", "-1", "1e3", " 4", "abc", "99999999999999999999"] {
+        assert!(
+            bad.parse::<storefactory_sql::StoreCursor>().is_err(),
+            "{bad:?}"
+        );
+    }
+}
