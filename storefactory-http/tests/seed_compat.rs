@@ -312,6 +312,28 @@ async fn store_lists_come_in_bounded_pages_with_a_cursor() -> Result<()> {
     assert_eq!(seen, created);
     assert_eq!(pages, 3);
 
+    // Newest first, for the dashboard.
+    let newest = send(
+        &app.router,
+        Method::GET,
+        "/api/stores?order=newest&limit=2",
+        Some(&token),
+        None,
+    )
+    .await?;
+    assert_eq!(newest.body["stores"][0]["id"], created[4].as_str());
+    assert_eq!(newest.body["stores"][1]["id"], created[3].as_str());
+    let cursor = newest.body["next_cursor"].as_str().expect("more");
+    let older = send(
+        &app.router,
+        Method::GET,
+        &format!("/api/stores?order=newest&limit=2&cursor={cursor}"),
+        Some(&token),
+        None,
+    )
+    .await?;
+    assert_eq!(older.body["stores"][0]["id"], created[2].as_str());
+
     // Without a limit, everything (what the seed's clients ask for).
     let all = send(&app.router, Method::GET, "/api/stores", Some(&token), None).await?;
     assert_eq!(all.body["stores"].as_array().map(Vec::len), Some(5));
@@ -322,6 +344,7 @@ async fn store_lists_come_in_bounded_pages_with_a_cursor() -> Result<()> {
         "/api/stores?limit=501",
         "/api/stores?cursor=abc",
         "/api/stores?cursor=-1",
+        "/api/stores?order=random",
     ] {
         let reply = send(&app.router, Method::GET, bad, Some(&token), None).await?;
         assert_seed_error(&reply, StatusCode::BAD_REQUEST, "invalid_query");

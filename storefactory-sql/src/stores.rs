@@ -243,19 +243,24 @@ fn list_stores(conn: &Connection, filter: &StoreFilter) -> Result<Vec<StoreRecor
     rows.into_iter().map(StoreRow::decode).collect()
 }
 
-/// The stores after position `after` passing `filter`, oldest first, at most `limit` of
-/// them, and whether more follow (one more row is read to know).
+/// The stores passing `filter` that come after position `after` in `order`, at most `limit`
+/// of them, and whether more follow (one more row is read to know).
 fn list_stores_page(
     conn: &Connection,
     filter: &StoreFilter,
-    after: i64,
+    after: Option<i64>,
     limit: usize,
+    order: StoreOrder,
 ) -> Result<StorePage> {
     let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+    let (after, beyond) = match order {
+        StoreOrder::OldestFirst => (after.unwrap_or(0), "pos > ?3 ORDER BY pos ASC"),
+        StoreOrder::NewestFirst => (after.unwrap_or(i64::MAX), "pos < ?3 ORDER BY pos DESC"),
+    };
     let rows: Vec<(i64, StoreRow)> = conn
         .prepare_cached(&format!(
             "SELECT pos, {STORE_COLUMNS} FROM stores WHERE (?1 IS NULL OR owner = ?1) \
-             AND (?2 OR status != 'deleted') AND pos > ?3 ORDER BY pos LIMIT ?4"
+             AND (?2 OR status != 'deleted') AND {beyond} LIMIT ?4"
         ))
         .and_then(|mut stmt| {
             stmt.query_map(
@@ -353,6 +358,16 @@ impl std::str::FromStr for StoreCursor {
     }
 }
 
+/// The order of a store listing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StoreOrder {
+    /// In the order they were created (as [`StoreRepository::list_stores`] lists them).
+    #[default]
+    OldestFirst,
+    /// The most recently created first.
+    NewestFirst,
+}
+
 /// One page of a store listing.
 #[derive(Debug, Clone)]
 pub struct StorePage {
@@ -363,22 +378,24 @@ pub struct StorePage {
 }
 
 impl Database {
-    /// Stores passing `filter`, oldest first, a page at a time: at most `limit` (at least
-    /// one) of those after `after` (from the start when `None`).
+    /// Stores passing `filter` in `order`, a page at a time: at most `limit` (at least one)
+    /// of those after `after` (from the start when `None`).
     ///
-    /// A store created while a client pages through the listing appears on the last page;
-    /// one deleted meanwhile simply is not there. Pages never repeat or skip a store that
-    /// exists throughout.
+    /// Pages never repeat or skip a store that exists throughout. A store created while a
+    /// client pages through the listing appears at the end oldest first, and at the start
+    /// (on a first page asked for again) newest first; one deleted meanwhile simply is not
+    /// there.
     pub async fn list_stores_page(
         &self,
         filter: &StoreFilter,
         after: Option<StoreCursor>,
         limit: usize,
+        order: StoreOrder,
     ) -> Result<StorePage> {
         let filter = filter.clone();
-        let after = after.map_or(0, |c| c.0);
+        let after = after.map(|c| c.0);
         let limit = limit.max(1);
-        self.read(move |conn| list_stores_page(conn, &filter, after, limit))
+        self.read(move |conn| list_stores_page(conn, &filter, after, limit, order))
             .await
     }
 }

@@ -11,7 +11,7 @@ use storefactory_core::product::{parse_product_json, parse_products};
 use storefactory_core::provisioner::CreateStore;
 use storefactory_core::spec::{Quantity, StoreId, StoreSpec, TlsSpec};
 use storefactory_core::store::{StoreRecord, StoreStatus};
-use storefactory_sql::{AuditRecord, StoreCursor};
+use storefactory_sql::{AuditRecord, StoreCursor, StoreOrder};
 
 use crate::api_error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::auth::{AuthUser, ClientAddr};
@@ -267,6 +267,20 @@ pub struct ListQuery {
     /// Where to continue: the `next_cursor` of the previous page.
     #[serde(default)]
     pub cursor: Option<String>,
+    /// `oldest` first (the default) or `newest` first.
+    #[serde(default)]
+    pub order: ListOrder,
+}
+
+/// The order of `GET /api/stores`.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListOrder {
+    /// In the order they were created.
+    #[default]
+    Oldest,
+    /// The most recently created first.
+    Newest,
 }
 
 /// Records an audit entry; a failure is logged, not answered.
@@ -368,7 +382,14 @@ pub async fn list(
         owner: (!query.all).then(|| user.name().to_owned()),
         include_deleted: query.include_deleted,
     };
-    let page = state.db().list_stores_page(&filter, cursor, limit).await?;
+    let order = match query.order {
+        ListOrder::Oldest => StoreOrder::OldestFirst,
+        ListOrder::Newest => StoreOrder::NewestFirst,
+    };
+    let page = state
+        .db()
+        .list_stores_page(&filter, cursor, limit, order)
+        .await?;
     let stores: Vec<StoreView> = page.stores.iter().map(StoreView::from).collect();
     Ok(Json(serde_json::json!({
         "stores": stores,
