@@ -39,7 +39,11 @@ async fn main() -> anyhow::Result<()> {
     });
 
     let id = StoreId::generate();
-    let mut spec = StoreSpec::new(id.clone(), "example", format!("store-{id}.storefactory.local"));
+    let mut spec = StoreSpec::new(
+        id.clone(),
+        "example",
+        format!("store-{id}.storefactory.local"),
+    );
     spec.products = parse_products("T-Shirt|5.99|Cotton t-shirt\nJeans|12.99|Denim jeans")?;
     provisioner.create(CreateStore::new(spec)).await?;
     println!("created store {id}");
@@ -55,11 +59,17 @@ async fn main() -> anyhow::Result<()> {
                 EventKind::Step { step, message } => println!("  {step}: {message}"),
                 EventKind::Warning { message } => println!("  warning: {message}"),
                 EventKind::Status { status, reason } => {
-                    println!("{id} is {status}{}", reason.map(|r| format!(": {r}")).unwrap_or_default());
+                    println!(
+                        "{id} is {status}{}",
+                        reason.map(|r| format!(": {r}")).unwrap_or_default()
+                    );
                     match status {
                         StoreStatus::Ready if !deleting => {
                             let credentials = provisioner.credentials(&id).await?;
-                            println!("log in at {} as {}", credentials.admin_url, credentials.username);
+                            println!(
+                                "log in at {} as {}",
+                                credentials.admin_url, credentials.username
+                            );
                             provisioner.delete(&id).await?;
                             deleting = true;
                         }

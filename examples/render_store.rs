@@ -49,8 +49,11 @@ fn run(path: &str) -> Result<String, Box<dyn std::error::Error>> {
         spec.fit_quota_to_volumes();
     }
     // Generated passwords come out as `REPLACE_ME_...`: the engine creates them once per store.
-    let manifests =
-        BlueprintRegistry::builtin()?.render(DEFAULT_BLUEPRINT, &spec, SecretValues::Placeholders)?;
+    let manifests = BlueprintRegistry::builtin()?.render(
+        DEFAULT_BLUEPRINT,
+        &spec,
+        SecretValues::Placeholders,
+    )?;
     let mut out = String::new();
     for manifest in manifests {
         out.push_str("---\n");

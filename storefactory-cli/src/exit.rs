@@ -66,9 +66,7 @@ pub fn kind_code(kind: ErrorKind) -> Code {
     match kind {
         ErrorKind::Invalid => Code::Usage,
         ErrorKind::NotFound => Code::NotFound,
-        ErrorKind::AlreadyExists | ErrorKind::Conflict | ErrorKind::QuotaExceeded => {
-            Code::Conflict
-        }
+        ErrorKind::AlreadyExists | ErrorKind::Conflict | ErrorKind::QuotaExceeded => Code::Conflict,
         ErrorKind::Unavailable | ErrorKind::Cluster => Code::Cluster,
         _ => Code::Failure,
     }

@@ -182,7 +182,14 @@ async fn follow(
     }));
     tokio::pin!(run);
     let outcome = follow_until(
-        &repo, id, target, timeout, events, progress, &mut last, run.as_mut(),
+        &repo,
+        id,
+        target,
+        timeout,
+        events,
+        progress,
+        &mut last,
+        run.as_mut(),
     )
     .await;
     let _ = stop.send(());

@@ -639,7 +639,10 @@ async fn start_server(cli: &Cli, extra: &[&str]) -> (tokio::process::Child, Stri
         .args(extra)
         .env("RUST_LOG", "info")
         .env("STOREFACTORY_ADMIN_PASSWORD", "the first admin password")
-        .env("STOREFACTORY_TOKEN_KEY", "a token key shared by the servers of one test")
+        .env(
+            "STOREFACTORY_TOKEN_KEY",
+            "a token key shared by the servers of one test",
+        )
         .env("STOREFACTORY_LEASE_DURATION", "4")
         .env_remove("KUBECONFIG")
         .stdout(std::process::Stdio::null())
@@ -789,9 +792,10 @@ async fn a_killed_leader_is_replaced_by_another_server_and_the_stores_converge()
     let cli = Cli::with_kubeconfig(cp.kubeconfig_path());
     let id = StoreId::generate();
     // Pods of the store take a while to start, so the leader is killed mid-provisioning.
-    let _slow = cp.kubelet().unwrap().inject(
-        Fault::slow_start(Duration::from_secs(6)).namespace(id.namespace()),
-    );
+    let _slow = cp
+        .kubelet()
+        .unwrap()
+        .inject(Fault::slow_start(Duration::from_secs(6)).namespace(id.namespace()));
     let (leader, _) = start_server(&cli, &["--context", "storefactory-testkit"]).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (follower, addr) = start_server(&cli, &["--context", "storefactory-testkit"]).await;
@@ -813,7 +817,11 @@ async fn a_killed_leader_is_replaced_by_another_server_and_the_stores_converge()
     let events = cli.json(&["store", "get", &id]).await;
     assert_eq!(events["status"], "ready");
     let credentials = cli.json(&["store", "credentials", &id]).await;
-    assert!(credentials["password"].as_str().is_some_and(|p| p.len() >= 12));
+    assert!(
+        credentials["password"]
+            .as_str()
+            .is_some_and(|p| p.len() >= 12)
+    );
     let deleted = cli.run(&["store", "delete", &id, "--wait"]).await;
     assert_eq!(deleted.status.code(), Some(0), "{}", stderr(&deleted));
     assert_eq!(stop(follower).await, Some(0));
@@ -828,7 +836,14 @@ async fn the_command_line_follows_a_running_leader_and_one_set_of_passwords_resu
     let id = StoreId::generate();
     let created = cli
         .run(&[
-            "store", "create", "--owner", "admin", "--id", id.as_str(), "--wait", "--timeout",
+            "store",
+            "create",
+            "--owner",
+            "admin",
+            "--id",
+            id.as_str(),
+            "--wait",
+            "--timeout",
             "90s",
         ])
         .await;

@@ -263,9 +263,7 @@ impl Error {
             Error::InvalidState { .. } => ErrorKind::Conflict,
             Error::NamespaceTaken { .. } | Error::NamespaceLost { .. } => ErrorKind::Conflict,
             Error::Repository(error) => error.kind(),
-            Error::Kube { source, .. } if kube_error_is_transient(source) => {
-                ErrorKind::Unavailable
-            }
+            Error::Kube { source, .. } if kube_error_is_transient(source) => ErrorKind::Unavailable,
             Error::Kube { .. } => ErrorKind::Cluster,
             Error::LoadBlueprint { .. }
             | Error::ReadBlueprintDir { .. }

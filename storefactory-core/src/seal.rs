@@ -94,7 +94,9 @@ mod tests {
         let other = SealingKey::derive(b"another operator secret, also long");
         assert_eq!(other.open("ab12", &sealed), Err(OpenError));
         assert_eq!(key.open("ab12", "not base64!"), Err(OpenError));
-        let mut tampered = base64::engine::general_purpose::STANDARD.decode(&sealed).unwrap();
+        let mut tampered = base64::engine::general_purpose::STANDARD
+            .decode(&sealed)
+            .unwrap();
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
         let tampered = base64::engine::general_purpose::STANDARD.encode(tampered);

@@ -707,7 +707,10 @@ impl StoreSpec {
         // Whether the quota admits the volume claims of the store's objects depends on its
         // blueprint, and is checked when they are rendered.
         if self.quota.pods == 0 {
-            return Err(ValidationError::new("quota.pods", "must allow at least one pod"));
+            return Err(ValidationError::new(
+                "quota.pods",
+                "must allow at least one pod",
+            ));
         }
         let volumes = self.wordpress.storage.value() + self.mysql.storage.value();
         if volumes > self.quota.storage.value() {

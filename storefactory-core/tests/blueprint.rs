@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::core::v1::PodSpec;
 use storefactory_core::Error;
 use storefactory_core::blueprint::{
-    Blueprint, BlueprintRegistry, DEFAULT_BLUEPRINT, LABEL_MANAGED_BY, LABEL_STORE, SecretInputs, SecretValues,
+    Blueprint, BlueprintRegistry, DEFAULT_BLUEPRINT, LABEL_MANAGED_BY, LABEL_STORE, SecretInputs,
+    SecretValues,
 };
 use storefactory_core::manifest::Manifest;
 use storefactory_core::product::parse_products;
@@ -369,9 +370,7 @@ fn embedders_register_helpers_and_blueprints() {
     let mut spec = spec();
     spec.params
         .insert("greeting".to_owned(), "good: day # x".to_owned());
-    let manifests = registry
-        .render("greeting", &spec, fixed_secrets())
-        .unwrap();
+    let manifests = registry.render("greeting", &spec, fixed_secrets()).unwrap();
     let Manifest::ConfigMap(cm) = &manifests[0] else {
         panic!("not a ConfigMap")
     };

@@ -260,7 +260,10 @@ async fn a_chosen_admin_password_is_used() {
     let p = h.provisioner();
     let id = StoreId::generate();
     let mut req = request(&id);
-    req.inputs = storefactory_core::blueprint::SecretInputs::one("admin_password", "correct horse battery staple");
+    req.inputs = storefactory_core::blueprint::SecretInputs::one(
+        "admin_password",
+        "correct horse battery staple",
+    );
     p.create(req).await.unwrap();
     let run = spawn(&p);
     h.wait_for(&id, StoreStatus::Ready).await;
@@ -776,12 +779,20 @@ async fn a_second_blueprint_provisions_fails_and_deletes_through_the_same_engine
     let id = StoreId::generate();
     let mut req = request(&id);
     req.blueprint = Some("storefront".to_owned());
-    req.inputs = storefactory_core::blueprint::SecretInputs::one("editor_token", "a chosen editor token");
+    req.inputs =
+        storefactory_core::blueprint::SecretInputs::one("editor_token", "a chosen editor token");
     // The built-in blueprint's input is not this one's.
     let mut wrong = request(&StoreId::generate());
     wrong.blueprint = Some("storefront".to_owned());
-    wrong.inputs = storefactory_core::blueprint::SecretInputs::one("admin_password", "correct horse battery");
-    assert!(p.create(wrong).await.unwrap_err().to_string().contains("editor_token"));
+    wrong.inputs =
+        storefactory_core::blueprint::SecretInputs::one("admin_password", "correct horse battery");
+    assert!(
+        p.create(wrong)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("editor_token")
+    );
 
     p.create(req).await.unwrap();
     h.wait_for(&id, StoreStatus::Ready).await;
@@ -797,23 +808,31 @@ async fn a_second_blueprint_provisions_fails_and_deletes_through_the_same_engine
         })
         .collect();
     assert!(steps.contains(&"web".to_owned()), "{steps:?}");
-    assert!(!steps.iter().any(|s| s == "mysql" || s == "seed"), "{steps:?}");
+    assert!(
+        !steps.iter().any(|s| s == "mysql" || s == "seed"),
+        "{steps:?}"
+    );
     assert_eq!(h.count::<StatefulSet>(&id).await, 0);
     assert_eq!(h.count::<Job>(&id).await, 0);
     let credentials = p.credentials(&id).await.unwrap();
     assert_eq!(credentials.username, "alice");
     assert_eq!(credentials.password, "a chosen editor token");
-    assert!(credentials.admin_url.ends_with("/edit/"), "{}", credentials.admin_url);
+    assert!(
+        credentials.admin_url.ends_with("/edit/"),
+        "{}",
+        credentials.admin_url
+    );
     cleanup(&p, &h, &id).await;
     assert!(!h.namespace_exists(&id).await);
 
     // The same blueprint fails like any other when its image cannot be pulled.
     let cp = storefactory_testkit::shared().await.unwrap();
     let failing = StoreId::generate();
-    let _guard = cp
-        .kubelet()
-        .unwrap()
-        .inject(Fault::image_pull().namespace(failing.namespace()).container("web"));
+    let _guard = cp.kubelet().unwrap().inject(
+        Fault::image_pull()
+            .namespace(failing.namespace())
+            .container("web"),
+    );
     let mut req = request(&failing);
     req.blueprint = Some("storefront".to_owned());
     p.create(req).await.unwrap();
@@ -838,7 +857,10 @@ async fn a_ready_store_whose_namespace_vanishes_fails_and_is_never_recreated_emp
     assert!(reason.contains("data is lost"), "{reason}");
     // Whatever happens next, nothing re-creates it: not a restart of the reconciler either.
     run.abort();
-    eventually("the namespace is gone", || async { !h.namespace_exists(&id).await }).await;
+    eventually("the namespace is gone", || async {
+        !h.namespace_exists(&id).await
+    })
+    .await;
     let again = spawn(&p);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(!h.namespace_exists(&id).await, "re-created empty");
@@ -872,7 +894,11 @@ async fn a_chosen_password_survives_a_restart_before_the_first_apply_sealed() {
     let run = spawn(&second);
     h.wait_for(&id, StoreStatus::Ready).await;
     assert_eq!(second.credentials(&id).await.unwrap().password, chosen);
-    assert_eq!(h.record(&id).await.unwrap().sealed_inputs, None, "kept after use");
+    assert_eq!(
+        h.record(&id).await.unwrap().sealed_inputs,
+        None,
+        "kept after use"
+    );
     cleanup(&second, &h, &id).await;
     run.abort();
 }
@@ -895,7 +921,15 @@ async fn two_processes_on_one_store_make_one_set_of_passwords() {
     let created = mysql.metadata.resource_version.clone();
     // A third pass of either changes nothing: the Secret is never written again.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(secrets.get("mysql").await.unwrap().metadata.resource_version, created);
+    assert_eq!(
+        secrets
+            .get("mysql")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+        created
+    );
     run_b.abort();
     cleanup(&a, &h, &id).await;
     run_a.abort();

@@ -1,5 +1,8 @@
-//! The one error shape of the API, `{"error": {"code": "...", "message": "..."}}`, and the
-//! extractors whose rejections use it.
+//! The one error shape of the API, `{"error": "...message...", "code": "..."}` (plus `field`
+//! for invalid input), and the extractors whose rejections use it.
+//!
+//! `error` is a string because the clients of the product Storefactory replaces put it
+//! straight into a page; the stable `code` sits beside it for programs.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -138,12 +141,25 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The JSON body of the error: `{"error": message, "code": code}`, with the `field` of
+    /// invalid input and the seconds to wait of a throttled login.
+    pub fn body(&self) -> serde_json::Value {
+        let mut body = serde_json::json!({ "error": self.message(), "code": self.code() });
+        match self {
+            ApiError::Invalid { field, .. } => body["field"] = field.as_str().into(),
+            ApiError::TooManyAttempts { retry_after_secs } => {
+                body["retry_after_secs"] = (*retry_after_secs).into();
+            }
+            _ => {}
+        }
+        body
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "error": { "code": self.code(), "message": self.message() }
-        });
-        let mut response = (self.status(), axum::Json(body)).into_response();
+        let mut response = (self.status(), axum::Json(self.body())).into_response();
         let headers = response.headers_mut();
         match &self {
             ApiError::Unauthorized(_) => {

@@ -16,7 +16,8 @@
 //!
 //! Tests and embedders can build the [`router`] over an [`AppState`] themselves.
 //!
-//! Every error answers `{"error": {"code": "...", "message": "..."}}` ([`ApiError`]).
+//! Every error answers `{"error": "...message...", "code": "..."}` ([`ApiError`]): the shape
+//! the clients of the product Storefactory replaces expect, with a stable code beside it.
 
 mod api_error;
 pub mod auth;

@@ -198,7 +198,7 @@ async fn login_create_follow_until_ready_credentials_delete_gone() -> Result<()>
             None,
         )
         .await?;
-        assert_eq!(status, StatusCode::ACCEPTED, "{deleting}");
+        assert_eq!(status, StatusCode::OK, "{deleting}");
         assert_eq!(deleting["status"], "deleting");
         let events = follow(addr, &token, &id, &["deleted"]).await?;
         assert_eq!(

@@ -39,4 +39,5 @@ pub use db::Database;
 pub use error::{Error, Result};
 pub use schema::SCHEMA_VERSION;
 pub use storefactory_core::port::{Quota, Usage};
+pub use stores::{InvalidCursor, StoreCursor, StoreOrder, StorePage};
 pub use users::{Role, UnknownRole, User, validate_username};

@@ -31,18 +31,23 @@ struct StoreRow {
 
 impl StoreRow {
     fn read(row: &Row<'_>) -> rusqlite::Result<StoreRow> {
+        StoreRow::read_from(row, 0)
+    }
+
+    /// Reads the [`STORE_COLUMNS`] that start at column `first`.
+    fn read_from(row: &Row<'_>, first: usize) -> rusqlite::Result<StoreRow> {
         Ok(StoreRow {
-            id: row.get(0)?,
-            owner: row.get(1)?,
-            name: row.get(2)?,
-            status: row.get(3)?,
-            reason: row.get(4)?,
-            blueprint: row.get(5)?,
-            spec: row.get(6)?,
-            created_at: row.get(7)?,
-            updated_at: row.get(8)?,
-            namespace_uid: row.get(9)?,
-            sealed_inputs: row.get(10)?,
+            id: row.get(first)?,
+            owner: row.get(first + 1)?,
+            name: row.get(first + 2)?,
+            status: row.get(first + 3)?,
+            reason: row.get(first + 4)?,
+            blueprint: row.get(first + 5)?,
+            spec: row.get(first + 6)?,
+            created_at: row.get(first + 7)?,
+            updated_at: row.get(first + 8)?,
+            namespace_uid: row.get(first + 9)?,
+            sealed_inputs: row.get(first + 10)?,
         })
     }
 
@@ -292,6 +297,46 @@ fn list_stores(conn: &Connection, filter: &StoreFilter) -> Result<Vec<StoreRecor
     rows.into_iter().map(StoreRow::decode).collect()
 }
 
+/// The stores passing `filter` that come after position `after` in `order`, at most `limit`
+/// of them, and whether more follow (one more row is read to know).
+fn list_stores_page(
+    conn: &Connection,
+    filter: &StoreFilter,
+    after: Option<i64>,
+    limit: usize,
+    order: StoreOrder,
+) -> Result<StorePage> {
+    let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+    let (after, beyond) = match order {
+        StoreOrder::OldestFirst => (after.unwrap_or(0), "pos > ?3 ORDER BY pos ASC"),
+        StoreOrder::NewestFirst => (after.unwrap_or(i64::MAX), "pos < ?3 ORDER BY pos DESC"),
+    };
+    let rows: Vec<(i64, StoreRow)> = conn
+        .prepare_cached(&format!(
+            "SELECT pos, {STORE_COLUMNS} FROM stores WHERE (?1 IS NULL OR owner = ?1) \
+             AND (?2 OR status != 'deleted') AND {beyond} LIMIT ?4"
+        ))
+        .and_then(|mut stmt| {
+            stmt.query_map(
+                params![filter.owner, filter.include_deleted, after, fetch],
+                |row| Ok((row.get(0)?, StoreRow::read_from(row, 1)?)),
+            )?
+            .collect()
+        })
+        .during("list a page of stores")?;
+    let more = rows.len() > limit;
+    let mut stores = Vec::with_capacity(limit.min(rows.len()));
+    let mut last = None;
+    for (pos, row) in rows.into_iter().take(limit) {
+        last = Some(pos);
+        stores.push(row.decode()?);
+    }
+    Ok(StorePage {
+        stores,
+        next: if more { last.map(StoreCursor) } else { None },
+    })
+}
+
 fn set_status(
     conn: &Connection,
     id: &StoreId,
@@ -334,6 +379,78 @@ fn set_status(
             }),
             None => Err(Error::StoreNotFound { id: id.clone() }),
         },
+    }
+}
+
+/// Where a page of stores ends, for asking for the next one. Opaque to clients: its text
+/// form (`Display`, `FromStr`) is what an API hands out and takes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreCursor(i64);
+
+impl std::fmt::Display for StoreCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A cursor that is not one this crate handed out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a store cursor: {0:?}")]
+pub struct InvalidCursor(pub String);
+
+impl std::str::FromStr for StoreCursor {
+    type Err = InvalidCursor;
+
+    fn from_str(text: &str) -> std::result::Result<Self, Self::Err> {
+        // Digits only: no sign, no spaces, so one position has one spelling.
+        if text.is_empty() || text.len() > 19 || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(InvalidCursor(text.to_owned()));
+        }
+        text.parse::<i64>()
+            .map(StoreCursor)
+            .map_err(|_| InvalidCursor(text.to_owned()))
+    }
+}
+
+/// The order of a store listing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StoreOrder {
+    /// In the order they were created (as [`StoreRepository::list_stores`] lists them).
+    #[default]
+    OldestFirst,
+    /// The most recently created first.
+    NewestFirst,
+}
+
+/// One page of a store listing.
+#[derive(Debug, Clone)]
+pub struct StorePage {
+    /// The stores, oldest first.
+    pub stores: Vec<StoreRecord>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<StoreCursor>,
+}
+
+impl Database {
+    /// Stores passing `filter` in `order`, a page at a time: at most `limit` (at least one)
+    /// of those after `after` (from the start when `None`).
+    ///
+    /// Pages never repeat or skip a store that exists throughout. A store created while a
+    /// client pages through the listing appears at the end oldest first, and at the start
+    /// (on a first page asked for again) newest first; one deleted meanwhile simply is not
+    /// there.
+    pub async fn list_stores_page(
+        &self,
+        filter: &StoreFilter,
+        after: Option<StoreCursor>,
+        limit: usize,
+        order: StoreOrder,
+    ) -> Result<StorePage> {
+        let filter = filter.clone();
+        let after = after.map(|c| c.0);
+        let limit = limit.max(1);
+        self.read(move |conn| list_stores_page(conn, &filter, after, limit, order))
+            .await
     }
 }
 

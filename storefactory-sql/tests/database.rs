@@ -10,7 +10,9 @@ use storefactory_core::error::RepositoryError;
 use storefactory_core::port::{Quota, StoreFilter, StoreRepository, Usage};
 use storefactory_core::spec::{Quantity, StoreId, StoreSpec};
 use storefactory_core::store::{EventKind, StoreRecord, StoreStatus, Timestamp};
-use storefactory_sql::{AuditFilter, AuditRecord, Database, Error, Role, SCHEMA_VERSION};
+use storefactory_sql::{
+    AuditFilter, AuditRecord, Database, Error, Role, SCHEMA_VERSION, StoreOrder,
+};
 use tempfile::TempDir;
 
 const PASSWORD: &str = "correct horse battery";
@@ -1013,4 +1015,93 @@ async fn status_changes_follow_the_lifecycle_and_deleting_is_sticky() {
     );
     let current = db.get_store(&record.id).await.unwrap().unwrap();
     assert_eq!(current.status, StoreStatus::Deleting);
+}
+
+#[tokio::test]
+async fn store_pages_cover_every_store_once_in_order_and_end() {
+    let (_dir, db) = fresh().await;
+    user(&db, "pia", 20, 100).await;
+    user(&db, "quin", 20, 100).await;
+    for n in 0..7 {
+        db.insert_store(&store(&format!("p{n}"), "pia", 1))
+            .await
+            .unwrap();
+        db.insert_store(&store(&format!("q{n}"), "quin", 1))
+            .await
+            .unwrap();
+    }
+    db.set_status(&id("p3"), StoreStatus::Deleting, None)
+        .await
+        .unwrap();
+    db.set_status(&id("p3"), StoreStatus::Deleted, None)
+        .await
+        .unwrap();
+
+    let filter = StoreFilter::owner("pia");
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let page = db
+            .list_stores_page(&filter, cursor, 2, StoreOrder::OldestFirst)
+            .await
+            .unwrap();
+        assert!(page.stores.len() <= 2);
+        pages += 1;
+        seen.extend(page.stores.iter().map(|s| s.id.to_string()));
+        // A cursor survives its text form, as a client hands it back.
+        cursor = page.next.map(|c| c.to_string().parse().unwrap());
+        if cursor.is_none() {
+            break;
+        }
+        // A store created while paging shows up at the end.
+        if pages == 1 {
+            db.insert_store(&store("p7", "pia", 1)).await.unwrap();
+        }
+    }
+    assert_eq!(seen, ["p0", "p1", "p2", "p4", "p5", "p6", "p7"]);
+    assert_eq!(pages, 4, "the last page is not followed by an empty one");
+
+    let everything = db
+        .list_stores_page(&StoreFilter::default(), None, 100, StoreOrder::default())
+        .await
+        .unwrap();
+    assert_eq!(everything.stores.len(), 14);
+    assert!(everything.next.is_none());
+    let with_deleted = StoreFilter {
+        owner: Some("pia".to_owned()),
+        include_deleted: true,
+    };
+    let page = db
+        .list_stores_page(&with_deleted, None, 100, StoreOrder::OldestFirst)
+        .await
+        .unwrap();
+    assert_eq!(page.stores.len(), 8);
+
+    // Newest first: the same stores backwards, in pages of three.
+    let first = db
+        .list_stores_page(&filter, None, 3, StoreOrder::NewestFirst)
+        .await
+        .unwrap();
+    let ids: Vec<String> = first.stores.iter().map(|s| s.id.to_string()).collect();
+    assert_eq!(ids, ["p7", "p6", "p5"]);
+    let second = db
+        .list_stores_page(&filter, first.next, 3, StoreOrder::NewestFirst)
+        .await
+        .unwrap();
+    let ids: Vec<String> = second.stores.iter().map(|s| s.id.to_string()).collect();
+    assert_eq!(ids, ["p4", "p2", "p1"]);
+    let last = db
+        .list_stores_page(&filter, second.next, 3, StoreOrder::NewestFirst)
+        .await
+        .unwrap();
+    assert_eq!(last.stores.len(), 1);
+    assert!(last.next.is_none());
+
+    for bad in ["", "-1", "1e3", " 4", "abc", "99999999999999999999"] {
+        assert!(
+            bad.parse::<storefactory_sql::StoreCursor>().is_err(),
+            "{bad:?}"
+        );
+    }
 }

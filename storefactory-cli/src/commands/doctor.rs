@@ -10,11 +10,11 @@ use k8s_openapi::api::authorization::v1::{
 use k8s_openapi::api::networking::v1::IngressClass;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{ListParams, PostParams};
-use storefactory_core::manifest::Manifest;
 use kube::{Api, Client, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use storefactory_core::blueprint::{BlueprintRegistry, DEFAULT_BLUEPRINT, SecretValues};
+use storefactory_core::manifest::Manifest;
 use storefactory_core::provisioner::error_chain;
 use storefactory_core::spec::{StoreId, StoreSpec};
 

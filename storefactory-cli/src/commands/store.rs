@@ -140,22 +140,26 @@ async fn audit(db: &Database, action: &str, id: &StoreId, detail: String) {
 /// One reconcile pass: applies (or deletes) what the record asks for, so that the command
 /// does its part even when no server is running and --wait was not given.
 async fn reconcile_once(provisioner: &Provisioner, id: &StoreId) -> Result<()> {
-    provisioner.reconcile_once(id).await.map(drop).map_err(|error| {
-        let code = if error.is_transient() {
-            Code::Cluster
-        } else {
-            crate::exit::core_code(&error)
-        };
-        Failure::new(
-            code,
-            format!(
-                "store {id} is recorded, but the cluster work failed: {}\n\
+    provisioner
+        .reconcile_once(id)
+        .await
+        .map(drop)
+        .map_err(|error| {
+            let code = if error.is_transient() {
+                Code::Cluster
+            } else {
+                crate::exit::core_code(&error)
+            };
+            Failure::new(
+                code,
+                format!(
+                    "store {id} is recorded, but the cluster work failed: {}\n\
                  (`storefactory store wait {id}` or a running server will try again)",
-                error_chain(&error)
-            ),
-        )
-        .into()
-    })
+                    error_chain(&error)
+                ),
+            )
+            .into()
+        })
 }
 
 async fn create(ctx: &Context, args: CreateArgs) -> Result<()> {

@@ -197,9 +197,9 @@ impl Lifecycle {
             }
         }
         if let Some(credentials) = &self.credentials {
-            let secret = self
-                .secret(&credentials.secret)
-                .ok_or_else(|| format!("credentials: no generated secret {}", credentials.secret))?;
+            let secret = self.secret(&credentials.secret).ok_or_else(|| {
+                format!("credentials: no generated secret {}", credentials.secret)
+            })?;
             for key in [&credentials.username_key, &credentials.password_key] {
                 if !secret.keys.contains_key(key) {
                     return Err(format!(
@@ -241,7 +241,10 @@ impl Lifecycle {
                     if known.is_empty() {
                         "this blueprint takes no chosen secrets".to_owned()
                     } else {
-                        format!("not a value this blueprint takes (it takes: {})", known.join(", "))
+                        format!(
+                            "not a value this blueprint takes (it takes: {})",
+                            known.join(", ")
+                        )
                     },
                 ));
             }
@@ -314,8 +317,9 @@ pub(crate) fn render_secrets(
         let mut data = BTreeMap::new();
         for (key, source) in &secret.keys {
             let value = match (source.generate, &source.from) {
-                (_, Some(path)) => lookup(context, path)
-                    .ok_or_else(|| format!("secret {} key {key}: {path} has no value", secret.name))?,
+                (_, Some(path)) => lookup(context, path).ok_or_else(|| {
+                    format!("secret {} key {key}: {path} has no value", secret.name)
+                })?,
                 (Some(length), None) => match values {
                     SecretValues::Placeholders => format!(
                         "REPLACE_ME_{}_{}",
@@ -431,7 +435,12 @@ mod tests {
         assert_eq!(secret.data.as_ref().unwrap()["password"].0.len(), 20);
 
         let unknown = SecretInputs::one("root_password", "a chosen password");
-        assert!(l.check_inputs(&unknown).unwrap_err().message.contains("admin_password"));
+        assert!(
+            l.check_inputs(&unknown)
+                .unwrap_err()
+                .message
+                .contains("admin_password")
+        );
         let short = SecretInputs::one("admin_password", "short");
         assert!(l.check_inputs(&short).is_err());
         assert!(!format!("{chosen:?}").contains("chosen password"));

@@ -443,8 +443,7 @@ impl BlueprintRegistry {
             for document in yaml::parse_documents(&rendered).map_err(parse_error)? {
                 let mut manifest = Manifest::from_value(document).map_err(parse_error)?;
                 check_placement(&manifest, &namespace).map_err(parse_error)?;
-                if manifest.kind() == "Secret" && blueprint.lifecycle().generates(manifest.name())
-                {
+                if manifest.kind() == "Secret" && blueprint.lifecycle().generates(manifest.name()) {
                     return Err(parse_error(format!(
                         "{} is a generated secret (lifecycle.secrets); templates may not \
                          render it",
@@ -487,7 +486,11 @@ fn render_context(blueprint: &Blueprint, spec: &StoreSpec) -> Result<serde_json:
 
 /// The store's quota must admit the volume claims its objects make: a quota that cannot is
 /// a request that would never become ready.
-fn check_volume_quota(blueprint: &Blueprint, spec: &StoreSpec, manifests: &[Manifest]) -> Result<()> {
+fn check_volume_quota(
+    blueprint: &Blueprint,
+    spec: &StoreSpec,
+    manifests: &[Manifest],
+) -> Result<()> {
     let claims: u64 = manifests
         .iter()
         .map(|m| match m {

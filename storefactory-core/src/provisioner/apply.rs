@@ -29,10 +29,11 @@ impl Provisioner {
     pub(super) async fn apply_all(&self, record: &StoreRecord, report: bool) -> Result<usize> {
         let id = &record.id;
         let inputs = self.chosen_inputs(record).await;
-        let manifests =
-            self.inner
-                .blueprints
-                .render(&record.blueprint, &record.spec, SecretValues::Generate(&inputs))?;
+        let manifests = self.inner.blueprints.render(
+            &record.blueprint,
+            &record.spec,
+            SecretValues::Generate(&inputs),
+        )?;
         let lifecycle = self.inner.blueprints.get(&record.blueprint)?.lifecycle();
         if report {
             self.step(id, "apply", format!("applying {} objects", manifests.len()))
@@ -128,20 +129,21 @@ impl Provisioner {
         let current = match (&record.namespace_uid, cached) {
             (Some(_), Some(cached)) => cached.map(|ns| (*ns).clone()),
             _ => {
-                let resource = Manifest::api_resource_of_kind("Namespace")
-                    .ok_or_else(|| Error::NamespaceTaken {
+                let resource = Manifest::api_resource_of_kind("Namespace").ok_or_else(|| {
+                    Error::NamespaceTaken {
                         namespace: name.clone(),
-                    })?;
-                let api: Api<DynamicObject> =
-                    Api::all_with(self.inner.client.clone(), &resource);
+                    }
+                })?;
+                let api: Api<DynamicObject> = Api::all_with(self.inner.client.clone(), &resource);
                 self.with_retries(&format!("read Namespace {name}"), || api.get_opt(&name))
                     .await?
             }
         };
         let Some(namespace) = current else {
-            return Ok(record.namespace_uid.as_ref().map(|_| {
-                NamespaceProblem::Lost("was deleted outside Storefactory".to_owned())
-            }));
+            return Ok(record
+                .namespace_uid
+                .as_ref()
+                .map(|_| NamespaceProblem::Lost("was deleted outside Storefactory".to_owned())));
         };
         let labelled = namespace
             .metadata
@@ -177,8 +179,11 @@ impl Provisioner {
     /// Creates a Secret if it does not exist; an existing one is kept as it is.
     async fn create_once(&self, manifest: &Manifest) -> Result<()> {
         let namespace = manifest.meta().namespace.clone().unwrap_or_default();
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.inner.client.clone(), &namespace, &manifest.api_resource());
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.inner.client.clone(),
+            &namespace,
+            &manifest.api_resource(),
+        );
         let object: DynamicObject =
             serde_json::from_value(manifest.to_value()).map_err(|e| Error::ParseManifest {
                 template: manifest.describe(),

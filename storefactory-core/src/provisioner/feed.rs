@@ -14,7 +14,11 @@ const BATCH: usize = 512;
 impl Provisioner {
     /// Reads the feed for ever, from its current head.
     pub(super) async fn follow_feed(&self) {
-        let interval = self.inner.config.feed_interval.max(Duration::from_millis(10));
+        let interval = self
+            .inner
+            .config
+            .feed_interval
+            .max(Duration::from_millis(10));
         let mut position = loop {
             match self.inner.repo.feed_head().await {
                 Ok(head) => break head,

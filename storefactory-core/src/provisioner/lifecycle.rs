@@ -43,7 +43,12 @@ impl Provisioner {
         let mut record = StoreRecord::new(spec, name, blueprint);
         if !inputs.is_empty() {
             let json = serde_json::to_vec(&inputs).unwrap_or_default();
-            record.sealed_inputs = Some(self.inner.config.sealing_key.seal(record.id.as_str(), &json));
+            record.sealed_inputs = Some(
+                self.inner
+                    .config
+                    .sealing_key
+                    .seal(record.id.as_str(), &json),
+            );
         }
         self.inner.repo.insert_store(&record).await?;
         self.record(
@@ -173,7 +178,11 @@ impl Provisioner {
             .repo
             .append_event(id, Timestamp::now(), &kind)
             .await?;
-        if self.inner.running.load(std::sync::atomic::Ordering::Acquire) {
+        if self
+            .inner
+            .running
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
             own.insert((event.store_id.clone(), event.seq));
         }
         drop(own);

@@ -22,7 +22,9 @@ use kube::Client;
 use kube::runtime::scheduler::ScheduleRequest;
 use tokio::sync::broadcast;
 
-use crate::blueprint::{BlueprintRegistry, DEFAULT_BLUEPRINT, LABEL_MANAGED_BY, LABEL_STORE, MANAGED_BY, SecretInputs};
+use crate::blueprint::{
+    BlueprintRegistry, DEFAULT_BLUEPRINT, LABEL_MANAGED_BY, LABEL_STORE, MANAGED_BY, SecretInputs,
+};
 use crate::port::StoreRepository;
 use crate::seal::SealingKey;
 use crate::spec::{StoreId, StoreSpec};

@@ -138,7 +138,9 @@ impl Provisioner {
         let mut queue = std::pin::pin!(scheduler(rx));
         loop {
             let busy = running.clone();
-            let mut free = queue.as_mut().hold_unless(move |id| !lock(&busy).contains(id));
+            let mut free = queue
+                .as_mut()
+                .hold_unless(move |id| !lock(&busy).contains(id));
             tokio::select! {
                 Some(id) = free.next() => {
                     lock(&running).insert(id.clone());

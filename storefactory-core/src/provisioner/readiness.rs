@@ -169,7 +169,13 @@ mod tests {
         serde_json::from_value(value).unwrap()
     }
 
-    fn workload(kind: &str, name: &str, generation: i64, observed: i64, ready: i32) -> DynamicObject {
+    fn workload(
+        kind: &str,
+        name: &str,
+        generation: i64,
+        observed: i64,
+        ready: i32,
+    ) -> DynamicObject {
         object(json!({
             "apiVersion": "apps/v1", "kind": kind,
             "metadata": {"name": name, "generation": generation},
@@ -231,7 +237,10 @@ mod tests {
     fn a_failed_job_fails_the_store_with_its_declared_meaning() {
         let observed = observe_with(&[job(Some(("Failed", "BackoffLimitExceeded")))], &[]);
         let failure = observed.failure.unwrap();
-        assert!(failure.starts_with("seeding failed: Job seed BackoffLimitExceeded: it broke"), "{failure}");
+        assert!(
+            failure.starts_with("seeding failed: Job seed BackoffLimitExceeded: it broke"),
+            "{failure}"
+        );
     }
 
     #[test]
@@ -246,7 +255,10 @@ mod tests {
         .unwrap();
         let observed = observe_with(&[], &[pod]);
         let failure = observed.failure.unwrap();
-        assert!(failure.contains("image nope:1") && failure.contains("cannot be pulled"), "{failure}");
+        assert!(
+            failure.contains("image nope:1") && failure.contains("cannot be pulled"),
+            "{failure}"
+        );
     }
 
     #[test]

@@ -237,11 +237,10 @@ impl Provisioner {
     async fn finish_delete(&self, record: &StoreRecord) -> Result<Outcome> {
         let id = &record.id;
         let namespace = id.namespace();
-        let resource = Manifest::api_resource_of_kind("Namespace").ok_or_else(|| {
-            Error::NamespaceTaken {
+        let resource =
+            Manifest::api_resource_of_kind("Namespace").ok_or_else(|| Error::NamespaceTaken {
                 namespace: namespace.clone(),
-            }
-        })?;
+            })?;
         let api: Api<DynamicObject> = Api::all_with(self.inner.client.clone(), &resource);
         let cached = lock(&self.inner.caches)
             .as_ref()

@@ -157,7 +157,11 @@ impl Provisioner {
             self.spawn_watch(set, resource.kind.clone(), stream);
         }
         let mut cached = cached.into_iter();
-        let mut next = || cached.next().unwrap_or_else(|| reflector::store::Writer::new(resources[0].clone()).as_reader());
+        let mut next = || {
+            cached
+                .next()
+                .unwrap_or_else(|| reflector::store::Writer::new(resources[0].clone()).as_reader())
+        };
         Caches {
             namespaces: next(),
             deployments: next(),
@@ -251,7 +255,11 @@ impl Provisioner {
                     content,
                 },
             );
-            if unchanged { Wake::Progress } else { Wake::Apply }
+            if unchanged {
+                Wake::Progress
+            } else {
+                Wake::Apply
+            }
         })
     }
 

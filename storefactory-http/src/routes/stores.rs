@@ -5,13 +5,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
+use storefactory_core::blueprint::{SecretInputs, generate_password, validate_admin_password};
 use storefactory_core::port::{StoreFilter, StoreRepository};
 use storefactory_core::product::{parse_product_json, parse_products};
-use storefactory_core::blueprint::SecretInputs;
 use storefactory_core::provisioner::CreateStore;
 use storefactory_core::spec::{Quantity, StoreId, StoreSpec, TlsSpec};
 use storefactory_core::store::{StoreRecord, StoreStatus};
-use storefactory_sql::AuditRecord;
+use storefactory_sql::{AuditRecord, StoreCursor, StoreOrder};
 
 use crate::api_error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::auth::{AuthUser, ClientAddr};
@@ -22,11 +22,22 @@ pub const MAX_STORAGE_GIB: u64 = 1024;
 /// WordPress volume of a store that does not ask for one, in GiB.
 pub const DEFAULT_STORAGE_GIB: u64 = 2;
 
+/// Stores per page of `GET /api/stores` when the client does not say, and the most it may
+/// ask for. Quotas keep one user's stores far below it, so clients of the product this
+/// replaces, which know nothing of pages, get all of theirs.
+pub const MAX_PAGE_SIZE: usize = 500;
+
+/// The products a store is seeded with when the request names none, as in the product
+/// this replaces.
+pub const DEFAULT_SAMPLE_PRODUCTS: &str = "T-Shirt|599|Cotton t-shirt\nJeans|1299|Denim jeans";
+
 /// A store as the API shows it. Never carries a password.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoreView {
     /// The id; the namespace is `store-<id>`.
     pub id: String,
+    /// The store's Kubernetes namespace.
+    pub namespace: String,
     /// Name for people.
     pub name: String,
     /// Lifecycle state.
@@ -37,6 +48,10 @@ pub struct StoreView {
     pub url: String,
     /// The WordPress admin URL.
     pub admin_url: String,
+    /// The WordPress administrator's user name.
+    pub admin_user: String,
+    /// Size of the WordPress volume, GiB, as asked for (`storage_size_gi`).
+    pub storage_gi: u64,
     /// Storage reserved (WordPress + MySQL volumes), GiB.
     pub storage_gib: u64,
     /// Creation time, milliseconds since the Unix epoch.
@@ -54,11 +69,14 @@ impl From<&StoreRecord> for StoreView {
         let url = record.spec.url();
         StoreView {
             id: record.id.to_string(),
+            namespace: record.id.namespace(),
             name: record.name.clone(),
             status: record.status,
             reason: record.reason.clone(),
             admin_url: format!("{url}wp-admin/"),
             url,
+            admin_user: record.spec.wordpress.admin_user.clone(),
+            storage_gi: record.spec.wordpress.storage.gib_ceil(),
             storage_gib: record.storage_gib(),
             created_at: record.created_at.0,
             updated_at: record.updated_at.0,
@@ -76,10 +94,10 @@ pub struct CreateStoreBody {
     /// `Name|Price|Description` lines, or a JSON list of products (as text or as a list).
     #[serde(default)]
     pub sample_products: Option<serde_json::Value>,
-    /// Size of the WordPress volume, GiB.
+    /// Size of the WordPress volume, GiB: a whole number, or a string of one.
     #[serde(default)]
-    pub storage_size_gi: Option<u64>,
-    /// The WordPress administrator's password; generated when absent.
+    pub storage_size_gi: Option<serde_json::Value>,
+    /// The WordPress administrator's password; generated when absent or blank.
     #[serde(default)]
     pub admin_password: Option<String>,
     /// A name for people; also the site title.
@@ -107,15 +125,43 @@ fn invalid(field: &str, message: impl Into<String>) -> ApiError {
     }
 }
 
+/// The WordPress volume asked for: `2` or `"2"`, as the product this replaces took it.
+fn storage_size(value: Option<serde_json::Value>) -> Result<u64, ApiError> {
+    let size = match value {
+        None | Some(serde_json::Value::Null) => return Ok(DEFAULT_STORAGE_GIB),
+        Some(serde_json::Value::Number(n)) => n.as_u64(),
+        Some(serde_json::Value::String(text)) => {
+            let text = text.trim();
+            // Digits only: "+2", "2.5" or "0x2" are not sizes someone means.
+            (!text.is_empty() && text.len() <= 20 && text.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| text.parse::<u64>().ok())
+                .flatten()
+        }
+        Some(_) => None,
+    };
+    match size {
+        Some(size) if (1..=MAX_STORAGE_GIB).contains(&size) => Ok(size),
+        _ => Err(invalid(
+            "storage_size_gi",
+            format!("must be a whole number of GiB between 1 and {MAX_STORAGE_GIB}"),
+        )),
+    }
+}
+
 impl CreateStoreBody {
-    /// The store spec this body asks for, owned by `owner`, published as configured.
-    fn into_request(self, state: &AppState, owner: &str) -> Result<CreateStore, ApiError> {
+    /// The store spec this body asks for, owned by `owner`, published as configured, and
+    /// the WordPress administrator's password (the one asked for, or a generated one).
+    fn into_request(
+        self,
+        state: &AppState,
+        owner: &str,
+    ) -> Result<(CreateStore, String), ApiError> {
         let defaults = state.store_defaults();
         let id = StoreId::generate();
         let host = format!("{}.{}", id.namespace(), defaults.domain);
         let mut spec = StoreSpec::new(id, owner, host);
         spec.products = match self.sample_products {
-            None | Some(serde_json::Value::Null) => Vec::new(),
+            None | Some(serde_json::Value::Null) => parse_products(DEFAULT_SAMPLE_PRODUCTS)?,
             Some(serde_json::Value::String(text)) => parse_products(&text)?,
             Some(list @ serde_json::Value::Array(_)) => parse_product_json(&list.to_string())?,
             Some(_) => {
@@ -125,13 +171,7 @@ impl CreateStoreBody {
                 ));
             }
         };
-        let storage = self.storage_size_gi.unwrap_or(DEFAULT_STORAGE_GIB);
-        if !(1..=MAX_STORAGE_GIB).contains(&storage) {
-            return Err(invalid(
-                "storage_size_gi",
-                format!("must be between 1 and {MAX_STORAGE_GIB}"),
-            ));
-        }
+        let storage = storage_size(self.storage_size_gi)?;
         spec.wordpress.storage = Quantity::gib(storage);
         spec.fit_quota_to_volumes();
         spec.storage_class = defaults.storage_class.clone();
@@ -148,17 +188,68 @@ impl CreateStoreBody {
             spec.site_title = name.clone();
         }
         spec.validate()?;
-        Ok(CreateStore {
-            spec,
-            name,
-            blueprint: None,
-            // The built-in blueprint's input for the WordPress administrator's password.
-            inputs: self
-                .admin_password
-                .map(|password| SecretInputs::one("admin_password", password))
-                .unwrap_or_default(),
-        })
+        // Blank means "generate one", as in the product this replaces. Generated here rather
+        // than by the Provisioner so that the answer can tell it, once.
+        let admin_password = match self.admin_password {
+            Some(password) if !password.trim().is_empty() => {
+                validate_admin_password(&password)?;
+                password
+            }
+            _ => generate_password(20),
+        };
+        Ok((
+            CreateStore {
+                spec,
+                name,
+                blueprint: None,
+                // The built-in blueprint's input for the WordPress administrator's password.
+                inputs: SecretInputs::one("admin_password", admin_password.clone()),
+            },
+            admin_password,
+        ))
     }
+}
+
+/// The answer to `POST /api/stores`: the store and, this once, the WordPress administrator's
+/// password. Its `Debug` output hides the password.
+#[derive(Serialize)]
+pub struct CreatedStore {
+    /// The store.
+    #[serde(flatten)]
+    pub store: StoreView,
+    /// The WordPress administrator's password (asked for or generated).
+    pub admin_password: String,
+}
+
+impl std::fmt::Debug for CreatedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedStore")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One store with the products it is seeded with (`GET /api/stores/{id}`).
+#[derive(Debug, Serialize)]
+pub struct StoreDetail {
+    /// The store.
+    #[serde(flatten)]
+    pub store: StoreView,
+    /// Its sample products.
+    pub products: Vec<storefactory_core::product::Product>,
+}
+
+/// The answer to `DELETE /api/stores/{id}`: `success` as the product this replaces said
+/// it, and the store, now `deleting` (its namespace goes in the background).
+#[derive(Debug, Serialize)]
+pub struct DeletedStore {
+    /// Always `true`: the deletion is under way.
+    pub success: bool,
+    /// What happens now, for people.
+    pub message: String,
+    /// The store.
+    #[serde(flatten)]
+    pub store: StoreView,
 }
 
 /// Query of `GET /api/stores`.
@@ -171,6 +262,26 @@ pub struct ListQuery {
     /// Include deleted stores kept for the audit trail.
     #[serde(default)]
     pub include_deleted: bool,
+    /// Most stores in the answer, 1 to [`MAX_PAGE_SIZE`] (the default).
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Where to continue: the `next_cursor` of the previous page.
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// `oldest` first (the default) or `newest` first.
+    #[serde(default)]
+    pub order: ListOrder,
+}
+
+/// The order of `GET /api/stores`.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListOrder {
+    /// In the order they were created.
+    #[default]
+    Oldest,
+    /// The most recently created first.
+    Newest,
 }
 
 /// Records an audit entry; a failure is logged, not answered.
@@ -223,7 +334,7 @@ pub async fn create(
     addr: ClientAddr,
     ApiJson(body): ApiJson<CreateStoreBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let request = body.into_request(&state, user.name())?;
+    let (request, admin_password) = body.into_request(&state, user.name())?;
     let provisioner = state.cluster()?;
     let record = provisioner.create(request).await?;
     tracing::info!(store = %record.id, owner = %record.owner, "store created");
@@ -232,7 +343,13 @@ pub async fn create(
     if let Ok(location) = HeaderValue::from_str(&format!("/api/stores/{}", record.id)) {
         headers.insert(header::LOCATION, location);
     }
-    Ok((StatusCode::CREATED, headers, Json(StoreView::from(&record))))
+    // Secrets must not linger in caches.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let created = CreatedStore {
+        store: StoreView::from(&record),
+        admin_password,
+    };
+    Ok((StatusCode::CREATED, headers, Json(created)))
 }
 
 /// `GET /api/stores`
@@ -244,18 +361,41 @@ pub async fn list(
     if query.all {
         user.require_admin()?;
     }
+    let limit = query.limit.unwrap_or(MAX_PAGE_SIZE);
+    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+        return Err(ApiError::Rejected {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_query",
+            message: format!("limit must be between 1 and {MAX_PAGE_SIZE}"),
+        });
+    }
+    let cursor = query
+        .cursor
+        .as_deref()
+        .map(str::parse::<StoreCursor>)
+        .transpose()
+        .map_err(|_| ApiError::Rejected {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_query",
+            message: "cursor is not a next_cursor this server handed out".to_owned(),
+        })?;
     let filter = StoreFilter {
         owner: (!query.all).then(|| user.name().to_owned()),
         include_deleted: query.include_deleted,
     };
-    let stores: Vec<StoreView> = state
+    let order = match query.order {
+        ListOrder::Oldest => StoreOrder::OldestFirst,
+        ListOrder::Newest => StoreOrder::NewestFirst,
+    };
+    let page = state
         .db()
-        .list_stores(&filter)
-        .await?
-        .iter()
-        .map(StoreView::from)
-        .collect();
-    Ok(Json(serde_json::json!({ "stores": stores })))
+        .list_stores_page(&filter, cursor, limit, order)
+        .await?;
+    let stores: Vec<StoreView> = page.stores.iter().map(StoreView::from).collect();
+    Ok(Json(serde_json::json!({
+        "stores": stores,
+        "next_cursor": page.next.map(|c| c.to_string()),
+    })))
 }
 
 /// `GET /api/stores/{id}`
@@ -263,9 +403,12 @@ pub async fn get(
     State(state): State<AppState>,
     user: AuthUser,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<StoreView>, ApiError> {
+) -> Result<Json<StoreDetail>, ApiError> {
     let record = visible_store(&state, &user, &id).await?;
-    Ok(Json(StoreView::from(&record)))
+    Ok(Json(StoreDetail {
+        store: StoreView::from(&record),
+        products: record.spec.products.clone(),
+    }))
 }
 
 /// `DELETE /api/stores/{id}`
@@ -279,7 +422,17 @@ pub async fn delete(
     let record = state.cluster()?.delete(&record.id).await?;
     tracing::info!(store = %record.id, "store deletion requested");
     audit_store(&state, "store.delete", &user, &record.id, addr).await;
-    Ok((StatusCode::ACCEPTED, Json(StoreView::from(&record))))
+    // 200, not 202, for the clients of the product this replaces; the status `deleting` says
+    // that the namespace goes in the background.
+    Ok(Json(DeletedStore {
+        success: true,
+        message: format!(
+            "store {} is being deleted; its namespace {} is removed in the background",
+            record.id,
+            record.id.namespace()
+        ),
+        store: StoreView::from(&record),
+    }))
 }
 
 /// `POST /api/stores/{id}/retry`

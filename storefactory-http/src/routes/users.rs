@@ -44,6 +44,10 @@ pub struct LoginResponse {
 }
 
 /// A user as the API shows it, with current usage. Never carries a password hash.
+///
+/// `max_stores`, `max_storage`, `current_stores` and `current_storage` are the flat fields of
+/// the product this replaces (storage in GiB, MySQL's volume counted); `quota` and `usage`
+/// say the same, grouped.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct UserView {
     /// The username.
@@ -54,6 +58,14 @@ pub struct UserView {
     pub quota: Quota,
     /// What the user holds now.
     pub usage: Usage,
+    /// Most stores at once (`quota.max_stores`).
+    pub max_stores: u32,
+    /// Most storage over all stores, GiB (`quota.max_storage_gib`).
+    pub max_storage: u64,
+    /// Stores held now (`usage.stores`).
+    pub current_stores: u32,
+    /// Storage held now, GiB, WordPress and MySQL volumes (`usage.storage_gib`).
+    pub current_storage: u64,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_at: i64,
 }
@@ -63,6 +75,10 @@ async fn view(state: &AppState, user: User) -> Result<UserView, ApiError> {
     Ok(UserView {
         username: user.username,
         role: user.role,
+        max_stores: user.quota.max_stores,
+        max_storage: user.quota.max_storage_gib,
+        current_stores: usage.stores,
+        current_storage: usage.storage_gib,
         quota: user.quota,
         usage,
         created_at: user.created_at.0,
@@ -75,7 +91,8 @@ pub async fn login(
     addr: ClientAddr,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<Json<LoginResponse>, ApiError> {
-    let refused = || ApiError::Unauthorized("invalid username or password".to_owned());
+    // The exact message of the product this replaces: its clients may compare it.
+    let refused = || ApiError::Unauthorized("Invalid credentials".to_owned());
     if body.username.len() > MAX_LOGIN_NAME || body.password.len() > 1024 {
         return Err(refused());
     }

@@ -1,24 +1,102 @@
-// Drives the Storefactory dashboard in headless Chromium, as a user would: a wrong password
-// is refused, the right one logs in, a store is created and reaches "ready" live, its
-// credentials are shown, and deleting it removes it from the list.
+// Drives the Storefactory dashboard in headless Chromium as its users would, and checks what
+// they would notice: logging in by keyboard, the create form (product rows, generated and
+// copied passwords, the storage hint, checks before sending, the server's message next to
+// the field), live provisioning progress, hostile names and product text shown as text, the
+// detail view with its history, credentials in the page, a failed store and Retry,
+// deletion, quota meters and an over-quota create, stores created elsewhere appearing,
+// pages, the admin view, a phone-sized screen, labels and no CSP violations.
 //
-// Usage: node dashboard.js BASE_URL USERNAME PASSWORD   (exits non-zero on any failure)
+// Usage: node dashboard.js BASE_URL ADMIN_USERNAME ADMIN_PASSWORD   (exits non-zero on a failure)
+//
+// The test that runs it (tests/dashboard.rs) injects kubelet faults on request: this script
+// prints `@@fault NAME` and waits for `ok` on its standard input. With
+// STOREFACTORY_SCREENSHOTS=DIR it saves screenshots of the main screens in DIR.
 'use strict';
+const fs = require('fs');
+const path = require('path');
+const readline = require('readline');
 const { chromium } = require('playwright-core');
 
-const [baseUrl, username, password] = process.argv.slice(2);
+const [baseUrl, adminName, adminPassword] = process.argv.slice(2);
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const SHOTS = process.env.STOREFACTORY_SCREENSHOTS || '';
+const LONG = 90000;
+const tag = Date.now().toString(36);
 
 function check(condition, message) {
   if (!condition) throw new Error(message);
 }
 
-async function until(condition, what, ms = 15000) {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+function step(text) {
+  console.log(`- ${text}`);
+}
+
+const replies = readline.createInterface({ input: process.stdin });
+const waiting = [];
+replies.on('line', (line) => { const next = waiting.shift(); if (next) next(line); });
+
+/** Asks the Rust test for a kubelet fault (or `clear`) and waits until it is in place. */
+async function fault(name) {
+  const answer = new Promise((resolve) => waiting.push(resolve));
+  console.log(`@@fault ${name}`);
+  check((await answer) === 'ok', `fault ${name} was not set`);
+}
+
+async function shot(page, name, fullPage = true) {
+  if (!SHOTS) return;
+  fs.mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage });
+}
+
+/** The API as another client (a script, the CLI, another tab) would use it. */
+async function callApi(method, route, token, body) {
+  const headers = { 'Content-Type': 'application/json' };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch(new URL(route, baseUrl), {
+    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const data = await response.json().catch(() => ({}));
+  return { status: response.status, data };
+}
+
+async function tokenOf(username, password) {
+  const { status, data } = await callApi('POST', '/api/auth/login', null, { username, password });
+  check(status === 200, `login of ${username} failed: ${JSON.stringify(data)}`);
+  return data.access_token;
+}
+
+function cardOf(page, text) {
+  return page.locator('#stores li.card', { has: page.locator('h3', { hasText: text }) });
+}
+
+async function login(page, username, password) {
+  await page.fill('#username', username);
+  await page.fill('#password', password);
+  await page.click('#login-form button[type=submit]');
+  await page.waitForSelector('#app-view:not([hidden])', { timeout: 15000 });
+}
+
+/** Watches the page for signs that data was turned into markup or script. */
+async function assertNothingInjected(page, where) {
+  const found = await page.evaluate(() => ({
+    pwned: window.__pwned,
+    nodes: document.querySelectorAll('#stores img, #stores b, #stores script, #detail img, #detail b, #detail script').length,
+  }));
+  check(found.pwned === undefined, `${where}: script from data ran (${found.pwned})`);
+  check(found.nodes === 0, `${where}: data was rendered as HTML (${found.nodes} elements)`);
+}
+
+async function newPage(browser, url, viewport = { width: 1280, height: 900 }) {
+  const context = await browser.newContext({ viewport, permissions: ['clipboard-read', 'clipboard-write'] });
+  const page = await context.newPage();
+  page.problems = [];
+  page.storePosts = 0;
+  page.on('pageerror', (e) => page.problems.push(`script error: ${e}`));
+  page.on('dialog', async (d) => { page.problems.push(`a browser dialog opened: ${d.message()}`); await d.dismiss(); });
+  page.on('console', (m) => { if (/Content.Security.Policy|Refused to/i.test(m.text())) page.problems.push(`CSP: ${m.text()}`); });
+  page.on('request', (r) => { if (r.method() === 'POST' && new URL(r.url()).pathname === '/api/stores') page.storePosts += 1; });
+  await page.goto(url);
+  return page;
 }
 
 (async () => {
@@ -27,58 +105,307 @@ async function until(condition, what, ms = 15000) {
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
+  const pages = [];
   try {
-    const page = await browser.newPage();
-    const scriptErrors = [];
-    page.on('pageerror', (e) => scriptErrors.push(String(e)));
-    await page.goto(baseUrl);
+    // ------------------------------------------------------------ logging in
+    const admin = await newPage(browser, baseUrl);
+    pages.push(admin);
+    await shot(admin, 'login');
+    step('a wrong password shows the server\'s message');
+    await admin.fill('#username', adminName);
+    await admin.fill('#password', 'not-the-password');
+    await admin.click('#login-form button[type=submit]');
+    await admin.waitForFunction(() => document.querySelector('#login-error').textContent.trim() !== '');
+    check((await admin.textContent('#login-error')) === 'Invalid credentials', 'the server\'s login message is not shown');
+    check(await admin.isHidden('#app-view'), 'the app is shown after a failed login');
 
-    await page.fill('#username', username);
-    await page.fill('#password', 'not-the-password');
-    await page.click('#login-form button');
-    await page.waitForFunction(() => document.querySelector('#login-error').textContent.trim() !== '');
-    check((await page.textContent('#login-error')).includes('invalid'), 'a wrong password is not reported');
-    check(await page.isHidden('#app-view'), 'the app is shown after a failed login');
+    step('logging in by keyboard alone');
+    await admin.fill('#password', '');
+    await admin.focus('#username');
+    await admin.keyboard.press('Control+A');
+    await admin.keyboard.type(adminName);
+    await admin.keyboard.press('Tab');
+    check(await admin.evaluate(() => document.activeElement.id === 'password'), 'Tab does not lead from username to password');
+    await admin.keyboard.type(adminPassword);
+    await admin.keyboard.press('Enter');
+    await admin.waitForSelector('#app-view:not([hidden])', { timeout: 15000 });
+    check((await admin.textContent('#who')).includes(adminName), 'the logged-in user is not shown');
+    await admin.waitForFunction(() => document.activeElement.id === 'stores-title', null, { timeout: 5000 })
+      .catch(() => { throw new Error('focus is not moved into the app after login'); });
 
-    await page.fill('#password', password);
-    await page.click('#login-form button');
-    await page.waitForSelector('#app-view:not([hidden])', { timeout: 15000 });
-    check((await page.textContent('#who')).includes(username), 'the logged-in user is not shown');
+    // ------------------------------------------------------------ the admin view
+    step('the admin creates a user with a quota and changes it');
+    const olivia = `olivia${tag}`;
+    const oliviaPassword = 'olivia-password-1';
+    await admin.click('#tab-users');
+    await admin.waitForSelector('#users tr');
+    await admin.fill('#new-username', olivia);
+    await admin.fill('#new-password', oliviaPassword);
+    await admin.fill('#new-max-stores', '1');
+    await admin.fill('#new-max-storage', '8');
+    await admin.click('#user-form button[type=submit]');
+    const oliviaRow = admin.locator(`#users tr[data-user="${olivia}"]`);
+    await oliviaRow.waitFor();
+    check((await oliviaRow.locator('.usage-stores').textContent()) === '0 / 1', 'the new user\'s quota is not listed');
+    check((await oliviaRow.locator('.usage-storage').textContent()) === '0 / 8', 'the new user\'s storage quota is not listed');
+    await oliviaRow.getByRole('spinbutton', { name: `Max storage of ${olivia} in GiB` }).fill('10');
+    await oliviaRow.getByRole('button', { name: `Save quota of ${olivia}` }).click();
+    await admin.waitForFunction((name) =>
+      document.querySelector(`#users tr[data-user="${name}"] .usage-storage`).textContent === '0 / 10', olivia);
+    await admin.fill('#new-username', olivia);
+    await admin.fill('#new-password', oliviaPassword);
+    await admin.click('#user-form button[type=submit]');
+    await admin.waitForFunction(() => document.querySelector('#new-username-error').textContent.includes('exists'));
+    check(await admin.evaluate(() => document.activeElement.id === 'new-username'
+      && document.activeElement.getAttribute('aria-invalid') === 'true'), 'a duplicate user is not reported at the field');
 
-    const shop = `Browser Shop ${Date.now()}`;
-    await page.fill('#store-name', shop);
-    await page.fill('#products', 'Mug|4.50|Ceramic <b>mug</b>\nHat|10|Warm');
-    await page.click('#create-form button');
-    // The status moves to "ready" by itself, from the live event stream.
-    await page.waitForFunction(
-      (name) => [...document.querySelectorAll('#stores tr')].some((row) =>
-        row.textContent.includes(name) && row.textContent.includes('ready')),
-      shop, { timeout: 90000 });
-    check(!(await page.content()).includes('<b>mug</b>'), 'product text was rendered as HTML');
+    // ------------------------------------------------------------ the create form
+    await admin.click('#tab-stores');
+    step('the create form: sample rows, add and remove, the storage hint, a generated and copied password');
+    check((await admin.locator('#products li').count()) === 3, 'the sample products are not prefilled');
+    await admin.click('#add-product');
+    check((await admin.locator('#products li').count()) === 4, 'Add product adds no row');
+    check(await admin.evaluate(() => document.activeElement === document.querySelector('#products li:last-child .p-name')),
+      'the new product row does not get the focus');
+    await admin.click('#products li:last-child .p-remove');
+    check((await admin.locator('#products li').count()) === 3, 'Remove does not remove the row');
+    await admin.fill('#storage', '4');
+    check((await admin.textContent('#storage-hint')) === 'MySQL needs 1 GiB more: total 5 GiB', 'the storage hint is wrong');
+    await admin.fill('#storage', '2');
+    await admin.click('#generate-password');
+    const generated = await admin.inputValue('#admin-password');
+    check(generated.length === 20, `no password was generated: ${generated}`);
+    await admin.click('#copy-password');
+    await admin.waitForFunction(() => document.querySelector('#copy-password').textContent === 'Copied');
+    check((await admin.evaluate(() => navigator.clipboard.readText())) === generated, 'Copy did not copy the password');
+    await admin.fill('#admin-password', '');
 
-    const row = page.locator('#stores tr', { hasText: shop });
-    // Credentials come in an alert, deletion asks for confirmation: accept each as it opens.
-    const dialogs = [];
-    page.on('dialog', async (dialog) => {
-      dialogs.push(dialog.message());
-      await dialog.accept();
-    });
-    await row.getByText('Credentials').click();
-    await until(() => dialogs.length > 0, 'the credentials');
-    check(dialogs.some((m) => m.includes('wp-admin') && m.includes('Password:')),
-      `the credentials are not shown: ${JSON.stringify(dialogs)}`);
+    step('checks before sending: a wrong price is shown at its row and nothing is sent');
+    await admin.fill('#products li:nth-child(2) .p-price', 'twelve');
+    await admin.click('#create-button');
+    await admin.waitForFunction(() => document.querySelector('#products-error').textContent.includes('price'));
+    check(await admin.evaluate(() => document.activeElement === document.querySelector('#products li:nth-child(2) .p-price')
+      && document.activeElement.getAttribute('aria-invalid') === 'true'), 'the wrong price does not get the focus');
+    check(admin.storePosts === 0, 'a create with a wrong price was sent');
+    await admin.fill('#products li:nth-child(2) .p-price', '12.99');
 
-    await row.getByText('Delete').click();
-    await until(() => dialogs.length > 1, 'the delete confirmation');
-    check(dialogs.some((m) => m.includes(`Delete store ${shop}`)),
-      `deleting did not ask first: ${JSON.stringify(dialogs)}`);
-    await page.waitForFunction(
-      (name) => ![...document.querySelectorAll('#stores tr')].some((r) => r.textContent.includes(name)),
-      shop, { timeout: 90000 });
+    step('the server\'s validation message is shown next to the field it names');
+    await admin.fill('#products li:nth-child(1) .p-name', 'Tab\there');
+    await admin.click('#create-button');
+    await admin.waitForFunction(() => document.querySelector('#products-error').textContent.includes('control characters'));
+    check(admin.storePosts === 1, 'the create was not sent to the server');
+    check((await admin.textContent('#products-error')).startsWith('sample_products[0]'), 'the server\'s message is not the one shown');
+    check(await admin.evaluate(() => document.querySelector('#products li:nth-child(1) .p-name').getAttribute('aria-invalid') === 'true'),
+      'the product the server refused is not marked');
 
-    check(scriptErrors.length === 0, `script errors: ${scriptErrors.join('; ')}`);
-    console.log('dashboard: login, create, live ready, credentials and delete all work');
+    // ------------------------------------------------------------ live progress, hostile text
+    step('a store with a hostile name and hostile products provisions live, step by step');
+    const mark = `H${tag}x`;
+    const hostile = `<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script> ${mark}`;
+    await admin.fill('#store-name', hostile);
+    await admin.fill('#products li:nth-child(1) .p-name', '<b>Bold</b> & "quoted"');
+    await admin.fill('#products li:nth-child(1) .p-description', '<img src=x onerror="window.__pwned=3">');
+    await fault('slow-wordpress');
+    await admin.click('#create-button');
+    const hostileCard = cardOf(admin, mark);
+    await hostileCard.waitFor();
+    check((await hostileCard.locator('h3').textContent()) === hostile, 'the hostile name is not shown as text');
+    // Part-way: some steps done, WordPress not yet, the clock running.
+    await admin.waitForFunction((t) => {
+      const card = [...document.querySelectorAll('#stores li.card')].find((c) => c.textContent.includes(t));
+      const done = card ? [...card.querySelectorAll('.steps li.done')].map((li) => li.textContent) : [];
+      return card && !card.querySelector('.progress').hidden && done.includes('Database ready') && !done.includes('WordPress ready');
+    }, mark, { timeout: LONG });
+    const bar = await hostileCard.locator('progress').evaluate((p) => p.value);
+    check(bar >= 2 && bar < 4, `the progress bar part-way is ${bar} of 4`);
+    const doneSteps = await hostileCard.locator('.steps li.done').allTextContents();
+    check(doneSteps.includes('Applied') && doneSteps.includes('Database ready') && !doneSteps.includes('WordPress ready'),
+      `the steps part-way are wrong: ${doneSteps}`);
+    const elapsed1 = await hostileCard.locator('.elapsed').textContent();
+    await admin.waitForTimeout(1600);
+    const elapsed2 = await hostileCard.locator('.elapsed').textContent();
+    check(/^Elapsed: \d+ s$/.test(elapsed1) && elapsed1 !== elapsed2, `the elapsed time does not run: ${elapsed1} / ${elapsed2}`);
+    await shot(admin, 'progress');
+    await hostileCard.locator('.badge.ready').waitFor({ timeout: LONG });
+    await fault('clear');
+    check((await hostileCard.locator('.steps li.done').count()) === 4 || await hostileCard.locator('.progress').isHidden(),
+      'a ready store still shows steps to do');
+    check(/^Ready after \d+/.test(await hostileCard.locator('.took').textContent()), 'the time to ready is not shown');
+    const fieldsText = await hostileCard.locator('dl').textContent();
+    for (const expected of ['Namespace', 'store-', 'Owner', adminName, 'Admin user', 'GiB', 'Created']) {
+      check(fieldsText.includes(expected), `the card lacks ${expected}: ${fieldsText}`);
+    }
+    check((await hostileCard.getByRole('link', { name: 'Admin panel' }).getAttribute('href')).endsWith('/wp-admin/'),
+      'the card has no Admin panel link');
+    await assertNothingInjected(admin, 'the store list');
+
+    step('the detail view shows fields, products as text and the event history');
+    const detailsButton = hostileCard.getByRole('button', { name: /^Details/ });
+    await detailsButton.click();
+    await admin.waitForSelector('#detail[open]');
+    await admin.waitForFunction(() => [...document.querySelectorAll('#detail-events li')].some((li) => li.textContent.includes('Status ready')));
+    check((await admin.textContent('#detail-title')) === hostile, 'the detail title is not the name as text');
+    const products = await admin.locator('#detail-products li').allTextContents();
+    check(products.some((p) => p.includes('<b>Bold</b> & "quoted"') && p.includes('<img src=x onerror="window.__pwned=3">')),
+      `the hostile product is not shown as text: ${products}`);
+    const history = await admin.locator('#detail-events li').allTextContents();
+    for (const expected of ['Status initialized', 'apply:', 'mysql: MySQL is ready', 'wordpress: WordPress is ready', 'seed:', 'Status ready']) {
+      check(history.some((h) => h.includes(expected)), `the history lacks ${expected}: ${history}`);
+    }
+    await assertNothingInjected(admin, 'the detail view');
+    await shot(admin, 'detail', false);
+    await admin.keyboard.press('Escape');
+    await admin.waitForSelector('#detail:not([open])', { state: 'attached' });
+    check(await detailsButton.evaluate((b) => b === document.activeElement), 'focus does not return to Details after closing');
+
+    step('credentials are shown in the page on demand, with copy buttons');
+    await hostileCard.getByRole('button', { name: /^Show credentials/ }).click();
+    const secret = hostileCard.locator('.secret');
+    await secret.waitFor();
+    const rows = await secret.locator('.secret-row').allTextContents();
+    check(rows.some((r) => r.startsWith('Useradmin')), `no user in the credentials: ${rows}`);
+    check(rows.some((r) => r.includes('/wp-admin/')), `no admin URL in the credentials: ${rows}`);
+    const password = await secret.locator('.secret-row', { hasText: 'Password' }).locator('code').textContent();
+    check(password.length >= 12, 'no password in the credentials');
+    await secret.getByRole('button', { name: 'Copy password' }).click();
+    await admin.waitForFunction(() => [...document.querySelectorAll('.secret button')].some((b) => b.textContent === 'Copied'));
+    check((await admin.evaluate(() => navigator.clipboard.readText())) === password, 'Copy did not copy the store password');
+    await shot(admin, 'stores');
+    await secret.getByRole('button', { name: 'Hide credentials' }).click();
+    check(await secret.isHidden(), 'the credentials do not hide');
+    check(!(await admin.content()).includes(password), 'the password stays in the page after hiding it');
+
+    // ------------------------------------------------------------ a failed store and Retry
+    step('a store that fails shows why and comes up after Retry');
+    await fault('seed-image-pull');
+    await admin.fill('#store-name', `Failing ${tag}`);
+    await admin.click('#create-button');
+    const failing = cardOf(admin, `Failing ${tag}`);
+    await failing.locator('.badge.failed').waitFor({ timeout: LONG });
+    const reason = await failing.locator('.reason').textContent();
+    check(reason.startsWith('Failed: ') && reason.includes('cannot be pulled'), `the failure reason is not shown: ${reason}`);
+    await shot(admin, 'failed');
+    await fault('clear');
+    await failing.getByRole('button', { name: /^Retry/ }).click();
+    await failing.locator('.badge.ready').waitFor({ timeout: LONG });
+    check(await failing.locator('.reason').isHidden(), 'the failure reason stays after the store became ready');
+
+    step('deleting asks in the page, then the store goes away');
+    await failing.getByRole('button', { name: /^Delete/ }).click();
+    check(await admin.evaluate(() => document.activeElement.textContent === 'Cancel'), 'the delete confirmation does not take the focus');
+    await failing.getByRole('button', { name: /^Really delete/ }).click();
+    await failing.waitFor({ state: 'detached', timeout: LONG });
+
+    // ------------------------------------------------------------ quota and an over-quota create
+    step('an over-quota create shows the server\'s message and the page keeps working');
+    const user = await newPage(browser, `${baseUrl}?refresh=0`);
+    pages.push(user);
+    await login(user, olivia, oliviaPassword);
+    check((await user.textContent('#meter-stores-text')) === '0 of 1 stores', 'the store meter is wrong');
+    check((await user.textContent('#meter-storage-text')) === '0 of 10 GiB', 'the storage meter is wrong');
+    const oliviaToken = await tokenOf(olivia, oliviaPassword);
+    const elsewhere = await callApi('POST', '/api/stores', oliviaToken, { name: `Elsewhere ${tag}`, storage_size_gi: '2' });
+    check(elsewhere.status === 201, `the store made elsewhere failed: ${JSON.stringify(elsewhere.data)}`);
+    await user.click('#create-button');
+    await user.waitForFunction(() => document.querySelector('#create-error').textContent !== '');
+    const refusal = await user.textContent('#create-error');
+    check(refusal.includes('store limit reached: 1 of 1'), `the server's quota message is not shown: ${refusal}`);
+    check((await user.textContent('#banner-text')) === refusal, 'the banner does not show the server\'s message');
+    await shot(user, 'over-quota');
+    await user.click('#refresh');
+    await cardOf(user, `Elsewhere ${tag}`).waitFor();
+    await user.waitForFunction(() => document.querySelector('#meter-stores-text').textContent === '1 of 1 stores');
+    check((await user.textContent('#meter-storage-text')) === '3 of 10 GiB', 'the storage meter does not count MySQL');
+    const posts = user.storePosts;
+    await user.click('#create-button');
+    await user.waitForFunction(() => document.querySelector('#create-error').textContent.startsWith('Store limit reached'));
+    check(user.storePosts === posts, 'an over-quota create was sent though the page knew better');
+
+    step('the storage quota is checked before sending');
+    const adminToken = await tokenOf(adminName, adminPassword);
+    const raised = await callApi('PUT', `/api/users/${olivia}/quota`, adminToken, { max_stores: 3, max_storage_gib: 10 });
+    check(raised.status === 200, 'cannot raise the quota');
+    await user.click('#refresh');
+    await user.waitForFunction(() => document.querySelector('#meter-stores-text').textContent === '1 of 3 stores');
+    await user.fill('#storage', '8');
+    await user.click('#create-button');
+    await user.waitForFunction(() => document.querySelector('#storage-error').textContent.includes('only 7 GiB'));
+    check(user.storePosts === posts, 'a create over the storage quota was sent');
+
+    // ------------------------------------------------------------ lists stay correct
+    step('stores created elsewhere appear without a reload');
+    const watcher = await newPage(browser, baseUrl);
+    pages.push(watcher);
+    await login(watcher, olivia, oliviaPassword);
+    await cardOf(watcher, `Elsewhere ${tag}`).waitFor();
+    const second = await callApi('POST', '/api/stores', oliviaToken, { name: `Second ${tag}`, storage_size_gi: 1 });
+    check(second.status === 201, 'cannot create a second store');
+    await cardOf(watcher, `Second ${tag}`).waitFor({ timeout: 20000 });
+    await cardOf(watcher, `Second ${tag}`).locator('.badge.ready').waitFor({ timeout: LONG });
+
+    step('many stores come in pages');
+    const third = await callApi('POST', '/api/stores', oliviaToken, { name: `Third ${tag}`, storage_size_gi: 1 });
+    check(third.status === 201, 'cannot create a third store');
+    const pager = await newPage(browser, `${baseUrl}?per_page=2&refresh=0`);
+    pages.push(pager);
+    await login(pager, olivia, oliviaPassword);
+    await pager.waitForFunction(() => document.querySelectorAll('#stores li.card').length === 2);
+    const firstPage = await pager.locator('#stores h3').allTextContents();
+    check(firstPage[0] === `Third ${tag}` && firstPage[1] === `Second ${tag}`, `the first page is not the newest stores: ${firstPage}`);
+    check(await pager.isDisabled('#prev-page') && !(await pager.isDisabled('#next-page')), 'the pager buttons are wrong on page 1');
+    await pager.click('#next-page');
+    await pager.waitForFunction(() => document.querySelector('#page-label').textContent === 'Page 2');
+    const secondPage = await pager.locator('#stores h3').allTextContents();
+    check(secondPage.length === 1 && secondPage[0] === `Elsewhere ${tag}`, `the second page is wrong: ${secondPage}`);
+    check(await pager.isDisabled('#next-page') && !(await pager.isDisabled('#prev-page')), 'the pager buttons are wrong on the last page');
+    await pager.click('#prev-page');
+    await pager.waitForFunction(() => document.querySelector('#page-label').textContent === 'Page 1');
+
+    step('an admin sees everyone\'s stores on request, but not their credentials');
+    await admin.check('#all-stores');
+    await cardOf(admin, `Third ${tag}`).waitFor();
+    await cardOf(admin, `Third ${tag}`).locator('.badge.ready').waitFor({ timeout: LONG });
+    check((await cardOf(admin, `Third ${tag}`).getByRole('button', { name: /^Show credentials/ }).count()) === 0,
+      'an admin is offered another user\'s credentials');
+    await admin.uncheck('#all-stores');
+    await admin.click('#tab-users');
+    await admin.waitForFunction((name) => {
+      const row = document.querySelector(`#users tr[data-user="${name}"] .usage-stores`);
+      return row && row.textContent === '3 / 3';
+    }, olivia);
+    await shot(admin, 'users');
+    await admin.click('#tab-stores');
+
+    // ------------------------------------------------------------ a phone, labels, focus
+    step('readable on a phone: nothing wider than the screen');
+    const phone = await newPage(browser, baseUrl, { width: 390, height: 844 });
+    pages.push(phone);
+    await login(phone, olivia, oliviaPassword);
+    await cardOf(phone, `Third ${tag}`).waitFor();
+    const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    check(overflow <= 0, `the page is ${overflow}px wider than a phone screen`);
+    await shot(phone, 'phone');
+
+    step('every control has a name, live regions exist, and focus is visible');
+    for (const page of [admin, phone]) {
+      const unnamed = await page.evaluate(() => [...document.querySelectorAll('input, select, textarea, button, meter, progress')]
+        .filter((e) => e.offsetParent !== null)
+        .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !(e.textContent || '').trim())
+        .map((e) => e.outerHTML.slice(0, 80)));
+      check(unnamed.length === 0, `controls without a name: ${unnamed}`);
+    }
+    check(await admin.getAttribute('#banner', 'role') === 'alert', 'the error banner is not an alert');
+    check(await admin.getAttribute('#live', 'aria-live') === 'polite', 'there is no live region for announcements');
+    await admin.focus('#refresh');
+    await admin.keyboard.press('Shift+Tab');
+    await admin.keyboard.press('Tab');
+    const outline = await admin.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+    check(outline !== 'none', 'the focused control has no visible outline');
+
+    for (const page of pages) check(page.problems.length === 0, `problems in the page: ${page.problems.join('; ')}`);
+    console.log('dashboard: every check passed');
   } finally {
+    replies.close();
     await browser.close();
   }
 })().catch((error) => {

@@ -1,6 +1,8 @@
 //! Helpers shared by the HTTP tests.
 #![allow(dead_code)]
 
+pub mod openapi;
+
 use std::time::Duration;
 
 use anyhow::Result;
@@ -66,21 +68,32 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// The `error.code` of an error reply, after checking the error shape.
+    /// The `code` of an error reply, after checking the error shape: `error` a string
+    /// (what the seed's clients show), `code` beside it.
     pub fn code(&self) -> &str {
-        let error = &self.body["error"];
         assert!(
-            error["message"].is_string(),
+            self.body["error"].as_str().is_some_and(|m| !m.is_empty()),
             "not the error shape: {}",
             self.text
         );
-        error["code"]
+        self.body["code"]
             .as_str()
             .unwrap_or_else(|| panic!("no error code: {}", self.text))
     }
+
+    /// The `error` message of an error reply.
+    pub fn message(&self) -> &str {
+        self.body["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error message: {}", self.text))
+    }
 }
 
+/// Sends `request` through the router. A JSON answer of an operation the OpenAPI document
+/// describes is checked against it.
 pub async fn send_raw(router: &Router, request: Request<Body>) -> Result<Reply> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
     let response = router.clone().oneshot(request).await?;
     let status = response.status();
     let headers = response.headers().clone();
@@ -89,6 +102,12 @@ pub async fn send_raw(router: &Router, request: Request<Body>) -> Result<Reply> 
         .to_bytes();
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json && path != "/api/openapi.json" {
+        openapi::check_answer(method.as_str(), &path, status.as_u16(), &body);
+    }
     Ok(Reply {
         status,
         headers,
