@@ -484,6 +484,8 @@ async fn dev_and_prod_manifests_are_accepted_by_the_apiserver_in_a_server_side_d
             "Deployment",
             "Ingress",
             "PersistentVolumeClaim",
+            "Role",
+            "RoleBinding",
             "Secret",
             "Service",
             "ServiceAccount",

@@ -22,6 +22,9 @@ use crate::port::StoreFilter;
 use crate::spec::StoreId;
 use crate::store::StoreStatus;
 
+/// How long a term waits for the watches' first listings before it reconciles anyway.
+const CACHE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Clears what a run set up, however it ends (returned, or dropped as an aborted task).
 struct RunGuard(Arc<Inner>);
 
@@ -126,7 +129,18 @@ impl Provisioner {
         let (tx, rx) = futures::channel::mpsc::unbounded::<ScheduleRequest<StoreId>>();
         let mut background = JoinSet::new();
         let caches = self.start_watches(&mut background);
-        caches.ready().await;
+        // A watch that cannot list (a missing permission, say) must not stop the work: the
+        // stores' own API calls then fail with the reason, which is what a person sees.
+        if tokio::time::timeout(CACHE_WAIT, caches.ready())
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                "the watches have not listed every kind after {} s (missing permissions? \
+                 `storefactory doctor` tells); reconciling anyway",
+                CACHE_WAIT.as_secs()
+            );
+        }
         *lock(&self.inner.caches) = Some(caches);
         *lock(&self.inner.queue) = Some(tx);
         self.startup_pass().await;
