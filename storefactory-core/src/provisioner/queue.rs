@@ -25,18 +25,16 @@ use crate::store::StoreStatus;
 /// How long a term waits for the watches' first listings before it reconciles anyway.
 const CACHE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Clears what a run set up, however it ends (returned, or dropped as an aborted task).
+/// Marks the run over, however it ends (returned, or dropped as an aborted task).
 struct RunGuard(Arc<Inner>);
 
 impl Drop for RunGuard {
     fn drop(&mut self) {
-        *lock(&self.0.queue) = None;
-        *lock(&self.0.caches) = None;
         self.0.running.store(false, Ordering::Release);
     }
 }
 
-/// Clears the queue and caches when a term of leadership ends.
+/// Clears the queue and caches when a term of leadership ends, however it ends.
 struct TermGuard(Arc<Inner>);
 
 impl Drop for TermGuard {
@@ -92,8 +90,8 @@ impl Provisioner {
             result = lead => result,
             () = stop => Ok(()),
         };
+        // The term ended with `lead`, so nothing reconciles any more.
         if let Some(elector) = elector.as_mut() {
-            *lock(&self.inner.queue) = None;
             elector.release().await;
         }
         result

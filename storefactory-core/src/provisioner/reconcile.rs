@@ -140,9 +140,7 @@ impl Provisioner {
                 .states
                 .get(&id, |s| s.apply_requests)
                 .unwrap_or_default();
-            // The namespace's UID may have just been recorded.
-            let current = self.live_record(&id).await?;
-            self.apply_all(&current, first).await?;
+            self.apply_all(&record, first).await?;
             self.inner.states.with(&id, |s| {
                 s.applied = true;
                 s.apply_requests = s.apply_requests.saturating_sub(requested);

@@ -124,16 +124,20 @@ impl Provisioner {
             resource("StatefulSet"),
             resource("Job"),
         ]);
-        let mut cached = Vec::new();
-        for resource in resources.iter() {
+        let cache = |resource: &ApiResource, set: &mut JoinSet<()>| {
             let writer = reflector::store::Writer::new(resource.clone());
-            cached.push(writer.as_reader());
+            let store = writer.as_reader();
             let api: Api<DynamicObject> = Api::all_with(self.inner.client.clone(), resource);
             let stream = reflector::reflector(writer, watcher(api, self.watch_config()))
                 .default_backoff()
                 .boxed();
             self.spawn_watch(set, resource.kind.clone(), stream);
-        }
+            store
+        };
+        let namespaces = cache(&resources[0], set);
+        let deployments = cache(&resources[1], set);
+        let statefulsets = cache(&resources[2], set);
+        let jobs = cache(&resources[3], set);
         let pod_writer = reflector::store::Writer::<Pod>::default();
         let pods = pod_writer.as_reader();
         let api: Api<Pod> = Api::all(self.inner.client.clone());
@@ -156,17 +160,11 @@ impl Provisioner {
             let stream = watcher(api, self.watch_config()).default_backoff().boxed();
             self.spawn_watch(set, resource.kind.clone(), stream);
         }
-        let mut cached = cached.into_iter();
-        let mut next = || {
-            cached
-                .next()
-                .unwrap_or_else(|| reflector::store::Writer::new(resources[0].clone()).as_reader())
-        };
         Caches {
-            namespaces: next(),
-            deployments: next(),
-            statefulsets: next(),
-            jobs: next(),
+            namespaces,
+            deployments,
+            statefulsets,
+            jobs,
             pods,
             resources,
         }
