@@ -532,6 +532,15 @@ impl From<Currency> for String {
     }
 }
 
+/// Largest WordPress volume a store may ask for through the platform's edges (HTTP API,
+/// Python), in GiB.
+pub const MAX_STORAGE_GIB: u64 = 1024;
+/// WordPress volume of a store that does not ask for one, in GiB.
+pub const DEFAULT_STORAGE_GIB: u64 = 2;
+/// The products a store is seeded with when its creator names none, as in the product this
+/// replaces.
+pub const DEFAULT_SAMPLE_PRODUCTS: &str = "T-Shirt|599|Cotton t-shirt\nJeans|1299|Denim jeans";
+
 /// Everything a blueprint needs to render one store. Holds no secrets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -17,19 +17,12 @@ use crate::api_error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::auth::{AuthUser, ClientAddr};
 use crate::state::AppState;
 
-/// Largest WordPress volume a store may ask for, in GiB.
-pub const MAX_STORAGE_GIB: u64 = 1024;
-/// WordPress volume of a store that does not ask for one, in GiB.
-pub const DEFAULT_STORAGE_GIB: u64 = 2;
+pub use storefactory_core::spec::{DEFAULT_SAMPLE_PRODUCTS, DEFAULT_STORAGE_GIB, MAX_STORAGE_GIB};
 
 /// Stores per page of `GET /api/stores` when the client does not say, and the most it may
 /// ask for. Quotas keep one user's stores far below it, so clients of the product this
 /// replaces, which know nothing of pages, get all of theirs.
 pub const MAX_PAGE_SIZE: usize = 500;
-
-/// The products a store is seeded with when the request names none, as in the product
-/// this replaces.
-pub const DEFAULT_SAMPLE_PRODUCTS: &str = "T-Shirt|599|Cotton t-shirt\nJeans|1299|Denim jeans";
 
 /// A store as the API shows it. Never carries a password.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,0 +1,681 @@
+//! The Provisioner from Python: create, follow and delete stores on a cluster, and run the
+//! reconciler in the background of the Python process.
+//!
+//! Every operation has a blocking form (the GIL released while it waits, Ctrl-C honoured)
+//! and an `_async` form returning an awaitable for asyncio. Waits read the database's record
+//! and events, so they see progress whichever process reconciles: this one (after
+//! `start()`), a running server sharing the database, or another program.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use pyo3::exceptions::PyStopAsyncIteration;
+use pyo3::prelude::*;
+use storefactory_core::blueprint::SecretInputs;
+use storefactory_core::error::ErrorKind;
+use storefactory_core::port::StoreFilter;
+use storefactory_core::provisioner::{CreateStore, LeaderConfig, Provisioner, ProvisionerConfig};
+use storefactory_core::seal::SealingKey;
+use storefactory_core::spec::StoreId;
+use storefactory_core::store::{StoreEvent, StoreRecord, StoreStatus};
+use tokio::sync::{broadcast, oneshot};
+use tokio::time::Instant;
+
+use crate::blueprints::PyBlueprints;
+use crate::database::PyDatabase;
+use crate::error::{StoreFailed, WaitTimeout, exception, invalid, to_py};
+use crate::records::{PyCredentials, PyEvent, PyStore};
+use crate::runtime::{awaitable, block_on, runtime};
+use crate::spec::PyStoreSpec;
+
+/// How long connecting to the API server may take before the cluster counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a wait re-reads the database when no event of this process wakes it: the pace
+/// at which it notices another process's work.
+const POLL: Duration = Duration::from_millis(500);
+/// The database setting holding the server's token key. Values chosen at creation are
+/// sealed under a key derived from it, as the server does, so that whichever process
+/// reconciles (this one or a server sharing the database) can open them.
+const TOKEN_KEY_SETTING: &str = "http.token_key";
+
+fn store_id(text: &str) -> PyResult<StoreId> {
+    StoreId::new(text).map_err(to_py)
+}
+
+fn duration(seconds: f64, field: &str) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| invalid(field, format!("{seconds} is not a number of seconds >= 0")))
+}
+
+async fn kube_client(
+    kubeconfig: Option<PathBuf>,
+    context: Option<String>,
+) -> PyResult<kube::Client> {
+    let unavailable = |message: String| exception(ErrorKind::Unavailable, message, None);
+    let options = KubeConfigOptions {
+        context,
+        ..KubeConfigOptions::default()
+    };
+    let mut config = match kubeconfig {
+        Some(path) => {
+            let file = Kubeconfig::read_from(&path).map_err(|e| {
+                unavailable(format!("cannot read kubeconfig {}: {e}", path.display()))
+            })?;
+            kube::Config::from_custom_kubeconfig(file, &options)
+                .await
+                .map_err(|e| unavailable(format!("cannot use kubeconfig {}: {e}", path.display())))?
+        }
+        None if options.context.is_some() => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| unavailable(format!("cannot use the kubeconfig: {e}")))?,
+        None => kube::Config::infer().await.map_err(|e| {
+            unavailable(format!(
+                "no Kubernetes configuration found (give kubeconfig=, set KUBECONFIG, or run \
+                 in a cluster): {e}"
+            ))
+        })?,
+    };
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    kube::Client::try_from(config)
+        .map_err(|e| unavailable(format!("cannot build a Kubernetes client: {e}")))
+}
+
+/// What a wait waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Ready,
+    Deleted,
+}
+
+impl Target {
+    fn parse(text: &str) -> PyResult<Self> {
+        match text {
+            "ready" => Ok(Target::Ready),
+            "deleted" => Ok(Target::Deleted),
+            other => Err(invalid(
+                "until",
+                format!("{other:?} is not \"ready\" or \"deleted\""),
+            )),
+        }
+    }
+
+    /// Whether the wait is over: `Some(Ok)` reached, `Some(Err)` never will be.
+    fn settle(self, id: &StoreId, record: Option<StoreRecord>) -> Option<PyResult<Option<PyStore>>> {
+        let status = record.as_ref().map(|r| r.status);
+        match (self, status) {
+            (Target::Deleted, None) => Some(Ok(None)),
+            (Target::Deleted, Some(StoreStatus::Deleted)) | (Target::Ready, Some(StoreStatus::Ready)) => {
+                Some(Ok(record.map(PyStore::from)))
+            }
+            (Target::Deleted, _) => None,
+            (Target::Ready, None) => Some(Err(exception(
+                ErrorKind::NotFound,
+                format!("store {id} not found"),
+                None,
+            ))),
+            (Target::Ready, Some(StoreStatus::Failed)) => {
+                let reason = record
+                    .and_then(|r| r.reason)
+                    .unwrap_or_else(|| "no reason recorded".to_owned());
+                Some(Err(StoreFailed::new_err(format!(
+                    "store {id} failed: {reason}"
+                ))))
+            }
+            (Target::Ready, Some(status @ (StoreStatus::Deleting | StoreStatus::Deleted))) => Some(
+                Err(StoreFailed::new_err(format!(
+                    "store {id} is {status}; it will not become ready"
+                ))),
+            ),
+            (Target::Ready, Some(_)) => None,
+        }
+    }
+}
+
+/// Sleeps until an event of this process, the next poll, whichever comes first; fails at
+/// `deadline`.
+async fn pause(
+    events: &mut broadcast::Receiver<StoreEvent>,
+    deadline: Option<Instant>,
+    timed_out: String,
+) -> PyResult<()> {
+    let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+    tokio::select! {
+        received = events.recv() => {
+            if let Err(broadcast::error::RecvError::Closed) = received {
+                tokio::time::sleep(POLL).await;
+            }
+            Ok(())
+        }
+        () = tokio::time::sleep(POLL) => Ok(()),
+        () = tokio::time::sleep_until(deadline.unwrap_or(far)) => Err(WaitTimeout::new_err(timed_out)),
+    }
+}
+
+async fn wait_for(
+    provisioner: Provisioner,
+    id: StoreId,
+    target: Target,
+    timeout: Duration,
+) -> PyResult<Option<PyStore>> {
+    let mut events = provisioner.subscribe();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let record = provisioner
+            .repository()
+            .get_store(&id)
+            .await
+            .map_err(to_py)?;
+        let status = record.as_ref().map(|r| r.status.as_str()).unwrap_or("gone");
+        if let Some(done) = target.settle(&id, record) {
+            return done;
+        }
+        let timed_out = format!(
+            "store {id} is still {status} after {:.0} s (waiting for {})",
+            timeout.as_secs_f64(),
+            if target == Target::Ready { "ready" } else { "deleted" }
+        );
+        pause(&mut events, Some(deadline), timed_out).await?;
+    }
+}
+
+/// The reconciler running in the background of this process.
+struct Background {
+    /// Dropping it stops the reconciler.
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<storefactory_core::Result<()>>,
+}
+
+/// Creates, follows and deletes stores on a Kubernetes cluster, recording them in a
+/// `Database`.
+///
+/// The work (applying objects, watching readiness, deleting namespaces) is done by a
+/// reconciler: `start()` runs it in the background of this process (`with provisioner:`
+/// does too, and stops it at the end). With `leader=True` (the default) it reconciles only
+/// while it holds the platform's Lease, so it can share the database and cluster with a
+/// running server; `leader=False` is for a process that knows it is alone.
+#[pyclass(name = "Provisioner", module = "storefactory", frozen)]
+pub struct PyProvisioner {
+    provisioner: Provisioner,
+    background: Mutex<Option<Background>>,
+}
+
+impl PyProvisioner {
+    fn background(&self) -> std::sync::MutexGuard<'_, Option<Background>> {
+        self.background.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn create_request(
+        spec: &PyStoreSpec,
+        name: Option<String>,
+        blueprint: Option<String>,
+        inputs: Option<std::collections::BTreeMap<String, String>>,
+    ) -> CreateStore {
+        CreateStore {
+            spec: spec.spec.clone(),
+            name: name.unwrap_or_default(),
+            blueprint,
+            inputs: SecretInputs(inputs.unwrap_or_default()),
+        }
+    }
+}
+
+async fn create(p: Provisioner, request: CreateStore) -> PyResult<PyStore> {
+    p.create(request).await.map(PyStore::from).map_err(to_py)
+}
+
+async fn get(p: Provisioner, id: StoreId) -> PyResult<PyStore> {
+    match p.repository().get_store(&id).await.map_err(to_py)? {
+        Some(record) => Ok(record.into()),
+        None => Err(exception(
+            ErrorKind::NotFound,
+            format!("store {id} not found"),
+            None,
+        )),
+    }
+}
+
+async fn list(p: Provisioner, filter: StoreFilter) -> PyResult<Vec<PyStore>> {
+    let records = p.repository().list_stores(&filter).await.map_err(to_py)?;
+    Ok(records.into_iter().map(PyStore::from).collect())
+}
+
+async fn delete(p: Provisioner, id: StoreId) -> PyResult<PyStore> {
+    p.delete(&id).await.map(PyStore::from).map_err(to_py)
+}
+
+async fn retry(p: Provisioner, id: StoreId) -> PyResult<PyStore> {
+    p.retry(&id).await.map(PyStore::from).map_err(to_py)
+}
+
+async fn credentials(p: Provisioner, id: StoreId) -> PyResult<PyCredentials> {
+    p.credentials(&id)
+        .await
+        .map(PyCredentials::from)
+        .map_err(to_py)
+}
+
+#[pymethods]
+impl PyProvisioner {
+    /// A Provisioner on the cluster of `kubeconfig` (a file) and `context`, or of the usual
+    /// places (`$KUBECONFIG`, `~/.kube/config`, the in-cluster service account), recording
+    /// in `database`. Does not contact the cluster yet.
+    #[new]
+    #[pyo3(signature = (
+        database, *, kubeconfig=None, context=None, blueprints=None, leader=true,
+        lease_namespace="default", ready_timeout=900.0, concurrency=16,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        database: &PyDatabase,
+        kubeconfig: Option<PathBuf>,
+        context: Option<String>,
+        blueprints: Option<&PyBlueprints>,
+        leader: bool,
+        lease_namespace: &str,
+        ready_timeout: f64,
+        concurrency: usize,
+    ) -> PyResult<Self> {
+        if concurrency == 0 {
+            return Err(invalid("concurrency", "must be at least 1"));
+        }
+        let ready_deadline = duration(ready_timeout, "ready_timeout")?;
+        let registry = match blueprints {
+            Some(blueprints) => blueprints.registry(),
+            None => PyBlueprints::builtin()?.registry(),
+        };
+        let db = database.db.clone();
+        let (client, token_key) = block_on(py, async move {
+            let client = kube_client(kubeconfig, context).await?;
+            let token_key = db.get_setting(TOKEN_KEY_SETTING).await.map_err(to_py)?;
+            Ok((client, token_key))
+        })?;
+        let config = ProvisionerConfig {
+            ready_deadline,
+            concurrency,
+            leader: leader.then(|| LeaderConfig {
+                namespace: lease_namespace.to_owned(),
+                ..LeaderConfig::default()
+            }),
+            sealing_key: token_key
+                .map(|key| SealingKey::derive(key.as_bytes()))
+                .unwrap_or_else(SealingKey::random),
+            ..ProvisionerConfig::default()
+        };
+        let provisioner = Provisioner::new(
+            client,
+            Arc::new(database.db.clone()),
+            registry,
+            config,
+        );
+        Ok(PyProvisioner {
+            provisioner,
+            background: Mutex::new(None),
+        })
+    }
+
+    /// Records a new store (the owner's quota is checked) and queues its provisioning;
+    /// returns at once. `inputs` are chosen values for the blueprint's generated Secrets
+    /// (for `woocommerce`, `{"admin_password": ...}`); the rest are generated.
+    #[pyo3(signature = (spec, *, name=None, blueprint=None, inputs=None))]
+    fn create(
+        &self,
+        py: Python<'_>,
+        spec: &PyStoreSpec,
+        name: Option<String>,
+        blueprint: Option<String>,
+        inputs: Option<std::collections::BTreeMap<String, String>>,
+    ) -> PyResult<PyStore> {
+        let request = Self::create_request(spec, name, blueprint, inputs);
+        block_on(py, create(self.provisioner.clone(), request))
+    }
+
+    /// `create`, awaitable.
+    #[pyo3(signature = (spec, *, name=None, blueprint=None, inputs=None))]
+    fn create_async<'py>(
+        &self,
+        py: Python<'py>,
+        spec: &PyStoreSpec,
+        name: Option<String>,
+        blueprint: Option<String>,
+        inputs: Option<std::collections::BTreeMap<String, String>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let request = Self::create_request(spec, name, blueprint, inputs);
+        awaitable(py, create(self.provisioner.clone(), request))
+    }
+
+    /// The store `store_id` (deleted ones included). Raises `NotFound`.
+    fn get(&self, py: Python<'_>, store_id: &str) -> PyResult<PyStore> {
+        block_on(py, get(self.provisioner.clone(), self::store_id(store_id)?))
+    }
+
+    /// `get`, awaitable.
+    fn get_async<'py>(&self, py: Python<'py>, store_id: &str) -> PyResult<Bound<'py, PyAny>> {
+        awaitable(py, get(self.provisioner.clone(), self::store_id(store_id)?))
+    }
+
+    /// Stores, oldest first: everyone's, or `owner`'s; deleted ones only when asked.
+    #[pyo3(signature = (*, owner=None, include_deleted=false))]
+    fn list(
+        &self,
+        py: Python<'_>,
+        owner: Option<String>,
+        include_deleted: bool,
+    ) -> PyResult<Vec<PyStore>> {
+        let filter = StoreFilter {
+            owner,
+            include_deleted,
+        };
+        block_on(py, list(self.provisioner.clone(), filter))
+    }
+
+    /// `list`, awaitable.
+    #[pyo3(signature = (*, owner=None, include_deleted=false))]
+    fn list_async<'py>(
+        &self,
+        py: Python<'py>,
+        owner: Option<String>,
+        include_deleted: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let filter = StoreFilter {
+            owner,
+            include_deleted,
+        };
+        awaitable(py, list(self.provisioner.clone(), filter))
+    }
+
+    /// Marks the store `deleting` and queues the deletion of its namespace; it becomes
+    /// `deleted` once the namespace is gone. Repeating it is harmless.
+    fn delete(&self, py: Python<'_>, store_id: &str) -> PyResult<PyStore> {
+        block_on(py, delete(self.provisioner.clone(), self::store_id(store_id)?))
+    }
+
+    /// `delete`, awaitable.
+    fn delete_async<'py>(&self, py: Python<'py>, store_id: &str) -> PyResult<Bound<'py, PyAny>> {
+        awaitable(py, delete(self.provisioner.clone(), self::store_id(store_id)?))
+    }
+
+    /// Provisions a failed store again. Raises `Conflict` if it has not failed.
+    fn retry(&self, py: Python<'_>, store_id: &str) -> PyResult<PyStore> {
+        block_on(py, retry(self.provisioner.clone(), self::store_id(store_id)?))
+    }
+
+    /// `retry`, awaitable.
+    fn retry_async<'py>(&self, py: Python<'py>, store_id: &str) -> PyResult<Bound<'py, PyAny>> {
+        awaitable(py, retry(self.provisioner.clone(), self::store_id(store_id)?))
+    }
+
+    /// How the owner logs in to the store, read from its Secret in the cluster.
+    fn credentials(&self, py: Python<'_>, store_id: &str) -> PyResult<PyCredentials> {
+        block_on(py, credentials(self.provisioner.clone(), self::store_id(store_id)?))
+    }
+
+    /// `credentials`, awaitable.
+    fn credentials_async<'py>(
+        &self,
+        py: Python<'py>,
+        store_id: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        awaitable(py, credentials(self.provisioner.clone(), self::store_id(store_id)?))
+    }
+
+    /// Waits until the store is `until` (`"ready"` or `"deleted"`) and returns it (`None`
+    /// for a deleted store whose record is gone). Raises `StoreFailed` when it fails or is
+    /// deleted while waiting for ready, `NotFound`, or `WaitTimeout` after `timeout`
+    /// seconds.
+    #[pyo3(signature = (store_id, *, until="ready", timeout=600.0))]
+    fn wait(
+        &self,
+        py: Python<'_>,
+        store_id: &str,
+        until: &str,
+        timeout: f64,
+    ) -> PyResult<Option<PyStore>> {
+        let (id, target, timeout) = (
+            self::store_id(store_id)?,
+            Target::parse(until)?,
+            duration(timeout, "timeout")?,
+        );
+        block_on(py, wait_for(self.provisioner.clone(), id, target, timeout))
+    }
+
+    /// `wait`, awaitable.
+    #[pyo3(signature = (store_id, *, until="ready", timeout=600.0))]
+    fn wait_async<'py>(
+        &self,
+        py: Python<'py>,
+        store_id: &str,
+        until: &str,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (id, target, timeout) = (
+            self::store_id(store_id)?,
+            Target::parse(until)?,
+            duration(timeout, "timeout")?,
+        );
+        awaitable(py, wait_for(self.provisioner.clone(), id, target, timeout))
+    }
+
+    /// The store's events: its history after `after` (a sequence number), then new ones as
+    /// they happen, ending after the event that settles it (ready, failed or deleted).
+    /// Iterate with `for` (blocking) or `async for`. With `timeout` (seconds for the whole
+    /// stream), raises `WaitTimeout` when it has not ended by then.
+    #[pyo3(signature = (store_id, *, after=0, timeout=None))]
+    fn events(&self, store_id: &str, after: i64, timeout: Option<f64>) -> PyResult<PyEventStream> {
+        let id = self::store_id(store_id)?;
+        let timeout = timeout.map(|t| duration(t, "timeout")).transpose()?;
+        Ok(PyEventStream {
+            state: Arc::new(tokio::sync::Mutex::new(StreamState {
+                events: self.provisioner.subscribe(),
+                provisioner: self.provisioner.clone(),
+                id,
+                after: after.max(0),
+                buffer: VecDeque::new(),
+                checked: false,
+                finished: false,
+                timeout,
+                deadline: None,
+            })),
+        })
+    }
+
+    /// Starts the reconciler in the background of this process. Raises `Conflict` if it
+    /// already runs.
+    fn start(&self) -> PyResult<()> {
+        let mut background = self.background();
+        if background.as_ref().is_some_and(|b| !b.task.is_finished()) {
+            return Err(exception(
+                ErrorKind::Conflict,
+                "the reconciler already runs".to_owned(),
+                None,
+            ));
+        }
+        let (stop, stopped) = oneshot::channel::<()>();
+        let provisioner = self.provisioner.clone();
+        let task = runtime()?.spawn(async move {
+            provisioner
+                .run_until(async move {
+                    // A send or a dropped sender: either way, stop.
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        *background = Some(Background { stop, task });
+        Ok(())
+    }
+
+    /// Stops the background reconciler and waits (at most `timeout` seconds) until it has;
+    /// raises the error it stopped with, if it failed. Work in flight resumes at the next
+    /// start, here or in another process.
+    #[pyo3(signature = (timeout=30.0))]
+    fn stop(&self, py: Python<'_>, timeout: f64) -> PyResult<()> {
+        let timeout = duration(timeout, "timeout")?;
+        let Some(Background { stop, task }) = self.background().take() else {
+            return Ok(());
+        };
+        let _ = stop.send(());
+        block_on(py, async move {
+            match tokio::time::timeout(timeout, task).await {
+                Ok(Ok(result)) => result.map_err(to_py),
+                Ok(Err(join)) => Err(exception(
+                    ErrorKind::Internal,
+                    format!("the reconciler ended abnormally: {join}"),
+                    None,
+                )),
+                Err(_) => Err(WaitTimeout::new_err(format!(
+                    "the reconciler did not stop within {:.0} s",
+                    timeout.as_secs_f64()
+                ))),
+            }
+        })
+    }
+
+    /// Whether the background reconciler runs (it may be waiting for the Lease).
+    #[getter]
+    fn running(&self) -> bool {
+        self.background()
+            .as_ref()
+            .is_some_and(|b| !b.task.is_finished())
+    }
+
+    /// Whether this process reconciles right now (it holds the Lease, or runs without one).
+    #[getter]
+    fn leading(&self) -> bool {
+        self.provisioner.is_leading()
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+        slf.get().start()?;
+        Ok(slf)
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.stop(py, 30.0)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Provisioner(running={}, leading={})",
+            self.running(),
+            self.leading()
+        )
+    }
+}
+
+struct StreamState {
+    provisioner: Provisioner,
+    events: broadcast::Receiver<StoreEvent>,
+    id: StoreId,
+    after: i64,
+    buffer: VecDeque<StoreEvent>,
+    /// Whether the store was found to exist.
+    checked: bool,
+    finished: bool,
+    timeout: Option<Duration>,
+    /// Set when the first event is asked for.
+    deadline: Option<Instant>,
+}
+
+impl StreamState {
+    async fn fetch(&mut self) -> PyResult<()> {
+        let events = self
+            .provisioner
+            .repository()
+            .events(&self.id, self.after)
+            .await
+            .map_err(to_py)?;
+        self.buffer.extend(events);
+        Ok(())
+    }
+
+    async fn next(&mut self) -> PyResult<Option<StoreEvent>> {
+        if self.finished {
+            return Ok(None);
+        }
+        if !self.checked {
+            let exists = self
+                .provisioner
+                .repository()
+                .get_store(&self.id)
+                .await
+                .map_err(to_py)?
+                .is_some();
+            if !exists {
+                self.finished = true;
+                return Err(exception(
+                    ErrorKind::NotFound,
+                    format!("store {} not found", self.id),
+                    None,
+                ));
+            }
+            self.checked = true;
+            self.deadline = self.timeout.map(|t| Instant::now() + t);
+        }
+        loop {
+            if let Some(event) = self.buffer.pop_front() {
+                self.after = event.seq;
+                if event.is_terminal() && self.buffer.is_empty() {
+                    // Settled, unless something happened since (a retry, a delete).
+                    self.fetch().await?;
+                    self.finished = self.buffer.is_empty();
+                }
+                return Ok(Some(event));
+            }
+            self.fetch().await?;
+            if !self.buffer.is_empty() {
+                continue;
+            }
+            let (id, timeout) = (&self.id, self.timeout.unwrap_or_default());
+            let timed_out = format!(
+                "store {id} did not settle within {:.0} s",
+                timeout.as_secs_f64()
+            );
+            if let Err(error) = pause(&mut self.events, self.deadline, timed_out).await {
+                self.finished = true;
+                return Err(error);
+            }
+        }
+    }
+}
+
+/// A store's events, history first, then live, until it settles. Iterable with `for` and
+/// `async for`.
+#[pyclass(name = "EventStream", module = "storefactory", frozen)]
+pub struct PyEventStream {
+    state: Arc<tokio::sync::Mutex<StreamState>>,
+}
+
+#[pymethods]
+impl PyEventStream {
+    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<PyEvent>> {
+        let state = Arc::clone(&self.state);
+        block_on(py, async move {
+            let mut state = state.lock().await;
+            Ok(state.next().await?.map(PyEvent::from))
+        })
+    }
+
+    fn __aiter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let state = Arc::clone(&self.state);
+        awaitable(py, async move {
+            let mut state = state.lock().await;
+            match state.next().await? {
+                Some(event) => Ok(PyEvent::from(event)),
+                None => Err(PyStopAsyncIteration::new_err(())),
+            }
+        })
+    }
+}
