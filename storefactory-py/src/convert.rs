@@ -64,7 +64,9 @@ fn read(object: &Bound<'_, PyAny>, what: &str, depth: usize) -> PyResult<Value> 
         if let Ok(u) = object.extract::<u64>() {
             return Ok(Value::from(u));
         }
-        return Err(PyTypeError::new_err(format!("{what}: integer out of range")));
+        return Err(PyTypeError::new_err(format!(
+            "{what}: integer out of range"
+        )));
     }
     if let Ok(f) = object.cast::<PyFloat>() {
         return Number::from_f64(f.value())
@@ -77,9 +79,9 @@ fn read(object: &Bound<'_, PyAny>, what: &str, depth: usize) -> PyResult<Value> 
     if let Ok(dict) = object.cast::<PyDict>() {
         let mut map = Map::new();
         for (key, item) in dict.iter() {
-            let key = key.cast::<PyString>().map_err(|_| {
-                PyTypeError::new_err(format!("{what}: dict keys must be strings"))
-            })?;
+            let key = key
+                .cast::<PyString>()
+                .map_err(|_| PyTypeError::new_err(format!("{what}: dict keys must be strings")))?;
             map.insert(key.extract::<String>()?, read(&item, what, depth + 1)?);
         }
         return Ok(Value::Object(map));

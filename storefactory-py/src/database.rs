@@ -63,7 +63,10 @@ impl PyDatabase {
     /// Opens (creating and migrating if needed) the database at `path`.
     #[new]
     fn open(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let db = block_on(py, async move { Database::open(&path).await.map_err(to_py) })?;
+        let db = block_on(
+            py,
+            async move { Database::open(&path).await.map_err(to_py) },
+        )?;
         Ok(PyDatabase { db })
     }
 
@@ -127,13 +130,17 @@ impl PyDatabase {
     ) -> PyResult<PyUser> {
         let (db, username) = (self.db.clone(), username.to_owned());
         block_on(py, async move {
-            let current = db.get_user(&username).await.map_err(to_py)?.ok_or_else(|| {
-                exception(
-                    storefactory_core::error::ErrorKind::NotFound,
-                    format!("user {username} not found"),
-                    None,
-                )
-            })?;
+            let current = db
+                .get_user(&username)
+                .await
+                .map_err(to_py)?
+                .ok_or_else(|| {
+                    exception(
+                        storefactory_core::error::ErrorKind::NotFound,
+                        format!("user {username} not found"),
+                        None,
+                    )
+                })?;
             let quota = Quota {
                 max_stores: max_stores.unwrap_or(current.quota.max_stores),
                 max_storage_gib: max_storage_gib.unwrap_or(current.quota.max_storage_gib),

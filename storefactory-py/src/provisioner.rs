@@ -66,7 +66,9 @@ async fn kube_client(
             })?;
             kube::Config::from_custom_kubeconfig(file, &options)
                 .await
-                .map_err(|e| unavailable(format!("cannot use kubeconfig {}: {e}", path.display())))?
+                .map_err(|e| {
+                    unavailable(format!("cannot use kubeconfig {}: {e}", path.display()))
+                })?
         }
         None if options.context.is_some() => kube::Config::from_kubeconfig(&options)
             .await
@@ -103,13 +105,16 @@ impl Target {
     }
 
     /// Whether the wait is over: `Some(Ok)` reached, `Some(Err)` never will be.
-    fn settle(self, id: &StoreId, record: Option<StoreRecord>) -> Option<PyResult<Option<PyStore>>> {
+    fn settle(
+        self,
+        id: &StoreId,
+        record: Option<StoreRecord>,
+    ) -> Option<PyResult<Option<PyStore>>> {
         let status = record.as_ref().map(|r| r.status);
         match (self, status) {
             (Target::Deleted, None) => Some(Ok(None)),
-            (Target::Deleted, Some(StoreStatus::Deleted)) | (Target::Ready, Some(StoreStatus::Ready)) => {
-                Some(Ok(record.map(PyStore::from)))
-            }
+            (Target::Deleted, Some(StoreStatus::Deleted))
+            | (Target::Ready, Some(StoreStatus::Ready)) => Some(Ok(record.map(PyStore::from))),
             (Target::Deleted, _) => None,
             (Target::Ready, None) => Some(Err(exception(
                 ErrorKind::NotFound,
@@ -124,11 +129,11 @@ impl Target {
                     "store {id} failed: {reason}"
                 ))))
             }
-            (Target::Ready, Some(status @ (StoreStatus::Deleting | StoreStatus::Deleted))) => Some(
-                Err(StoreFailed::new_err(format!(
+            (Target::Ready, Some(status @ (StoreStatus::Deleting | StoreStatus::Deleted))) => {
+                Some(Err(StoreFailed::new_err(format!(
                     "store {id} is {status}; it will not become ready"
-                ))),
-            ),
+                ))))
+            }
             (Target::Ready, Some(_)) => None,
         }
     }
@@ -175,7 +180,11 @@ async fn wait_for(
         let timed_out = format!(
             "store {id} is still {status} after {:.0} s (waiting for {})",
             timeout.as_secs_f64(),
-            if target == Target::Ready { "ready" } else { "deleted" }
+            if target == Target::Ready {
+                "ready"
+            } else {
+                "deleted"
+            }
         );
         pause(&mut events, Some(deadline), timed_out).await?;
     }
@@ -305,12 +314,7 @@ impl PyProvisioner {
                 .unwrap_or_else(SealingKey::random),
             ..ProvisionerConfig::default()
         };
-        let provisioner = Provisioner::new(
-            client,
-            Arc::new(database.db.clone()),
-            registry,
-            config,
-        );
+        let provisioner = Provisioner::new(client, Arc::new(database.db.clone()), registry, config);
         Ok(PyProvisioner {
             provisioner,
             background: Mutex::new(None),
@@ -390,27 +394,42 @@ impl PyProvisioner {
     /// Marks the store `deleting` and queues the deletion of its namespace; it becomes
     /// `deleted` once the namespace is gone. Repeating it is harmless.
     fn delete(&self, py: Python<'_>, store_id: &str) -> PyResult<PyStore> {
-        block_on(py, delete(self.provisioner.clone(), self::store_id(store_id)?))
+        block_on(
+            py,
+            delete(self.provisioner.clone(), self::store_id(store_id)?),
+        )
     }
 
     /// `delete`, awaitable.
     fn delete_async<'py>(&self, py: Python<'py>, store_id: &str) -> PyResult<Bound<'py, PyAny>> {
-        awaitable(py, delete(self.provisioner.clone(), self::store_id(store_id)?))
+        awaitable(
+            py,
+            delete(self.provisioner.clone(), self::store_id(store_id)?),
+        )
     }
 
     /// Provisions a failed store again. Raises `Conflict` if it has not failed.
     fn retry(&self, py: Python<'_>, store_id: &str) -> PyResult<PyStore> {
-        block_on(py, retry(self.provisioner.clone(), self::store_id(store_id)?))
+        block_on(
+            py,
+            retry(self.provisioner.clone(), self::store_id(store_id)?),
+        )
     }
 
     /// `retry`, awaitable.
     fn retry_async<'py>(&self, py: Python<'py>, store_id: &str) -> PyResult<Bound<'py, PyAny>> {
-        awaitable(py, retry(self.provisioner.clone(), self::store_id(store_id)?))
+        awaitable(
+            py,
+            retry(self.provisioner.clone(), self::store_id(store_id)?),
+        )
     }
 
     /// How the owner logs in to the store, read from its Secret in the cluster.
     fn credentials(&self, py: Python<'_>, store_id: &str) -> PyResult<PyCredentials> {
-        block_on(py, credentials(self.provisioner.clone(), self::store_id(store_id)?))
+        block_on(
+            py,
+            credentials(self.provisioner.clone(), self::store_id(store_id)?),
+        )
     }
 
     /// `credentials`, awaitable.
@@ -419,7 +438,10 @@ impl PyProvisioner {
         py: Python<'py>,
         store_id: &str,
     ) -> PyResult<Bound<'py, PyAny>> {
-        awaitable(py, credentials(self.provisioner.clone(), self::store_id(store_id)?))
+        awaitable(
+            py,
+            credentials(self.provisioner.clone(), self::store_id(store_id)?),
+        )
     }
 
     /// Waits until the store is `until` (`"ready"` or `"deleted"`) and returns it (`None`

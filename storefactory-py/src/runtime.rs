@@ -8,8 +8,8 @@ use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::BoundObject;
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use tokio::runtime::Runtime;
 

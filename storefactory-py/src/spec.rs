@@ -109,8 +109,7 @@ impl PyStoreSpec {
             spec.site_title = title.to_owned();
         }
         if let Some(currency) = currency {
-            spec.currency =
-                Currency::new(currency.trim().to_ascii_uppercase()).map_err(to_py)?;
+            spec.currency = Currency::new(currency.trim().to_ascii_uppercase()).map_err(to_py)?;
         }
         spec.storage_class = storage_class.filter(|s| !s.is_empty());
         spec.ingress.class = ingress_class.filter(|s| !s.is_empty());
@@ -134,8 +133,7 @@ impl PyStoreSpec {
 
     /// Every field, as a dict of plain values.
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let value =
-            serde_json::to_value(&self.spec).map_err(|e| invalid("spec", e.to_string()))?;
+        let value = serde_json::to_value(&self.spec).map_err(|e| invalid("spec", e.to_string()))?;
         to_python(py, &value)
     }
 

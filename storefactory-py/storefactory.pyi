@@ -1,0 +1,268 @@
+"""Provision WooCommerce stores on Kubernetes: specs, blueprints, users and quotas, and a
+Provisioner with blocking and asyncio APIs."""
+
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
+from os import PathLike
+from types import TracebackType
+from typing import Any, Literal, Optional, Union
+
+__version__: str
+DEFAULT_BLUEPRINT: str
+
+Product = dict[str, str]
+"""`{"name": ..., "price": "5.99", "description": ...}`"""
+
+ProductsInput = Union[str, Sequence[Mapping[str, Any]], None]
+
+class StorefactoryError(Exception):
+    """Base class of every error Storefactory raises."""
+
+class ValidationError(StorefactoryError):
+    """The input is not acceptable. `field` names what to fix; the message says how."""
+
+    field: Optional[str]
+
+class NotFound(StorefactoryError):
+    """The store, user or blueprint does not exist."""
+
+class Conflict(StorefactoryError):
+    """The current state does not allow the operation."""
+
+class AlreadyExists(Conflict):
+    """Something with this name or id already exists."""
+
+class QuotaExceeded(StorefactoryError):
+    """The owner's quota does not allow another store of this size."""
+
+class ClusterUnavailable(StorefactoryError):
+    """The cluster or the database cannot be reached or is busy; retrying later may work."""
+
+class ClusterError(StorefactoryError):
+    """The cluster refused the operation for a reason that is not the caller's."""
+
+class StoreFailed(StorefactoryError):
+    """A store that was waited for failed (or is being deleted) and will not become ready."""
+
+class WaitTimeout(StorefactoryError):
+    """A wait ran out of time before the store got where it was going."""
+
+class InternalError(StorefactoryError):
+    """A fault inside Storefactory or its configuration."""
+
+def parse_products(text: str) -> list[Product]:
+    """Parses `Name|Price|Description` lines or a JSON list, as the API does."""
+
+def validate_products(products: ProductsInput) -> list[Product]:
+    """Checks products (text, or a list of dicts) as the API does; returns them normalised."""
+
+class StoreSpec:
+    """What to build for one store. Validated when made; immutable."""
+
+    def __init__(
+        self,
+        owner: str,
+        *,
+        sample_products: ProductsInput = None,
+        storage_size_gi: Optional[int] = None,
+        title: Optional[str] = None,
+        currency: Optional[str] = None,
+        id: Optional[str] = None,
+        domain: Optional[str] = None,
+        host: Optional[str] = None,
+        storage_class: Optional[str] = None,
+        ingress_class: Optional[str] = None,
+        tls_cluster_issuer: Optional[str] = None,
+        params: Optional[Mapping[str, str]] = None,
+    ) -> None: ...
+    @staticmethod
+    def from_dict(value: Mapping[str, Any]) -> StoreSpec: ...
+    def to_dict(self) -> dict[str, Any]: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def owner(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def storage_gib(self) -> int: ...
+    @property
+    def products(self) -> list[Product]: ...
+
+class Blueprints:
+    """The built-in blueprints plus registered directories."""
+
+    def __init__(self, dir: Union[str, PathLike[str], None] = None) -> None: ...
+    def register_dir(self, dir: Union[str, PathLike[str]]) -> list[str]: ...
+    def names(self) -> list[str]: ...
+    def render(self, spec: StoreSpec, blueprint: str = ...) -> list[dict[str, Any]]: ...
+    def render_yaml(self, spec: StoreSpec, blueprint: str = ...) -> str: ...
+
+class User:
+    username: str
+    role: Literal["admin", "user"]
+    max_stores: int
+    max_storage_gib: int
+    created_at: float
+
+class Database:
+    """The platform's SQLite database: users, quotas and store records."""
+
+    def __init__(self, path: Union[str, PathLike[str]]) -> None: ...
+    @property
+    def path(self) -> Optional[str]: ...
+    def create_user(
+        self,
+        username: str,
+        password: str,
+        *,
+        role: Literal["admin", "user"] = "user",
+        max_stores: Optional[int] = None,
+        max_storage_gib: Optional[int] = None,
+    ) -> User: ...
+    def get_user(self, username: str) -> Optional[User]: ...
+    def list_users(self) -> list[User]: ...
+    def set_quota(
+        self,
+        username: str,
+        *,
+        max_stores: Optional[int] = None,
+        max_storage_gib: Optional[int] = None,
+    ) -> User: ...
+    def set_role(self, username: str, role: Literal["admin", "user"]) -> User: ...
+    def usage(self, username: str) -> dict[str, int]: ...
+
+StoreStatus = Literal["initialized", "provisioning", "ready", "failed", "deleting", "deleted"]
+
+class Store:
+    """A store as the platform records it. Never carries a password."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def owner(self) -> str: ...
+    @property
+    def status(self) -> StoreStatus: ...
+    @property
+    def reason(self) -> Optional[str]: ...
+    @property
+    def blueprint(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def storage_gib(self) -> int: ...
+    @property
+    def created_at(self) -> float: ...
+    @property
+    def updated_at(self) -> float: ...
+    @property
+    def spec(self) -> StoreSpec: ...
+
+class Event:
+    """One entry of a store's history."""
+
+    seq: int
+    store_id: str
+    at: float
+    kind: Literal["status", "step", "warning"]
+    status: Optional[StoreStatus]
+    reason: Optional[str]
+    step: Optional[str]
+    message: Optional[str]
+    is_terminal: bool
+
+class Credentials:
+    username: str
+    password: str
+    admin_url: str
+
+class EventStream(Iterator[Event], AsyncIterator[Event]):
+    def __iter__(self) -> EventStream: ...
+    def __next__(self) -> Event: ...
+    def __aiter__(self) -> EventStream: ...
+    def __anext__(self) -> Awaitable[Event]: ...
+
+class Provisioner:
+    """Creates, follows and deletes stores on a cluster, recording them in a Database."""
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        kubeconfig: Union[str, PathLike[str], None] = None,
+        context: Optional[str] = None,
+        blueprints: Optional[Blueprints] = None,
+        leader: bool = True,
+        lease_namespace: str = "default",
+        ready_timeout: float = 900.0,
+        concurrency: int = 16,
+    ) -> None: ...
+    def create(
+        self,
+        spec: StoreSpec,
+        *,
+        name: Optional[str] = None,
+        blueprint: Optional[str] = None,
+        inputs: Optional[Mapping[str, str]] = None,
+    ) -> Store: ...
+    def create_async(
+        self,
+        spec: StoreSpec,
+        *,
+        name: Optional[str] = None,
+        blueprint: Optional[str] = None,
+        inputs: Optional[Mapping[str, str]] = None,
+    ) -> Awaitable[Store]: ...
+    def get(self, store_id: str) -> Store: ...
+    def get_async(self, store_id: str) -> Awaitable[Store]: ...
+    def list(self, *, owner: Optional[str] = None, include_deleted: bool = False) -> list[Store]: ...
+    def list_async(
+        self, *, owner: Optional[str] = None, include_deleted: bool = False
+    ) -> Awaitable[list[Store]]: ...
+    def delete(self, store_id: str) -> Store: ...
+    def delete_async(self, store_id: str) -> Awaitable[Store]: ...
+    def retry(self, store_id: str) -> Store: ...
+    def retry_async(self, store_id: str) -> Awaitable[Store]: ...
+    def credentials(self, store_id: str) -> Credentials: ...
+    def credentials_async(self, store_id: str) -> Awaitable[Credentials]: ...
+    def wait(
+        self,
+        store_id: str,
+        *,
+        until: Literal["ready", "deleted"] = "ready",
+        timeout: float = 600.0,
+    ) -> Optional[Store]: ...
+    def wait_async(
+        self,
+        store_id: str,
+        *,
+        until: Literal["ready", "deleted"] = "ready",
+        timeout: float = 600.0,
+    ) -> Awaitable[Optional[Store]]: ...
+    def events(
+        self, store_id: str, *, after: int = 0, timeout: Optional[float] = None
+    ) -> EventStream: ...
+    def start(self) -> None: ...
+    def stop(self, timeout: float = 30.0) -> None: ...
+    @property
+    def running(self) -> bool: ...
+    @property
+    def leading(self) -> bool: ...
+    def __enter__(self) -> Provisioner: ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> bool: ...
