@@ -16,6 +16,9 @@ step "installing helm and kubectl for the chart's tests (cached after the first 
 STOREFACTORY_HELM_BIN_DIR="$(bash scripts/install-helm.sh | tail -n 1)"
 export STOREFACTORY_HELM_BIN_DIR
 
+step "installing maturin and pytest for the Python bindings (cached after the first run)"
+python_venv="$(bash scripts/install-python-tools.sh | tail -n 1)"
+
 step "installing Chromium, umoci, skopeo, jq and the dashboard test's npm packages"
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # umoci, skopeo, jq and curl build and check the image.
@@ -40,6 +43,22 @@ step "cargo test"
 # it has no Rust test binary of its own.
 cargo test --workspace --exclude storefactory-py --locked
 
+step "Python bindings: the wheel built with maturin, tested with pytest"
+# A debug build into the workspace's target directory, so it reuses what cargo just built.
+rm -rf target/wheels
+"$python_venv/bin/maturin" build --locked -m storefactory-py/Cargo.toml --out target/wheels
+"$python_venv/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps \
+  target/wheels/storefactory-*.whl
+cargo build -q --locked -p storefactory-testkit
+# The integration tests start the local control plane themselves (`storefactory-testkit up`).
+# pytest exits 5 when it collected no tests: that is a failure here, as is any other code.
+(cd storefactory-py && STOREFACTORY_TESTKIT="$PWD/../target/debug/storefactory-testkit" \
+  "$python_venv/bin/pytest" -q -p no:cacheprovider tests) || {
+  code=$?
+  [ "$code" -eq 5 ] && echo "pytest collected no tests" >&2
+  exit "$code"
+}
+
 step "README examples"
 cargo run -q --locked --example render_store -- examples/spec.json > /dev/null
 cargo run -q --locked --example custom_blueprint > /dev/null
@@ -56,8 +75,12 @@ for _ in $(seq 1 120); do
 done
 KUBECONFIG="$cluster_dir/kubeconfig" ./target/debug/examples/provision_store \
   | tee "$cluster_dir/example.log"
+# The same from Python, with the wheel installed above.
+"$python_venv/bin/python" examples/provision_store.py --kubeconfig "$cluster_dir/kubeconfig" \
+  | tee "$cluster_dir/example-py.log"
 kill -TERM "$up_pid"; wait "$up_pid" || true
 grep -q "is deleted" "$cluster_dir/example.log"
+grep -q "is deleted" "$cluster_dir/example-py.log"
 rm -rf "$cluster_dir"
 
 step "the image, built without Docker, and checked"
