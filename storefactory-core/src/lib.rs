@@ -27,6 +27,7 @@ pub mod memory;
 pub mod port;
 pub mod product;
 pub mod provisioner;
+pub mod request_counter;
 pub mod seal;
 pub mod spec;
 pub mod store;

@@ -18,6 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use serde_json::{Value, json};
@@ -41,8 +42,11 @@ pub(crate) async fn run(
     kubelet: &SimulatedKubelet,
     log_path: &Path,
 ) -> Result<JoinSet<()>> {
+    let (claims, claims_writer) = reflector::store();
     let sim = Arc::new(Sim {
         client,
+        claims,
+        storage_classes: Mutex::new(HashMap::new()),
         shared: kubelet.shared.clone(),
         nodes: kubelet.node_names(),
         next_node: AtomicUsize::new(0),
@@ -57,7 +61,7 @@ pub(crate) async fn run(
     sim.renew_leases().await?;
     let mut tasks = JoinSet::new();
     tasks.spawn(sim.clone().heartbeat_loop());
-    tasks.spawn(sim.clone().watch_claims());
+    tasks.spawn(sim.clone().watch_claims(claims_writer));
     tasks.spawn(sim.clone().watch_volumes());
     tasks.spawn(sim.clone().watch_pods());
     sim.log
@@ -67,6 +71,12 @@ pub(crate) async fn run(
 
 struct Sim {
     client: Client,
+    /// Every claim, as the claims watch last saw it: pods waiting for their claims read it
+    /// here, so their waits cost the apiserver nothing however many there are.
+    claims: reflector::Store<PersistentVolumeClaim>,
+    /// The provisioner of each StorageClass looked up so far (classes are few and their
+    /// provisioner field is immutable).
+    storage_classes: Mutex<HashMap<String, String>>,
     shared: Arc<Shared>,
     nodes: Vec<String>,
     next_node: AtomicUsize,
@@ -304,10 +314,13 @@ impl Sim {
 
     // ---- volumes -----------------------------------------------------------------------
 
-    async fn watch_claims(self: Arc<Self>) {
+    async fn watch_claims(self: Arc<Self>, cache: reflector::store::Writer<PersistentVolumeClaim>) {
         let api: Api<PersistentVolumeClaim> = Api::all(self.client.clone());
+        // The cache is updated before each event reaches the loop below, so a pod woken by
+        // `volumes_changed` reads the claim as this event left it.
         let mut events = watcher::watcher(api, watcher::Config::default())
             .default_backoff()
+            .reflect(cache)
             .boxed();
         while let Some(event) = events.next().await {
             match event {
@@ -356,14 +369,33 @@ impl Sim {
         let spec = pvc.spec.clone().unwrap_or_default();
         let class = spec.storage_class_name.clone().unwrap_or_default();
         if !class.is_empty() {
-            let classes: Api<StorageClass> = Api::all(self.client.clone());
-            let found = self
-                .retry(format!("reading StorageClass {class}"), || {
-                    classes.get_opt(&class)
-                })
-                .await
-                .flatten();
-            if found.is_none_or(|c| c.provisioner != PROVISIONER) {
+            let known = self
+                .storage_classes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&class)
+                .cloned();
+            let provisioner = match known {
+                Some(provisioner) => Some(provisioner),
+                None => {
+                    let classes: Api<StorageClass> = Api::all(self.client.clone());
+                    let found = self
+                        .retry(format!("reading StorageClass {class}"), || {
+                            classes.get_opt(&class)
+                        })
+                        .await
+                        .flatten()
+                        .map(|c| c.provisioner);
+                    if let Some(provisioner) = &found {
+                        self.storage_classes
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(class.clone(), provisioner.clone());
+                    }
+                    found
+                }
+            };
+            if provisioner.is_none_or(|p| p != PROVISIONER) {
                 self.log.line(format_args!(
                     "claim {ns}/{name}: StorageClass {class:?} is not the simulator's, leaving it pending"
                 ));
@@ -578,29 +610,27 @@ impl Sim {
             return;
         }
         let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
-        let claims_api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), ns);
         let mut changed = self.volumes_changed.subscribe();
         let mut reported = None;
         loop {
             changed.borrow_and_update();
             let mut problem = None;
             for claim in &claims {
-                match claims_api.get_opt(claim).await {
-                    Ok(Some(pvc))
+                match self.claims.get(&ObjectRef::new(claim).within(ns)) {
+                    Some(pvc)
                         if pvc.status.as_ref().and_then(|s| s.phase.as_deref())
                             == Some("Bound") => {}
-                    Ok(Some(_)) => {
+                    Some(_) => {
                         problem =
                             Some("1 pod has unbound immediate PersistentVolumeClaims".to_owned())
                     }
-                    Ok(None) => {
+                    None => {
                         problem = Some(format!("persistentvolumeclaim \"{claim}\" not found"))
                     }
-                    Err(_) => problem = Some(String::new()), // apiserver unavailable: look again
                 }
             }
             let Some(problem) = problem else { return };
-            if !problem.is_empty() && reported.as_ref() != Some(&problem) {
+            if reported.as_ref() != Some(&problem) {
                 let message = format!("0/{} nodes are available: {problem}.", self.nodes.len());
                 let status = json!({"status": {"conditions": [{
                     "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
@@ -614,7 +644,8 @@ impl Sim {
                     .line(format_args!("pod {}: waiting: {message}", pod_key(pod)));
                 reported = Some(problem);
             }
-            // A claim event wakes us; the timeout covers an apiserver that was down.
+            // A claim event wakes us; the timeout covers a cache still relisting after the
+            // apiserver was down.
             let _ = tokio::time::timeout(Duration::from_secs(5), changed.changed()).await;
         }
     }

@@ -1,0 +1,531 @@
+//! Provisioning at scale, side by side with the apiserver's practical limit, in one process
+//! and on one local control plane:
+//!
+//! 1. **raw**: a minimal client server-side-applies each store's rendered objects in order,
+//!    `INFLIGHT` stores at a time, with no logic at all;
+//! 2. **storefactory**: the Provisioner (concurrency `INFLIGHT`) provisions the same number
+//!    of stores of the same blueprint, all created at once.
+//!
+//! For each it prints stores/s applied, create → applied and create → ready p50/p99,
+//! apiserver requests per store by verb and resource (from the apiserver's
+//! `apiserver_request_total`, every client included) and, for Storefactory, its own requests
+//! (counted on its client), the process's RSS, and the ratios against the targets.
+//!
+//! ```sh
+//! STORES=200 INFLIGHT=64 cargo bench -p storefactory-core --bench scale
+//! ```
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use storefactory_core::blueprint::{
+    BlueprintRegistry, DEFAULT_BLUEPRINT, SecretInputs, SecretValues,
+};
+use storefactory_core::manifest::Manifest;
+use storefactory_core::memory::MemoryRepository;
+use storefactory_core::provisioner::{CreateStore, Provisioner, ProvisionerConfig};
+use storefactory_core::request_counter::RequestCounter;
+use storefactory_core::spec::{StoreId, StoreSpec};
+use storefactory_core::store::{EventKind, StoreStatus};
+use storefactory_testkit::{ControlPlane, Options};
+
+type Counts = BTreeMap<(String, String), u64>;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
+
+fn percentile(values: &[Duration], p: f64) -> Duration {
+    let mut sorted = values.to_vec();
+    sorted.sort();
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// `apiserver_request_total` summed by verb and resource (with subresource).
+async fn apiserver_requests(client: &Client) -> anyhow::Result<Counts> {
+    let request = http::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(request).await?;
+    let mut counts = Counts::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split("\",")
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
+                .map(|v| v.trim_end_matches('"').to_owned())
+                .unwrap_or_default()
+        };
+        let (verb, resource, sub) = (label("verb"), label("resource"), label("subresource"));
+        if resource.is_empty() {
+            continue;
+        }
+        let resource = if sub.is_empty() {
+            resource
+        } else {
+            format!("{resource}/{sub}")
+        };
+        let value: f64 = value.trim().parse().unwrap_or(0.0);
+        *counts.entry((verb, resource)).or_default() += value as u64;
+    }
+    Ok(counts)
+}
+
+fn delta(after: &Counts, before: &Counts) -> Counts {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect()
+}
+
+fn print_counts(title: &str, counts: &Counts, stores: usize) {
+    let total: u64 = counts.values().sum();
+    println!(
+        "  {title}: {:.1} per store ({total} in all)",
+        total as f64 / stores as f64
+    );
+    let mut rows: Vec<_> = counts.iter().collect();
+    rows.sort_by(|a, b| b.1.cmp(a.1));
+    for ((verb, resource), n) in rows.into_iter().take(14) {
+        println!(
+            "      {verb:<8} {resource:<32} {:>8.2} per store",
+            *n as f64 / stores as f64
+        );
+    }
+}
+
+/// When each store namespace's workloads are all done (pods ready, Job pods succeeded), as
+/// seen by a pod watch of our own: the same readiness for both runs.
+fn watch_readiness(client: Client, pods_per_store: usize) -> Arc<Mutex<HashMap<String, Instant>>> {
+    let ready: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let seen = ready.clone();
+    tokio::spawn(async move {
+        let mut done: HashMap<String, HashSet<String>> = HashMap::new();
+        let pods: Api<Pod> = Api::all(client);
+        let config = watcher::Config::default().labels("app.kubernetes.io/managed-by=storefactory");
+        let mut stream = watcher(pods, config).applied_objects().boxed();
+        while let Some(Ok(pod)) = stream.next().await {
+            let finished = pod.status.as_ref().is_some_and(|s| {
+                s.phase.as_deref() == Some("Succeeded")
+                    || s.conditions
+                        .iter()
+                        .flatten()
+                        .any(|c| c.type_ == "Ready" && c.status == "True")
+            });
+            let (Some(ns), Some(name)) = (pod.metadata.namespace, pod.metadata.name) else {
+                continue;
+            };
+            if finished {
+                let names = done.entry(ns.clone()).or_default();
+                names.insert(name);
+                if names.len() == pods_per_store {
+                    seen.lock().expect("lock").entry(ns).or_insert_with(Instant::now);
+                }
+            }
+        }
+    });
+    ready
+}
+
+struct Run {
+    name: &'static str,
+    applied: Vec<Duration>,
+    ready: Vec<Duration>,
+    last_applied: Duration,
+    last_ready: Duration,
+    apiserver: Counts,
+    own: Option<Counts>,
+    rss: f64,
+}
+
+impl Run {
+    fn applied_per_second(&self, stores: usize) -> f64 {
+        stores as f64 / self.last_applied.as_secs_f64().max(1e-9)
+    }
+
+    fn print(&self, stores: usize) {
+        println!("{}:", self.name);
+        println!(
+            "  applied: {:.2} stores/s (last store applied after {:.1?})",
+            self.applied_per_second(stores),
+            self.last_applied
+        );
+        println!(
+            "  create -> applied: p50 {:.2?}, p99 {:.2?}",
+            percentile(&self.applied, 0.5),
+            percentile(&self.applied, 0.99)
+        );
+        println!(
+            "  create -> ready:   p50 {:.2?}, p99 {:.2?}; last store ready after {:.1?}",
+            percentile(&self.ready, 0.5),
+            percentile(&self.ready, 0.99),
+            self.last_ready
+        );
+        print_counts(
+            "apiserver requests, all clients",
+            &self.apiserver,
+            stores,
+        );
+        if let Some(own) = &self.own {
+            print_counts("its own requests", own, stores);
+        }
+        println!("  process RSS after the run: {:.0} MiB", self.rss);
+    }
+}
+
+async fn wait_ready(
+    ready: &Arc<Mutex<HashMap<String, Instant>>>,
+    namespaces: &[String],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let done = {
+            let ready = ready.lock().expect("lock");
+            namespaces.iter().filter(|ns| ready.contains_key(*ns)).count()
+        };
+        if done == namespaces.len() {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {done} of {} stores ready after {timeout:?}",
+            namespaces.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn apply_store(client: &Client, objects: &[Manifest]) -> anyhow::Result<()> {
+    let params = PatchParams::apply("raw-bench").force();
+    for object in objects {
+        let resource = object.api_resource();
+        let api: Api<DynamicObject> = match object.meta().namespace.as_deref() {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        let mut attempt = 0;
+        loop {
+            match api
+                .patch(object.name(), &params, &Patch::Apply(object.to_value()))
+                .await
+            {
+                Ok(_) => break,
+                // The raw client retries what the apiserver asks to be retried, nothing more.
+                Err(kube::Error::Api(s)) if (s.code == 429 || s.code >= 500) && attempt < 10 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn delete_namespaces(client: &Client, namespaces: &[String]) -> anyhow::Result<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    for ns in namespaces {
+        match api.delete(ns, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let wanted: HashSet<&String> = namespaces.iter().collect();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let left = api
+            .list(&ListParams::default().labels("app.kubernetes.io/managed-by=storefactory"))
+            .await?
+            .items
+            .into_iter()
+            .filter(|n| n.metadata.name.as_ref().is_some_and(|n| wanted.contains(n)))
+            .count();
+        if left == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{left} namespaces not deleted");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn spec_for(id: &StoreId) -> StoreSpec {
+    StoreSpec::new(id.clone(), "bench", format!("store-{id}.bench.test"))
+}
+
+async fn raw(
+    client: &Client,
+    registry: &BlueprintRegistry,
+    ready: &Arc<Mutex<HashMap<String, Instant>>>,
+    stores: usize,
+    inflight: usize,
+) -> anyhow::Result<(Run, Vec<String>)> {
+    let rendered: Vec<(String, Vec<Manifest>)> = (0..stores)
+        .map(|_| {
+            let id = StoreId::generate();
+            let objects = registry.render(
+                DEFAULT_BLUEPRINT,
+                &spec_for(&id),
+                SecretValues::Generate(&SecretInputs::none()),
+            )?;
+            Ok((id.namespace(), objects))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let namespaces: Vec<String> = rendered.iter().map(|(ns, _)| ns.clone()).collect();
+    let before = apiserver_requests(client).await?;
+    let started = Instant::now();
+    let mut applied = Vec::with_capacity(stores);
+    let mut work = rendered.into_iter();
+    let mut running = FuturesUnordered::new();
+    loop {
+        while running.len() < inflight {
+            let Some((_, objects)) = work.next() else {
+                break;
+            };
+            let client = client.clone();
+            running.push(async move { apply_store(&client, &objects).await });
+        }
+        match running.next().await {
+            Some(result) => {
+                result?;
+                applied.push(started.elapsed());
+            }
+            None => break,
+        }
+    }
+    let last_applied = started.elapsed();
+    wait_ready(ready, &namespaces, Duration::from_secs(900)).await?;
+    let ready_at: Vec<Duration> = {
+        let ready = ready.lock().expect("lock");
+        namespaces.iter().map(|ns| ready[ns] - started).collect()
+    };
+    let last_ready = ready_at.iter().copied().max().unwrap_or_default();
+    let after = apiserver_requests(client).await?;
+    Ok((
+        Run {
+            name: "raw server-side apply",
+            // All raw stores are "created" at the start: their wait for a slot is part of it.
+            applied,
+            ready: ready_at,
+            last_applied,
+            last_ready,
+            apiserver: delta(&after, &before),
+            own: None,
+            rss: rss_mib(),
+        },
+        namespaces,
+    ))
+}
+
+async fn storefactory(
+    admin: &Client,
+    counted: Client,
+    counter: &RequestCounter,
+    stores: usize,
+    inflight: usize,
+) -> anyhow::Result<(Run, Vec<String>, Provisioner)> {
+    let provisioner = Provisioner::new(
+        counted,
+        Arc::new(MemoryRepository::new()),
+        Arc::new(BlueprintRegistry::builtin()?),
+        ProvisionerConfig {
+            leader: None,
+            concurrency: inflight,
+            ..ProvisionerConfig::default()
+        },
+    );
+    let runner = provisioner.clone();
+    tokio::spawn(async move { runner.run().await });
+    // Let the reconciler start its watches before the clock starts, as a running server has.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut events = provisioner.subscribe();
+    let before = apiserver_requests(admin).await?;
+    let own_before = counter.snapshot();
+    let started = Instant::now();
+    let mut created: HashMap<StoreId, Duration> = HashMap::new();
+    for _ in 0..stores {
+        let id = StoreId::generate();
+        provisioner
+            .create(CreateStore::new(spec_for(&id)))
+            .await?;
+        created.insert(id, started.elapsed());
+    }
+    let (mut applied, mut ready) = (Vec::new(), Vec::new());
+    let (mut last_applied, mut last_ready) = (Duration::ZERO, Duration::ZERO);
+    while ready.len() < stores {
+        let event = tokio::time::timeout(Duration::from_secs(900), events.recv()).await??;
+        let at = started.elapsed();
+        let Some(created_at) = created.get(&event.store_id) else {
+            continue;
+        };
+        match &event.kind {
+            EventKind::Step { message, .. } if message == "all objects applied" => {
+                applied.push(at - *created_at);
+                last_applied = last_applied.max(at);
+            }
+            EventKind::Status {
+                status: StoreStatus::Ready,
+                ..
+            } => {
+                ready.push(at - *created_at);
+                last_ready = last_ready.max(at);
+            }
+            EventKind::Status {
+                status: StoreStatus::Failed,
+                reason,
+            } => anyhow::bail!("store {} failed: {reason:?}", event.store_id),
+            _ => {}
+        }
+    }
+    let after = apiserver_requests(admin).await?;
+    let own: Counts = counter
+        .snapshot()
+        .into_iter()
+        .map(|((verb, resource), n)| {
+            let before = own_before
+                .get(&(verb, resource.clone()))
+                .copied()
+                .unwrap_or(0);
+            ((verb.to_owned(), resource), n - before)
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    let namespaces = created.keys().map(StoreId::namespace).collect();
+    Ok((
+        Run {
+            name: "storefactory",
+            applied,
+            ready,
+            last_applied,
+            last_ready,
+            apiserver: delta(&after, &before),
+            own: Some(own),
+            rss: rss_mib(),
+        },
+        namespaces,
+        provisioner,
+    ))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let stores = env("STORES", 50);
+    let inflight = env("INFLIGHT", 32);
+    let idle_secs = std::env::var("IDLE_SECS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(10);
+    println!(
+        "STORES={stores} INFLIGHT={inflight} IDLE_SECS={idle_secs} cargo bench -p storefactory-core --bench scale"
+    );
+    let cp = ControlPlane::start(Options::default()).await?;
+    println!(
+        "local control plane started in {:.1?}; process RSS {:.0} MiB",
+        cp.started_in(),
+        rss_mib()
+    );
+    let admin = cp.client().await?;
+    let registry = BlueprintRegistry::builtin()?;
+    let pods_per_store = registry.get(DEFAULT_BLUEPRINT)?.lifecycle().ready.len();
+    let ready = watch_readiness(admin.clone(), pods_per_store);
+
+    let (raw, raw_namespaces) = raw(&admin, &registry, &ready, stores, inflight).await?;
+    raw.print(stores);
+    delete_namespaces(&admin, &raw_namespaces).await?;
+
+    let counter = RequestCounter::new();
+    let kubeconfig = Kubeconfig::read_from(cp.kubeconfig_path())?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    let (ours, _, provisioner) =
+        storefactory(&admin, counter.client(config)?, &counter, stores, inflight).await?;
+    ours.print(stores);
+
+    let idle_before = counter.total();
+    tokio::time::sleep(Duration::from_secs(idle_secs)).await;
+    let idle = counter.total() - idle_before;
+    println!(
+        "storefactory idle with {stores} ready stores: {idle} requests in {idle_secs} s; RSS {:.0} MiB; {} stores tracked",
+        rss_mib(),
+        provisioner.tracked_stores()
+    );
+
+    let applied_ratio = ours.applied_per_second(stores) / raw.applied_per_second(stores);
+    let ready_ratio = ours.last_ready.as_secs_f64() / raw.last_ready.as_secs_f64().max(1e-9);
+    let own_total: u64 = ours.own.as_ref().map(|c| c.values().sum()).unwrap_or(0);
+    let own_lists: u64 = ours
+        .own
+        .as_ref()
+        .map(|c| {
+            c.iter()
+                .filter(|((verb, _), _)| verb == "LIST")
+                .map(|(_, n)| n)
+                .sum()
+        })
+        .unwrap_or(0);
+    let objects = registry
+        .render(
+            DEFAULT_BLUEPRINT,
+            &spec_for(&StoreId::generate()),
+            SecretValues::Placeholders,
+        )?
+        .len();
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    println!("side by side ({stores} stores, {inflight} in flight):");
+    println!(
+        "  applied stores/s, storefactory / raw: {applied_ratio:.2}x (target >= 0.8x: {})",
+        verdict(applied_ratio >= 0.8)
+    );
+    println!(
+        "  last store ready, storefactory / raw: {ready_ratio:.2}x (target <= 1.5x: {})",
+        verdict(ready_ratio <= 1.5)
+    );
+    println!(
+        "  storefactory's own requests per store: {:.1} for {objects} objects (target <= {}: {}); LISTs per store {:.2} (target 0: {})",
+        own_total as f64 / stores as f64,
+        objects + 5,
+        verdict(own_total as f64 / stores as f64 <= (objects + 5) as f64),
+        own_lists as f64 / stores as f64,
+        verdict(own_lists == 0)
+    );
+    println!(
+        "  idle: {idle} requests in {idle_secs} s (target 0: {})",
+        verdict(idle == 0)
+    );
+    Ok(())
+}
