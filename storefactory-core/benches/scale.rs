@@ -153,7 +153,10 @@ fn watch_readiness(client: Client, pods_per_store: usize) -> Arc<Mutex<HashMap<S
                 let names = done.entry(ns.clone()).or_default();
                 names.insert(name);
                 if names.len() == pods_per_store {
-                    seen.lock().expect("lock").entry(ns).or_insert_with(Instant::now);
+                    seen.lock()
+                        .expect("lock")
+                        .entry(ns)
+                        .or_insert_with(Instant::now);
                 }
             }
         }
@@ -195,11 +198,7 @@ impl Run {
             percentile(&self.ready, 0.99),
             self.last_ready
         );
-        print_counts(
-            "apiserver requests, all clients",
-            &self.apiserver,
-            stores,
-        );
+        print_counts("apiserver requests, all clients", &self.apiserver, stores);
         if let Some(own) = &self.own {
             print_counts("its own requests", own, stores);
         }
@@ -216,7 +215,10 @@ async fn wait_ready(
     loop {
         let done = {
             let ready = ready.lock().expect("lock");
-            namespaces.iter().filter(|ns| ready.contains_key(*ns)).count()
+            namespaces
+                .iter()
+                .filter(|ns| ready.contains_key(*ns))
+                .count()
         };
         if done == namespaces.len() {
             return Ok(());
@@ -380,9 +382,7 @@ async fn storefactory(
     let mut created: HashMap<StoreId, Duration> = HashMap::new();
     for _ in 0..stores {
         let id = StoreId::generate();
-        provisioner
-            .create(CreateStore::new(spec_for(&id)))
-            .await?;
+        provisioner.create(CreateStore::new(spec_for(&id))).await?;
         created.insert(id, started.elapsed());
     }
     let (mut applied, mut ready) = (Vec::new(), Vec::new());

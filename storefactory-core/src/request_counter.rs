@@ -155,11 +155,7 @@ mod tests {
             ("APPLY", "deployments".into())
         );
         assert_eq!(
-            c(
-                Method::PATCH,
-                "/api/v1/namespaces/a/pods/p/status",
-                false
-            ),
+            c(Method::PATCH, "/api/v1/namespaces/a/pods/p/status", false),
             ("PATCH", "pods/status".into())
         );
         assert_eq!(
@@ -178,6 +174,9 @@ mod tests {
             ),
             ("UPDATE", "leases".into())
         );
-        assert_eq!(c(Method::GET, "/version", false), ("GET", "/version".into()));
+        assert_eq!(
+            c(Method::GET, "/version", false),
+            ("GET", "/version".into())
+        );
     }
 }

@@ -10,11 +10,12 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Client};
-use storefactory_core::blueprint::BlueprintRegistry;
+use storefactory_core::blueprint::{BlueprintRegistry, DEFAULT_BLUEPRINT, SecretValues};
 use storefactory_core::memory::MemoryRepository;
 use storefactory_core::port::StoreRepository;
 use storefactory_core::product::parse_products;
 use storefactory_core::provisioner::{CreateStore, Provisioner, ProvisionerConfig, store_selector};
+use storefactory_core::request_counter::RequestCounter;
 use storefactory_core::spec::{StoreId, StoreSpec};
 use storefactory_core::store::{EventKind, StoreEvent, StoreRecord, StoreStatus};
 use storefactory_testkit::Fault;
@@ -638,25 +639,7 @@ async fn a_delete_during_provisioning_is_never_undone_by_the_reconcile_in_flight
 /// small case did not reproduce that loop before the fix; the bench is where it shows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_stores_send_no_requests_while_nothing_changes() {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    let cp = storefactory_testkit::shared().await.unwrap();
-    let requests = Arc::new(AtomicU64::new(0));
-    let counter = requests.clone();
-    let kubeconfig = kube::config::Kubeconfig::read_from(cp.kubeconfig_path()).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
-    let client = kube::client::ClientBuilder::try_from(config)
-        .unwrap()
-        .with_layer(&tower::util::MapRequestLayer::new(move |request| {
-            counter.fetch_add(1, Ordering::Relaxed);
-            request
-        }))
-        .build();
-    let h = Harness {
-        client,
-        repo: Arc::new(MemoryRepository::new()),
-    };
+    let (h, counter) = counted_harness().await;
     // One reconcile at a time, so that re-applies wait in the queue as they do under load.
     let p = h.provisioner_with(ProvisionerConfig {
         concurrency: 1,
@@ -671,10 +654,74 @@ async fn ready_stores_send_no_requests_while_nothing_changes() {
         h.wait_for(id, StoreStatus::Ready).await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let before = requests.load(Ordering::Relaxed);
+    let before = counter.total();
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let during = requests.load(Ordering::Relaxed) - before;
+    let during = counter.total() - before;
     assert_eq!(during, 0, "{during} requests in 5 s from idle ready stores");
+    for id in &ids {
+        cleanup(&p, &h, id).await;
+    }
+    run.abort();
+}
+
+/// A harness whose client counts its requests by verb and resource.
+async fn counted_harness() -> (Harness, RequestCounter) {
+    let cp = storefactory_testkit::shared().await.unwrap();
+    let kubeconfig = kube::config::Kubeconfig::read_from(cp.kubeconfig_path()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    let counter = RequestCounter::new();
+    let h = Harness {
+        client: counter.client(config).unwrap(),
+        repo: Arc::new(MemoryRepository::new()),
+    };
+    (h, counter)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioning_sends_each_object_once_and_lists_nothing_per_store() {
+    let (h, counter) = counted_harness().await;
+    let p = h.provisioner();
+    let run = spawn(&p);
+    // The watches list once when they start, for every store there will be.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = counter.snapshot();
+    let ids: Vec<StoreId> = (0..4).map(|_| StoreId::generate()).collect();
+    for id in &ids {
+        p.create(request(id)).await.unwrap();
+    }
+    for id in &ids {
+        h.wait_for(id, StoreStatus::Ready).await;
+    }
+    let after = counter.snapshot();
+    let sent = |verb: &str| -> u64 {
+        after
+            .iter()
+            .filter(|((v, _), _)| *v == verb)
+            .map(|(key, n)| n - before.get(key).copied().unwrap_or(0))
+            .sum()
+    };
+    let objects = BlueprintRegistry::builtin()
+        .unwrap()
+        .render(
+            DEFAULT_BLUEPRINT,
+            &spec(&ids[0]),
+            SecretValues::Placeholders,
+        )
+        .unwrap();
+    let secrets = objects.iter().filter(|o| o.kind() == "Secret").count() as u64;
+    let stores = ids.len() as u64;
+    // Secrets are created once; everything else is applied once: no second pass.
+    assert_eq!(sent("CREATE"), secrets * stores, "{after:?}");
+    assert_eq!(
+        sent("APPLY"),
+        (objects.len() as u64 - secrets) * stores,
+        "{after:?}"
+    );
+    assert_eq!(sent("LIST"), 0, "{after:?}");
+    // The namespace's identity is read once per store; nothing else.
+    assert!(sent("GET") <= stores, "{after:?}");
     for id in &ids {
         cleanup(&p, &h, id).await;
     }

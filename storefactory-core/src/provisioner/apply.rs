@@ -8,7 +8,7 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 
 use super::Provisioner;
 use super::state::Seen;
-use super::watch::{fingerprint, object_key};
+use super::watch::{object_key, ownership};
 use crate::blueprint::{LABEL_STORE, SecretInputs, SecretValues};
 use crate::error::{Error, Result, kube_error_is_transient};
 use crate::manifest::Manifest;
@@ -240,7 +240,7 @@ impl Provisioner {
         let applied = result?;
         let uid = applied.metadata.uid.clone();
         if let Some(uid) = &uid {
-            let content = fingerprint(&applied);
+            let content = ownership(&applied.metadata, &self.inner.config.field_manager);
             self.inner.states.with(id, |s| {
                 s.seen.insert(
                     uid.clone(),

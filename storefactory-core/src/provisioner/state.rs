@@ -10,8 +10,9 @@ use crate::spec::StoreId;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Seen {
     pub resource_version: Option<String>,
-    /// A hash of everything but metadata and status ([`super::watch::fingerprint`]).
-    pub content: u64,
+    /// A hash of the fields we own by apply ([`super::watch::ownership`]); `None` when we
+    /// own none (the object was created, not applied, or not by us).
+    pub content: Option<u64>,
 }
 
 /// What this process knows of one store beyond its record.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -84,18 +85,25 @@ pub(crate) enum Wake {
     Apply,
 }
 
-/// A hash of an object without its metadata and status: what changes when its desired state
-/// changes, and not when a controller reports on it.
-pub(crate) fn fingerprint<K: serde::Serialize>(object: &K) -> u64 {
+/// A hash of the fields `manager` owns by server-side apply (its `Apply` entry in
+/// `managedFields`); `None` when it owns none. Drift is a change to these: anyone who changes
+/// a field we applied — by an update, a patch or a forced apply — takes its ownership, and
+/// our entry loses it. Changes to fields nobody applied (a controller writing status, the
+/// volume binder setting a claim's `volumeName`) and no-op applies that still bump the
+/// resource version leave it as it was.
+pub(crate) fn ownership(meta: &ObjectMeta, manager: &str) -> Option<u64> {
     use std::hash::{Hash, Hasher};
-    let mut value = serde_json::to_value(object).unwrap_or_default();
-    if let Some(map) = value.as_object_mut() {
-        map.remove("metadata");
-        map.remove("status");
-    }
+    let entry = meta.managed_fields.iter().flatten().find(|e| {
+        e.manager.as_deref() == Some(manager) && e.operation.as_deref() == Some("Apply")
+    })?;
+    let fields = entry
+        .fields_v1
+        .as_ref()
+        .map(|f| f.0.to_string())
+        .unwrap_or_default();
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    value.to_string().hash(&mut hasher);
-    hasher.finish()
+    fields.hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// `Kind/name`: how an object being applied is known before its UID is.
@@ -188,7 +196,7 @@ impl Provisioner {
                 match event {
                     Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
                         if let Some(id) = store_of(&obj) {
-                            match this.classify(&id, &kind, obj.meta(), || fingerprint(&obj)) {
+                            match this.classify(&id, &kind, obj.meta()) {
                                 Wake::Ignore => {}
                                 Wake::Progress => this.wake(&id),
                                 Wake::Apply => this.enqueue(&id),
@@ -217,16 +225,11 @@ impl Provisioner {
     /// What a watch event of a store's object calls for. Our own applies come back as events
     /// (and on Kubernetes 1.20 some applies that change nothing still bump the resource
     /// version of StatefulSets and Ingresses): those are ignored, or a ready store would
-    /// re-apply itself for ever. Changes that leave everything but status and metadata as it
-    /// was (controllers writing status), and pods, only move progress; anything else may be
-    /// drift, so the store is re-applied.
-    fn classify(
-        &self,
-        id: &StoreId,
-        kind: &str,
-        meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-        content: impl FnOnce() -> u64,
-    ) -> Wake {
+    /// re-apply itself for ever. Changes that leave the fields we applied ours ([`ownership`]:
+    /// controllers writing status or filling in fields of their own), objects we never
+    /// applied (Secrets created once, claims made from templates), and pods only move
+    /// progress; a change that took fields from us is drift, so the store is re-applied.
+    fn classify(&self, id: &StoreId, kind: &str, meta: &ObjectMeta) -> Wake {
         if kind == "Pod" {
             return Wake::Progress;
         }
@@ -241,11 +244,13 @@ impl Provisioner {
             {
                 return Wake::Ignore;
             }
-            let content = content();
+            let content = ownership(meta, &self.inner.config.field_manager);
             // During our own apply of the object, its events are ours (a change by someone
             // else in that moment is overwritten by the apply anyway).
             let ours = state.in_flight.contains_key(&key);
-            let unchanged = ours || previous.is_some_and(|p| p.content == content);
+            let unchanged = ours
+                || content.is_none() && previous.is_none_or(|p| p.content.is_none())
+                || previous.is_some_and(|p| p.content == content);
             state.seen.insert(
                 uid,
                 Seen {
@@ -263,12 +268,7 @@ impl Provisioner {
 
     /// An object of a store was deleted: forget its version, say what happens to it, and
     /// look at the store again.
-    async fn deleted(
-        &self,
-        id: &StoreId,
-        kind: &str,
-        meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    ) {
+    async fn deleted(&self, id: &StoreId, kind: &str, meta: &ObjectMeta) {
         if let Some(uid) = &meta.uid {
             self.inner.states.with(id, |state| state.seen.remove(uid));
         }
@@ -314,13 +314,35 @@ impl Provisioner {
 mod tests {
     use super::*;
 
+    fn meta(entries: serde_json::Value) -> ObjectMeta {
+        serde_json::from_value(serde_json::json!({"managedFields": entries})).unwrap()
+    }
+
     #[test]
-    fn fingerprints_ignore_status_and_metadata() {
-        let a = serde_json::json!({"metadata": {"resourceVersion": "1"}, "spec": {"replicas": 1}, "status": {"readyReplicas": 0}});
-        let b = serde_json::json!({"metadata": {"resourceVersion": "2"}, "spec": {"replicas": 1}, "status": {"readyReplicas": 1}});
-        let c = serde_json::json!({"metadata": {"resourceVersion": "3"}, "spec": {"replicas": 3}, "status": {"readyReplicas": 1}});
-        assert_eq!(fingerprint(&a), fingerprint(&b));
-        assert_ne!(fingerprint(&b), fingerprint(&c));
+    fn ownership_changes_only_when_our_applied_fields_do() {
+        let ours = serde_json::json!({"manager": "storefactory", "operation": "Apply",
+            "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}});
+        let applied = meta(serde_json::json!([ours]));
+        // A controller writes status and a field of its own: our entry is the same.
+        let controller = meta(serde_json::json!([ours,
+            {"manager": "kube-controller-manager", "operation": "Update",
+             "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:volumeName": {}}, "f:status": {}}}]));
+        assert_eq!(
+            ownership(&applied, "storefactory"),
+            ownership(&controller, "storefactory")
+        );
+        // Someone edits a field we applied: it is theirs now, and ours is missing it.
+        let edited = meta(serde_json::json!([
+            {"manager": "storefactory", "operation": "Apply", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}},
+            {"manager": "kubectl-edit", "operation": "Update", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}}]));
+        assert_ne!(
+            ownership(&applied, "storefactory"),
+            ownership(&edited, "storefactory")
+        );
+        // Created, not applied (a Secret made once): nothing of ours.
+        let created = meta(serde_json::json!([
+            {"manager": "storefactory", "operation": "Update", "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {}}}]));
+        assert_eq!(ownership(&created, "storefactory"), None);
     }
 
     #[test]

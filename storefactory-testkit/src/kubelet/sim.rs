@@ -624,9 +624,7 @@ impl Sim {
                         problem =
                             Some("1 pod has unbound immediate PersistentVolumeClaims".to_owned())
                     }
-                    None => {
-                        problem = Some(format!("persistentvolumeclaim \"{claim}\" not found"))
-                    }
+                    None => problem = Some(format!("persistentvolumeclaim \"{claim}\" not found")),
                 }
             }
             let Some(problem) = problem else { return };
