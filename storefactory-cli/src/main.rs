@@ -9,6 +9,8 @@ mod cluster;
 mod commands;
 mod convert;
 mod exit;
+#[cfg(feature = "local-cluster")]
+mod local_cluster;
 mod output;
 mod secret;
 mod serve;
