@@ -67,7 +67,7 @@ pub struct ServerConfig {
 
     /// Where a generated password of the first `admin` is written, readable by this user
     /// only (mode 0600), and never logged. `None` (the default) writes it next to the
-    /// database: `<database>.admin-password`.
+    /// database file actually opened: `<database>.admin-password`.
     pub generated_password_file: Option<PathBuf>,
 
     /// Key that signs access tokens (HS256), at least 32 bytes. `None` (the default)
@@ -137,12 +137,17 @@ impl ServerConfig {
     /// Where a generated password of the first `admin` goes:
     /// [`ServerConfig::generated_password_file`], else `<database>.admin-password`.
     pub fn generated_password_path(&self) -> PathBuf {
-        self.generated_password_file.clone().unwrap_or_else(|| {
-            let mut name = self.database.file_name().unwrap_or_default().to_owned();
-            name.push(".admin-password");
-            self.database.with_file_name(name)
-        })
+        self.generated_password_file
+            .clone()
+            .unwrap_or_else(|| password_file_next_to(&self.database))
     }
+}
+
+/// `<database>.admin-password`, in the database's directory.
+pub(crate) fn password_file_next_to(database: &std::path::Path) -> PathBuf {
+    let mut name = database.file_name().unwrap_or_default().to_owned();
+    name.push(".admin-password");
+    database.with_file_name(name)
 }
 
 impl std::fmt::Debug for ServerConfig {

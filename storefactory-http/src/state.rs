@@ -410,7 +410,12 @@ async fn bootstrap_generated_admin(
     config: &ServerConfig,
     quota: Quota,
 ) -> Result<()> {
-    let path = config.generated_password_path();
+    // Next to the database actually opened, which an embedder may have opened elsewhere
+    // than `config.database` says.
+    let path = match (&config.generated_password_file, db.path()) {
+        (None, Some(database)) => crate::config::password_file_next_to(database),
+        _ => config.generated_password_path(),
+    };
     let password = generate_password(20);
     let mut temporary = path.clone().into_os_string();
     temporary.push(format!(".{}.tmp", std::process::id()));
@@ -426,8 +431,9 @@ async fn bootstrap_generated_admin(
                 let _ = std::fs::remove_file(&temporary);
                 write_error(e)
             })?;
+            let shown = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
             tracing::info!(
-                file = %path.display(),
+                file = %shown.display(),
                 "created the first user `admin` with a generated password, written to the \
                  file (readable by this user only); log in with it, change it, then delete \
                  the file"
