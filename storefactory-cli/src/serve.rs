@@ -336,6 +336,36 @@ mod tests {
         assert_eq!(config.default_quota.max_stores, 2);
     }
 
+    fn run_serve(args: &[&str]) -> Result<()> {
+        let mut argv = vec!["storefactory", "serve"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv)?;
+        let Command::Serve(serve) = cli.command else {
+            panic!("not serve")
+        };
+        let ctx = Context { global: cli.global };
+        tokio::runtime::Runtime::new()?.block_on(run(&ctx, *serve))
+    }
+
+    #[test]
+    fn a_local_cluster_is_not_combined_with_a_kubeconfig() {
+        let err =
+            run_serve(&["--local-cluster", "--kubeconfig", "/nonexistent/kubeconfig"]).unwrap_err();
+        assert_eq!(crate::exit::code_of(&err), Code::Usage);
+        assert!(err.to_string().contains("--kubeconfig"), "{err}");
+    }
+
+    #[cfg(not(feature = "local-cluster"))]
+    #[test]
+    fn without_the_feature_local_cluster_says_how_to_build_it_in() {
+        let err = run_serve(&["--local-cluster"]).unwrap_err();
+        assert_eq!(crate::exit::code_of(&err), Code::Usage);
+        assert!(
+            err.to_string().contains("--features local-cluster"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn bad_values_are_refused_before_serving() {
         let dir = tempfile::tempdir().unwrap();

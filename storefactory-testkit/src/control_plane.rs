@@ -137,6 +137,9 @@ impl ControlPlane {
     /// controller-manager works (the `default` ServiceAccount has its token) and the nodes are
     /// registered.
     pub async fn start(options: Options) -> Result<Self> {
+        if options.keep_data && options.dir.is_none() {
+            return Err(Error::KeepDataWithoutDir);
+        }
         let began = Instant::now();
         let kubelet = options.kubelet.clone().map(SimulatedKubelet::new);
         let (ready_tx, ready_rx) = oneshot::channel();
@@ -544,9 +547,6 @@ impl Host {
             Some(binaries) => binaries,
             None => Binaries::locate_or_install()?,
         };
-        if options.keep_data && options.dir.is_none() {
-            return Err(Error::KeepDataWithoutDir);
-        }
         let (layout, temporary) = Layout::create(options.dir, options.keep_data)?;
         let watchdog = layout.spawn_watchdog(temporary, options.keep_data)?;
         if std::env::var_os("STOREFACTORY_TESTKIT_KEEP_LOGS")
