@@ -92,7 +92,7 @@ async fn install() -> Result<PathBuf> {
     eprintln!(
         "installing the local Kubernetes control plane (first use only): etcd from Debian, and \
          kube-apiserver and kube-controller-manager {} built from Debian's source package, \
-         about ten minutes on two cores; cached in {}",
+         five to ten minutes on two cores; cached in {}",
         storefactory_testkit::KUBERNETES_VERSION,
         cache.display(),
     );

@@ -92,7 +92,7 @@ pub struct ServeArgs {
     pub trust_forwarded_for: bool,
 
     /// Run on a local Kubernetes control plane that this command installs (the first time,
-    /// about ten minutes), starts, and stops on Ctrl-C, instead of a configured cluster.
+    /// five to ten minutes), starts, and stops on Ctrl-C, instead of a configured cluster.
     /// Needs a binary built with `--features local-cluster`.
     #[arg(long, env = "STOREFACTORY_LOCAL_CLUSTER")]
     pub local_cluster: bool,
