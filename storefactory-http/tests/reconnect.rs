@@ -220,3 +220,30 @@ async fn a_running_server_survives_an_apiserver_restart() -> Result<()> {
     running.await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_kubeconfig_that_changes_under_a_running_server_is_followed() -> Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir()?;
+    let cluster_dir = dir.path().join("cluster");
+    let options = || Options::default().dir(&cluster_dir).keep_data(true);
+    let first = ControlPlane::start(options()).await?;
+    let (addr, stop, running) = start_server(dir.path(), first.kubeconfig_path()).await?;
+    ready_becomes(addr, 200, Duration::from_secs(10)).await?;
+    let token = login(addr).await?;
+
+    // The control plane stops, and starts again on other ports with other credentials: only
+    // a server that reads its kubeconfig again can use it.
+    let first_url = first.server_url().to_owned();
+    drop(first);
+    ready_becomes(addr, 503, Duration::from_secs(15)).await?;
+    let second = ControlPlane::start(options()).await?;
+    assert_ne!(second.server_url(), first_url);
+    ready_becomes(addr, 200, Duration::from_secs(30)).await?;
+    provision_and_delete(addr, &token).await?;
+
+    let _ = stop.send(());
+    running.await?;
+    drop(second);
+    Ok(())
+}
