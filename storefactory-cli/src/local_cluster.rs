@@ -27,6 +27,9 @@ impl LocalCluster {
     /// if missing), so that what it held before it was last stopped is back.
     pub async fn start(dir: &Path) -> Result<LocalCluster> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        // It holds the cluster's admin token and certificate authority key: this user's only.
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .with_context(|| format!("cannot make {} private", dir.display()))?;
         let dir = dir
             .canonicalize()
             .with_context(|| format!("cannot resolve {}", dir.display()))?;

@@ -187,6 +187,13 @@ async fn the_readme_first_command_provisions_on_its_own_cluster_and_keeps_stores
     let id = store["id"].as_str().unwrap().to_owned();
     status_becomes(&server.addr, &token, &id, "ready").await;
 
+    // The cluster's directory holds its admin token: its user's only.
+    let cluster_dir = std::fs::metadata(dir.path().join("storefactory-cluster")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&cluster_dir.permissions()) & 0o777,
+        0o700
+    );
+
     // SIGTERM stops the server and its control plane.
     let kubeconfig = std::fs::read_to_string(dir.path().join("storefactory-cluster/kubeconfig"))
         .expect("the local cluster's kubeconfig");

@@ -50,12 +50,12 @@ impl Server {
         let state = AppState::new(&config, db, None).await?;
         let mut connector = Connector::new(config.kubeconfig.clone());
         connector.refresh(&state).await;
-        match state.check_cluster().await {
-            Ok(version) => tracing::info!(%version, "Kubernetes cluster reachable"),
-            Err(why) => tracing::error!(
+        // A reachable cluster is logged by the check itself.
+        if let Err(why) = state.check_cluster().await {
+            tracing::error!(
                 "{why}; serving anyway: store operations answer 503 until the cluster can be \
                  reached, and the server connects to it as soon as it can"
-            ),
+            );
         }
         let listener = TcpListener::bind(config.listen)
             .await
