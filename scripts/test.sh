@@ -37,6 +37,8 @@ cargo fmt --all --check
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# `serve --local-cluster` is compiled only with its feature.
+cargo clippy -p storefactory-cli --all-targets --features local-cluster --locked -- -D warnings
 
 step "cargo test"
 # The Python extension module links against the interpreter only when loaded by Python, so
@@ -88,5 +90,10 @@ step "the image, built without Docker, and checked"
 # same as from a release build, without compiling the workspace a second time.
 image=$(bash scripts/build-image.sh --binary target/debug/storefactory --output target/image/storefactory-test.oci.tar | tail -n 1)
 bash scripts/check-image.sh "$image"
+
+step "the README's first command: serve --local-cluster"
+# After the image: this builds target/debug/storefactory again, with the feature the image
+# must not carry. Only the CLI crate is compiled again.
+cargo test -q --locked -p storefactory-cli --features local-cluster --test local_cluster
 
 step "all checks passed in $(( $(date +%s) - started ))s"

@@ -9,6 +9,8 @@ mod cluster;
 mod commands;
 mod convert;
 mod exit;
+#[cfg(feature = "local-cluster")]
+mod local_cluster;
 mod output;
 mod secret;
 mod serve;
@@ -83,6 +85,9 @@ fn init_logging(command: &Command, verbose: u8) {
     // library's logs for -v, so they do not garble a spinner.
     let default = match (command, verbose) {
         (_, 2..) => "debug",
+        // kube's client logs every refused request as an error, and starting a control
+        // plane means waiting through a few.
+        (Command::Serve(args), _) if args.local_cluster => "info,kube_client=off",
         (Command::Serve(_), _) | (_, 1) => "info",
         _ => "error",
     };

@@ -65,7 +65,7 @@ pub struct ServeArgs {
 
     /// File holding the password of the `admin` user created on first start (when the
     /// database has no users). Or set STOREFACTORY_ADMIN_PASSWORD. Without either, a random
-    /// password is generated and logged once.
+    /// password is generated and written to `<db>.admin-password`, readable by you only.
     #[arg(long, env = "STOREFACTORY_ADMIN_PASSWORD_FILE", value_name = "FILE")]
     pub admin_password_file: Option<PathBuf>,
 
@@ -90,6 +90,22 @@ pub struct ServeArgs {
     /// Take the client address from X-Forwarded-For (only behind a trusted proxy).
     #[arg(long, env = "STOREFACTORY_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
+
+    /// Run on a local Kubernetes control plane that this command installs (the first time,
+    /// five to ten minutes), starts, and stops on Ctrl-C, instead of a configured cluster.
+    /// Needs a binary built with `--features local-cluster`.
+    #[arg(long, env = "STOREFACTORY_LOCAL_CLUSTER")]
+    pub local_cluster: bool,
+
+    /// Directory of the local control plane: its data (stores survive a restart, with the
+    /// same --db), kubeconfig and logs.
+    #[arg(
+        long,
+        env = "STOREFACTORY_LOCAL_CLUSTER_DIR",
+        default_value = "storefactory-cluster",
+        value_name = "DIR"
+    )]
+    pub local_cluster_dir: PathBuf,
 }
 
 fn secret_from(file: Option<&Path>, env: &str, what: &str) -> Result<Option<String>> {
@@ -215,6 +231,16 @@ async fn shutdown_signal() {
 
 /// Runs `serve` until interrupted (Ctrl-C or SIGTERM).
 pub async fn run(ctx: &Context, args: ServeArgs) -> Result<()> {
+    if args.local_cluster {
+        if ctx.global.kubeconfig.is_some() || ctx.global.context.is_some() {
+            return Err(Failure::new(
+                Code::Usage,
+                "--local-cluster runs its own cluster: give it without --kubeconfig and --context",
+            )
+            .into());
+        }
+        return run_on_local_cluster(ctx, args).await;
+    }
     let mut config = server_config(ctx, args)?;
     let _kubeconfig_copy = match &ctx.global.context {
         Some(context) => {
@@ -227,6 +253,34 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> Result<()> {
     storefactory_http::serve(config, shutdown_signal())
         .await
         .context("the server failed")
+}
+
+/// `serve --local-cluster`: the server on a local control plane started for it. Validates
+/// the options before installing or starting anything.
+#[cfg(feature = "local-cluster")]
+async fn run_on_local_cluster(ctx: &Context, args: ServeArgs) -> Result<()> {
+    let dir = args.local_cluster_dir.clone();
+    let mut config = server_config(ctx, args)?;
+    let cluster = crate::local_cluster::LocalCluster::start(&dir).await?;
+    config.kubeconfig = Some(cluster.kubeconfig());
+    let result = storefactory_http::serve(config, shutdown_signal())
+        .await
+        .context("the server failed");
+    cluster.stop();
+    result
+}
+
+/// Without the `local-cluster` feature the option exists, to say how to get it.
+#[cfg(not(feature = "local-cluster"))]
+async fn run_on_local_cluster(_ctx: &Context, args: ServeArgs) -> Result<()> {
+    let _ = args.local_cluster_dir;
+    Err(Failure::new(
+        Code::Usage,
+        "--local-cluster: this binary was built without the local control plane (it keeps \
+         the production binary small); build it in with \
+         `cargo run --release -p storefactory-cli --features local-cluster -- serve --local-cluster`",
+    )
+    .into())
 }
 
 #[cfg(test)]
@@ -280,6 +334,36 @@ mod tests {
         assert_eq!(config.token_key.as_deref(), Some("k".repeat(40).as_str()));
         assert_eq!(config.token_ttl, Duration::from_secs(1800));
         assert_eq!(config.default_quota.max_stores, 2);
+    }
+
+    fn run_serve(args: &[&str]) -> Result<()> {
+        let mut argv = vec!["storefactory", "serve"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv)?;
+        let Command::Serve(serve) = cli.command else {
+            panic!("not serve")
+        };
+        let ctx = Context { global: cli.global };
+        tokio::runtime::Runtime::new()?.block_on(run(&ctx, *serve))
+    }
+
+    #[test]
+    fn a_local_cluster_is_not_combined_with_a_kubeconfig() {
+        let err =
+            run_serve(&["--local-cluster", "--kubeconfig", "/nonexistent/kubeconfig"]).unwrap_err();
+        assert_eq!(crate::exit::code_of(&err), Code::Usage);
+        assert!(err.to_string().contains("--kubeconfig"), "{err}");
+    }
+
+    #[cfg(not(feature = "local-cluster"))]
+    #[test]
+    fn without_the_feature_local_cluster_says_how_to_build_it_in() {
+        let err = run_serve(&["--local-cluster"]).unwrap_err();
+        assert_eq!(crate::exit::code_of(&err), Code::Usage);
+        assert!(
+            err.to_string().contains("--features local-cluster"),
+            "{err}"
+        );
     }
 
     #[test]

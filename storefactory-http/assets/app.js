@@ -238,6 +238,7 @@ async function showApp() {
   $("tab-users").hidden = !admin;
   $("all-stores-label").hidden = !admin;
   await loadStores();
+  await showClusterStatus();
   $("stores-title").focus();
   if (REFRESH_SECONDS > 0) app.timers.push(setInterval(refreshAll, REFRESH_SECONDS * 1000));
   app.timers.push(setInterval(tick, 1000));
@@ -258,8 +259,29 @@ $("tab-users").addEventListener("click", () => showTab("users"));
 $("banner-close").addEventListener("click", hideBanner);
 for (const id of ["stores-title", "users-title"]) $(id).tabIndex = -1;
 
+// Whether stores can be created and deleted now: the server's /ready tells, and the server
+// reconnects by itself when the cluster comes back.
+async function showClusterStatus() {
+  const line = $("cluster-status");
+  let ready;
+  try {
+    const response = await fetch("/ready", { cache: "no-store" });
+    ready = await response.json();
+  } catch {
+    return;
+  }
+  const cluster = ready && ready.cluster;
+  line.hidden = !cluster || cluster.ok;
+  if (cluster && !cluster.ok) {
+    line.textContent = `The Kubernetes cluster cannot be used right now (${cluster.detail}). ` +
+      "Stores are listed, but cannot be created or deleted until it is back; the server " +
+      "reconnects by itself.";
+  }
+}
+
 async function refreshAll() {
   try {
+    await showClusterStatus();
     await refreshMe();
     if (!$("app-view").hidden) await loadStores();
     if (!$("users-view").hidden) await loadUsers();

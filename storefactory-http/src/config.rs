@@ -61,9 +61,14 @@ pub struct ServerConfig {
     pub cors_origins: Vec<String>,
 
     /// Password of the `admin` user created on first start, when the database has no users.
-    /// `None` (the default) generates a random password and logs it once. Ignored once any
-    /// user exists.
+    /// `None` (the default) generates a random password and writes it to
+    /// [`ServerConfig::generated_password_file`]. Ignored once any user exists.
     pub admin_password: Option<String>,
+
+    /// Where a generated password of the first `admin` is written, readable by this user
+    /// only (mode 0600), and never logged. `None` (the default) writes it next to the
+    /// database file actually opened: `<database>.admin-password`.
+    pub generated_password_file: Option<PathBuf>,
 
     /// Key that signs access tokens (HS256), at least 32 bytes. `None` (the default)
     /// generates a key on first start and keeps it in the database, so tokens survive
@@ -115,6 +120,7 @@ impl Default for ServerConfig {
             blueprints_dir: None,
             cors_origins: Vec::new(),
             admin_password: None,
+            generated_password_file: None,
             token_key: None,
             token_ttl: Duration::from_secs(12 * 60 * 60),
             default_quota: Quota::default(),
@@ -125,6 +131,23 @@ impl Default for ServerConfig {
             provisioner: ProvisionerConfig::default(),
         }
     }
+}
+
+impl ServerConfig {
+    /// Where a generated password of the first `admin` goes:
+    /// [`ServerConfig::generated_password_file`], else `<database>.admin-password`.
+    pub fn generated_password_path(&self) -> PathBuf {
+        self.generated_password_file
+            .clone()
+            .unwrap_or_else(|| password_file_next_to(&self.database))
+    }
+}
+
+/// `<database>.admin-password`, in the database's directory.
+pub(crate) fn password_file_next_to(database: &std::path::Path) -> PathBuf {
+    let mut name = database.file_name().unwrap_or_default().to_owned();
+    name.push(".admin-password");
+    database.with_file_name(name)
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -141,6 +164,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("blueprints_dir", &self.blueprints_dir)
             .field("cors_origins", &self.cors_origins)
             .field("admin_password", &hidden(self.admin_password.is_some()))
+            .field("generated_password_file", &self.generated_password_file)
             .field("token_key", &hidden(self.token_key.is_some()))
             .field("token_ttl", &self.token_ttl)
             .field("default_quota", &self.default_quota)
@@ -168,5 +192,22 @@ mod tests {
         assert!(!text.contains("hunter2"), "{text}");
         assert!(!text.contains(&"k".repeat(40)), "{text}");
         assert!(text.contains("<hidden>"), "{text}");
+    }
+
+    #[test]
+    fn a_generated_password_goes_next_to_the_database_by_default() {
+        let mut config = ServerConfig {
+            database: PathBuf::from("/var/lib/sf/storefactory.db"),
+            ..ServerConfig::default()
+        };
+        assert_eq!(
+            config.generated_password_path(),
+            PathBuf::from("/var/lib/sf/storefactory.db.admin-password")
+        );
+        config.generated_password_file = Some(PathBuf::from("/run/first-password"));
+        assert_eq!(
+            config.generated_password_path(),
+            PathBuf::from("/run/first-password")
+        );
     }
 }

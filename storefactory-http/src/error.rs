@@ -38,6 +38,17 @@ pub enum Error {
         source: storefactory_sql::Error,
     },
 
+    /// The generated password of the first `admin` could not be written to its file (the
+    /// user is then not created: nobody could log in).
+    #[error("cannot write the generated admin password to {}", path.display())]
+    WriteAdminPassword {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The configured token key is too short to sign tokens safely.
     #[error("token key is {len} bytes long; at least {min} bytes are required")]
     TokenKeyTooShort {

@@ -2,10 +2,11 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use storefactory_core::provisioner::error_chain;
+use storefactory_core::provisioner::{Provisioner, error_chain};
 use storefactory_sql::Database;
 use tokio::net::TcpListener;
 
@@ -14,8 +15,15 @@ use crate::error::{Error, Result};
 use crate::routes::router;
 use crate::state::AppState;
 
-/// How often the cluster's reachability is checked in the background.
-const CLUSTER_CHECK_INTERVAL: Duration = Duration::from_secs(15);
+/// How often the cluster is looked at while it can be used.
+const CLUSTER_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+/// How often the server tries to connect while it cannot use the cluster: short, so that a
+/// cluster that appears (or an apiserver that restarts) is picked up within seconds.
+const RECONNECT_INTERVAL: Duration = Duration::from_secs(2);
+/// How long connecting to the API server may take; a slower cluster counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a stopping reconciler may take to give its Lease back.
+const RECONCILER_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A server bound to its address, not yet serving. [`serve`] is `bind` then `run`; the two
 /// steps let a caller learn the address of a server started on port 0.
@@ -24,11 +32,13 @@ pub struct Server {
     listener: TcpListener,
     addr: SocketAddr,
     state: AppState,
+    connector: Connector,
 }
 
 impl Server {
-    /// Opens the database, connects to the cluster (or notes that there is none: the server
-    /// starts anyway, `/ready` reports it and store operations answer 503), builds the
+    /// Opens the database, connects to the cluster if one is configured (the server starts
+    /// anyway without one: `/ready` reports it, store operations answer 503, and the server
+    /// connects as soon as a kubeconfig appears and the cluster answers), builds the
     /// [`AppState`] and binds the listening socket.
     pub async fn bind(config: ServerConfig) -> Result<Server> {
         let db = Database::open(&config.database)
@@ -37,23 +47,15 @@ impl Server {
                 path: config.database.clone(),
                 source,
             })?;
-        let client = match kube_client(&config).await {
-            Ok(client) => Some(client),
-            Err(why) => {
-                tracing::error!(
-                    "no Kubernetes cluster: {why}; serving anyway, store operations that need \
-                     the cluster will answer 503 until the server is restarted with one"
-                );
-                None
-            }
-        };
-        let state = AppState::new(&config, db, client).await?;
-        match state.check_cluster().await {
-            Ok(version) => tracing::info!(%version, "Kubernetes cluster reachable"),
-            Err(why) if state.provisioner().is_some() => tracing::error!(
-                "{why}; serving anyway, store operations answer 503 until it is reachable"
-            ),
-            Err(_) => {}
+        let state = AppState::new(&config, db, None).await?;
+        let mut connector = Connector::new(config.kubeconfig.clone());
+        connector.refresh(&state).await;
+        // A reachable cluster is logged by the check itself.
+        if let Err(why) = state.check_cluster().await {
+            tracing::error!(
+                "{why}; serving anyway: store operations answer 503 until the cluster can be \
+                 reached, and the server connects to it as soon as it can"
+            );
         }
         let listener = TcpListener::bind(config.listen)
             .await
@@ -69,6 +71,7 @@ impl Server {
             listener,
             addr,
             state,
+            connector,
         })
     }
 
@@ -83,40 +86,20 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, with the Provisioner's reconciler running
-    /// alongside. On shutdown, new connections are refused, event streams end, requests in
-    /// flight finish, and the reconciler stops; whatever it was doing is resumed on the
-    /// next start.
+    /// alongside, and reconnecting to the cluster when its kubeconfig appears or changes.
+    /// On shutdown, new connections are refused, event streams end, requests in flight
+    /// finish, and the reconciler stops; whatever it was doing is resumed on the next start.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let Server {
             listener,
             addr,
             state,
+            connector,
         } = self;
-        let mut background = tokio::task::JoinSet::new();
         // Stops the reconciler on shutdown, which gives the leader Lease back so that another
         // replica takes over at once.
-        let (stop_reconciler, reconciler_stopped) = tokio::sync::watch::channel(false);
-        let mut reconciler = None;
-        if let Some(provisioner) = state.provisioner().cloned() {
-            let mut stopped = reconciler_stopped.clone();
-            reconciler = Some(tokio::spawn(async move {
-                let stop = async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                };
-                if let Err(error) = provisioner.run_until(stop).await {
-                    tracing::error!(error = %error_chain(&error), "the reconciler stopped");
-                }
-            }));
-            let probe = state.clone();
-            background.spawn(async move {
-                let mut interval = tokio::time::interval(CLUSTER_CHECK_INTERVAL);
-                interval.tick().await;
-                loop {
-                    interval.tick().await;
-                    let _ = probe.check_cluster().await;
-                }
-            });
-        }
+        let (stop_connector, connector_stopped) = tokio::sync::watch::channel(false);
+        let connecting = tokio::spawn(connector.run(state.clone(), connector_stopped));
         tracing::info!(%addr, "serving the Storefactory API");
         let stopping = state.clone();
         let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
@@ -128,18 +111,145 @@ impl Server {
             })
             .await
             .map_err(|source| Error::Serve { source });
-        let _ = stop_reconciler.send(true);
-        if let Some(reconciler) = reconciler
-            && tokio::time::timeout(Duration::from_secs(5), reconciler)
-                .await
-                .is_err()
-        {
-            tracing::warn!("the reconciler did not stop in time");
-        }
-        background.shutdown().await;
+        let _ = stop_connector.send(true);
+        let _ = connecting.await;
         tracing::info!("stopped");
         result
     }
+}
+
+/// Keeps the server connected: builds a client when the kubeconfig appears or changes
+/// (a local control plane restarted on another port, say), runs the reconciler of the
+/// current Provisioner, and looks at the cluster often while it cannot be used.
+#[derive(Debug)]
+struct Connector {
+    kubeconfig: Option<PathBuf>,
+    /// A hash of the kubeconfig files the current client was built from.
+    fingerprint: Option<u64>,
+    /// The last reason no client could be built, to log each reason once.
+    last_error: Option<String>,
+}
+
+/// A running reconciler and the way to stop it.
+struct Reconciler {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Reconciler {
+    fn start(provisioner: Provisioner) -> Self {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            let stop = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            if let Err(error) = provisioner.run_until(stop).await {
+                tracing::error!(error = %error_chain(&error), "the reconciler stopped");
+            }
+        });
+        Reconciler { stop, task }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if tokio::time::timeout(RECONCILER_STOP_TIMEOUT, &mut self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the reconciler did not stop in time");
+            self.task.abort();
+        }
+    }
+}
+
+impl Connector {
+    fn new(kubeconfig: Option<PathBuf>) -> Self {
+        Connector {
+            kubeconfig,
+            fingerprint: None,
+            last_error: None,
+        }
+    }
+
+    /// Builds a client and a Provisioner when there is none yet or the kubeconfig changed;
+    /// returns the new Provisioner.
+    async fn refresh(&mut self, state: &AppState) -> Option<Provisioner> {
+        let fingerprint = kubeconfig_fingerprint(self.kubeconfig.as_deref());
+        let connected = state.provisioner().is_some();
+        if connected && self.fingerprint == Some(fingerprint) {
+            return None;
+        }
+        match kube_client(self.kubeconfig.as_deref()).await {
+            Ok(client) => {
+                if connected {
+                    tracing::info!("the kubeconfig changed; reconnecting");
+                }
+                self.fingerprint = Some(fingerprint);
+                self.last_error = None;
+                Some(state.connect(client))
+            }
+            Err(why) => {
+                if self.last_error.as_ref() != Some(&why) {
+                    if connected {
+                        tracing::warn!("{why}; keeping the current connection");
+                    } else {
+                        tracing::info!("{why}; connecting when there is one");
+                    }
+                    self.last_error = Some(why.clone());
+                }
+                state.set_unconfigured(why);
+                None
+            }
+        }
+    }
+
+    async fn run(mut self, state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut reconciler = state.provisioner().map(Reconciler::start);
+        loop {
+            let usable = state.check_cluster().await.is_ok();
+            let wait = if usable {
+                CLUSTER_CHECK_INTERVAL
+            } else {
+                RECONNECT_INTERVAL
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = stop.wait_for(|stop| *stop) => break,
+            }
+            if let Some(provisioner) = self.refresh(&state).await {
+                // The old reconciler works through the old client: stop it (in the
+                // background: its cluster may be gone) and start one for the new.
+                if let Some(old) = reconciler.take() {
+                    tokio::spawn(old.stop());
+                }
+                reconciler = Some(Reconciler::start(provisioner));
+            }
+        }
+        if let Some(reconciler) = reconciler {
+            reconciler.stop().await;
+        }
+    }
+}
+
+/// A hash of what a client would be built from: the kubeconfig files' contents (none for
+/// the in-cluster configuration).
+fn kubeconfig_fingerprint(kubeconfig: Option<&Path>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let files: Vec<PathBuf> = match kubeconfig {
+        Some(path) => vec![path.to_owned()],
+        None => match std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+            Some(paths) => std::env::split_paths(&paths).collect(),
+            None => std::env::var_os("HOME")
+                .map(|home| vec![PathBuf::from(home).join(".kube/config")])
+                .unwrap_or_default(),
+        },
+    };
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for file in files {
+        file.hash(&mut hasher);
+        std::fs::read(&file).ok().hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 /// Binds as configured and serves until `shutdown` completes: [`Server::bind`] then
@@ -162,8 +272,8 @@ pub async fn serve(
 }
 
 /// A client for the configured cluster, or why there is none.
-async fn kube_client(config: &ServerConfig) -> Result<kube::Client, String> {
-    let kube_config = match &config.kubeconfig {
+async fn kube_client(kubeconfig: Option<&Path>) -> Result<kube::Client, String> {
+    let mut kube_config = match kubeconfig {
         Some(path) => {
             let kubeconfig = Kubeconfig::read_from(path)
                 .map_err(|e| format!("cannot read kubeconfig {}: {e}", path.display()))?;
@@ -175,6 +285,7 @@ async fn kube_client(config: &ServerConfig) -> Result<kube::Client, String> {
             .await
             .map_err(|e| format!("no kubeconfig or in-cluster configuration found ({e})"))?,
     };
+    kube_config.connect_timeout = Some(CONNECT_TIMEOUT);
     kube::Client::try_from(kube_config)
         .map_err(|e| format!("cannot build a Kubernetes client: {e}"))
 }

@@ -1,13 +1,12 @@
 //! [`AppState`]: what every handler shares.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::HeaderValue;
 use storefactory_core::blueprint::{BlueprintRegistry, generate_password};
 use storefactory_core::port::Quota;
-use storefactory_core::provisioner::Provisioner;
+use storefactory_core::provisioner::{Provisioner, ProvisionerConfig, error_chain};
 use storefactory_core::store::StoreEvent;
 use storefactory_sql::{Database, Role};
 use tokio::sync::{broadcast, watch};
@@ -32,15 +31,62 @@ pub(crate) struct StoreDefaults {
     pub tls_cluster_issuer: Option<String>,
 }
 
+/// The Provisioner of the cluster the server works with, and the task that passes its events
+/// on to [`AppState::subscribe`]rs.
 struct Cluster {
     provisioner: Provisioner,
-    reachable: AtomicBool,
-    last_error: Mutex<Option<String>>,
+    forwarder: tokio::task::AbortHandle,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.forwarder.abort();
+    }
+}
+
+/// What the last look at the cluster found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Reach {
+    /// No cluster is configured (yet): why.
+    Unconfigured(String),
+    /// Configured, but no connection could be made: refused, reset, TLS, or no answer in
+    /// time. The only state in which store operations answer 503.
+    Unreachable(String),
+    /// The API server answered, with an error (it is starting, or refuses the credentials).
+    Refused(String),
+    /// The API server answered with its version.
+    Reachable(String),
+}
+
+impl Reach {
+    fn result(&self) -> Result<String, String> {
+        match self {
+            Reach::Reachable(version) => Ok(version.clone()),
+            Reach::Unconfigured(why) | Reach::Unreachable(why) | Reach::Refused(why) => {
+                Err(why.clone())
+            }
+        }
+    }
+}
+
+/// Whether a failed call never reached the API server (as opposed to being answered with an
+/// error): kube reports connection failures and timeouts of its HTTP stack this way.
+fn is_connection_error(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::HyperError(_) | kube::Error::Service(_))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 struct Inner {
     db: Database,
-    cluster: Option<Cluster>,
+    /// Replaced when the server (re)connects: a cluster that appears after the start, or a
+    /// kubeconfig that changes, gets a new client and a new Provisioner.
+    cluster: Mutex<Option<Cluster>>,
+    reach: Mutex<Reach>,
+    blueprints: Arc<BlueprintRegistry>,
+    provisioner_config: ProvisionerConfig,
     tokens: TokenKeys,
     throttle: LoginThrottle,
     stores: StoreDefaults,
@@ -48,13 +94,13 @@ struct Inner {
     trust_forwarded_for: bool,
     cors_origins: Vec<HeaderValue>,
     max_body_bytes: usize,
-    /// Stands in for the Provisioner's event feed when there is no cluster: nothing is ever
-    /// sent on it.
-    idle_events: broadcast::Sender<StoreEvent>,
+    /// Every store event of whichever Provisioner is current: subscribers keep their
+    /// subscription when the server reconnects.
+    events: broadcast::Sender<StoreEvent>,
     shutdown: watch::Sender<bool>,
 }
 
-/// The state every handler shares: the database, the Provisioner (when a cluster is
+/// The state every handler shares: the database, the Provisioner (once a cluster is
 /// configured), the token keys and the login throttle. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -65,20 +111,22 @@ impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
             .field("db", &self.inner.db)
-            .field("cluster", &self.inner.cluster.is_some())
+            .field("cluster", &lock(&self.inner.reach))
             .finish_non_exhaustive()
     }
 }
 
 impl AppState {
     /// Builds the state from `config` over an open database and, when a cluster is
-    /// configured, a Kubernetes client.
+    /// configured, a Kubernetes client (a [`crate::Server`] passes none and connects, and
+    /// reconnects, by itself).
     ///
     /// Loads the blueprints, settles the token key (the configured one, else the one kept in
     /// the database, else a new one that is then kept), and on a database without users
-    /// creates `admin` (with [`ServerConfig::admin_password`], or a random password logged
-    /// once). The Provisioner's reconciler is not started: run
-    /// [`AppState::provisioner`]`.run()` next to the server, as [`crate::Server`] does.
+    /// creates `admin` (with [`ServerConfig::admin_password`], or a random password written
+    /// to [`ServerConfig::generated_password_path`]). The Provisioner's reconciler is not
+    /// started: run [`AppState::provisioner`]`.run()` next to the server, as
+    /// [`crate::Server`] does.
     pub async fn new(
         config: &ServerConfig,
         db: Database,
@@ -108,16 +156,6 @@ impl AppState {
         let mut provisioner_config = config.provisioner.clone();
         provisioner_config.sealing_key =
             storefactory_core::seal::SealingKey::derive(key.as_bytes());
-        let cluster = client.map(|client| Cluster {
-            provisioner: Provisioner::new(
-                client,
-                Arc::new(db.clone()),
-                Arc::new(blueprints),
-                provisioner_config,
-            ),
-            reachable: AtomicBool::new(true),
-            last_error: Mutex::new(None),
-        });
         let cors_origins = config
             .cors_origins
             .iter()
@@ -135,10 +173,15 @@ impl AppState {
             .collect::<Result<Vec<_>>>()?;
         bootstrap_admin(&db, config).await?;
         let (shutdown, _) = watch::channel(false);
-        Ok(AppState {
+        let state = AppState {
             inner: Arc::new(Inner {
                 db,
-                cluster,
+                cluster: Mutex::new(None),
+                reach: Mutex::new(Reach::Unconfigured(
+                    "no Kubernetes cluster is configured".to_owned(),
+                )),
+                blueprints: Arc::new(blueprints),
+                provisioner_config,
                 tokens,
                 throttle: LoginThrottle::new(config.max_failed_logins, config.login_window),
                 stores: StoreDefaults {
@@ -151,10 +194,16 @@ impl AppState {
                 trust_forwarded_for: config.trust_forwarded_for,
                 cors_origins,
                 max_body_bytes: config.max_body_bytes,
-                idle_events: broadcast::channel(1).0,
+                events: broadcast::channel(1024).0,
                 shutdown,
             }),
-        })
+        };
+        if let Some(client) = client {
+            state.connect(client);
+            // Until a look says otherwise: callers that pass a client expect to use it.
+            *lock(&state.inner.reach) = Reach::Reachable(String::new());
+        }
+        Ok(state)
     }
 
     /// The database.
@@ -162,60 +211,122 @@ impl AppState {
         &self.inner.db
     }
 
-    /// The Provisioner, when a cluster is configured.
-    pub fn provisioner(&self) -> Option<&Provisioner> {
-        self.inner.cluster.as_ref().map(|c| &c.provisioner)
+    /// The current Provisioner, once a cluster is configured. The server replaces it when it
+    /// reconnects (a changed kubeconfig), so hold on to it only for one piece of work.
+    pub fn provisioner(&self) -> Option<Provisioner> {
+        lock(&self.inner.cluster)
+            .as_ref()
+            .map(|c| c.provisioner.clone())
     }
 
-    /// The Provisioner, or 503 `cluster_unavailable` when no cluster is configured or the
-    /// last check found it unreachable.
-    pub(crate) fn cluster(&self) -> Result<&Provisioner, ApiError> {
-        let Some(cluster) = &self.inner.cluster else {
-            return Err(ApiError::ClusterUnavailable(
-                "no Kubernetes cluster is configured for this server".to_owned(),
-            ));
+    /// Works with the cluster of `client` from now on: a new Provisioner (returned, for its
+    /// reconciler to be started) replaces the current one.
+    pub(crate) fn connect(&self, client: kube::Client) -> Provisioner {
+        let provisioner = Provisioner::new(
+            client,
+            Arc::new(self.inner.db.clone()),
+            self.inner.blueprints.clone(),
+            self.inner.provisioner_config.clone(),
+        );
+        let mut events = provisioner.subscribe();
+        let sink = self.inner.events.clone();
+        let forwarder = tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(event) => {
+                        let _ = sink.send(event);
+                    }
+                    // Subscribers that lag notice it on their own channel; go on.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        let previous = lock(&self.inner.cluster).replace(Cluster {
+            provisioner: provisioner.clone(),
+            forwarder: forwarder.abort_handle(),
+        });
+        drop(previous);
+        provisioner
+    }
+
+    /// Notes why no cluster can be configured, for `/ready` and the 503 answers; a cluster
+    /// already connected to is kept.
+    pub(crate) fn set_unconfigured(&self, why: String) {
+        if lock(&self.inner.cluster).is_none() {
+            *lock(&self.inner.reach) = Reach::Unconfigured(why);
+        }
+    }
+
+    /// The Provisioner, or 503 `cluster_unavailable` while no cluster is configured or the
+    /// API server cannot be connected to. A cluster last seen unreachable is looked at again
+    /// first, so that no request is refused for a cluster that is already back.
+    pub(crate) async fn cluster(&self) -> Result<Provisioner, ApiError> {
+        let Some(provisioner) = self.provisioner() else {
+            let why = lock(&self.inner.reach).result().err().unwrap_or_default();
+            return Err(ApiError::ClusterUnavailable(format!(
+                "no Kubernetes cluster is configured for this server yet ({why}); it connects \
+                 as soon as one is"
+            )));
         };
-        if !cluster.reachable.load(Ordering::Relaxed) {
+        let unreachable = || matches!(*lock(&self.inner.reach), Reach::Unreachable(_));
+        if unreachable() && self.check_cluster().await.is_err() && unreachable() {
             return Err(ApiError::ClusterUnavailable(
-                "the Kubernetes cluster cannot be reached right now; try again later".to_owned(),
+                "the Kubernetes API server cannot be reached right now (connection refused or \
+                 timed out); the server reconnects when it is back, try again then"
+                    .to_owned(),
             ));
         }
-        Ok(&cluster.provisioner)
+        Ok(provisioner)
     }
 
-    /// Asks the cluster for its version and remembers whether it answered; the outcome
-    /// gates the store operations that need the cluster. `Err` tells why it is not usable.
+    /// Asks the cluster for its version and remembers what it found; the outcome gates the
+    /// store operations that need the cluster. `Err` tells why it is not usable.
     pub async fn check_cluster(&self) -> Result<String, String> {
-        let Some(cluster) = &self.inner.cluster else {
-            return Err("no Kubernetes cluster is configured".to_owned());
+        let Some(provisioner) = self.provisioner() else {
+            return lock(&self.inner.reach).result();
         };
-        let client = cluster.provisioner.client();
-        let outcome =
-            match tokio::time::timeout(CLUSTER_CHECK_TIMEOUT, client.apiserver_version()).await {
-                Ok(Ok(info)) => Ok(info.git_version),
-                Ok(Err(error)) => Err(format!("cannot reach the Kubernetes API: {error}")),
-                Err(_) => Err(format!(
-                    "the Kubernetes API did not answer within {} s",
-                    CLUSTER_CHECK_TIMEOUT.as_secs()
-                )),
-            };
-        let was = cluster.reachable.swap(outcome.is_ok(), Ordering::Relaxed);
-        let mut last_error = cluster.last_error.lock().unwrap_or_else(|p| p.into_inner());
-        match (&outcome, was) {
-            (Ok(version), false) => tracing::info!(%version, "Kubernetes cluster reachable again"),
-            (Err(error), true) => tracing::warn!(%error, "Kubernetes cluster unreachable"),
+        let reach = match tokio::time::timeout(
+            CLUSTER_CHECK_TIMEOUT,
+            provisioner.client().apiserver_version(),
+        )
+        .await
+        {
+            Ok(Ok(info)) => Reach::Reachable(info.git_version),
+            Ok(Err(error)) if is_connection_error(&error) => Reach::Unreachable(format!(
+                "cannot connect to the Kubernetes API server: {}",
+                error_chain(&error)
+            )),
+            Ok(Err(error)) => Reach::Refused(format!(
+                "the Kubernetes API server answered with an error: {}",
+                error_chain(&error)
+            )),
+            Err(_) => Reach::Unreachable(format!(
+                "the Kubernetes API server did not answer within {} s",
+                CLUSTER_CHECK_TIMEOUT.as_secs()
+            )),
+        };
+        let previous = std::mem::replace(&mut *lock(&self.inner.reach), reach.clone());
+        match (&previous, &reach) {
+            (Reach::Reachable(_), Reach::Reachable(_)) => {}
+            (_, Reach::Reachable(version)) => {
+                tracing::info!(%version, "Kubernetes cluster reachable");
+            }
+            (
+                Reach::Reachable(_) | Reach::Unconfigured(_),
+                Reach::Unreachable(why) | Reach::Refused(why),
+            ) => {
+                tracing::warn!(error = %why, "Kubernetes cluster not usable");
+            }
             _ => {}
         }
-        *last_error = outcome.as_ref().err().cloned();
-        outcome
+        reach.result()
     }
 
-    /// Every store event recorded from now on (nothing when no cluster is configured).
+    /// Every store event recorded from now on, by whichever Provisioner is current
+    /// (nothing while no cluster is configured).
     pub fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
-        match &self.inner.cluster {
-            Some(cluster) => cluster.provisioner.subscribe(),
-            None => self.inner.idle_events.subscribe(),
-        }
+        self.inner.events.subscribe()
     }
 
     pub(crate) fn tokens(&self) -> &TokenKeys {
@@ -267,27 +378,87 @@ async fn bootstrap_admin(db: &Database, config: &ServerConfig) -> Result<()> {
     if !users.is_empty() {
         return Ok(());
     }
-    let (password, generated) = match &config.admin_password {
-        Some(password) => (password.clone(), false),
-        None => (generate_password(20), true),
+    let Some(password) = &config.admin_password else {
+        return bootstrap_generated_admin(db, config, quota(config)).await;
     };
-    // Admins are not limited by the default quota of users.
-    let quota = Quota {
-        max_stores: config.default_quota.max_stores.max(100),
-        max_storage_gib: config.default_quota.max_storage_gib.max(1000),
-    };
-    match db.create_user("admin", &password, Role::Admin, quota).await {
-        Ok(_) if generated => {
-            // Logged once, on purpose: there is no other way to learn it.
-            tracing::warn!(
-                "created the first user `admin` with the generated password {password}; \
-                 it is not shown again; change it"
-            );
-        }
+    match db
+        .create_user("admin", password, Role::Admin, quota(config))
+        .await
+    {
         Ok(_) => tracing::info!("created the first user `admin` with the configured password"),
         // Another server process on the same database got there first.
         Err(storefactory_sql::Error::UserExists { .. }) => {}
         Err(source) => return Err(Error::CreateAdmin { source }),
     }
     Ok(())
+}
+
+/// Admins are not limited by the default quota of users.
+fn quota(config: &ServerConfig) -> Quota {
+    Quota {
+        max_stores: config.default_quota.max_stores.max(100),
+        max_storage_gib: config.default_quota.max_storage_gib.max(1000),
+    }
+}
+
+/// Creates `admin` with a generated password, which goes to a file only its owner can read
+/// and never to the log: logs are kept, shipped and shown to people who should not log in.
+/// The file is written (under a temporary name) before the user exists, so that a password
+/// that could not be kept is never the only way in.
+async fn bootstrap_generated_admin(
+    db: &Database,
+    config: &ServerConfig,
+    quota: Quota,
+) -> Result<()> {
+    // Next to the database actually opened, which an embedder may have opened elsewhere
+    // than `config.database` says.
+    let path = match (&config.generated_password_file, db.path()) {
+        (None, Some(database)) => crate::config::password_file_next_to(database),
+        _ => config.generated_password_path(),
+    };
+    let password = generate_password(20);
+    let mut temporary = path.clone().into_os_string();
+    temporary.push(format!(".{}.tmp", std::process::id()));
+    let temporary = std::path::PathBuf::from(temporary);
+    let write_error = |source| Error::WriteAdminPassword {
+        path: path.clone(),
+        source,
+    };
+    write_private(&temporary, &format!("{password}\n")).map_err(write_error)?;
+    match db.create_user("admin", &password, Role::Admin, quota).await {
+        Ok(_) => {
+            std::fs::rename(&temporary, &path).map_err(|e| {
+                let _ = std::fs::remove_file(&temporary);
+                write_error(e)
+            })?;
+            let shown = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
+            tracing::info!(
+                file = %shown.display(),
+                "created the first user `admin` with a generated password, written to the \
+                 file (readable by this user only); log in with it, change it, then delete \
+                 the file"
+            );
+            Ok(())
+        }
+        Err(error) => {
+            let _ = std::fs::remove_file(&temporary);
+            match error {
+                // Another server process on the same database got there first.
+                storefactory_sql::Error::UserExists { .. } => Ok(()),
+                source => Err(Error::CreateAdmin { source }),
+            }
+        }
+    }
+}
+
+/// Writes a new file readable and writable by its owner only.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
 }

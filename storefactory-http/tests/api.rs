@@ -247,6 +247,23 @@ async fn first_start_without_configured_password_generates_one() -> Result<()> {
     for guess in ["admin", "admin123", "password", ""] {
         assert!(app.db.verify_password("admin", guess).await?.is_none());
     }
+    // The generated one is in a file next to the database that only its owner can read.
+    let file = app._dir.path().join("test.db.admin-password");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file)?.permissions());
+    assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+    let generated = std::fs::read_to_string(&file)?;
+    assert!(
+        app.db
+            .verify_password("admin", generated.trim())
+            .await?
+            .is_some()
+    );
+    // Only the file: nothing else was written next to the database.
+    let names: Vec<_> = std::fs::read_dir(app._dir.path())?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.contains("admin-password"))
+        .collect();
+    assert_eq!(names, ["test.db.admin-password"]);
     Ok(())
 }
 

@@ -41,6 +41,11 @@ pub struct Options {
     pub kubelet: Option<KubeletConfig>,
     /// How long each component may take to become ready.
     pub startup_timeout: Duration,
+    /// Keeps the cluster's objects (etcd's data, in `<dir>/etcd`) after the control plane
+    /// stops, so that one started again on the same [`Options::dir`] has them back: a
+    /// platform run on it keeps its stores across restarts. Off by default: tests start
+    /// empty, with etcd's data in memory when `/dev/shm` exists. Needs [`Options::dir`].
+    pub keep_data: bool,
 }
 
 impl Default for Options {
@@ -50,6 +55,7 @@ impl Default for Options {
             binaries: None,
             kubelet: Some(KubeletConfig::default()),
             startup_timeout: Duration::from_secs(90),
+            keep_data: false,
         }
     }
 }
@@ -70,6 +76,12 @@ impl Options {
     /// Sets [`Options::kubelet`].
     pub fn kubelet(mut self, kubelet: Option<KubeletConfig>) -> Self {
         self.kubelet = kubelet;
+        self
+    }
+
+    /// Sets [`Options::keep_data`].
+    pub fn keep_data(mut self, keep: bool) -> Self {
+        self.keep_data = keep;
         self
     }
 
@@ -125,6 +137,9 @@ impl ControlPlane {
     /// controller-manager works (the `default` ServiceAccount has its token) and the nodes are
     /// registered.
     pub async fn start(options: Options) -> Result<Self> {
+        if options.keep_data && options.dir.is_none() {
+            return Err(Error::KeepDataWithoutDir);
+        }
         let began = Instant::now();
         let kubelet = options.kubelet.clone().map(SimulatedKubelet::new);
         let (ready_tx, ready_rx) = oneshot::channel();
@@ -439,7 +454,7 @@ struct Layout {
 }
 
 impl Layout {
-    fn create(dir: Option<PathBuf>) -> Result<(Layout, bool)> {
+    fn create(dir: Option<PathBuf>, keep_data: bool) -> Result<(Layout, bool)> {
         let (dir, temporary) = match dir {
             Some(dir) => (dir, false),
             None => {
@@ -456,7 +471,9 @@ impl Layout {
         std::fs::create_dir_all(&logs_dir).map_err(|e| Error::io("creating", &logs_dir, e))?;
         // etcd fsyncs a lot: keep its data in memory when we can.
         let shm = Path::new("/dev/shm");
-        let etcd_dir = if shm.is_dir() {
+        let etcd_dir = if keep_data {
+            dir.join("etcd")
+        } else if shm.is_dir() {
             tempfile::Builder::new()
                 .prefix("storefactory-etcd-")
                 .tempdir_in(shm)
@@ -481,17 +498,23 @@ impl Layout {
 
     /// A process that removes our files once its stdin closes: when the control plane is
     /// dropped, or when the test process dies (statics are never dropped).
-    fn spawn_watchdog(&self, temporary: bool) -> Result<Child> {
+    fn spawn_watchdog(&self, temporary: bool, keep_data: bool) -> Result<Child> {
         const SCRIPT: &str = r#"cat >/dev/null
 marker=$1; shift
 while [ "$1" != -- ]; do rm -rf -- "$1"; shift; done; shift
 [ -e "$marker" ] || rm -rf -- "$@""#;
-        let mut always = vec![
-            &self.etcd_dir,
-            &self.pki_dir,
-            &self.kubeconfig,
-            &self.restricted_kubeconfig,
-        ];
+        // Kept data keeps the kubeconfigs too: a server pointed at one reconnects when the
+        // control plane is started again and rewrites them.
+        let mut always = if keep_data {
+            vec![]
+        } else {
+            vec![
+                &self.etcd_dir,
+                &self.pki_dir,
+                &self.kubeconfig,
+                &self.restricted_kubeconfig,
+            ]
+        };
         let mut unless_kept = vec![];
         if temporary {
             unless_kept.push(&self.dir);
@@ -524,8 +547,8 @@ impl Host {
             Some(binaries) => binaries,
             None => Binaries::locate_or_install()?,
         };
-        let (layout, temporary) = Layout::create(options.dir)?;
-        let watchdog = layout.spawn_watchdog(temporary)?;
+        let (layout, temporary) = Layout::create(options.dir, options.keep_data)?;
+        let watchdog = layout.spawn_watchdog(temporary, options.keep_data)?;
         if std::env::var_os("STOREFACTORY_TESTKIT_KEEP_LOGS")
             .is_some_and(|v| !v.is_empty() && v != "0")
         {

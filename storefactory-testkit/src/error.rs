@@ -116,6 +116,10 @@ pub enum Error {
     /// The thread that hosts the control plane is gone (it stopped or panicked).
     #[error("the control plane host thread has stopped")]
     HostStopped,
+
+    /// [`crate::Options::keep_data`] was asked for without a directory to keep it in.
+    #[error("keeping the cluster's data needs a directory (Options::dir)")]
+    KeepDataWithoutDir,
 }
 
 impl Error {

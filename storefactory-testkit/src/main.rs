@@ -32,6 +32,10 @@ enum Cmd {
         /// Milliseconds a Job pod runs before it succeeds.
         #[arg(long, default_value_t = 0)]
         job_duration_ms: u64,
+        /// Keep the cluster's objects in DIR when stopped, and find them there when started
+        /// again on the same DIR.
+        #[arg(long)]
+        keep_data: bool,
     },
 }
 
@@ -50,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
         nodes,
         pod_start_delay_ms,
         job_duration_ms,
+        keep_data,
     } = Cli::parse().command;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir
@@ -59,9 +64,14 @@ async fn main() -> anyhow::Result<()> {
         .nodes(nodes)
         .pod_start_delay(Duration::from_millis(pod_start_delay_ms))
         .job_duration(Duration::from_millis(job_duration_ms));
-    let cp = ControlPlane::start(Options::default().dir(&dir).kubelet(Some(kubelet)))
-        .await
-        .context("starting the control plane")?;
+    let cp = ControlPlane::start(
+        Options::default()
+            .dir(&dir)
+            .kubelet(Some(kubelet))
+            .keep_data(keep_data),
+    )
+    .await
+    .context("starting the control plane")?;
     println!(
         "storefactory-testkit: control plane ready at {} in {:.1}s; use it with `export KUBECONFIG={}` (restricted user: {}); logs in {}; Ctrl-C to stop",
         cp.server_url(),

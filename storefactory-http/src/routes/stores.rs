@@ -328,7 +328,7 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateStoreBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (request, admin_password) = body.into_request(&state, user.name())?;
-    let provisioner = state.cluster()?;
+    let provisioner = state.cluster().await?;
     let record = provisioner.create(request).await?;
     tracing::info!(store = %record.id, owner = %record.owner, "store created");
     audit_store(&state, "store.create", &user, &record.id, addr).await;
@@ -412,7 +412,7 @@ pub async fn delete(
     ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let record = visible_store(&state, &user, &id).await?;
-    let record = state.cluster()?.delete(&record.id).await?;
+    let record = state.cluster().await?.delete(&record.id).await?;
     tracing::info!(store = %record.id, "store deletion requested");
     audit_store(&state, "store.delete", &user, &record.id, addr).await;
     // 200, not 202, for the clients of the product this replaces; the status `deleting` says
@@ -436,7 +436,7 @@ pub async fn retry(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<StoreView>, ApiError> {
     let record = visible_store(&state, &user, &id).await?;
-    let record = state.cluster()?.retry(&record.id).await?;
+    let record = state.cluster().await?.retry(&record.id).await?;
     audit_store(&state, "store.retry", &user, &record.id, addr).await;
     Ok(Json(StoreView::from(&record)))
 }
@@ -455,7 +455,7 @@ pub async fn credentials(
             "only the store's owner may read its credentials".to_owned(),
         ));
     }
-    let credentials = state.cluster()?.credentials(&record.id).await?;
+    let credentials = state.cluster().await?.credentials(&record.id).await?;
     audit_store(&state, "store.credentials", &user, &record.id, addr).await;
     // Secrets must not linger in caches.
     Ok((
