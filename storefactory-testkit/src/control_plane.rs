@@ -123,6 +123,9 @@ struct Started {
     watchdog: Child,
 }
 
+/// How often the host looks whether the apiserver is still running.
+const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
+
 #[derive(Debug)]
 pub(crate) enum HostCommand {
     StopApiserver(oneshot::Sender<Result<()>>),
@@ -718,27 +721,32 @@ impl Host {
     }
 
     async fn serve(&mut self, mut commands: mpsc::UnboundedReceiver<HostCommand>) {
-        while let Some(command) = commands.recv().await {
+        // Stopped on request (a test of an outage) or running: a crash is the other case.
+        let mut apiserver_wanted = true;
+        let mut supervise = tokio::time::interval(SUPERVISE_EVERY);
+        supervise.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let command = tokio::select! {
+                command = commands.recv() => command,
+                _ = supervise.tick() => {
+                    if apiserver_wanted {
+                        self.restart_if_crashed().await;
+                    }
+                    continue;
+                }
+            };
+            let Some(command) = command else { break };
             match command {
                 HostCommand::StopApiserver(reply) => {
+                    apiserver_wanted = false;
                     self.apiserver.stop();
                     let _ = reply.send(Ok(()));
                 }
                 HostCommand::StartApiserver(reply) => {
+                    apiserver_wanted = true;
                     let result = match self.apiserver.check_running() {
                         Ok(()) => Ok(()),
-                        Err(_) => match self.apiserver.spawn() {
-                            Ok(()) => {
-                                wait_for_apiserver(
-                                    &mut self.apiserver,
-                                    &self.admin,
-                                    self.timeout,
-                                    &self.logs_dir,
-                                )
-                                .await
-                            }
-                            Err(e) => Err(e),
-                        },
+                        Err(_) => self.start_apiserver().await,
                     };
                     let _ = reply.send(result);
                 }
@@ -750,6 +758,45 @@ impl Host {
                 }
                 HostCommand::Shutdown => break,
             }
+        }
+    }
+
+    async fn start_apiserver(&mut self) -> Result<()> {
+        self.apiserver.spawn()?;
+        wait_for_apiserver(
+            &mut self.apiserver,
+            &self.admin,
+            self.timeout,
+            &self.logs_dir,
+        )
+        .await
+    }
+
+    /// Starts the apiserver again if it exited on its own (it crashes on a few requests it
+    /// cannot encode, and long runs are expected to survive that), keeping etcd's data. Each
+    /// restart is written to `supervisor.log` and stderr.
+    async fn restart_if_crashed(&mut self) {
+        let Err(exited) = self.apiserver.check_running() else {
+            return;
+        };
+        let log_path = self.logs_dir.join("supervisor.log");
+        let note = |text: String| {
+            eprintln!("storefactory-testkit: {text}");
+            if let Ok(mut log) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+            {
+                use std::io::Write;
+                let _ = writeln!(log, "{text}");
+            }
+        };
+        note(format!(
+            "kube-apiserver exited, starting it again: {exited}"
+        ));
+        match self.start_apiserver().await {
+            Ok(()) => note("kube-apiserver is back".to_owned()),
+            Err(error) => note(format!("kube-apiserver did not come back: {error}")),
         }
     }
 
