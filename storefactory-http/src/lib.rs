@@ -23,6 +23,7 @@ mod api_error;
 pub mod auth;
 mod config;
 pub mod error;
+pub mod metrics;
 pub mod routes;
 mod server;
 mod state;

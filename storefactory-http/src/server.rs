@@ -179,7 +179,7 @@ impl Connector {
         if connected && self.fingerprint == Some(fingerprint) {
             return None;
         }
-        match kube_client(self.kubeconfig.as_deref()).await {
+        match kube_client(self.kubeconfig.as_deref(), state.metrics().kube_counter()).await {
             Ok(client) => {
                 if connected {
                     tracing::info!("the kubeconfig changed; reconnecting");
@@ -272,7 +272,10 @@ pub async fn serve(
 }
 
 /// A client for the configured cluster, or why there is none.
-async fn kube_client(kubeconfig: Option<&Path>) -> Result<kube::Client, String> {
+async fn kube_client(
+    kubeconfig: Option<&Path>,
+    counter: &storefactory_core::request_counter::RequestCounter,
+) -> Result<kube::Client, String> {
     let mut kube_config = match kubeconfig {
         Some(path) => {
             let kubeconfig = Kubeconfig::read_from(path)
@@ -286,6 +289,7 @@ async fn kube_client(kubeconfig: Option<&Path>) -> Result<kube::Client, String> 
             .map_err(|e| format!("no kubeconfig or in-cluster configuration found ({e})"))?,
     };
     kube_config.connect_timeout = Some(CONNECT_TIMEOUT);
-    kube::Client::try_from(kube_config)
+    counter
+        .client(kube_config)
         .map_err(|e| format!("cannot build a Kubernetes client: {e}"))
 }

@@ -15,6 +15,7 @@ use crate::api_error::ApiError;
 use crate::auth::{LoginThrottle, TokenKeys};
 use crate::config::ServerConfig;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 
 /// Settings key under which a generated token key is kept.
 pub const TOKEN_KEY_SETTING: &str = "http.token_key";
@@ -98,6 +99,7 @@ struct Inner {
     /// subscription when the server reconnects.
     events: broadcast::Sender<StoreEvent>,
     shutdown: watch::Sender<bool>,
+    metrics: Metrics,
 }
 
 /// The state every handler shares: the database, the Provisioner (once a cluster is
@@ -156,6 +158,8 @@ impl AppState {
         let mut provisioner_config = config.provisioner.clone();
         provisioner_config.sealing_key =
             storefactory_core::seal::SealingKey::derive(key.as_bytes());
+        let metrics = Metrics::new();
+        provisioner_config.on_reconcile = Some(metrics.reconcile_hook());
         let cors_origins = config
             .cors_origins
             .iter()
@@ -196,6 +200,7 @@ impl AppState {
                 max_body_bytes: config.max_body_bytes,
                 events: broadcast::channel(1024).0,
                 shutdown,
+                metrics,
             }),
         };
         if let Some(client) = client {
@@ -209,6 +214,11 @@ impl AppState {
     /// The database.
     pub fn db(&self) -> &Database {
         &self.inner.db
+    }
+
+    /// The service's figures (`GET /metrics`).
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// The current Provisioner, once a cluster is configured. The server replaces it when it

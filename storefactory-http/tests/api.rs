@@ -94,6 +94,7 @@ async fn openapi_document_describes_every_route() -> Result<()> {
     for (path, methods) in [
         ("/health", &["get"][..]),
         ("/ready", &["get"]),
+        ("/metrics", &["get"]),
         ("/api/openapi.json", &["get"]),
         ("/api/auth/login", &["post"]),
         ("/api/users/me", &["get"]),
@@ -112,7 +113,7 @@ async fn openapi_document_describes_every_route() -> Result<()> {
             );
         }
     }
-    assert_eq!(paths.len(), 12, "a documented path that does not exist");
+    assert_eq!(paths.len(), 13, "a documented path that does not exist");
     // Every $ref resolves.
     fn refs(value: &Value, out: &mut Vec<String>) {
         match value {

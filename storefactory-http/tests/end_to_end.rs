@@ -190,6 +190,41 @@ async fn login_create_follow_until_ready_credentials_delete_gone() -> Result<()>
         assert_eq!(listed["stores"][0]["status"], "ready");
         assert!(!listed.to_string().contains(wp_password));
 
+        // The service's figures say what just happened, in Prometheus' text format.
+        let response = request(addr, Method::GET, "/metrics", None, None).await?;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(
+            response.headers()[header::CONTENT_TYPE]
+                .to_str()?
+                .starts_with("application/openmetrics-text")
+        );
+        let metrics = String::from_utf8(response.into_body().collect().await?.to_bytes().to_vec())?;
+        let value = |prefix: &str| -> Option<f64> {
+            metrics
+                .lines()
+                .find(|l| l.starts_with(prefix))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse().ok())
+        };
+        assert_eq!(value("storefactory_stores{status=\"ready\"}"), Some(1.0), "{metrics}");
+        assert_eq!(value("storefactory_stores{status=\"failed\"}"), Some(0.0), "{metrics}");
+        assert_eq!(
+            value("storefactory_kube_requests_total{verb=\"APPLY\",resource=\"deployments\"}"),
+            Some(1.0),
+            "{metrics}"
+        );
+        assert!(value("storefactory_reconcile_duration_seconds_count").unwrap_or(0.0) >= 1.0);
+        assert_eq!(
+            value(
+                "storefactory_http_requests_total{method=\"POST\",route=\"/api/stores\",status=\"201\"}"
+            ),
+            Some(1.0),
+            "{metrics}"
+        );
+        assert!(metrics.contains("route=\"/api/stores/{id}/credentials\""), "{metrics}");
+        assert!(!metrics.contains(&id), "a store id became a label: {metrics}");
+        assert!(!metrics.contains(wp_password));
+
         let (status, deleting) = call(
             addr,
             Method::DELETE,

@@ -74,6 +74,28 @@ pub struct ProvisionerConfig {
     pub sealing_key: SealingKey,
     /// How often the repository's event feed is read for what other processes did.
     pub feed_interval: Duration,
+    /// Told how long each reconcile took (for a service's figures); none by default.
+    pub on_reconcile: Option<ReconcileHook>,
+}
+
+/// A function told the duration of every reconcile, e.g. to feed a histogram. It runs on the
+/// reconciling task: it must be quick and must not block.
+#[derive(Clone)]
+pub struct ReconcileHook(pub Arc<dyn Fn(Duration) + Send + Sync>);
+
+impl std::fmt::Debug for ReconcileHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReconcileHook")
+    }
+}
+
+/// Work in the reconciler's hands right now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Stores taken from the queue that wait for one of the `concurrency` slots.
+    pub waiting: usize,
+    /// Stores being reconciled.
+    pub running: usize,
 }
 
 impl Default for ProvisionerConfig {
@@ -90,6 +112,7 @@ impl Default for ProvisionerConfig {
             leader: Some(LeaderConfig::default()),
             sealing_key: SealingKey::random(),
             feed_interval: Duration::from_millis(500),
+            on_reconcile: None,
         }
     }
 }
@@ -165,6 +188,9 @@ struct Inner {
     own_events: tokio::sync::Mutex<HashSet<(StoreId, i64)>>,
     /// Whether `run` is active.
     running: std::sync::atomic::AtomicBool,
+    /// Reconciles waiting for a slot, and holding one.
+    waiting: std::sync::atomic::AtomicUsize,
+    reconciling: std::sync::atomic::AtomicUsize,
 }
 
 /// Creates, watches and deletes stores. Cheap to clone.
@@ -206,6 +232,8 @@ impl Provisioner {
                 caches: Mutex::new(None),
                 own_events: tokio::sync::Mutex::new(HashSet::new()),
                 running: std::sync::atomic::AtomicBool::new(false),
+                waiting: std::sync::atomic::AtomicUsize::new(0),
+                reconciling: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
     }
@@ -235,6 +263,15 @@ impl Provisioner {
     /// without election).
     pub fn is_leading(&self) -> bool {
         lock(&self.inner.queue).is_some()
+    }
+
+    /// Reconciles waiting for a slot and running, in this process.
+    pub fn queue_depth(&self) -> QueueDepth {
+        use std::sync::atomic::Ordering::Relaxed;
+        QueueDepth {
+            waiting: self.inner.waiting.load(Relaxed),
+            running: self.inner.reconciling.load(Relaxed),
+        }
     }
 
     /// How many stores this process keeps runtime state for (for figures and tests: it falls

@@ -34,6 +34,22 @@ impl Drop for RunGuard {
     }
 }
 
+/// One unit of a gauge while it lives (a task aborted while waiting is counted out too).
+struct Gauge<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Gauge<'a> {
+    fn enter(gauge: &'a std::sync::atomic::AtomicUsize) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        Gauge(gauge)
+    }
+}
+
+impl Drop for Gauge<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Clears the queue and caches when a term of leadership ends, however it ends.
 struct TermGuard(Arc<Inner>);
 
@@ -160,8 +176,15 @@ impl Provisioner {
                     let semaphore = semaphore.clone();
                     let task_id = id.clone();
                     let handle = reconciles.spawn(async move {
+                        let waiting = Gauge::enter(&this.inner.waiting);
                         let _permit = semaphore.acquire_owned().await;
+                        drop(waiting);
+                        let _running = Gauge::enter(&this.inner.reconciling);
+                        let started = std::time::Instant::now();
                         let outcome = this.reconcile_logged(&id).await;
+                        if let Some(hook) = &this.inner.config.on_reconcile {
+                            (hook.0)(started.elapsed());
+                        }
                         (id, outcome)
                     });
                     tasks.insert(handle.id(), task_id);

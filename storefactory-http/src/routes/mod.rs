@@ -58,6 +58,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/stores/{id}/retry", post(stores::retry))
         .route("/api/stores/{id}/events", get(events::stream))
         .route("/api/stores/{id}/credentials", get(stores::credentials))
+        .route("/metrics", get(crate::metrics::scrape))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
