@@ -210,16 +210,19 @@ impl Quantity {
             return None;
         }
         let value: f64 = number.parse().ok()?;
-        let multiplier = if let Some(exponent) = suffix.strip_prefix(['e', 'E']) {
-            let exponent: i32 = exponent.parse().ok()?;
-            10f64.powi(exponent)
-        } else {
-            QUANTITY_SUFFIXES
-                .iter()
-                .find(|(s, _)| *s == suffix)
-                .map(|(_, m)| *m)?
+        if !value.is_finite() {
+            return None;
+        }
+        // Suffixes first: `E` and `Ei` are suffixes, `E3` an exponent.
+        let multiplier = match QUANTITY_SUFFIXES.iter().find(|(s, _)| *s == suffix) {
+            Some((_, m)) => *m,
+            None => {
+                let exponent: i32 = suffix.strip_prefix(['e', 'E'])?.parse().ok()?;
+                10f64.powi(exponent)
+            }
         };
-        Some(value * multiplier)
+        // `1e400` overflows to infinity: not a quantity anyone means.
+        Some(value * multiplier).filter(|v| v.is_finite())
     }
 
     /// The value in base units (bytes for storage, cores for cpu).
@@ -243,15 +246,23 @@ impl Quantity {
         &self.0
     }
 
+    /// Positive, and at most what the apiserver stores (a signed 64-bit count of base
+    /// units), so that sums of quantities stay meaningful.
     fn must_be_positive(&self, field: &str) -> VResult<()> {
-        if self.value() > 0.0 {
-            Ok(())
-        } else {
-            Err(ValidationError::new(
+        let value = self.value();
+        if value <= 0.0 {
+            return Err(ValidationError::new(
                 field,
                 format!("{} must be greater than zero", self.0),
-            ))
+            ));
         }
+        if value >= MAX_QUANTITY {
+            return Err(ValidationError::new(
+                field,
+                format!("{} is larger than Kubernetes accepts", self.0),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -273,6 +284,9 @@ impl fmt::Display for Quantity {
         f.write_str(&self.0)
     }
 }
+
+/// The largest quantity value the apiserver represents: 2^63 base units.
+const MAX_QUANTITY: f64 = 9_223_372_036_854_775_808.0;
 
 fn q(text: &str) -> Quantity {
     Quantity(text.to_owned())
@@ -624,7 +638,12 @@ impl StoreSpec {
 
     /// Storage reserved by the store in GiB: WordPress plus MySQL volumes, each rounded up.
     pub fn storage_gib(&self) -> u64 {
-        self.wordpress.storage.gib_ceil() + self.mysql.storage.gib_ceil()
+        // Saturating: quantities are validated after this may be called (edges size the
+        // quota first), and a sum that does not fit is refused by the quota check anyway.
+        self.wordpress
+            .storage
+            .gib_ceil()
+            .saturating_add(self.mysql.storage.gib_ceil())
     }
 
     /// Grows the namespace's storage quota, if needed, so that it holds the WordPress and
@@ -867,7 +886,7 @@ mod tests {
 
     #[test]
     fn quantities_follow_kubernetes_syntax() {
-        for good in ["2Gi", "512Mi", "500m", "1", "1.5", "1e3", "10G", "+1Ki"] {
+        for good in ["2Gi", "512Mi", "500m", "1", "1.5", "1e3", "10G", "+1Ki", "1Ei", "2E"] {
             Quantity::parse("q", good).unwrap();
         }
         for bad in ["", "Gi", "2GB", "2 Gi", "1.2.3", "abc", "2Gi; rm", "--2"] {
@@ -884,6 +903,32 @@ mod tests {
         spec.wordpress.storage = Quantity::gib(5);
         spec.mysql.storage = Quantity::parse("q", "512Mi").unwrap();
         assert_eq!(spec.storage_gib(), 6);
+    }
+
+    #[test]
+    fn huge_storage_saturates_and_is_refused_instead_of_overflowing() {
+        let mut spec = spec();
+        // Each rounds up to more GiB than half of u64: their sum used to overflow (a panic
+        // in debug builds).
+        spec.wordpress.storage = Quantity::parse("q", "9e300").unwrap();
+        spec.mysql.storage = Quantity::parse("q", "9e300").unwrap();
+        assert_eq!(spec.storage_gib(), u64::MAX);
+        spec.fit_quota_to_volumes();
+        assert_eq!(spec.quota.storage.gib_ceil(), u64::MAX);
+        let err = spec.validate().unwrap_err();
+        assert_eq!(err.field, "mysql.storage");
+        assert!(
+            err.message.contains("larger than Kubernetes accepts"),
+            "{err}"
+        );
+
+        let mut spec = self::spec();
+        spec.wordpress.storage = Quantity::parse("q", "8Ei").unwrap();
+        spec.fit_quota_to_volumes();
+        assert_eq!(spec.validate().unwrap_err().field, "wordpress.storage");
+        // Infinity is not a quantity.
+        assert!(Quantity::parse("q", "1e400").is_err());
+        assert!(Quantity::parse("q", "1e999999999").is_err());
     }
 
     #[test]
