@@ -460,6 +460,13 @@ pub struct QuotaSpec {
     pub default_cpu_request: Quantity,
     /// Default memory request of a container that sets none.
     pub default_memory_request: Quantity,
+    /// Total node-local disk (writable layers, logs, `emptyDir`) all containers may request
+    /// and use: without it a store could fill a node's disk.
+    pub ephemeral_storage: Quantity,
+    /// Node-local disk a container may use when it sets no limit of its own.
+    pub default_ephemeral_storage_limit: Quantity,
+    /// Node-local disk the scheduler reserves for a container that sets no request.
+    pub default_ephemeral_storage_request: Quantity,
 }
 
 impl Default for QuotaSpec {
@@ -474,6 +481,11 @@ impl Default for QuotaSpec {
             default_memory_limit: q("512Mi"),
             default_cpu_request: q("100m"),
             default_memory_request: q("128Mi"),
+            // Three containers (MySQL, WordPress, seeding) at their default limit, with room
+            // for a retried seeding pod.
+            ephemeral_storage: q("4Gi"),
+            default_ephemeral_storage_limit: q("1Gi"),
+            default_ephemeral_storage_request: q("100Mi"),
         }
     }
 }
@@ -486,9 +498,13 @@ pub struct NetworkPolicySpec {
     pub enabled: bool,
     /// Namespaces whose pods (the ingress controller) may reach WordPress.
     pub ingress_namespaces: Vec<String>,
-    /// Whether WordPress and the seeding step may reach the internet over HTTP(S), which
-    /// installing WooCommerce and the Storefront theme needs.
+    /// Whether the seeding step may reach public addresses over HTTP(S), which installing
+    /// WooCommerce and the Storefront theme needs. WordPress itself never gets this.
     pub allow_internet_egress: bool,
+    /// Address ranges (CIDRs such as `203.0.113.0/24`) WordPress may reach over HTTP(S):
+    /// payment providers, update servers. Empty by default: WordPress reaches only MySQL and
+    /// the cluster DNS.
+    pub wordpress_egress_cidrs: Vec<String>,
 }
 
 impl Default for NetworkPolicySpec {
@@ -498,6 +514,7 @@ impl Default for NetworkPolicySpec {
             // ingress-nginx (kind, minikube) and kube-system (k3s' Traefik).
             ingress_namespaces: vec!["ingress-nginx".to_owned(), "kube-system".to_owned()],
             allow_internet_egress: true,
+            wordpress_egress_cidrs: Vec::new(),
         }
     }
 }
@@ -729,6 +746,15 @@ impl StoreSpec {
                 "quota.default_memory_request",
                 &self.quota.default_memory_request,
             ),
+            ("quota.ephemeral_storage", &self.quota.ephemeral_storage),
+            (
+                "quota.default_ephemeral_storage_limit",
+                &self.quota.default_ephemeral_storage_limit,
+            ),
+            (
+                "quota.default_ephemeral_storage_request",
+                &self.quota.default_ephemeral_storage_request,
+            ),
         ] {
             quantity.must_be_positive(name)?;
         }
@@ -750,8 +776,25 @@ impl StoreSpec {
                 ),
             ));
         }
+        if self.quota.default_ephemeral_storage_request.value()
+            > self.quota.default_ephemeral_storage_limit.value()
+        {
+            return Err(ValidationError::new(
+                "quota.default_ephemeral_storage_request",
+                "must not exceed default_ephemeral_storage_limit",
+            ));
+        }
         for namespace in &self.network_policy.ingress_namespaces {
             check_label("network_policy.ingress_namespaces", namespace)?;
+        }
+        if self.network_policy.wordpress_egress_cidrs.len() > MAX_EGRESS_CIDRS {
+            return Err(ValidationError::new(
+                "network_policy.wordpress_egress_cidrs",
+                format!("at most {MAX_EGRESS_CIDRS} ranges"),
+            ));
+        }
+        for cidr in &self.network_policy.wordpress_egress_cidrs {
+            check_cidr("network_policy.wordpress_egress_cidrs", cidr)?;
         }
         if self.products.len() > MAX_PRODUCTS {
             return Err(ValidationError::new(
@@ -790,6 +833,46 @@ impl StoreSpec {
         }
         Ok(())
     }
+}
+
+/// Most address ranges WordPress may be allowed to reach.
+pub const MAX_EGRESS_CIDRS: usize = 64;
+
+/// Checks that `value` is an IPv4 or IPv6 network in CIDR notation with no host bits set
+/// (`203.0.113.0/24`, `2001:db8::/32`): what a NetworkPolicy `ipBlock` takes, written so that
+/// a reader sees the range it opens.
+pub fn check_cidr(field: &str, value: &str) -> VResult<()> {
+    let invalid = |why: &str| {
+        ValidationError::new(
+            field,
+            format!("{value:?} is not a CIDR such as 203.0.113.0/24 or 2001:db8::/32 ({why})"),
+        )
+    };
+    let (address, prefix) = value
+        .split_once('/')
+        .ok_or_else(|| invalid("no /prefix length"))?;
+    let address: std::net::IpAddr = address.parse().map_err(|_| invalid("not an IP address"))?;
+    if prefix.is_empty() || prefix.len() > 3 || !prefix.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid("the prefix length is not a number"));
+    }
+    let prefix: u32 = prefix.parse().map_err(|_| invalid("bad prefix length"))?;
+    let (bits, width) = match address {
+        std::net::IpAddr::V4(a) => (u128::from(u32::from(a)), 32),
+        std::net::IpAddr::V6(a) => (u128::from(a), 128),
+    };
+    if prefix > width {
+        return Err(invalid("the prefix length is too long"));
+    }
+    let host_bits = width - prefix;
+    let host_mask = if host_bits == 0 {
+        0
+    } else {
+        u128::MAX >> (128 - host_bits)
+    };
+    if bits & host_mask != 0 {
+        return Err(invalid("host bits are set"));
+    }
+    Ok(())
 }
 
 fn check_subdomain(field: &str, value: &str) -> VResult<()> {
@@ -886,7 +969,9 @@ mod tests {
 
     #[test]
     fn quantities_follow_kubernetes_syntax() {
-        for good in ["2Gi", "512Mi", "500m", "1", "1.5", "1e3", "10G", "+1Ki", "1Ei", "2E"] {
+        for good in [
+            "2Gi", "512Mi", "500m", "1", "1.5", "1e3", "10G", "+1Ki", "1Ei", "2E",
+        ] {
             Quantity::parse("q", good).unwrap();
         }
         for bad in ["", "Gi", "2GB", "2 Gi", "1.2.3", "abc", "2Gi; rm", "--2"] {
@@ -929,6 +1014,44 @@ mod tests {
         // Infinity is not a quantity.
         assert!(Quantity::parse("q", "1e400").is_err());
         assert!(Quantity::parse("q", "1e999999999").is_err());
+    }
+
+    #[test]
+    fn wordpress_egress_takes_cidrs_only() {
+        let mut spec = spec();
+        spec.network_policy.wordpress_egress_cidrs = vec![
+            "203.0.113.0/24".to_owned(),
+            "198.51.100.7/32".to_owned(),
+            "2001:db8::/32".to_owned(),
+            "0.0.0.0/0".to_owned(),
+        ];
+        spec.validate().unwrap();
+        for bad in [
+            "",
+            "203.0.113.0",
+            "203.0.113.1/24",
+            "203.0.113.0/33",
+            "2001:db8::1/32",
+            "2001:db8::/129",
+            "example.com/24",
+            "10.0.0.0/+8",
+            "10.0.0.0/08x",
+            "10.0.0.0/8
+- ipBlock: {cidr: 0.0.0.0/0}",
+            " 10.0.0.0/8",
+            "--all/8",
+        ] {
+            let mut spec = self::spec();
+            spec.network_policy.wordpress_egress_cidrs = vec![bad.to_owned()];
+            let err = spec.validate().unwrap_err();
+            assert_eq!(
+                err.field, "network_policy.wordpress_egress_cidrs",
+                "{bad:?}"
+            );
+        }
+        let mut spec = self::spec();
+        spec.network_policy.wordpress_egress_cidrs = vec!["10.0.0.0/8".to_owned(); 65];
+        assert!(spec.validate().is_err());
     }
 
     #[test]
