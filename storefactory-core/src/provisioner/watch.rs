@@ -156,8 +156,16 @@ impl Provisioner {
         // what is sent, not what may be read). A store's Secrets are read only when needed,
         // by name in its namespace; one deleted after the store was ready is noticed when
         // its credentials are read (see `lifecycle::credentials`).
+        // Kinds no blueprint creates are not watched either (when a custom blueprint does
+        // not render a default store, every kind is).
+        let created = self.inner.blueprints.kinds();
         for resource in Manifest::api_resources() {
-            if resources.iter().any(|r| r.kind == resource.kind) || resource.kind == "Secret" {
+            let skipped = resources.iter().any(|r| r.kind == resource.kind)
+                || resource.kind == "Secret"
+                || created
+                    .as_ref()
+                    .is_some_and(|kinds| !kinds.contains(resource.kind.as_str()));
+            if skipped {
                 continue;
             }
             let api: Api<DynamicObject> = Api::all_with(self.inner.client.clone(), &resource);
