@@ -103,7 +103,7 @@ fn check_field(value: &str, what: &str, max: usize, may_be_empty: bool) -> Resul
     }
     if let Some(c) = value.chars().find(|c| !is_allowed_in_text(*c)) {
         return Err(format!(
-            "{what} contains the control character U+{:04X}; only tab, line feed and \
+            "{what} contains control characters (U+{:04X}); only tab, line feed and \
              carriage return are allowed",
             u32::from(c)
         ));
