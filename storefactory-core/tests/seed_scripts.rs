@@ -1,11 +1,13 @@
-//! The seeding code, executed: `seed.sh` of the built-in blueprint runs under real bash and
-//! dash with a recording `wp` first on PATH (tests/seed/wp), and `seed-products.php` runs
+//! The seeding code, executed: `seed.sh` of the built-in blueprint runs under real bash, dash
+//! and BusyBox sh (the shell of the Alpine-based WP-CLI image) with a recording `wp` first on
+//! PATH (tests/seed/wp), and `seed-products.php` runs
 //! under real php-cli with stand-ins of the WooCommerce API (tests/seed/wc-stand-ins.php).
 //! The scripts and the data are taken from the rendered `seed` ConfigMap, as the Job mounts
 //! them. Hostile text must reach WP-CLI and WooCommerce byte for byte as data (one argument,
 //! never an option, never shell), and a second run must create nothing twice.
 //!
-//! Needs `bash`, `dash` and `php` (Debian's php-cli); `scripts/test.sh` installs php-cli.
+//! Needs `bash`, `dash`, `busybox` and `php` (Debian's php-cli); `scripts/test.sh` installs
+//! them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -51,11 +53,11 @@ fn have(program: &str) -> bool {
 }
 
 fn require_tools() {
-    for program in ["bash", "dash", "php"] {
+    for program in ["bash", "dash", "busybox", "php"] {
         assert!(
             have(program),
-            "{program} is needed by these tests (scripts/test.sh installs php-cli; \
-             `apt-get install php-cli` does it by hand)"
+            "{program} is needed by these tests (scripts/test.sh installs it; \
+             `apt-get install php-cli busybox` does it by hand)"
         );
     }
 }
@@ -155,12 +157,14 @@ impl Seeding {
         self.dir.path().join(name)
     }
 
-    /// Runs seed.sh under `shell` as the Job does (`sh /seed/seed.sh`), with the Job's
-    /// environment and nothing else.
+    /// Runs seed.sh under `shell` (a command line: `busybox sh`) as the Job does
+    /// (`sh /seed/seed.sh`), with the Job's environment and nothing else.
     fn run(&self, shell: &str) -> Run {
         let log = self.path("wp.log");
         let _ = std::fs::remove_file(&log);
-        let output = Command::new(shell)
+        let mut words = shell.split(' ');
+        let output = Command::new(words.next().unwrap())
+            .args(words)
             .arg(self.path("seed/seed.sh"))
             .current_dir(self.dir.path())
             .env_clear()
@@ -341,10 +345,10 @@ fn show(calls: &[Vec<Vec<u8>>]) -> String {
 }
 
 #[test]
-fn seed_sh_passes_hostile_values_to_wp_cli_as_single_option_values_under_bash_and_dash() {
+fn seed_sh_passes_hostile_values_to_wp_cli_as_single_option_values_under_every_shell() {
     // A chosen admin password may hold anything but control characters (12 to 128).
     let password = "--url=x $(touch pwned) `touch pwned` '\" \\ ; 🛒";
-    for shell in ["bash", "dash"] {
+    for shell in ["bash", "dash", "busybox sh"] {
         let seeding = Seeding::new(&hostile_spec(), password);
         let run = seeding.run(shell);
         let expected = first_run_calls(&seeding);
@@ -476,7 +480,7 @@ fn seeding_twice_creates_nothing_twice_and_updates_products_by_sku() {
 
     // The Job's pod is retried (or the store re-seeded): WordPress, WooCommerce and the
     // theme are not installed again, and the products are updated, not duplicated.
-    let second = seeding.run("dash");
+    let second = seeding.run("busybox sh");
     let expected = second_run_calls(&seeding);
     assert!(
         second.calls == expected,
