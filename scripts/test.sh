@@ -19,12 +19,18 @@ export STOREFACTORY_HELM_BIN_DIR
 step "installing maturin and pytest for the Python bindings (cached after the first run)"
 python_venv="$(bash scripts/install-python-tools.sh | tail -n 1)"
 
-step "installing Chromium, umoci, skopeo, jq and the dashboard test's npm packages"
+step "installing Chromium, umoci, skopeo, jq, php-cli and the dashboard test's npm packages"
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-# umoci, skopeo, jq and curl build and check the image.
+# umoci, skopeo, jq and curl build and check the image; php (php-cli), dash and busybox run
+# the seeding scripts in storefactory-core/tests/seed_scripts.rs. Installed only when missing.
 packages=()
-for tool in chromium umoci skopeo jq curl; do
-  command -v "$tool" >/dev/null 2>&1 || packages+=("$tool")
+for tool in chromium umoci skopeo jq curl php dash busybox; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    case "$tool" in
+      php) packages+=(php-cli) ;;
+      *) packages+=("$tool") ;;
+    esac
+  fi
 done
 if [ ${#packages[@]} -gt 0 ]; then
   as_root apt-get update -qq

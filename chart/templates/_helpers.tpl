@@ -82,24 +82,32 @@ rule, resource and verb in turn and checks that doctor or provisioning then fail
 - apiGroups: [""]
   resources: [namespaces]
   verbs: [create, patch, get, list, watch, delete]
-# Pods are only observed: readiness and failure reasons (image pulls, crash loops).
+# Pods are only observed, through a watch: readiness and failure reasons (image pulls,
+# crash loops).
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch]
-# The objects the built-in blueprint creates inside store namespaces: applied, read,
-# watched for readiness and drift, deleted (a retried seeding Job).
+  verbs: [list, watch]
+# The objects the built-in blueprint creates inside store namespaces: applied (server-side
+# apply: create, patch) and watched for readiness and drift. Reads come from the watches'
+# caches, so there is no get.
 - apiGroups: [""]
-  resources: [configmaps, limitranges, persistentvolumeclaims, resourcequotas, secrets, services]
-  verbs: [create, patch, get, list, watch, delete]
+  resources: [configmaps, limitranges, persistentvolumeclaims, resourcequotas, services]
+  verbs: [create, patch, list, watch]
+# A store's generated passwords: created once, and read by name only when its credentials
+# are asked for. Never listed or watched, so no Secret is read in bulk.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [create, get]
 - apiGroups: [apps]
   resources: [deployments, statefulsets]
-  verbs: [create, patch, get, list, watch, delete]
+  verbs: [create, patch, list, watch]
+# The seeding Job is also deleted when a failed store is retried.
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [create, patch, get, list, watch, delete]
+  verbs: [create, patch, list, watch, delete]
 - apiGroups: [networking.k8s.io]
   resources: [ingresses, networkpolicies]
-  verbs: [create, patch, get, list, watch, delete]
+  verbs: [create, patch, list, watch]
 # `storefactory doctor` checks that the configured ingress and storage classes exist.
 - apiGroups: [networking.k8s.io]
   resources: [ingressclasses]

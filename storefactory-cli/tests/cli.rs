@@ -470,6 +470,26 @@ async fn doctor_names_every_missing_permission_of_the_restricted_identity() {
         "missing permission: delete jobs.batch (in all namespaces)",
         "missing permission: create ingresses.networking.k8s.io (in all namespaces)",
         "missing permission: get secrets (in all namespaces)",
+        "missing permission: create secrets (in all namespaces)",
+    ] {
+        assert!(text.contains(line), "{line:?} not reported");
+    }
+    // Never asked for: no Secret is listed, watched, patched or deleted, and nothing but
+    // namespaces is read by name.
+    for line in [
+        "missing permission: list secrets",
+        "missing permission: watch secrets",
+        "missing permission: patch secrets",
+        "missing permission: delete secrets",
+        "missing permission: get pods",
+        "missing permission: get deployments.apps",
+        "missing permission: delete deployments.apps",
+    ] {
+        assert!(!text.contains(line), "{line:?} reported: {text}");
+    }
+    for line in [
+        "missing permission: list pods (in all namespaces)",
+        "missing permission: get namespaces (cluster-wide)",
     ] {
         assert!(text.contains(line), "{line:?} not reported");
     }

@@ -59,7 +59,7 @@ fn usage_of(state: &State, owner: &str) -> Usage {
         .filter(|r| r.owner == owner && r.status.holds_resources())
         .fold(Usage::default(), |usage, r| Usage {
             stores: usage.stores + 1,
-            storage_gib: usage.storage_gib + r.storage_gib(),
+            storage_gib: usage.storage_gib.saturating_add(r.storage_gib()),
         })
 }
 

@@ -101,10 +101,27 @@ fn check_field(value: &str, what: &str, max: usize, may_be_empty: bool) -> Resul
     if value.chars().count() > max {
         return Err(format!("{what} is longer than {max} characters"));
     }
-    if value.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(format!("{what} contains control characters"));
+    if let Some(c) = value.chars().find(|c| !is_allowed_in_text(*c)) {
+        return Err(format!(
+            "{what} contains control characters (U+{:04X}); only tab, line feed and \
+             carriage return are allowed",
+            u32::from(c)
+        ));
     }
     Ok(())
+}
+
+/// Whether `c` may appear in product text. Text pasted from spreadsheets and editors carries
+/// tabs and CR LF line ends, which are kept as they are. Refused: NUL and the other C0 and C1
+/// controls (NUL truncates strings in PHP's C extensions and MySQL clients; the others are
+/// invisible and corrupt exports), DEL, and the Unicode bidirectional embedding, override and
+/// isolate controls (U+202A..U+202E, U+2066..U+2069), which make text display in another
+/// order than it is stored ("Trojan Source").
+pub fn is_allowed_in_text(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r')
+        || !(c.is_control()
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c))
 }
 
 /// Parses the line format of the product this platform replaces: one product per line,
@@ -227,6 +244,42 @@ mod tests {
         assert!(err.message.contains("-1"), "{err}");
         let err = parse_products(r#"[{"name":"Mug","price":1,"colour":"red"}]"#).unwrap_err();
         assert!(err.message.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn tabs_and_line_ends_from_spreadsheets_are_accepted() {
+        let products = parse_product_json(
+            r#"[{"name":"Mug\tlarge","price":1,"description":"Size\t10 cm\r\nColour\tblue\nok"}]"#,
+        )
+        .unwrap();
+        assert_eq!(products[0].name, "Mug\tlarge");
+        assert_eq!(products[0].description, "Size\t10 cm\r\nColour\tblue\nok");
+        let products = parse_product_lines("Mug|1|Size\t10 cm\r\nHat|2|Wool\tcap").unwrap();
+        assert_eq!(products[0].description, "Size\t10 cm");
+        assert_eq!(products[1].description, "Wool\tcap");
+    }
+
+    #[test]
+    fn characters_that_corrupt_or_disguise_text_are_refused() {
+        for bad in [
+            '\0', '\u{1}', '\u{1b}', '\u{7f}', '\u{85}', '\u{9b}', '\u{202e}', '\u{2066}',
+        ] {
+            let json =
+                serde_json::json!([{"name": "Mug", "price": 1, "description": format!("a{bad}b")}]);
+            let err = parse_product_json(&json.to_string()).unwrap_err();
+            assert_eq!(err.field, "sample_products[0]", "{bad:?}");
+            assert!(
+                err.message.contains(&format!("U+{:04X}", u32::from(bad))),
+                "{bad:?}: {err}"
+            );
+            let json = serde_json::json!([{"name": format!("a{bad}b"), "price": 1}]);
+            assert!(
+                parse_product_json(&json.to_string()).is_err(),
+                "{bad:?} in a name"
+            );
+        }
+        // Right-to-left text itself is fine; only the explicit controls are refused.
+        parse_product_json(r#"[{"name":"كوب","price":1,"description":"ספל קפה ☕ 🚀"}]"#).unwrap();
     }
 
     #[test]

@@ -210,16 +210,19 @@ impl Quantity {
             return None;
         }
         let value: f64 = number.parse().ok()?;
-        let multiplier = if let Some(exponent) = suffix.strip_prefix(['e', 'E']) {
-            let exponent: i32 = exponent.parse().ok()?;
-            10f64.powi(exponent)
-        } else {
-            QUANTITY_SUFFIXES
-                .iter()
-                .find(|(s, _)| *s == suffix)
-                .map(|(_, m)| *m)?
+        if !value.is_finite() {
+            return None;
+        }
+        // Suffixes first: `E` and `Ei` are suffixes, `E3` an exponent.
+        let multiplier = match QUANTITY_SUFFIXES.iter().find(|(s, _)| *s == suffix) {
+            Some((_, m)) => *m,
+            None => {
+                let exponent: i32 = suffix.strip_prefix(['e', 'E'])?.parse().ok()?;
+                10f64.powi(exponent)
+            }
         };
-        Some(value * multiplier)
+        // `1e400` overflows to infinity: not a quantity anyone means.
+        Some(value * multiplier).filter(|v| v.is_finite())
     }
 
     /// The value in base units (bytes for storage, cores for cpu).
@@ -243,15 +246,23 @@ impl Quantity {
         &self.0
     }
 
+    /// Positive, and at most what the apiserver stores (a signed 64-bit count of base
+    /// units), so that sums of quantities stay meaningful.
     fn must_be_positive(&self, field: &str) -> VResult<()> {
-        if self.value() > 0.0 {
-            Ok(())
-        } else {
-            Err(ValidationError::new(
+        let value = self.value();
+        if value <= 0.0 {
+            return Err(ValidationError::new(
                 field,
                 format!("{} must be greater than zero", self.0),
-            ))
+            ));
         }
+        if value >= MAX_QUANTITY {
+            return Err(ValidationError::new(
+                field,
+                format!("{} is larger than Kubernetes accepts", self.0),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -273,6 +284,9 @@ impl fmt::Display for Quantity {
         f.write_str(&self.0)
     }
 }
+
+/// The largest quantity value the apiserver represents: 2^63 base units.
+const MAX_QUANTITY: f64 = 9_223_372_036_854_775_808.0;
 
 fn q(text: &str) -> Quantity {
     Quantity(text.to_owned())
@@ -446,6 +460,13 @@ pub struct QuotaSpec {
     pub default_cpu_request: Quantity,
     /// Default memory request of a container that sets none.
     pub default_memory_request: Quantity,
+    /// Total node-local disk (writable layers, logs, `emptyDir`) all containers may request
+    /// and use: without it a store could fill a node's disk.
+    pub ephemeral_storage: Quantity,
+    /// Node-local disk a container may use when it sets no limit of its own.
+    pub default_ephemeral_storage_limit: Quantity,
+    /// Node-local disk the scheduler reserves for a container that sets no request.
+    pub default_ephemeral_storage_request: Quantity,
 }
 
 impl Default for QuotaSpec {
@@ -460,6 +481,11 @@ impl Default for QuotaSpec {
             default_memory_limit: q("512Mi"),
             default_cpu_request: q("100m"),
             default_memory_request: q("128Mi"),
+            // Three containers (MySQL, WordPress, seeding) at their default limit, with room
+            // for a retried seeding pod.
+            ephemeral_storage: q("4Gi"),
+            default_ephemeral_storage_limit: q("1Gi"),
+            default_ephemeral_storage_request: q("100Mi"),
         }
     }
 }
@@ -472,9 +498,13 @@ pub struct NetworkPolicySpec {
     pub enabled: bool,
     /// Namespaces whose pods (the ingress controller) may reach WordPress.
     pub ingress_namespaces: Vec<String>,
-    /// Whether WordPress and the seeding step may reach the internet over HTTP(S), which
-    /// installing WooCommerce and the Storefront theme needs.
+    /// Whether the seeding step may reach public addresses over HTTP(S), which installing
+    /// WooCommerce and the Storefront theme needs. WordPress itself never gets this.
     pub allow_internet_egress: bool,
+    /// Address ranges (CIDRs such as `203.0.113.0/24`) WordPress may reach over HTTP(S):
+    /// payment providers, update servers. Empty by default: WordPress reaches only MySQL and
+    /// the cluster DNS.
+    pub wordpress_egress_cidrs: Vec<String>,
 }
 
 impl Default for NetworkPolicySpec {
@@ -484,6 +514,7 @@ impl Default for NetworkPolicySpec {
             // ingress-nginx (kind, minikube) and kube-system (k3s' Traefik).
             ingress_namespaces: vec!["ingress-nginx".to_owned(), "kube-system".to_owned()],
             allow_internet_egress: true,
+            wordpress_egress_cidrs: Vec::new(),
         }
     }
 }
@@ -624,7 +655,12 @@ impl StoreSpec {
 
     /// Storage reserved by the store in GiB: WordPress plus MySQL volumes, each rounded up.
     pub fn storage_gib(&self) -> u64 {
-        self.wordpress.storage.gib_ceil() + self.mysql.storage.gib_ceil()
+        // Saturating: quantities are validated after this may be called (edges size the
+        // quota first), and a sum that does not fit is refused by the quota check anyway.
+        self.wordpress
+            .storage
+            .gib_ceil()
+            .saturating_add(self.mysql.storage.gib_ceil())
     }
 
     /// Grows the namespace's storage quota, if needed, so that it holds the WordPress and
@@ -710,6 +746,15 @@ impl StoreSpec {
                 "quota.default_memory_request",
                 &self.quota.default_memory_request,
             ),
+            ("quota.ephemeral_storage", &self.quota.ephemeral_storage),
+            (
+                "quota.default_ephemeral_storage_limit",
+                &self.quota.default_ephemeral_storage_limit,
+            ),
+            (
+                "quota.default_ephemeral_storage_request",
+                &self.quota.default_ephemeral_storage_request,
+            ),
         ] {
             quantity.must_be_positive(name)?;
         }
@@ -731,8 +776,25 @@ impl StoreSpec {
                 ),
             ));
         }
+        if self.quota.default_ephemeral_storage_request.value()
+            > self.quota.default_ephemeral_storage_limit.value()
+        {
+            return Err(ValidationError::new(
+                "quota.default_ephemeral_storage_request",
+                "must not exceed default_ephemeral_storage_limit",
+            ));
+        }
         for namespace in &self.network_policy.ingress_namespaces {
             check_label("network_policy.ingress_namespaces", namespace)?;
+        }
+        if self.network_policy.wordpress_egress_cidrs.len() > MAX_EGRESS_CIDRS {
+            return Err(ValidationError::new(
+                "network_policy.wordpress_egress_cidrs",
+                format!("at most {MAX_EGRESS_CIDRS} ranges"),
+            ));
+        }
+        for cidr in &self.network_policy.wordpress_egress_cidrs {
+            check_cidr("network_policy.wordpress_egress_cidrs", cidr)?;
         }
         if self.products.len() > MAX_PRODUCTS {
             return Err(ValidationError::new(
@@ -771,6 +833,46 @@ impl StoreSpec {
         }
         Ok(())
     }
+}
+
+/// Most address ranges WordPress may be allowed to reach.
+pub const MAX_EGRESS_CIDRS: usize = 64;
+
+/// Checks that `value` is an IPv4 or IPv6 network in CIDR notation with no host bits set
+/// (`203.0.113.0/24`, `2001:db8::/32`): what a NetworkPolicy `ipBlock` takes, written so that
+/// a reader sees the range it opens.
+pub fn check_cidr(field: &str, value: &str) -> VResult<()> {
+    let invalid = |why: &str| {
+        ValidationError::new(
+            field,
+            format!("{value:?} is not a CIDR such as 203.0.113.0/24 or 2001:db8::/32 ({why})"),
+        )
+    };
+    let (address, prefix) = value
+        .split_once('/')
+        .ok_or_else(|| invalid("no /prefix length"))?;
+    let address: std::net::IpAddr = address.parse().map_err(|_| invalid("not an IP address"))?;
+    if prefix.is_empty() || prefix.len() > 3 || !prefix.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid("the prefix length is not a number"));
+    }
+    let prefix: u32 = prefix.parse().map_err(|_| invalid("bad prefix length"))?;
+    let (bits, width) = match address {
+        std::net::IpAddr::V4(a) => (u128::from(u32::from(a)), 32),
+        std::net::IpAddr::V6(a) => (u128::from(a), 128),
+    };
+    if prefix > width {
+        return Err(invalid("the prefix length is too long"));
+    }
+    let host_bits = width - prefix;
+    let host_mask = if host_bits == 0 {
+        0
+    } else {
+        u128::MAX >> (128 - host_bits)
+    };
+    if bits & host_mask != 0 {
+        return Err(invalid("host bits are set"));
+    }
+    Ok(())
 }
 
 fn check_subdomain(field: &str, value: &str) -> VResult<()> {
@@ -867,7 +969,9 @@ mod tests {
 
     #[test]
     fn quantities_follow_kubernetes_syntax() {
-        for good in ["2Gi", "512Mi", "500m", "1", "1.5", "1e3", "10G", "+1Ki"] {
+        for good in [
+            "2Gi", "512Mi", "500m", "1", "1.5", "1e3", "10G", "+1Ki", "1Ei", "2E",
+        ] {
             Quantity::parse("q", good).unwrap();
         }
         for bad in ["", "Gi", "2GB", "2 Gi", "1.2.3", "abc", "2Gi; rm", "--2"] {
@@ -884,6 +988,70 @@ mod tests {
         spec.wordpress.storage = Quantity::gib(5);
         spec.mysql.storage = Quantity::parse("q", "512Mi").unwrap();
         assert_eq!(spec.storage_gib(), 6);
+    }
+
+    #[test]
+    fn huge_storage_saturates_and_is_refused_instead_of_overflowing() {
+        let mut spec = spec();
+        // Each rounds up to more GiB than half of u64: their sum used to overflow (a panic
+        // in debug builds).
+        spec.wordpress.storage = Quantity::parse("q", "9e300").unwrap();
+        spec.mysql.storage = Quantity::parse("q", "9e300").unwrap();
+        assert_eq!(spec.storage_gib(), u64::MAX);
+        spec.fit_quota_to_volumes();
+        assert_eq!(spec.quota.storage.gib_ceil(), u64::MAX);
+        let err = spec.validate().unwrap_err();
+        assert_eq!(err.field, "mysql.storage");
+        assert!(
+            err.message.contains("larger than Kubernetes accepts"),
+            "{err}"
+        );
+
+        let mut spec = self::spec();
+        spec.wordpress.storage = Quantity::parse("q", "8Ei").unwrap();
+        spec.fit_quota_to_volumes();
+        assert_eq!(spec.validate().unwrap_err().field, "wordpress.storage");
+        // Infinity is not a quantity.
+        assert!(Quantity::parse("q", "1e400").is_err());
+        assert!(Quantity::parse("q", "1e999999999").is_err());
+    }
+
+    #[test]
+    fn wordpress_egress_takes_cidrs_only() {
+        let mut spec = spec();
+        spec.network_policy.wordpress_egress_cidrs = vec![
+            "203.0.113.0/24".to_owned(),
+            "198.51.100.7/32".to_owned(),
+            "2001:db8::/32".to_owned(),
+            "0.0.0.0/0".to_owned(),
+        ];
+        spec.validate().unwrap();
+        for bad in [
+            "",
+            "203.0.113.0",
+            "203.0.113.1/24",
+            "203.0.113.0/33",
+            "2001:db8::1/32",
+            "2001:db8::/129",
+            "example.com/24",
+            "10.0.0.0/+8",
+            "10.0.0.0/08x",
+            "10.0.0.0/8
+- ipBlock: {cidr: 0.0.0.0/0}",
+            " 10.0.0.0/8",
+            "--all/8",
+        ] {
+            let mut spec = self::spec();
+            spec.network_policy.wordpress_egress_cidrs = vec![bad.to_owned()];
+            let err = spec.validate().unwrap_err();
+            assert_eq!(
+                err.field, "network_policy.wordpress_egress_cidrs",
+                "{bad:?}"
+            );
+        }
+        let mut spec = self::spec();
+        spec.network_policy.wordpress_egress_cidrs = vec!["10.0.0.0/8".to_owned(); 65];
+        assert!(spec.validate().is_err());
     }
 
     #[test]

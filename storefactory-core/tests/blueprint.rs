@@ -562,9 +562,11 @@ fn random_hostile_mixtures_never_change_the_structure() {
         for _ in 0..rng.random_range(1..6) {
             text.push_str(HOSTILE[rng.random_range(0..HOSTILE.len())]);
             if rng.random_bool(0.3) {
-                // Control characters are refused by validation; everything else must pass.
+                // Control characters (and bidi overrides) are refused by validation;
+                // everything else must pass.
                 let c = char::from_u32(rng.random_range(0x20..0x2FFF)).unwrap_or('x');
-                text.push(if c.is_control() { 'x' } else { c });
+                let allowed = storefactory_core::product::is_allowed_in_text(c) && c != '\t';
+                text.push(if allowed { c } else { 'x' });
             }
         }
         let mut spec = spec();
@@ -619,4 +621,334 @@ fn invalid_specs_fail_with_clear_messages() {
         err.to_string(),
         "sample_products line 2: expected Name|Price|Description, got \"no price here\""
     );
+}
+
+/// Whether a NetworkPolicy's pod selector picks pods labelled `app.kubernetes.io/name: app`
+/// (the selectors this blueprint uses: match labels and `In` expressions).
+fn selects(
+    selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    labels: &[(&str, &str)],
+) -> bool {
+    let label = |key: &str| labels.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+    let by_labels = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| label(k) == Some(v.as_str()));
+    let by_expressions = selector.match_expressions.iter().flatten().all(|e| {
+        assert_eq!(e.operator, "In", "only In expressions are understood here");
+        label(&e.key).is_some_and(|v| e.values.iter().flatten().any(|x| x == v))
+    });
+    by_labels && by_expressions
+}
+
+/// The egress rules that apply to pods named `app`, with their policy's name.
+fn egress_of(
+    manifests: &[Manifest],
+    app: &str,
+) -> Vec<(
+    String,
+    k8s_openapi::api::networking::v1::NetworkPolicyEgressRule,
+)> {
+    manifests
+        .iter()
+        .filter_map(|m| match m {
+            Manifest::NetworkPolicy(p) => Some(p),
+            _ => None,
+        })
+        .filter_map(|p| {
+            let spec = p.spec.as_ref()?;
+            let selector = spec.pod_selector.clone().unwrap_or_default();
+            selects(&selector, &[("app.kubernetes.io/name", app)]).then(|| {
+                spec.egress
+                    .iter()
+                    .flatten()
+                    .map(|rule| (p.metadata.name.clone().unwrap_or_default(), rule.clone()))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .flatten()
+        .collect()
+}
+
+fn cidrs_of(
+    rules: &[(
+        String,
+        k8s_openapi::api::networking::v1::NetworkPolicyEgressRule,
+    )],
+) -> Vec<String> {
+    rules
+        .iter()
+        .flat_map(|(_, rule)| rule.to.iter().flatten())
+        .filter_map(|peer| peer.ip_block.as_ref().map(|b| b.cidr.clone()))
+        .collect()
+}
+
+#[test]
+fn wordpress_reaches_no_address_range_by_default_and_only_the_allowed_ones_when_configured() {
+    let manifests = render(&spec());
+    let wordpress = egress_of(&manifests, "wordpress");
+    assert!(
+        !wordpress.is_empty(),
+        "WordPress has egress rules (DNS, MySQL)"
+    );
+    assert_eq!(cidrs_of(&wordpress), Vec::<String>::new(), "{wordpress:#?}");
+    // Every peer WordPress may reach is a pod (MySQL, the cluster DNS), none "anything".
+    for (policy, rule) in &wordpress {
+        let peers = rule.to.as_deref().unwrap_or_default();
+        assert!(
+            !peers.is_empty(),
+            "{policy}: a rule without peers allows every address"
+        );
+        for peer in peers {
+            assert!(peer.pod_selector.is_some(), "{policy}: {peer:?}");
+        }
+    }
+    // MySQL reaches nothing but the DNS.
+    let mysql = egress_of(&manifests, "mysql");
+    assert_eq!(
+        mysql
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect::<Vec<_>>(),
+        ["allow-dns"]
+    );
+
+    let mut spec = spec();
+    spec.network_policy.wordpress_egress_cidrs =
+        vec!["203.0.113.0/24".to_owned(), "2001:db8::/32".to_owned()];
+    let manifests = render(&spec);
+    let wordpress = egress_of(&manifests, "wordpress");
+    assert_eq!(cidrs_of(&wordpress), ["203.0.113.0/24", "2001:db8::/32"]);
+    let (_, rule) = wordpress
+        .iter()
+        .find(|(name, _)| name == "allow-wordpress-egress")
+        .expect("the allow-list policy");
+    let ports: Vec<i32> = rule
+        .ports
+        .iter()
+        .flatten()
+        .filter_map(|p| match &p.port {
+            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n)) => Some(*n),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ports, [80, 443]);
+    // The seeding step is not widened by WordPress' list, nor narrowed.
+    assert_eq!(cidrs_of(&egress_of(&manifests, "seed")), ["0.0.0.0/0"]);
+}
+
+#[test]
+fn only_the_seeding_step_reaches_the_internet_and_never_private_or_metadata_ranges() {
+    let manifests = render(&spec());
+    let seed = egress_of(&manifests, "seed");
+    let internet: Vec<_> = seed
+        .iter()
+        .flat_map(|(_, rule)| rule.to.iter().flatten())
+        .filter_map(|peer| peer.ip_block.clone())
+        .collect();
+    assert_eq!(internet.len(), 1, "{seed:#?}");
+    assert_eq!(internet[0].cidr, "0.0.0.0/0");
+    let except: BTreeSet<&str> = internet[0]
+        .except
+        .iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    for closed in [
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "169.254.0.0/16",
+        "127.0.0.0/8",
+    ] {
+        assert!(except.contains(closed), "{closed} is reachable: {except:?}");
+    }
+
+    let mut spec = spec();
+    spec.network_policy.allow_internet_egress = false;
+    let manifests = render(&spec);
+    for app in ["seed", "wordpress", "mysql"] {
+        assert_eq!(cidrs_of(&egress_of(&manifests, app)), Vec::<String>::new());
+    }
+}
+
+#[test]
+fn name_lookups_go_to_the_cluster_dns_pods_only() {
+    let manifests = render(&spec());
+    let Manifest::NetworkPolicy(dns) = find(&manifests, "NetworkPolicy", "allow-dns") else {
+        unreachable!()
+    };
+    let rules = dns.spec.as_ref().unwrap().egress.clone().unwrap();
+    assert_eq!(rules.len(), 1);
+    let peers = rules[0].to.clone().unwrap();
+    assert_eq!(peers.len(), 1, "one peer: namespace AND pod selector");
+    let peer = &peers[0];
+    assert!(peer.ip_block.is_none());
+    let namespaces = peer
+        .namespace_selector
+        .clone()
+        .expect("a namespace selector");
+    assert!(selects(
+        &namespaces,
+        &[("kubernetes.io/metadata.name", "kube-system")]
+    ));
+    assert!(!selects(
+        &namespaces,
+        &[("kubernetes.io/metadata.name", "store-other")]
+    ));
+    let pods = peer.pod_selector.clone().expect("a pod selector");
+    assert!(selects(&pods, &[("k8s-app", "kube-dns")]));
+    assert!(!selects(&pods, &[("app", "evil-dns")]));
+    assert!(!selects(&pods, &[]));
+    let ports: BTreeSet<(String, String)> = rules[0]
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| {
+            (
+                format!("{:?}", p.port),
+                p.protocol.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(ports.len(), 2, "53 over UDP and TCP: {ports:?}");
+
+    // Clusters whose DNS pods live elsewhere say so with blueprint parameters.
+    let mut spec = spec();
+    spec.params
+        .insert("dns_namespace".to_owned(), "dns".to_owned());
+    spec.params
+        .insert("dns_k8s_app".to_owned(), "coredns".to_owned());
+    let manifests = render(&spec);
+    let Manifest::NetworkPolicy(dns) = find(&manifests, "NetworkPolicy", "allow-dns") else {
+        unreachable!()
+    };
+    let peer = dns.spec.clone().unwrap().egress.unwrap()[0]
+        .to
+        .clone()
+        .unwrap()[0]
+        .clone();
+    assert!(selects(
+        &peer.namespace_selector.unwrap(),
+        &[("kubernetes.io/metadata.name", "dns")]
+    ));
+    assert!(selects(
+        &peer.pod_selector.unwrap(),
+        &[("k8s-app", "coredns")]
+    ));
+}
+
+#[test]
+fn node_disk_is_limited_by_the_quota_and_the_limit_defaults() {
+    let manifests = render(&spec());
+    let Manifest::ResourceQuota(quota) = find(&manifests, "ResourceQuota", "store-quota") else {
+        unreachable!()
+    };
+    let hard = quota.spec.clone().unwrap().hard.unwrap();
+    assert_eq!(hard["limits.ephemeral-storage"].0, "4Gi");
+    assert_eq!(hard["requests.ephemeral-storage"].0, "4Gi");
+    let Manifest::LimitRange(limits) = find(&manifests, "LimitRange", "store-limits") else {
+        unreachable!()
+    };
+    let container = &limits.spec.clone().unwrap().limits[0];
+    assert_eq!(
+        container.default.clone().unwrap()["ephemeral-storage"].0,
+        "1Gi"
+    );
+    assert_eq!(
+        container.default_request.clone().unwrap()["ephemeral-storage"].0,
+        "100Mi"
+    );
+    // Every container of the store fits under the quota at its default limit.
+    let containers: usize = pod_specs(&manifests)
+        .iter()
+        .map(|(_, pod)| pod.containers.len() + pod.init_containers.as_ref().map_or(0, Vec::len))
+        .sum();
+    assert!(
+        containers as u64 <= 4,
+        "{containers} containers of 1Gi in 4Gi"
+    );
+
+    let mut spec = spec();
+    spec.quota.default_ephemeral_storage_request = storefactory_core::spec::Quantity::gib(2);
+    assert!(
+        BlueprintRegistry::builtin()
+            .unwrap()
+            .render(DEFAULT_BLUEPRINT, &spec, fixed_secrets())
+            .is_err()
+    );
+}
+
+/// The checks of the "restricted" Pod Security level (Kubernetes' Pod Security Standards)
+/// that a pod template can fail, applied to every pod of the store: the namespace enforces
+/// that level, so a pod failing one would not be admitted.
+#[test]
+fn every_pod_meets_the_restricted_pod_security_level_which_the_namespace_enforces() {
+    let manifests = render(&spec());
+    let Manifest::Namespace(namespace) = &manifests[0] else {
+        panic!("the namespace comes first")
+    };
+    let labels = namespace.metadata.labels.clone().unwrap();
+    assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
+    let pods = pod_specs(&manifests);
+    assert_eq!(pods.len(), 3);
+    for (what, pod) in pods {
+        let pod_sc = pod.security_context.clone().unwrap_or_default();
+        assert!(
+            pod.host_network != Some(true) && pod.host_pid != Some(true),
+            "{what}"
+        );
+        assert!(pod.host_ipc != Some(true), "{what}");
+        for volume in pod.volumes.iter().flatten() {
+            let allowed = volume.config_map.is_some()
+                || volume.persistent_volume_claim.is_some()
+                || volume.secret.is_some()
+                || volume.empty_dir.is_some()
+                || volume.projected.is_some()
+                || volume.downward_api.is_some();
+            assert!(
+                allowed,
+                "{what}: volume {} is not of an allowed type",
+                volume.name
+            );
+        }
+        assert!(pod_sc.sysctls.is_none(), "{what}");
+        for container in pod
+            .containers
+            .iter()
+            .chain(pod.init_containers.iter().flatten())
+        {
+            let sc = container.security_context.clone().unwrap_or_default();
+            let non_root = sc.run_as_non_root.or(pod_sc.run_as_non_root);
+            assert_eq!(non_root, Some(true), "{what}: runAsNonRoot");
+            let uid = sc.run_as_user.or(pod_sc.run_as_user);
+            assert!(
+                uid.is_some_and(|u| u != 0),
+                "{what}: a non-zero uid, {uid:?}"
+            );
+            assert_ne!(sc.privileged, Some(true), "{what}");
+            assert_eq!(sc.allow_privilege_escalation, Some(false), "{what}");
+            let caps = sc.capabilities.unwrap_or_default();
+            assert_eq!(caps.drop, Some(vec!["ALL".to_owned()]), "{what}");
+            assert!(
+                caps.add.iter().flatten().all(|c| c == "NET_BIND_SERVICE"),
+                "{what}: adds {:?}",
+                caps.add
+            );
+            let seccomp = sc
+                .seccomp_profile
+                .or(pod_sc.seccomp_profile.clone())
+                .expect("a seccomp profile");
+            assert!(
+                ["RuntimeDefault", "Localhost"].contains(&seccomp.type_.as_str()),
+                "{what}"
+            );
+            for port in container.ports.iter().flatten() {
+                assert!(port.host_port.is_none(), "{what}");
+                assert!(port.container_port >= 1024, "{what}: an unprivileged port");
+            }
+        }
+    }
 }

@@ -587,18 +587,38 @@ async fn a_deleted_secret_of_a_ready_store_is_not_refilled_with_new_passwords() 
     let h = Harness::new().await;
     let (p, id, run) = ready_store(&h).await;
     let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &id.namespace());
+    // Secrets are not watched (no cluster-wide Secret list or watch): the loss is found when
+    // the Secret is next needed, and said plainly.
+    secrets
+        .delete("wordpress-admin", &DeleteParams::default())
+        .await
+        .unwrap();
+    let error = p.credentials(&id).await.unwrap_err().to_string();
+    assert!(error.contains("cannot be recovered"), "{error}");
+    assert!(
+        h.has_warning(&id, "Secret wordpress-admin was deleted")
+            .await
+    );
     secrets
         .delete("mysql", &DeleteParams::default())
         .await
         .unwrap();
-    eventually("no warning about the lost Secret", || {
-        h.has_warning(&id, "cannot be recovered")
+    // A re-apply (a restart, drift elsewhere) does not refill either with new passwords.
+    let services: Api<Service> = Api::namespaced(h.client.clone(), &id.namespace());
+    services
+        .delete("wordpress", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("Service/wordpress was not restored", || async {
+        services.get_opt("wordpress").await.unwrap().is_some()
     })
     .await;
-    assert!(
-        secrets.get_opt("mysql").await.unwrap().is_none(),
-        "re-created with new passwords"
-    );
+    for name in ["mysql", "wordpress-admin"] {
+        assert!(
+            secrets.get_opt(name).await.unwrap().is_none(),
+            "{name} re-created with new passwords"
+        );
+    }
     assert_eq!(h.record(&id).await.unwrap().status, StoreStatus::Ready);
     cleanup(&p, &h, &id).await;
     run.abort();

@@ -42,7 +42,7 @@ def test_secrets_hold_placeholders_never_passwords():
 def test_hostile_products_arrive_as_data_byte_for_byte():
     spec = sf.StoreSpec("alice", sample_products=HOSTILE)
     objects = sf.Blueprints().render(spec)
-    seed = next(o for o in objects if o["kind"] == "ConfigMap")
+    seed = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "seed")
     assert json.loads(seed["data"]["products.json"]) == spec.products
     assert [p["name"] for p in spec.products] == [p["name"] for p in HOSTILE]
     # The same object set as a harmless store: nothing injected a document or a key.

@@ -58,7 +58,8 @@ def test_products_come_as_lines_json_text_or_dicts_and_agree():
          "sample_products", None),
         ({"sample_products": 42}, "sample_products",
          "sample_products: expected Name|Price|Description lines or a list of products"),
-        ({"sample_products": "Tab\tname|1|"}, "sample_products line 1", None),
+        # Tabs and CR LF are accepted (spreadsheets); other controls are not.
+        ({"sample_products": "Esc\x1bname|1|"}, "sample_products line 1", None),
         ({"host": "Not A Host!"}, "ingress.host", None),
         ({"id": "UPPER"}, None, None),
         ({"currency": "dollars"}, None, None),

@@ -8,14 +8,25 @@ if (!function_exists('wc_get_product_id_by_sku')) {
 WC_Install::create_pages();
 
 $path = $args[0];
-$products = json_decode(file_get_contents($path), true);
-if (!is_array($products)) {
+$products = json_decode((string) file_get_contents($path), true);
+// A JSON object decodes to an array too: only a list of objects with text fields will do.
+if (!is_array($products) || !array_is_list($products)) {
     WP_CLI::error("cannot read a list of products from $path");
 }
 foreach ($products as $index => $item) {
     $sku = 'sf-' . ($index + 1);
+    $valid = is_array($item)
+        && is_string($item['name'] ?? null)
+        && is_string($item['price'] ?? null)
+        && is_string($item['description'] ?? '');
+    if (!$valid) {
+        WP_CLI::error("product $sku in $path is not an object with text name, price and description");
+    }
     $id = wc_get_product_id_by_sku($sku);
     $product = $id ? wc_get_product($id) : new WC_Product_Simple();
+    if (!$product) {
+        WP_CLI::error("product $sku (id $id) exists but cannot be loaded");
+    }
     $product->set_sku($sku);
     $product->set_name((string) $item['name']);
     $product->set_regular_price((string) $item['price']);

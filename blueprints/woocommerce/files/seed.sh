@@ -6,7 +6,9 @@
 # Values come from the environment and files and are only ever passed as single arguments
 # (`--name=value` form), never evaluated, so a value that looks like an option stays data.
 set -eu
-cd /var/www/html
+# Where the ConfigMap and the WordPress volume are mounted; tests point these elsewhere.
+seed_dir="${SEED_DIR:-/seed}"
+cd "${WORDPRESS_DIR:-/var/www/html}"
 
 log() { printf '[seed] %s\n' "$*"; }
 
@@ -51,5 +53,5 @@ wp option update woocommerce_cod_settings \
 wp option update woocommerce_coming_soon no
 
 log "creating products"
-wp eval-file /seed/seed-products.php /seed/products.json
+wp eval-file "$seed_dir/seed-products.php" "$seed_dir/products.json"
 log "done"

@@ -24,15 +24,34 @@ use crate::cluster;
 use crate::exit::{Code, Failure};
 use crate::output;
 
-/// Verbs the Provisioner uses on the kinds blueprints create: server-side apply (`patch`,
-/// and `create` for new objects), reads, watches, and deletion (a retried seeding Job).
-const OBJECT_VERBS: &[&str] = &["create", "patch", "get", "list", "watch", "delete"];
-/// Verbs on namespaces: each store has one, applied, watched and deleted with the store.
+// What the Provisioner sends, kind by kind. `tests/permissions.rs` records the requests of
+// a whole store lifecycle against the local control plane and compares them with this list,
+// so the two cannot drift apart.
+
+/// Verbs on the kinds blueprints apply: server-side apply is a `patch`, which the apiserver
+/// also authorizes as `create` when it creates the object; each kind is listed and watched
+/// (by the managed-by label) for readiness and drift. No `get`: reads come from the caches.
+const APPLIED_VERBS: &[&str] = &["create", "patch", "list", "watch"];
+/// Jobs a blueprint reruns on retry are deleted first.
+const RERUN_VERBS: &[&str] = &["delete"];
+/// Generated Secrets are created once (never applied, so never patched) and read by name
+/// when their credentials are asked for. Never listed or watched: no Secret of any other
+/// namespace is ever read.
+const GENERATED_SECRET_VERBS: &[&str] = &["create", "get"];
+/// Secrets a blueprint applies (not generated) are patched like any other object, and not
+/// watched.
+const APPLIED_SECRET_VERBS: &[&str] = &["create", "patch"];
+/// Verbs on namespaces: each store has one, applied, read by name (is it this store's?),
+/// watched and deleted with the store.
 const NAMESPACE_VERBS: &[&str] = &["create", "patch", "get", "list", "watch", "delete"];
 /// The leader Lease is read, created once and renewed (updated).
 const LEASE_VERBS: &[&str] = &["get", "create", "update"];
-/// Pods are only observed, for readiness and failure reasons.
-const POD_VERBS: &[&str] = &["get", "list", "watch"];
+/// Pods are only observed through a watch, for readiness and failure reasons.
+const POD_VERBS: &[&str] = &["list", "watch"];
+/// Verbs in the order they are shown.
+const VERB_ORDER: &[&str] = &[
+    "create", "patch", "update", "get", "list", "watch", "delete",
+];
 
 const DEFAULT_INGRESS_CLASS: &str = "ingressclass.kubernetes.io/is-default-class";
 const DEFAULT_STORAGE_CLASS: &[&str] = &[
@@ -123,7 +142,8 @@ pub fn required_permissions(
     lease_namespace: &str,
 ) -> (Vec<Permission>, Vec<Check>) {
     let mut warnings = Vec::new();
-    let mut kinds: BTreeSet<String> = BTreeSet::new();
+    // Per kind, the verbs its objects need: (kind, verbs).
+    let mut needs: BTreeSet<(String, &'static str)> = BTreeSet::new();
     let mut spec = StoreSpec::new(
         StoreId::new("doctor").unwrap_or_else(|_| StoreId::generate()),
         "admin",
@@ -131,10 +151,23 @@ pub fn required_permissions(
     );
     spec.products = Vec::new();
     for name in registry.names() {
-        match registry.render(name, &spec, SecretValues::Placeholders) {
-            Ok(manifests) => {
+        let rendered = registry
+            .render(name, &spec, SecretValues::Placeholders)
+            .and_then(|manifests| Ok((manifests, registry.get(name)?.lifecycle().clone())));
+        match rendered {
+            Ok((manifests, lifecycle)) => {
                 for m in manifests {
-                    kinds.insert(m.kind().to_owned());
+                    let kind = m.kind().to_owned();
+                    let verbs = match m.kind() {
+                        "Secret" if lifecycle.generates(m.name()) => GENERATED_SECRET_VERBS,
+                        "Secret" => APPLIED_SECRET_VERBS,
+                        _ => APPLIED_VERBS,
+                    };
+                    needs.extend(verbs.iter().map(|v| (kind.clone(), *v)));
+                }
+                for ready in lifecycle.ready.iter().filter(|r| r.rerun_on_retry) {
+                    let kind = ready.kind.as_str().to_owned();
+                    needs.extend(RERUN_VERBS.iter().map(|v| (kind.clone(), *v)));
                 }
             }
             Err(error) if name != DEFAULT_BLUEPRINT => warnings.push(Check::new(
@@ -170,10 +203,15 @@ pub fn required_permissions(
     add("", "namespaces", NAMESPACE_VERBS);
     add("", "pods", POD_VERBS);
     for resource in Manifest::api_resources() {
-        if resource.kind == "Namespace" || !kinds.contains(&resource.kind) {
+        if resource.kind == "Namespace" {
             continue;
         }
-        add(&resource.group, &resource.plural, OBJECT_VERBS);
+        let verbs: Vec<&str> = needs
+            .iter()
+            .filter(|(kind, _)| *kind == resource.kind)
+            .map(|(_, verb)| *verb)
+            .collect();
+        add(&resource.group, &resource.plural, &verbs);
     }
     // The leader Lease, in the platform's own namespace.
     for verb in LEASE_VERBS {
@@ -190,10 +228,7 @@ pub fn required_permissions(
             p.resource != "namespaces",
             p.group.clone(),
             p.resource.clone(),
-            OBJECT_VERBS
-                .iter()
-                .chain(LEASE_VERBS)
-                .position(|v| *v == p.verb),
+            VERB_ORDER.iter().position(|v| *v == p.verb),
         )
     };
     let mut permissions: Vec<Permission> = permissions.into_iter().collect();
@@ -509,19 +544,33 @@ mod tests {
             ("", "resourcequotas"),
             ("", "limitranges"),
             ("networking.k8s.io", "networkpolicies"),
-            ("", "secrets"),
             ("", "services"),
+            ("", "configmaps"),
             ("", "persistentvolumeclaims"),
             ("apps", "statefulsets"),
             ("apps", "deployments"),
             ("batch", "jobs"),
             ("networking.k8s.io", "ingresses"),
         ] {
-            for verb in OBJECT_VERBS {
+            for verb in APPLIED_VERBS {
                 assert!(has(verb, group, resource), "{verb} {resource}.{group}");
             }
+            assert!(
+                !has("get", group, resource),
+                "get {resource}: read from caches"
+            );
         }
-        assert!(has("watch", "", "pods") && !has("create", "", "pods"));
+        // Only the rerun seeding Job is ever deleted (namespaces aside).
+        assert!(has("delete", "batch", "jobs") && !has("delete", "apps", "deployments"));
+        // The built-in blueprint's Secrets are all generated: created once and read by name,
+        // never listed, watched, patched or deleted.
+        for verb in ["create", "get"] {
+            assert!(has(verb, "", "secrets"), "{verb} secrets");
+        }
+        for verb in ["list", "watch", "patch", "update", "delete"] {
+            assert!(!has(verb, "", "secrets"), "{verb} secrets");
+        }
+        assert!(has("watch", "", "pods") && !has("create", "", "pods") && !has("get", "", "pods"));
         assert_eq!(permissions[0].resource, "namespaces");
         let line = permissions
             .iter()

@@ -11,7 +11,7 @@
 //! `{{& }}`). The registry is strict: a missing value is an error. The rendered YAML is parsed
 //! into typed objects ([`Manifest`]), and a key the typed object does not know is an error.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 
@@ -26,7 +26,7 @@ pub use lifecycle::{Lifecycle, SecretInputs, SecretValues};
 
 use crate::error::{Error, Result, ValidationError};
 use crate::manifest::Manifest;
-use crate::spec::{StoreSpec, TlsSpec};
+use crate::spec::{StoreId, StoreSpec, TlsSpec};
 use crate::yaml;
 
 /// The label every managed object carries, with the value [`MANAGED_BY`].
@@ -377,6 +377,25 @@ impl BlueprintRegistry {
             .ok_or_else(|| Error::UnknownBlueprint {
                 name: name.to_owned(),
             })
+    }
+
+    /// The kinds the registered blueprints create, found by rendering a store with default
+    /// parameters with each: what the Provisioner watches and what `storefactory doctor`
+    /// asks permissions for. `None` when a blueprint does not render a default store, so
+    /// that its kinds cannot be known.
+    pub fn kinds(&self) -> Option<BTreeSet<&'static str>> {
+        let id = StoreId::new("kinds").ok()?;
+        let spec = StoreSpec::new(id, "admin", "store-kinds.storefactory.local");
+        let mut kinds = BTreeSet::new();
+        for name in self.names() {
+            let manifests = self.render(name, &spec, SecretValues::Placeholders).ok()?;
+            kinds.extend(
+                manifests
+                    .iter()
+                    .filter_map(|m| Manifest::KINDS.iter().copied().find(|k| *k == m.kind())),
+            );
+        }
+        Some(kinds)
     }
 
     /// Validates `spec` and renders every object of the store with blueprint `name`, its

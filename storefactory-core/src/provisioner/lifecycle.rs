@@ -131,6 +131,26 @@ impl Provisioner {
         let secrets: Api<Secret> = Api::namespaced(self.inner.client.clone(), &id.namespace());
         let secret = match secrets.get_opt(&declared.secret).await {
             Ok(Some(secret)) => secret,
+            Ok(None) if record.status == StoreStatus::Ready => {
+                // Deleted by someone after the store was ready. Fresh passwords would not
+                // match what the workloads were set up with: the Secret is not re-created
+                // (`apply_all` skips generated Secrets of ready stores), and a person is told.
+                self.warn_once(
+                    id,
+                    format!(
+                        "Secret {} was deleted; its passwords cannot be recovered, so it is \
+                         not re-created with new ones. Restore it from a backup, or delete and \
+                         re-create the store.",
+                        declared.secret
+                    ),
+                )
+                .await;
+                return Err(Error::InvalidState {
+                    id: id.clone(),
+                    status: record.status,
+                    operation: "read credentials (their Secret was deleted and cannot be recovered)",
+                });
+            }
             Ok(None) => {
                 return Err(Error::InvalidState {
                     id: id.clone(),

@@ -159,9 +159,21 @@ impl Provisioner {
         .default_backoff()
         .boxed();
         self.spawn_watch(set, "Pod".to_owned(), stream);
-        // The other kinds are watched for drift only.
+        // The other kinds are watched for drift only. Secrets are not watched: that would
+        // need every Secret of every namespace listed and watched (a label selector narrows
+        // what is sent, not what may be read). A store's Secrets are read only when needed,
+        // by name in its namespace; one deleted after the store was ready is noticed when
+        // its credentials are read (see `lifecycle::credentials`).
+        // Kinds no blueprint creates are not watched either (when a custom blueprint does
+        // not render a default store, every kind is).
+        let created = self.inner.blueprints.kinds();
         for resource in Manifest::api_resources() {
-            if resources.iter().any(|r| r.kind == resource.kind) {
+            let skipped = resources.iter().any(|r| r.kind == resource.kind)
+                || resource.kind == "Secret"
+                || created
+                    .as_ref()
+                    .is_some_and(|kinds| !kinds.contains(resource.kind.as_str()));
+            if skipped {
                 continue;
             }
             let api: Api<DynamicObject> = Api::all_with(self.inner.client.clone(), &resource);
@@ -280,31 +292,11 @@ impl Provisioner {
         if let Ok(Some(record)) = self.inner.repo.get_store(id).await
             && record.status == StoreStatus::Ready
         {
-            let generated = kind == "Secret"
-                && self
-                    .inner
-                    .blueprints
-                    .get(&record.blueprint)
-                    .is_ok_and(|b| b.lifecycle().generates(name));
-            if generated {
-                // Fresh passwords would not match what the workloads were set up with: the
-                // Secret is not re-created, and a person is told.
-                self.warn_once(
-                    id,
-                    format!(
-                        "Secret {name} was deleted; its passwords cannot be recovered, so it is \
-                         not re-created with new ones. Restore it from a backup, or delete and \
-                         re-create the store."
-                    ),
-                )
+            // Reported once per deletion.
+            let message = format!("{kind}/{name} was deleted; restoring it");
+            let _ = self
+                .record(id, crate::store::EventKind::Warning { message })
                 .await;
-            } else {
-                // Reported once per deletion.
-                let message = format!("{kind}/{name} was deleted; restoring it");
-                let _ = self
-                    .record(id, crate::store::EventKind::Warning { message })
-                    .await;
-            }
         }
         self.enqueue(id);
     }
