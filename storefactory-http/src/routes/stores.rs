@@ -327,7 +327,6 @@ pub async fn create(
     addr: ClientAddr,
     ApiJson(body): ApiJson<CreateStoreBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let provisioner = state.cluster()?;
     // A full quota is refused before the products are parsed and the blueprint rendered:
     // that work is the expensive part. The insert checks again, atomically.
     let usage = state.db().usage(user.name()).await?;
@@ -338,6 +337,7 @@ pub async fn create(
     if let Some(message) = usage.exceeds(&user.0.quota, request.spec.storage_gib()) {
         return Err(ApiError::QuotaExceeded(message));
     }
+    let provisioner = state.cluster()?;
     // Counted only for requests that would create a store; deleting frees quota, not
     // this budget.
     state.count_creation(user.name())?;
