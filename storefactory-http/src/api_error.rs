@@ -139,7 +139,9 @@ impl ApiError {
             | ApiError::ClusterUnavailable(message)
             | ApiError::Unavailable(message)
             | ApiError::RateLimited { message, .. } => message.clone(),
-            ApiError::Timeout => "the request took too long and was abandoned; try again".to_owned(),
+            ApiError::Timeout => {
+                "the request took too long and was abandoned; try again".to_owned()
+            }
             ApiError::TooManyAttempts { retry_after_secs } => {
                 format!("too many failed login attempts; try again in {retry_after_secs} seconds")
             }

@@ -158,7 +158,10 @@ impl TokenKeys {
 
     /// Also accepts tokens signed with `previous` keys (each at least
     /// [`MIN_TOKEN_KEY_BYTES`] bytes), without signing with them.
-    pub fn with_previous<'a>(mut self, previous: impl IntoIterator<Item = &'a [u8]>) -> Result<Self> {
+    pub fn with_previous<'a>(
+        mut self,
+        previous: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<Self> {
         for secret in previous {
             let id = key_id(secret)?;
             if self.keys.iter().all(|key| key.id != id) {
@@ -314,7 +317,9 @@ pub(crate) async fn current_user(state: &AppState, claims: &Claims) -> Result<Us
         .await?
         .ok_or_else(|| ApiError::Unauthorized("user no longer exists".to_owned()))?;
     if user.disabled {
-        return Err(ApiError::Unauthorized("this account is disabled".to_owned()));
+        return Err(ApiError::Unauthorized(
+            "this account is disabled".to_owned(),
+        ));
     }
     if !claims.issued_under_current_password(&user) {
         return Err(ApiError::Unauthorized(
@@ -354,9 +359,11 @@ impl std::str::FromStr for IpNet {
         let addr: IpAddr = addr.parse().map_err(|_| invalid())?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
-            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
-                p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(invalid)?
-            }
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(invalid)?,
             Some(_) => return Err(invalid()),
             None => max,
         };
@@ -380,7 +387,8 @@ impl IpNet {
                     == masked(u32::from(ip).into(), self.prefix, 32)
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                masked(u128::from(net), self.prefix, 128) == masked(u128::from(ip), self.prefix, 128)
+                masked(u128::from(net), self.prefix, 128)
+                    == masked(u128::from(ip), self.prefix, 128)
             }
             _ => false,
         }
@@ -421,7 +429,11 @@ impl FromRequestParts<AppState> for ClientAddr {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip());
-        Ok(ClientAddr(client_addr(state.proxy_trust(), peer, &parts.headers)))
+        Ok(ClientAddr(client_addr(
+            state.proxy_trust(),
+            peer,
+            &parts.headers,
+        )))
     }
 }
 
@@ -761,5 +773,121 @@ mod tests {
         // A spoofed entry in front of a malformed last one is not taken instead.
         assert_eq!(last_forwarded_for(&headers(&["1.2.3.4, unknown"])), None);
         assert_eq!(last_forwarded_for(&headers(&[])), None);
+    }
+
+    #[test]
+    fn networks_parse_and_contain() {
+        let net: IpNet = "10.0.0.0/8".parse().unwrap();
+        assert!(net.contains("10.200.3.4".parse().unwrap()));
+        assert!(
+            net.contains("::ffff:10.1.1.1".parse().unwrap()),
+            "IPv4-mapped"
+        );
+        assert!(!net.contains("11.0.0.1".parse().unwrap()));
+        assert!(!net.contains("2001:db8::1".parse().unwrap()));
+        let one: IpNet = "192.0.2.7".parse().unwrap();
+        assert!(one.contains("192.0.2.7".parse().unwrap()));
+        assert!(!one.contains("192.0.2.8".parse().unwrap()));
+        let v6: IpNet = "2001:db8::/32".parse().unwrap();
+        assert!(v6.contains("2001:db8:ffff::1".parse().unwrap()));
+        let all: IpNet = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        for bad in [
+            "10.0.0.0/33",
+            "10.0.0.0/",
+            "10.0.0/8",
+            "x",
+            "10.0.0.0/+8",
+            "",
+        ] {
+            assert!(bad.parse::<IpNet>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn forwarded_for_is_walked_from_the_right_through_trusted_hops_only() {
+        let headers = |line: &str| {
+            let mut map = axum::http::HeaderMap::new();
+            map.append("x-forwarded-for", line.parse().unwrap());
+            map
+        };
+        let trust = ProxyTrust::Networks(vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "172.16.0.0/12".parse().unwrap(),
+        ]);
+        let ip = |text: &str| Some(text.parse::<IpAddr>().unwrap());
+        // Client -> CDN edge (172.16.0.5) -> ingress (10.0.0.2) -> server.
+        let h = headers("6.6.6.6, 203.0.113.9, 172.16.0.5");
+        assert_eq!(client_addr(&trust, ip("10.0.0.2"), &h), ip("203.0.113.9"));
+        // Untrusted peer: the header is the client's own writing.
+        assert_eq!(
+            client_addr(&trust, ip("198.51.100.1"), &h),
+            ip("198.51.100.1")
+        );
+        // Every hop trusted: the leftmost entry is as far as it goes.
+        let h = headers("10.9.9.9, 172.16.0.5");
+        assert_eq!(client_addr(&trust, ip("10.0.0.2"), &h), ip("10.9.9.9"));
+        // A malformed entry stops the walk at the last hop known.
+        let h = headers("6.6.6.6, garbage");
+        assert_eq!(client_addr(&trust, ip("10.0.0.2"), &h), ip("10.0.0.2"));
+        // No peer known (not from a socket): nothing to trust.
+        assert_eq!(client_addr(&trust, None, &headers("1.2.3.4")), None);
+        // Not configured: the peer, whatever the header says.
+        assert_eq!(
+            client_addr(&ProxyTrust::None, ip("10.0.0.2"), &headers("1.2.3.4")),
+            ip("10.0.0.2")
+        );
+    }
+
+    #[test]
+    fn the_throttle_maps_stay_bounded_under_a_flood_of_names() {
+        let throttle = LoginThrottle::new(3, Duration::from_secs(600)).with_max_entries(100);
+        for n in 0..5_000 {
+            let _ = throttle.reserve(&format!("made-up-{n}"), Some(IpAddr::from([10, 0, 0, 1])));
+            let (pairs, accounts) = throttle.len();
+            assert!(pairs <= 100 && accounts <= 100, "{pairs} {accounts}");
+        }
+        // The newest entries are the ones kept: a fresh guesser is still counted.
+        let ip = Some(IpAddr::from([10, 0, 0, 9]));
+        for _ in 0..3 {
+            throttle.reserve("target", ip).unwrap();
+        }
+        assert!(throttle.reserve("target", ip).is_err());
+    }
+
+    #[test]
+    fn the_account_backoff_doubles_and_success_clears_it() {
+        let throttle = LoginThrottle::new(100, Duration::from_secs(600)).with_account_budget(2);
+        let from = |n: u8| Some(IpAddr::from([192, 0, 2, n]));
+        throttle.reserve("amy", from(1)).unwrap();
+        throttle.reserve("amy", from(2)).unwrap();
+        match throttle.reserve("amy", from(3)) {
+            Err(ApiError::TooManyAttempts { retry_after_secs }) => assert_eq!(retry_after_secs, 1),
+            other => panic!("{other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(1100));
+        throttle.reserve("amy", from(3)).unwrap();
+        match throttle.reserve("amy", from(4)) {
+            Err(ApiError::TooManyAttempts { retry_after_secs }) => assert_eq!(retry_after_secs, 2),
+            other => panic!("{other:?}"),
+        }
+        // Another account is not affected.
+        throttle.reserve("bea", from(4)).unwrap();
+        throttle.succeeded("amy", from(3));
+        throttle.reserve("amy", from(5)).unwrap();
+    }
+
+    #[test]
+    fn rotated_keys_verify_by_kid_and_unknown_kids_are_refused() {
+        let old = TokenKeys::new(&[1; 32], Duration::from_secs(60)).unwrap();
+        let new = TokenKeys::new(&[2; 32], Duration::from_secs(60))
+            .unwrap()
+            .with_previous([&[1u8; 32][..]])
+            .unwrap();
+        let token = old.issue(&user("alice", 1)).unwrap();
+        assert_eq!(new.verify(&token).unwrap().sub, "alice");
+        assert_ne!(old.current_id(), new.current_id());
+        let unrelated = TokenKeys::new(&[3; 32], Duration::from_secs(60)).unwrap();
+        assert!(unrelated.verify(&token).is_err());
     }
 }

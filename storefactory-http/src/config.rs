@@ -216,7 +216,10 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_store_creations", &self.max_store_creations)
             .field("store_creation_window", &self.store_creation_window)
             .field("deleted_store_retention", &self.deleted_store_retention)
-            .field("max_event_streams_per_user", &self.max_event_streams_per_user)
+            .field(
+                "max_event_streams_per_user",
+                &self.max_event_streams_per_user,
+            )
             .field("request_timeout", &self.request_timeout)
             .field("cluster_call_timeout", &self.cluster_call_timeout)
             .field("provisioner", &self.provisioner)

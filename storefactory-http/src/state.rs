@@ -376,8 +376,8 @@ impl AppState {
     /// Removes the records of stores deleted longer ago than the retention, with their
     /// events, and returns how many went.
     pub async fn purge_deleted_stores(&self) -> Result<usize, storefactory_sql::Error> {
-        let retention = i64::try_from(self.inner.deleted_store_retention.as_millis())
-            .unwrap_or(i64::MAX);
+        let retention =
+            i64::try_from(self.inner.deleted_store_retention.as_millis()).unwrap_or(i64::MAX);
         let before = storefactory_core::store::Timestamp(
             storefactory_core::store::Timestamp::now()
                 .0

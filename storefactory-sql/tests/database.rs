@@ -1165,7 +1165,10 @@ async fn deleted_stores_drop_their_products_and_are_purged_after_retention() {
             .unwrap();
         assert!(deleted.spec.products.is_empty(), "the answer is compacted");
         let stored = db.get_store(&record.id).await.unwrap().unwrap();
-        assert!(stored.spec.products.is_empty(), "products dropped on delete");
+        assert!(
+            stored.spec.products.is_empty(),
+            "products dropped on delete"
+        );
         assert_eq!(stored.status, StoreStatus::Deleted);
     }
     // A live store keeps everything and is never purged.

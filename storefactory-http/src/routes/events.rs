@@ -59,9 +59,7 @@ impl Feed {
             return false;
         };
         let record = match self.state.db().get_store(&self.id).await {
-            Ok(Some(record)) if record.owner == user.username || user.role == Role::Admin => {
-                record
-            }
+            Ok(Some(record)) if record.owner == user.username || user.role == Role::Admin => record,
             _ => return false,
         };
         if self.catch_up().await.is_err() {

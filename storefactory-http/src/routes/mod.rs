@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::middleware::Next;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -161,9 +161,7 @@ async fn health() -> Json<serde_json::Value> {
 /// them).
 async fn ready(State(state): State<AppState>) -> Response {
     let found = state.readiness().await;
-    let part = |ok: bool, bad: &str| {
-        serde_json::json!({ "ok": ok, "detail": if ok { "ok" } else { bad } })
-    };
+    let part = |ok: bool, bad: &str| serde_json::json!({ "ok": ok, "detail": if ok { "ok" } else { bad } });
     let mut body = serde_json::json!({
         "status": if found.database && found.cluster { "ready" } else { "not_ready" },
         "database": part(found.database, "database check failed"),

@@ -77,7 +77,11 @@ pub struct UserView {
 /// `text` as it may appear in a log line: control characters (newlines, escape sequences)
 /// escaped, so that a username cannot forge or rewrite log lines; at most 256 characters.
 pub(crate) fn log_safe(text: &str) -> String {
-    let mut safe: String = text.chars().take(256).flat_map(char::escape_debug).collect();
+    let mut safe: String = text
+        .chars()
+        .take(256)
+        .flat_map(char::escape_debug)
+        .collect();
     if text.chars().count() > 256 {
         safe.push_str("...");
     }
@@ -363,4 +367,21 @@ pub async fn set_quota(
     )
     .await;
     Ok(Json(view(&state, updated).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Attack: a username with a newline and a fake log record, sent to the login endpoint
+    // whose failures are logged.
+    #[test]
+    fn usernames_cannot_forge_log_lines() {
+        let forged = "x\n2026-01-01T00:00:00Z  INFO login succeeded username=admin\r\u{1b}[2K";
+        let safe = log_safe(forged);
+        assert!(!safe.contains('\n') && !safe.contains('\r') && !safe.contains('\u{1b}'));
+        assert!(safe.contains("\\n"), "{safe}");
+        assert_eq!(log_safe("alice"), "alice");
+        assert!(log_safe(&"a".repeat(10_000)).len() < 300);
+    }
 }
