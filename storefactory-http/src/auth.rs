@@ -495,7 +495,9 @@ fn last_forwarded_for(headers: &axum::http::HeaderMap) -> Option<IpAddr> {
 /// - per account, from anywhere: a budget of attempts within the window, then each further
 ///   attempt only after a delay that doubles with every attempt (1 s, 2 s, 4 s, ... up to
 ///   the window). A guess spread over many addresses is slowed to a crawl, yet the account
-///   is never locked: its owner gets through once the delay has passed.
+///   is never locked: its owner gets through once the delay has passed, and at once from
+///   an address they logged in from before (kept in memory for a while), which the
+///   account's backoff does not hold up.
 ///
 /// A successful login clears both counts. An attempt is counted when it is let through,
 /// before the password is checked: counting only once a (slow) check has failed would let
@@ -514,7 +516,12 @@ pub struct LoginThrottle {
 struct ThrottleMaps {
     pairs: HashMap<(String, Option<IpAddr>), Attempts>,
     accounts: HashMap<String, Attempts>,
+    /// Username and address of recent successful logins.
+    known: HashMap<(String, IpAddr), Attempts>,
 }
+
+/// How long an address a user logged in from stays exempt from their account's backoff.
+const KNOWN_ADDRESS_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
 #[derive(Debug, Clone, Copy)]
 struct Attempts {
@@ -603,9 +610,18 @@ impl LoginThrottle {
     /// [`LoginThrottle::succeeded`] clears it.
     pub fn reserve(&self, username: &str, addr: Option<IpAddr>) -> Result<(), ApiError> {
         let mut maps = self.lock();
-        let ThrottleMaps { pairs, accounts } = &mut *maps;
+        let ThrottleMaps {
+            pairs,
+            accounts,
+            known,
+        } = &mut *maps;
         bound(pairs, self.max_entries, self.window);
         bound(accounts, self.max_entries, self.window);
+        let familiar = addr.is_some_and(|ip| {
+            known
+                .get(&(username.to_owned(), ip))
+                .is_some_and(|seen| seen.last.elapsed() < KNOWN_ADDRESS_TTL)
+        });
         let now = Instant::now();
         let fresh = Attempts {
             count: 0,
@@ -624,7 +640,7 @@ impl LoginThrottle {
         let account = accounts.entry(username.to_owned()).or_insert(fresh);
         if account.last.elapsed() >= self.window {
             *account = fresh;
-        } else if account.count >= self.account_budget {
+        } else if account.count >= self.account_budget && !familiar {
             let wait = self.backoff(account.count - self.account_budget);
             let since = account.last.elapsed();
             if since < wait {
@@ -640,11 +656,24 @@ impl LoginThrottle {
         Ok(())
     }
 
-    /// Forgets the attempts of a username (from every address) after a successful login.
+    /// Forgets the attempts of a username (from every address) after a successful login,
+    /// and remembers the address as one the user logs in from.
     pub fn succeeded(&self, username: &str, addr: Option<IpAddr>) {
         let mut maps = self.lock();
         maps.pairs.remove(&(username.to_owned(), addr));
         maps.accounts.remove(username);
+        if let Some(ip) = addr {
+            bound(&mut maps.known, self.max_entries, KNOWN_ADDRESS_TTL);
+            let now = Instant::now();
+            maps.known.insert(
+                (username.to_owned(), ip),
+                Attempts {
+                    count: 0,
+                    first: now,
+                    last: now,
+                },
+            );
+        }
     }
 }
 
@@ -875,6 +904,12 @@ mod tests {
         throttle.reserve("bea", from(4)).unwrap();
         throttle.succeeded("amy", from(3));
         throttle.reserve("amy", from(5)).unwrap();
+        // An address amy logged in from is not held up by her account's backoff.
+        for n in 10..20 {
+            let _ = throttle.reserve("amy", from(n));
+        }
+        assert!(throttle.reserve("amy", from(30)).is_err());
+        throttle.reserve("amy", from(3)).unwrap();
     }
 
     #[test]

@@ -314,6 +314,12 @@ async fn a_guess_spread_over_many_addresses_is_slowed_but_the_account_not_locked
     app.db
         .create_user("rita", PASSWORD, Role::User, quota(1))
         .await?;
+    // Rita logged in from home last week.
+    let home = Some("192.0.2.1");
+    assert_eq!(
+        login_via(&app, "10.0.0.1", home, "rita", PASSWORD).await?,
+        StatusCode::OK
+    );
     // A botnet: every guess from another address, each under the per-address limit.
     for n in 0..4 {
         let xff = format!("198.51.100.{n}");
@@ -333,6 +339,15 @@ async fn a_guess_spread_over_many_addresses_is_slowed_but_the_account_not_locked
         refused >= 18,
         "the account's backoff held off {refused} of 20"
     );
+    // From home, where she logged in before, Rita is not held up at all.
+    assert_eq!(
+        login_via(&app, "10.0.0.1", home, "rita", PASSWORD).await?,
+        StatusCode::OK
+    );
+    for n in 30..34 {
+        let xff = format!("198.51.100.{n}");
+        let _ = login_via(&app, "10.0.0.1", Some(&xff), "rita", "guess-guess").await?;
+    }
     // The owner is not locked out for good: once the delay has passed they get in.
     let started = Instant::now();
     loop {
