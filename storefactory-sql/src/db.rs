@@ -299,8 +299,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Creates `path` with mode 0600 if it does not exist, or sets an existing file's mode to
 /// 0600. With `must_be_empty`, an existing file that is not empty is left alone (SQLite
-/// then refuses to write over it).
+/// then refuses to write over it). An existing file this process may write but not
+/// `chmod` (another owner) keeps its mode: refusing to start over it would help nobody.
 fn private_file(path: &Path, must_be_empty: bool) -> std::io::Result<()> {
+    let existed = path.exists();
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(false);
     #[cfg(unix)]
@@ -315,7 +317,10 @@ fn private_file(path: &Path, must_be_empty: bool) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        match file.set_permissions(std::fs::Permissions::from_mode(0o600)) {
+            Err(error) if existed && error.kind() == std::io::ErrorKind::PermissionDenied => {}
+            other => other?,
+        }
     }
     Ok(())
 }
