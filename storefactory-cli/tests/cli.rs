@@ -749,6 +749,23 @@ async fn serve_starts_without_a_cluster_and_says_so_on_ready() {
     assert_eq!(stop(child).await, Some(0));
 }
 
+#[tokio::test]
+async fn serve_refuses_a_trusted_proxy_that_is_not_a_network() {
+    let cli = Cli::offline();
+    let output = cli
+        .run(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--trusted-proxy",
+            "10.0.0.0/99",
+        ])
+        .await;
+    assert_ne!(output.status.code(), Some(0));
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("10.0.0.0/99"), "{said}");
+}
+
 // Attack: a username carrying a newline and a made-up log record, sent to the login
 // endpoint, whose failures are logged.
 #[tokio::test]
