@@ -749,6 +749,41 @@ async fn serve_starts_without_a_cluster_and_says_so_on_ready() {
     assert_eq!(stop(child).await, Some(0));
 }
 
+// Attack: an account is compromised while its tokens are in use; the operator disables it
+// from the command line, next to the running server.
+#[tokio::test]
+async fn user_disable_locks_a_user_out_of_a_running_server_at_once() {
+    let cli = Cli::offline();
+    let (child, addr) = start_server(&cli, &[]).await;
+    let added = cli
+        .run_with_input(&["user", "add", "bob"], "bobs long password\n")
+        .await;
+    assert_eq!(added.status.code(), Some(0));
+    let credentials = serde_json::json!({"username": "bob", "password": "bobs long password"});
+    let (status, body) = call(&addr, "POST", "/api/auth/login", "", &credentials).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let (status, _) = call(&addr, "GET", "/api/users/me", &token, &Value::Null).await;
+    assert_eq!(status, 200);
+
+    let disabled = cli.json(&["user", "disable", "bob"]).await;
+    assert_eq!(disabled["disabled"], true);
+    let (status, body) = call(&addr, "GET", "/api/users/me", &token, &Value::Null).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = call(&addr, "POST", "/api/auth/login", "", &credentials).await;
+    assert_eq!(status, 403);
+
+    assert_eq!(
+        cli.json(&["user", "enable", "bob"]).await["disabled"],
+        false
+    );
+    let (status, _) = call(&addr, "POST", "/api/auth/login", "", &credentials).await;
+    assert_eq!(status, 200);
+    let missing = cli.run(&["user", "disable", "nobody"]).await;
+    assert_eq!(missing.status.code(), Some(3));
+    assert_eq!(stop(child).await, Some(0));
+}
+
 #[tokio::test]
 async fn serve_refuses_a_trusted_proxy_that_is_not_a_network() {
     let cli = Cli::offline();
