@@ -482,6 +482,21 @@ pub enum UserCommand {
         #[arg(value_parser = convert::parse_username)]
         username: String,
     },
+
+    /// Disable a user: they cannot log in, and every token they hold stops working at once.
+    /// Their stores are kept.
+    Disable {
+        /// The user.
+        #[arg(value_parser = convert::parse_username)]
+        username: String,
+    },
+
+    /// Let a disabled user log in again (tokens voided when disabled stay void).
+    Enable {
+        /// The user.
+        #[arg(value_parser = convert::parse_username)]
+        username: String,
+    },
 }
 
 /// `blueprint` commands.

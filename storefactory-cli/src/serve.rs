@@ -75,8 +75,8 @@ pub struct ServeArgs {
     #[arg(long, env = "STOREFACTORY_TOKEN_KEY_FILE", value_name = "FILE")]
     pub token_key_file: Option<PathBuf>,
 
-    /// How long an access token is valid (e.g. 12h, 30m).
-    #[arg(long, env = "STOREFACTORY_TOKEN_TTL", default_value = "12h", value_parser = convert::parse_duration, value_name = "DURATION")]
+    /// How long an access token is valid (e.g. 1h, 30m).
+    #[arg(long, env = "STOREFACTORY_TOKEN_TTL", default_value = "1h", value_parser = convert::parse_duration, value_name = "DURATION")]
     pub token_ttl: Duration,
 
     /// Stores a user created through the API may hold, unless given another quota.
@@ -106,6 +106,62 @@ pub struct ServeArgs {
         value_name = "DIR"
     )]
     pub local_cluster_dir: PathBuf,
+
+    /// Files of earlier token keys that still verify tokens but sign none: rotate the key
+    /// without logging anyone out, then drop the old key after the token lifetime.
+    #[arg(
+        long = "previous-token-key-file",
+        env = "STOREFACTORY_PREVIOUS_TOKEN_KEY_FILES",
+        value_delimiter = ',',
+        value_name = "FILE"
+    )]
+    pub previous_token_key_files: Vec<PathBuf>,
+
+    /// Networks of trusted reverse proxies (e.g. 10.0.0.0/8): X-Forwarded-For is read only
+    /// from them, from the right, through trusted hops only. Repeat or separate by commas.
+    #[arg(
+        long = "trusted-proxy",
+        env = "STOREFACTORY_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    pub trusted_proxies: Vec<String>,
+
+    /// Login attempts on one account, from anywhere, before each further one must wait a
+    /// doubling delay.
+    #[arg(
+        long,
+        env = "STOREFACTORY_MAX_LOGIN_ATTEMPTS_PER_ACCOUNT",
+        default_value_t = 20,
+        value_name = "N"
+    )]
+    pub max_login_attempts_per_account: u32,
+
+    /// Stores one user may create per hour.
+    #[arg(
+        long,
+        env = "STOREFACTORY_MAX_STORE_CREATIONS",
+        default_value_t = 20,
+        value_name = "N"
+    )]
+    pub max_store_creations: u32,
+
+    /// How long records of deleted stores and their events are kept before they are purged.
+    #[arg(long, env = "STOREFACTORY_DELETED_STORE_RETENTION", default_value = "720h", value_parser = convert::parse_duration, value_name = "DURATION")]
+    pub deleted_store_retention: Duration,
+
+    /// Event streams one user may hold open at once.
+    #[arg(
+        long,
+        env = "STOREFACTORY_MAX_EVENT_STREAMS_PER_USER",
+        default_value_t = 8,
+        value_name = "N"
+    )]
+    pub max_event_streams_per_user: usize,
+
+    /// Longest time a request may take (event streams excepted).
+    #[arg(long, env = "STOREFACTORY_REQUEST_TIMEOUT", default_value = "30s", value_parser = convert::parse_duration, value_name = "DURATION")]
+    pub request_timeout: Duration,
 }
 
 fn secret_from(file: Option<&Path>, env: &str, what: &str) -> Result<Option<String>> {
@@ -172,6 +228,21 @@ pub fn server_config(ctx: &Context, args: ServeArgs) -> Result<ServerConfig> {
         max_storage_gib: args.default_max_storage,
     };
     config.trust_forwarded_for = args.trust_forwarded_for;
+    for file in &args.previous_token_key_files {
+        let key = secret::strip_newline(secret::read_input(file)?);
+        if key.len() < 32 {
+            return Err(
+                Failure::new(Code::Usage, "a previous token key is shorter than 32 bytes").into(),
+            );
+        }
+        config.previous_token_keys.push(key);
+    }
+    config.trusted_proxies = args.trusted_proxies;
+    config.max_login_attempts_per_account = args.max_login_attempts_per_account;
+    config.max_store_creations = args.max_store_creations;
+    config.deleted_store_retention = args.deleted_store_retention;
+    config.max_event_streams_per_user = args.max_event_streams_per_user;
+    config.request_timeout = args.request_timeout;
     config.provisioner.leader = Some(ctx.leader());
     Ok(config)
 }

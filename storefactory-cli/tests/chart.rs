@@ -381,6 +381,40 @@ async fn secret_data(client: &Client, namespace: &str, name: &str) -> Vec<(Strin
 }
 
 #[tokio::test]
+async fn trusted_proxies_reach_the_server_and_an_empty_one_is_refused() {
+    let home = tempfile::tempdir().unwrap();
+    let shell = Shell {
+        kubeconfig: None,
+        home: home.path(),
+    };
+    let objects = shell
+        .render(
+            "sf",
+            "platform",
+            &["--set", "server.trustedProxies={10.0.0.0/8,192.168.0.0/16}"],
+        )
+        .await;
+    let env = &find(&objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"];
+    let proxies = env
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "STOREFACTORY_TRUSTED_PROXIES")
+        .expect("the variable is set");
+    assert_eq!(proxies["value"], "10.0.0.0/8,192.168.0.0/16");
+    let output = shell
+        .helm(&[
+            "lint",
+            "--strict",
+            "chart/",
+            "--set",
+            "server.trustedProxies[0]=",
+        ])
+        .await;
+    assert!(!output.status.success(), "an empty proxy was accepted");
+}
+
+#[tokio::test]
 async fn chart_lints_strictly_refuses_bad_values_and_honours_an_existing_secret_and_claim() {
     let home = tempfile::tempdir().unwrap();
     let shell = Shell {

@@ -650,6 +650,15 @@ async fn blueprint_render_prints_placeholders_never_real_secrets() {
 /// Starts `storefactory serve --listen 127.0.0.1:0` and returns the child and its address,
 /// read from the log line that announces it.
 async fn start_server(cli: &Cli, extra: &[&str]) -> (tokio::process::Child, String) {
+    let (child, addr, _) = start_server_logged(cli, extra).await;
+    (child, addr)
+}
+
+/// The log lines a server wrote so far.
+type Log = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// [`start_server`], also keeping every line of the server's log.
+async fn start_server_logged(cli: &Cli, extra: &[&str]) -> (tokio::process::Child, String, Log) {
     use tokio::io::AsyncBufReadExt;
     let mut command = tokio::process::Command::new(BIN);
     command
@@ -688,8 +697,14 @@ async fn start_server(cli: &Cli, extra: &[&str]) -> (tokio::process::Child, Stri
     .await
     .expect("serve listens within a minute");
     // Keep draining the log so the server never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+    let log = Log::default();
+    let kept = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            kept.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+        }
+    });
+    (child, addr, log)
 }
 
 /// `GET path` over a plain TCP connection: status code and body.
@@ -735,7 +750,8 @@ async fn serve_runs_the_api_on_the_cluster_and_stops_on_sigterm() {
     let (child, addr) = start_server(&cli, &["--context", "storefactory-testkit"]).await;
     let (status, body) = get(&addr, "/ready").await;
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("v1.20.2"), "{body}");
+    // Anonymous callers learn that it is ready, not which Kubernetes it runs on.
+    assert!(!body.contains("v1.20.2"), "{body}");
     assert_eq!(stop(child).await, Some(0));
     // The first start created the admin user in the database the CLI shares.
     let users = cli.json(&["user", "list"]).await;
@@ -751,6 +767,91 @@ async fn serve_starts_without_a_cluster_and_says_so_on_ready() {
     let ready: Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(ready["cluster"]["ok"], false, "{body}");
     assert_eq!(stop(child).await, Some(0));
+}
+
+// Attack: an account is compromised while its tokens are in use; the operator disables it
+// from the command line, next to the running server.
+#[tokio::test]
+async fn user_disable_locks_a_user_out_of_a_running_server_at_once() {
+    let cli = Cli::offline();
+    let (child, addr) = start_server(&cli, &[]).await;
+    let added = cli
+        .run_with_input(&["user", "add", "bob"], "bobs long password\n")
+        .await;
+    assert_eq!(added.status.code(), Some(0));
+    let credentials = serde_json::json!({"username": "bob", "password": "bobs long password"});
+    let (status, body) = call(&addr, "POST", "/api/auth/login", "", &credentials).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let (status, _) = call(&addr, "GET", "/api/users/me", &token, &Value::Null).await;
+    assert_eq!(status, 200);
+
+    let disabled = cli.json(&["user", "disable", "bob"]).await;
+    assert_eq!(disabled["disabled"], true);
+    let (status, body) = call(&addr, "GET", "/api/users/me", &token, &Value::Null).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = call(&addr, "POST", "/api/auth/login", "", &credentials).await;
+    assert_eq!(status, 403);
+
+    assert_eq!(
+        cli.json(&["user", "enable", "bob"]).await["disabled"],
+        false
+    );
+    let (status, _) = call(&addr, "POST", "/api/auth/login", "", &credentials).await;
+    assert_eq!(status, 200);
+    let missing = cli.run(&["user", "disable", "nobody"]).await;
+    assert_eq!(missing.status.code(), Some(3));
+    assert_eq!(stop(child).await, Some(0));
+}
+
+#[tokio::test]
+async fn serve_refuses_a_trusted_proxy_that_is_not_a_network() {
+    let cli = Cli::offline();
+    let output = cli
+        .run(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--trusted-proxy",
+            "10.0.0.0/99",
+        ])
+        .await;
+    assert_ne!(output.status.code(), Some(0));
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("10.0.0.0/99"), "{said}");
+}
+
+// Attack: a username carrying a newline and a made-up log record, sent to the login
+// endpoint, whose failures are logged.
+#[tokio::test]
+async fn a_username_cannot_forge_a_line_of_the_server_log() {
+    let cli = Cli::offline();
+    let (child, addr, log) = start_server_logged(&cli, &[]).await;
+    let forged =
+        "mallory\n2026-01-01T00:00:00.000000Z  INFO forged: login succeeded username=admin";
+    let (status, _) = call(
+        &addr,
+        "POST",
+        "/api/auth/login",
+        "",
+        &serde_json::json!({"username": forged, "password": "wrong password"}),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(stop(child).await, Some(0));
+    let log = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let failed: Vec<&String> = log.iter().filter(|l| l.contains("login failed")).collect();
+    assert_eq!(failed.len(), 1, "{log:#?}");
+    assert!(
+        failed[0].contains("mallory\\n2026"),
+        "escaped: {}",
+        failed[0]
+    );
+    assert!(
+        !log.iter()
+            .any(|line| line.starts_with("2026-01-01T00:00:00")),
+        "a forged line: {log:#?}"
+    );
 }
 
 /// `METHOD path` with a JSON body and a bearer token over a plain TCP connection: status

@@ -203,6 +203,18 @@ $("login-form").addEventListener("submit", async (event) => {
   }
 });
 
+// Logging out voids the token on the server too (every device of the user), not only here.
+function signOut() {
+  const token = app.token;
+  if (token) {
+    fetch("/api/auth/logout", {
+      method: "POST",
+      headers: { Authorization: `Bearer ${token}` },
+    }).catch(() => {});
+  }
+  logout();
+}
+
 function logout() {
   app.token = null;
   app.me = null;
@@ -298,7 +310,7 @@ async function refreshMe() {
   const who = $("who");
   who.replaceChildren(
     el("span", { text: `${me.username} (${me.role})` }),
-    button("Log out", logout, "plain small"),
+    button("Log out", signOut, "plain small"),
   );
   setMeter("meter-stores", me.current_stores, me.max_stores, `${me.current_stores} of ${me.max_stores} stores`);
   setMeter("meter-storage", me.current_storage, me.max_storage, `${me.current_storage} of ${me.max_storage} GiB`);

@@ -57,6 +57,16 @@ pub enum ApiError {
         /// Seconds until the next attempt is considered.
         retry_after_secs: u64,
     },
+    /// Too many of something else at once or within a window: store creations, event
+    /// streams (429 `rate_limited`, with `Retry-After`).
+    RateLimited {
+        /// What was limited, for people.
+        message: String,
+        /// Seconds until trying again may work.
+        retry_after_secs: u64,
+    },
+    /// The request took longer than the server allows (503 `timeout`).
+    Timeout,
     /// The Kubernetes cluster is not configured or not reachable (503
     /// `cluster_unavailable`).
     ClusterUnavailable(String),
@@ -85,7 +95,10 @@ impl ApiError {
             ApiError::Forbidden(_) | ApiError::QuotaExceeded(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
-            ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyAttempts { .. } | ApiError::RateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::ClusterUnavailable(_) | ApiError::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -104,6 +117,8 @@ impl ApiError {
             ApiError::QuotaExceeded(_) => "quota_exceeded",
             ApiError::NotFound(_) => "not_found",
             ApiError::TooManyAttempts { .. } => "too_many_attempts",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Timeout => "timeout",
             ApiError::ClusterUnavailable(_) => "cluster_unavailable",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::ClusterError => "cluster_error",
@@ -122,7 +137,11 @@ impl ApiError {
             | ApiError::QuotaExceeded(message)
             | ApiError::NotFound(message)
             | ApiError::ClusterUnavailable(message)
-            | ApiError::Unavailable(message) => message.clone(),
+            | ApiError::Unavailable(message)
+            | ApiError::RateLimited { message, .. } => message.clone(),
+            ApiError::Timeout => {
+                "the request took too long and was abandoned; try again".to_owned()
+            }
             ApiError::TooManyAttempts { retry_after_secs } => {
                 format!("too many failed login attempts; try again in {retry_after_secs} seconds")
             }
@@ -148,7 +167,10 @@ impl ApiError {
         let mut body = serde_json::json!({ "error": self.message(), "code": self.code() });
         match self {
             ApiError::Invalid { field, .. } => body["field"] = field.as_str().into(),
-            ApiError::TooManyAttempts { retry_after_secs } => {
+            ApiError::TooManyAttempts { retry_after_secs }
+            | ApiError::RateLimited {
+                retry_after_secs, ..
+            } => {
                 body["retry_after_secs"] = (*retry_after_secs).into();
             }
             _ => {}
@@ -165,7 +187,10 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(_) => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::TooManyAttempts { retry_after_secs } => {
+            ApiError::TooManyAttempts { retry_after_secs }
+            | ApiError::RateLimited {
+                retry_after_secs, ..
+            } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             _ => {}

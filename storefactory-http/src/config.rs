@@ -75,7 +75,16 @@ pub struct ServerConfig {
     /// restarts. Changing it invalidates every token issued before.
     pub token_key: Option<String>,
 
-    /// How long an access token is valid. Default 12 hours.
+    /// Earlier token keys, each at least 32 bytes, that still verify tokens but sign none:
+    /// rotating the key is moving it here and setting a new [`ServerConfig::token_key`];
+    /// the tokens of the old key stay good until they expire (at most
+    /// [`ServerConfig::token_ttl`]), so nobody is logged out at once. Tokens name their key
+    /// (`kid`). Default empty.
+    pub previous_token_keys: Vec<String>,
+
+    /// How long an access token is valid. Default 1 hour: a stolen token is good for at
+    /// most that long, and a logout, a password change or disabling the user voids it
+    /// earlier. The dashboard asks to log in again once it expires.
     pub token_ttl: Duration,
 
     /// Quota of users created through the API without an explicit one. Default
@@ -92,6 +101,13 @@ pub struct ServerConfig {
     /// successful login clears the count. Default 5.
     pub max_failed_logins: u32,
 
+    /// Login attempts on one account, from any address, within
+    /// [`ServerConfig::login_window`] before each further attempt must wait a delay that
+    /// doubles with every attempt (1 s, 2 s, 4 s, ... at most the window). Slows a guess
+    /// spread over many addresses without locking the account: its owner gets through
+    /// once the delay has passed. A successful login clears it. Default 20.
+    pub max_login_attempts_per_account: u32,
+
     /// Window over which login attempts are counted; a refused client may try again once
     /// the window of its first attempt has passed. Default 15 minutes.
     pub login_window: Duration,
@@ -102,6 +118,37 @@ pub struct ServerConfig {
     /// of proxies the address is the one the last proxy received the request from. Default
     /// `false`: without a proxy in front, the whole header is client-controlled.
     pub trust_forwarded_for: bool,
+
+    /// Networks of trusted reverse proxies (CIDR, e.g. `10.0.0.0/8`, or single addresses).
+    /// When set, `X-Forwarded-For` is read only from a TCP peer in one of them, and walked
+    /// from the right through trusted hops only: the first address not in a trusted
+    /// network is the client. Takes precedence over [`ServerConfig::trust_forwarded_for`].
+    /// Default empty.
+    pub trusted_proxies: Vec<String>,
+
+    /// Stores one user may create within [`ServerConfig::store_creation_window`]; further
+    /// creations answer 429 `rate_limited`. Deleted stores free quota, so without this a
+    /// loop of create and delete within any quota would keep the cluster busy. Default 20.
+    pub max_store_creations: u32,
+
+    /// Window of [`ServerConfig::max_store_creations`]. Default 1 hour.
+    pub store_creation_window: Duration,
+
+    /// How long the records of deleted stores (and their events) are kept for the audit
+    /// trail before they are purged. Default 30 days.
+    pub deleted_store_retention: Duration,
+
+    /// Event streams (`GET /api/stores/{id}/events`) one user may hold open at once;
+    /// further ones answer 429 `rate_limited`. Default 8.
+    pub max_event_streams_per_user: usize,
+
+    /// Longest time a request may take before it is answered 503 `timeout` (event streams
+    /// excepted). Default 30 seconds.
+    pub request_timeout: Duration,
+
+    /// Longest time a Kubernetes call made inside a request (`retry`, `credentials`) may
+    /// take before the request answers 503 `cluster_unavailable`. Default 10 seconds.
+    pub cluster_call_timeout: Duration,
 
     /// How the Provisioner behaves (deadlines, retries, concurrency).
     pub provisioner: ProvisionerConfig,
@@ -122,12 +169,21 @@ impl Default for ServerConfig {
             admin_password: None,
             generated_password_file: None,
             token_key: None,
-            token_ttl: Duration::from_secs(12 * 60 * 60),
+            previous_token_keys: Vec::new(),
+            token_ttl: Duration::from_secs(60 * 60),
             default_quota: Quota::default(),
             max_body_bytes: 1024 * 1024,
             max_failed_logins: 5,
+            max_login_attempts_per_account: 20,
             login_window: Duration::from_secs(15 * 60),
             trust_forwarded_for: false,
+            trusted_proxies: Vec::new(),
+            max_store_creations: 20,
+            store_creation_window: Duration::from_secs(60 * 60),
+            deleted_store_retention: Duration::from_secs(30 * 24 * 60 * 60),
+            max_event_streams_per_user: 8,
+            request_timeout: Duration::from_secs(30),
+            cluster_call_timeout: Duration::from_secs(10),
             provisioner: ProvisionerConfig::default(),
         }
     }
@@ -166,12 +222,30 @@ impl std::fmt::Debug for ServerConfig {
             .field("admin_password", &hidden(self.admin_password.is_some()))
             .field("generated_password_file", &self.generated_password_file)
             .field("token_key", &hidden(self.token_key.is_some()))
+            .field(
+                "previous_token_keys",
+                &format_args!("<{} hidden>", self.previous_token_keys.len()),
+            )
             .field("token_ttl", &self.token_ttl)
             .field("default_quota", &self.default_quota)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_failed_logins", &self.max_failed_logins)
+            .field(
+                "max_login_attempts_per_account",
+                &self.max_login_attempts_per_account,
+            )
             .field("login_window", &self.login_window)
             .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("max_store_creations", &self.max_store_creations)
+            .field("store_creation_window", &self.store_creation_window)
+            .field("deleted_store_retention", &self.deleted_store_retention)
+            .field(
+                "max_event_streams_per_user",
+                &self.max_event_streams_per_user,
+            )
+            .field("request_timeout", &self.request_timeout)
+            .field("cluster_call_timeout", &self.cluster_call_timeout)
             .field("provisioner", &self.provisioner)
             .finish()
     }

@@ -73,6 +73,13 @@ pub enum Error {
         origin: String,
     },
 
+    /// A configured trusted proxy is not an address or network.
+    #[error("invalid trusted proxy {proxy:?}: expected an address or a network such as 10.0.0.0/8")]
+    InvalidTrustedProxy {
+        /// The proxy as configured.
+        proxy: String,
+    },
+
     /// The listening socket could not be opened.
     #[error("cannot listen on {addr}")]
     Bind {

@@ -25,6 +25,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a stopping reconciler may take to give its Lease back.
 const RECONCILER_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How often the records of stores deleted longer ago than the retention are purged.
+const PURGE_INTERVAL: Duration = Duration::from_secs(60 * 60);
+
 /// A server bound to its address, not yet serving. [`serve`] is `bind` then `run`; the two
 /// steps let a caller learn the address of a server started on port 0.
 #[derive(Debug)]
@@ -96,6 +99,19 @@ impl Server {
             state,
             connector,
         } = self;
+        let mut background = tokio::task::JoinSet::new();
+        let purger = state.clone();
+        background.spawn(async move {
+            let mut interval = tokio::time::interval(PURGE_INTERVAL);
+            loop {
+                interval.tick().await;
+                match purger.purge_deleted_stores().await {
+                    Ok(0) => {}
+                    Ok(purged) => tracing::info!(purged, "purged the records of deleted stores"),
+                    Err(error) => tracing::warn!(%error, "cannot purge deleted stores"),
+                }
+            }
+        });
         // Stops the reconciler on shutdown, which gives the leader Lease back so that another
         // replica takes over at once.
         let (stop_connector, connector_stopped) = tokio::sync::watch::channel(false);

@@ -1,7 +1,8 @@
 //! [`AppState`]: what every handler shares.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::HeaderValue;
 use storefactory_core::blueprint::{BlueprintRegistry, generate_password};
@@ -12,7 +13,7 @@ use storefactory_sql::{Database, Role};
 use tokio::sync::{broadcast, watch};
 
 use crate::api_error::ApiError;
-use crate::auth::{LoginThrottle, TokenKeys};
+use crate::auth::{IpNet, LoginThrottle, ProxyTrust, TokenKeys};
 use crate::config::ServerConfig;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -22,6 +23,18 @@ pub const TOKEN_KEY_SETTING: &str = "http.token_key";
 
 /// How long a cluster reachability check may take.
 const CLUSTER_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long `/ready` answers from the last check instead of checking again: anonymous
+/// callers cannot make the server call the cluster more often than this.
+pub(crate) const READY_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// What `/ready` found: whether the database and the cluster answered, and when.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Readiness {
+    pub database: bool,
+    pub cluster: bool,
+    pub at: Instant,
+}
 
 /// What stores created through the API are published with.
 #[derive(Debug, Clone)]
@@ -92,8 +105,15 @@ struct Inner {
     throttle: LoginThrottle,
     stores: StoreDefaults,
     default_quota: Quota,
-    trust_forwarded_for: bool,
+    proxy_trust: ProxyTrust,
     cors_origins: Vec<HeaderValue>,
+    creations: CreationLimiter,
+    streams: Mutex<HashMap<String, usize>>,
+    max_streams_per_user: usize,
+    readiness: tokio::sync::Mutex<Option<Readiness>>,
+    deleted_store_retention: Duration,
+    cluster_call_timeout: Duration,
+    request_timeout: Duration,
     max_body_bytes: usize,
     /// Every store event of whichever Provisioner is current: subscribers keep their
     /// subscription when the server reconnects.
@@ -152,7 +172,8 @@ impl AppState {
                     source,
                 })?,
         };
-        let tokens = TokenKeys::new(key.as_bytes(), config.token_ttl)?;
+        let tokens = TokenKeys::new(key.as_bytes(), config.token_ttl)?
+            .with_previous(config.previous_token_keys.iter().map(|k| k.as_bytes()))?;
         // Values chosen at creation are sealed under a key of the same secret, so that every
         // replica sharing it (and the database) can open them.
         let mut provisioner_config = config.provisioner.clone();
@@ -175,6 +196,24 @@ impl AppState {
                     })
             })
             .collect::<Result<Vec<_>>>()?;
+        let proxy_trust = if !config.trusted_proxies.is_empty() {
+            let networks = config
+                .trusted_proxies
+                .iter()
+                .map(|proxy| {
+                    proxy
+                        .parse::<IpNet>()
+                        .map_err(|_| Error::InvalidTrustedProxy {
+                            proxy: proxy.clone(),
+                        })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            ProxyTrust::Networks(networks)
+        } else if config.trust_forwarded_for {
+            ProxyTrust::LastHop
+        } else {
+            ProxyTrust::None
+        };
         bootstrap_admin(&db, config).await?;
         let (shutdown, _) = watch::channel(false);
         let state = AppState {
@@ -187,7 +226,8 @@ impl AppState {
                 blueprints: Arc::new(blueprints),
                 provisioner_config,
                 tokens,
-                throttle: LoginThrottle::new(config.max_failed_logins, config.login_window),
+                throttle: LoginThrottle::new(config.max_failed_logins, config.login_window)
+                    .with_account_budget(config.max_login_attempts_per_account),
                 stores: StoreDefaults {
                     domain: config.store_domain.clone(),
                     ingress_class: config.ingress_class.clone(),
@@ -195,8 +235,19 @@ impl AppState {
                     tls_cluster_issuer: config.tls_cluster_issuer.clone(),
                 },
                 default_quota: config.default_quota,
-                trust_forwarded_for: config.trust_forwarded_for,
+                proxy_trust,
                 cors_origins,
+                creations: CreationLimiter {
+                    max: config.max_store_creations,
+                    window: config.store_creation_window,
+                    by_user: Mutex::new(HashMap::new()),
+                },
+                streams: Mutex::new(HashMap::new()),
+                max_streams_per_user: config.max_event_streams_per_user.max(1),
+                readiness: tokio::sync::Mutex::new(None),
+                deleted_store_retention: config.deleted_store_retention,
+                cluster_call_timeout: config.cluster_call_timeout,
+                request_timeout: config.request_timeout,
                 max_body_bytes: config.max_body_bytes,
                 events: broadcast::channel(1024).0,
                 shutdown,
@@ -363,8 +414,97 @@ impl AppState {
         self.inner.max_body_bytes
     }
 
-    pub(crate) fn trust_forwarded_for(&self) -> bool {
-        self.inner.trust_forwarded_for
+    pub(crate) fn proxy_trust(&self) -> &ProxyTrust {
+        &self.inner.proxy_trust
+    }
+
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.inner.request_timeout
+    }
+
+    /// Runs a Kubernetes call made on behalf of a request under the configured deadline: a
+    /// hung apiserver answers the client 503 instead of holding the request.
+    pub(crate) async fn within_cluster_deadline<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        let deadline = self.inner.cluster_call_timeout;
+        match tokio::time::timeout(deadline, call).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!(?deadline, "a Kubernetes call inside a request timed out");
+                Err(ApiError::ClusterUnavailable(
+                    "the Kubernetes cluster did not answer in time; try again later".to_owned(),
+                ))
+            }
+        }
+    }
+
+    /// Counts a store creation by `user`, or fails with 429 when they created the most
+    /// allowed within the window.
+    pub(crate) fn count_creation(&self, user: &str) -> Result<(), ApiError> {
+        self.inner.creations.count(user)
+    }
+
+    /// Takes one of `user`'s event stream slots, given back when the slot is dropped, or
+    /// fails with 429 when they hold the most allowed.
+    pub(crate) fn stream_slot(&self, user: &str) -> Result<StreamSlot, ApiError> {
+        let mut streams = self.inner.streams.lock().unwrap_or_else(|p| p.into_inner());
+        let held = streams.entry(user.to_owned()).or_insert(0);
+        if *held >= self.inner.max_streams_per_user {
+            return Err(ApiError::RateLimited {
+                message: format!(
+                    "at most {} event streams may be open at once per user; close one first",
+                    self.inner.max_streams_per_user
+                ),
+                retry_after_secs: 5,
+            });
+        }
+        *held += 1;
+        Ok(StreamSlot {
+            state: self.clone(),
+            user: user.to_owned(),
+        })
+    }
+
+    /// The readiness of the database and the cluster, checked at most once per
+    /// [`READY_CACHE_TTL`] however many ask.
+    pub(crate) async fn readiness(&self) -> Readiness {
+        // One check at a time: callers arriving during a check wait for its result.
+        let mut cached = self.inner.readiness.lock().await;
+        if let Some(found) = *cached
+            && found.at.elapsed() < READY_CACHE_TTL
+        {
+            return found;
+        }
+        let database = match self.db().get_setting("schema-probe").await {
+            Ok(_) => true,
+            Err(error) => {
+                tracing::warn!(error = %error, "readiness: database check failed");
+                false
+            }
+        };
+        let cluster = self.check_cluster().await.is_ok();
+        let found = Readiness {
+            database,
+            cluster,
+            at: Instant::now(),
+        };
+        *cached = Some(found);
+        found
+    }
+
+    /// Removes the records of stores deleted longer ago than the retention, with their
+    /// events, and returns how many went.
+    pub async fn purge_deleted_stores(&self) -> Result<usize, storefactory_sql::Error> {
+        let retention =
+            i64::try_from(self.inner.deleted_store_retention.as_millis()).unwrap_or(i64::MAX);
+        let before = storefactory_core::store::Timestamp(
+            storefactory_core::store::Timestamp::now()
+                .0
+                .saturating_sub(retention),
+        );
+        self.db().purge_deleted_stores(before).await
     }
 
     /// Tells long-lived responses (event streams) to end, so that a graceful shutdown does
@@ -376,6 +516,67 @@ impl AppState {
     /// Becomes `true` when [`AppState::begin_shutdown`] is called.
     pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.inner.shutdown.subscribe()
+    }
+}
+
+/// Store creations per user within a window.
+struct CreationLimiter {
+    max: u32,
+    window: Duration,
+    /// Per user: creations counted and when the window began. Holds one entry per user
+    /// who created a store lately (users are made by admins, so it stays small), and is
+    /// swept of expired windows as it grows.
+    by_user: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+impl CreationLimiter {
+    fn count(&self, user: &str) -> Result<(), ApiError> {
+        let mut by_user = self.by_user.lock().unwrap_or_else(|p| p.into_inner());
+        if by_user.len() >= 1024 {
+            let window = self.window;
+            by_user.retain(|_, (_, first)| first.elapsed() < window);
+        }
+        let now = Instant::now();
+        let (count, first) = by_user.entry(user.to_owned()).or_insert((0, now));
+        if first.elapsed() >= self.window {
+            (*count, *first) = (0, now);
+        }
+        if *count >= self.max {
+            let left = self.window.saturating_sub(first.elapsed());
+            return Err(ApiError::RateLimited {
+                message: format!(
+                    "at most {} stores may be created per {} minutes; try again later",
+                    self.max,
+                    self.window.as_secs().div_ceil(60)
+                ),
+                retry_after_secs: left.as_secs().max(1),
+            });
+        }
+        *count += 1;
+        Ok(())
+    }
+}
+
+/// One open event stream of a user; dropping it frees the slot.
+pub(crate) struct StreamSlot {
+    state: AppState,
+    user: String,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut streams = self
+            .state
+            .inner
+            .streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(held) = streams.get_mut(&self.user) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                streams.remove(&self.user);
+            }
+        }
     }
 }
 

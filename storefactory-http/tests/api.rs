@@ -97,9 +97,11 @@ async fn openapi_document_describes_every_route() -> Result<()> {
         ("/metrics", &["get"]),
         ("/api/openapi.json", &["get"]),
         ("/api/auth/login", &["post"]),
+        ("/api/auth/logout", &["post"]),
         ("/api/users/me", &["get"]),
         ("/api/users", &["get", "post"]),
         ("/api/users/{username}/quota", &["put"]),
+        ("/api/users/{username}/disabled", &["put"]),
         ("/api/stores", &["get", "post"]),
         ("/api/stores/{id}", &["get", "delete"]),
         ("/api/stores/{id}/retry", &["post"]),
@@ -113,7 +115,7 @@ async fn openapi_document_describes_every_route() -> Result<()> {
             );
         }
     }
-    assert_eq!(paths.len(), 13, "a documented path that does not exist");
+    assert_eq!(paths.len(), 15, "a documented path that does not exist");
     // Every $ref resolves.
     fn refs(value: &Value, out: &mut Vec<String>) {
         match value {
@@ -165,7 +167,9 @@ async fn login_returns_a_bearer_token_that_works() -> Result<()> {
     assert_eq!(reply.body["username"], "admin");
     assert_eq!(reply.body["user_id"], "admin");
     assert_eq!(reply.body["role"], "admin");
-    assert_eq!(reply.body["expires_in"], 12 * 3600);
+    // Short-lived by default: a stolen token is good for an hour at most.
+    assert_eq!(reply.body["expires_in"], 3600);
+    assert_eq!(reply.headers[header::CACHE_CONTROL], "no-store");
     let token = reply.body["access_token"].as_str().expect("token");
     let me = send(&app.router, Method::GET, "/api/users/me", Some(token), None).await?;
     assert_eq!(me.status, StatusCode::OK);

@@ -67,6 +67,12 @@ impl Database {
                 path: path.clone(),
                 source,
             };
+            // The file holds password hashes and store records: only its owner may read it.
+            // SQLite gives the WAL and shared-memory files the mode of the database file.
+            private_file(&path, false).map_err(|source| Error::Permissions {
+                path: path.clone(),
+                source,
+            })?;
             let mut writer = Connection::open(&path).map_err(open_error)?;
             configure(&writer).map_err(open_error)?;
             // WAL lets readers go on while a writer writes, and is persistent in the file.
@@ -81,6 +87,18 @@ impl Database {
             writer
                 .pragma_update(None, "synchronous", "NORMAL")
                 .map_err(open_error)?;
+            // Files left by an older version, created under the umask, are tightened too.
+            for suffix in ["-wal", "-shm"] {
+                let mut side = path.clone().into_os_string();
+                side.push(suffix);
+                let side = PathBuf::from(side);
+                if side.exists() {
+                    private_file(&side, false).map_err(|source| Error::Permissions {
+                        path: side.clone(),
+                        source,
+                    })?;
+                }
+            }
             schema::migrate(&mut writer, &path, schema::MIGRATIONS)?;
             Ok(Database::from_parts(Some(path), writer))
         })
@@ -134,6 +152,12 @@ impl Database {
             let Some(text) = dest.to_str() else {
                 return Err(backup_error(rusqlite::Error::InvalidPath(dest.clone())));
             };
+            // Created (empty, which `VACUUM INTO` accepts) with mode 0600 before SQLite
+            // writes the copy into it: the copy holds what the database holds.
+            private_file(&dest, true).map_err(|source| Error::Permissions {
+                path: dest.clone(),
+                source,
+            })?;
             let vacuum = |conn: &Connection| conn.execute("VACUUM INTO ?1", [text]);
             match &inner.path {
                 // A connection of its own: the copy holds a read transaction for as long as
@@ -271,6 +295,34 @@ fn password_work_permits() -> usize {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Creates `path` with mode 0600 if it does not exist, or sets an existing file's mode to
+/// 0600. With `must_be_empty`, an existing file that is not empty is left alone (SQLite
+/// then refuses to write over it). An existing file this process may write but not
+/// `chmod` (another owner) keeps its mode: refusing to start over it would help nobody.
+fn private_file(path: &Path, must_be_empty: bool) -> std::io::Result<()> {
+    let existed = path.exists();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options.open(path)?;
+    if must_be_empty && file.metadata()?.len() > 0 {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        match file.set_permissions(std::fs::Permissions::from_mode(0o600)) {
+            Err(error) if existed && error.kind() == std::io::ErrorKind::PermissionDenied => {}
+            other => other?,
+        }
+    }
+    Ok(())
 }
 
 /// Settings every connection needs.

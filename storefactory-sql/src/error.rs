@@ -178,6 +178,16 @@ pub enum Error {
         source: rusqlite::Error,
     },
 
+    /// A database or backup file could not be created private to its owner (mode 0600).
+    #[error("cannot make {} private to its owner", path.display())]
+    Permissions {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The async runtime shut down before a database call finished.
     #[error("the runtime shut down during a database call")]
     Shutdown,

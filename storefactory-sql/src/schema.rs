@@ -98,8 +98,17 @@ CREATE TABLE event_feed (
 CREATE INDEX event_feed_event ON event_feed (store_id, seq);
 "#;
 
+/// Version 4: revocable access tokens and disabled accounts. A token names the user's
+/// `token_version` it was issued under; logging out and disabling the account move it on,
+/// which voids every token issued before. The index serves the purge of deleted stores.
+const V4: &str = r#"
+ALTER TABLE users ADD COLUMN token_version INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1));
+CREATE INDEX stores_settled ON stores (status, updated_at);
+"#;
+
 /// Every migration, in order; the schema version of a database is how many were applied.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this build creates and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -337,6 +337,12 @@ fn list_stores_page(
     })
 }
 
+/// What a deleted store keeps for the audit trail: its spec without the products (up to
+/// 512 KiB of them), nothing sealed. Without this, a loop of create and delete within a
+/// quota would grow the database by a whole product list per turn.
+const COMPACT_DELETED: &str = "UPDATE stores SET spec = json_set(spec, '$.products', json('[]')), \
+     sealed_inputs = NULL WHERE id = ?1 AND status = 'deleted'";
+
 fn set_status(
     conn: &Connection,
     id: &StoreId,
@@ -370,6 +376,15 @@ fn set_status(
         })
         .during("set store status")?;
     match updated {
+        Some(row) if status == StoreStatus::Deleted => {
+            conn.prepare_cached(COMPACT_DELETED)
+                .and_then(|mut stmt| stmt.execute([id.as_str()]))
+                .during("compact deleted store")?;
+            let mut record = row.decode()?;
+            record.spec.products.clear();
+            record.sealed_inputs = None;
+            Ok(record)
+        }
         Some(row) => row.decode(),
         None => match find_store(conn, id)? {
             Some(current) => Err(Error::InvalidTransition {
@@ -432,6 +447,27 @@ pub struct StorePage {
 }
 
 impl Database {
+    /// Removes the records of stores deleted before `before`, with their events (and their
+    /// entries in the event feed), and returns how many stores went. Stores not yet
+    /// deleted are never touched.
+    pub async fn purge_deleted_stores(&self, before: Timestamp) -> Result<usize> {
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .during("purge deleted stores")?;
+            // The feed refers to events and events to stores, each `ON DELETE CASCADE`.
+            let purged = tx
+                .execute(
+                    "DELETE FROM stores WHERE status = 'deleted' AND updated_at < ?1",
+                    [before.0],
+                )
+                .during("purge deleted stores")?;
+            tx.commit().during("purge deleted stores")?;
+            Ok(purged)
+        })
+        .await
+    }
+
     /// Stores passing `filter` in `order`, a page at a time: at most `limit` (at least one)
     /// of those after `after` (from the start when `None`).
     ///

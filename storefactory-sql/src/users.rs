@@ -73,6 +73,13 @@ pub struct User {
     /// Strictly increases with every change, so it also tells apart two changes within
     /// one millisecond. Access tokens issued before it should no longer be accepted.
     pub password_changed_at: Timestamp,
+    /// Moves on with every logout and every time the account is disabled: access tokens
+    /// name the version they were issued under and are good only while it is current.
+    #[serde(default)]
+    pub token_version: i64,
+    /// A disabled user cannot log in, and their tokens were voided when it was disabled.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 /// Longest username: usernames end up in Kubernetes label values, which allow 63 characters.
@@ -106,7 +113,8 @@ pub fn validate_username(username: &str) -> Result<()> {
 }
 
 const USER_COLUMNS: &str = "username, role, max_stores, max_storage_gib, created_at, \
-                            updated_at, password_changed_at, password_hash";
+                            updated_at, password_changed_at, password_hash, token_version, \
+                            disabled";
 
 /// Reads a row selected with [`USER_COLUMNS`] into the user and the password hash.
 fn user_from_row(row: &Row<'_>) -> rusqlite::Result<(User, String)> {
@@ -129,6 +137,8 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<(User, String)> {
             created_at: Timestamp(row.get(4)?),
             updated_at: Timestamp(row.get(5)?),
             password_changed_at: Timestamp(row.get(6)?),
+            token_version: row.get(8)?,
+            disabled: row.get(9)?,
         },
         row.get(7)?,
     ))
@@ -228,6 +238,8 @@ impl Database {
                 created_at: now,
                 updated_at: now,
                 password_changed_at: now,
+                token_version: 0,
+                disabled: false,
             })
         })
         .await
@@ -334,6 +346,55 @@ impl Database {
                 "UPDATE users SET role = ?2, updated_at = ?3 WHERE username = ?1",
                 params![username, role.as_str(), now],
             )
+        })
+        .await
+    }
+
+    /// Voids every access token issued to the user so far (logging out everywhere) and
+    /// returns the updated user.
+    pub async fn revoke_tokens(&self, username: &str) -> Result<User> {
+        let username = username.to_owned();
+        self.update_user(username, "revoke tokens", move |conn, username, now| {
+            conn.execute(
+                "UPDATE users SET token_version = token_version + 1, updated_at = ?2 \
+                 WHERE username = ?1",
+                params![username, now],
+            )
+        })
+        .await
+    }
+
+    /// Disables the user (they cannot log in, and every token they hold is void at once) or
+    /// enables them again, and returns the updated user. Their stores are kept.
+    pub async fn set_disabled(&self, username: &str, disabled: bool) -> Result<User> {
+        let username = username.to_owned();
+        self.update_user(username, "disable user", move |conn, username, now| {
+            conn.execute(
+                "UPDATE users SET disabled = ?2, updated_at = ?3, \
+                 token_version = token_version + (CASE WHEN ?2 THEN 1 ELSE 0 END) \
+                 WHERE username = ?1",
+                params![username, disabled, now],
+            )
+        })
+        .await
+    }
+
+    /// Users by name, a page at a time: at most `limit` (at least one) of those whose names
+    /// sort after `after`.
+    pub async fn list_users_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<User>> {
+        let after = after.unwrap_or_default().to_owned();
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE username > ?1 ORDER BY username LIMIT ?2"
+            ))
+            .and_then(|mut stmt| {
+                stmt.query_map(params![after, limit], |row| {
+                    user_from_row(row).map(|(user, _)| user)
+                })?
+                .collect()
+            })
+            .during("list a page of users")
         })
         .await
     }

@@ -1105,3 +1105,134 @@ async fn store_pages_cover_every_store_once_in_order_and_end() {
         );
     }
 }
+
+// ---------------------------------------------------------------- hardening (issue 12)
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+// Attack: another local account reads the database (password hashes, store records) or a
+// backup of it, created under a permissive umask.
+#[cfg(unix)]
+#[tokio::test]
+async fn database_wal_shm_and_backup_files_are_private_to_their_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("storefactory.db");
+    let db = Database::open(&path).await.unwrap();
+    user(&db, "mode", 5, 50).await;
+    db.insert_store(&store("mode1", "mode", 1)).await.unwrap();
+    let side = |suffix: &str| dir.path().join(format!("storefactory.db{suffix}"));
+    assert!(side("-wal").exists() && side("-shm").exists());
+    for file in [path.clone(), side("-wal"), side("-shm")] {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+    let backup = dir.path().join("copy.db");
+    db.backup_to(&backup).await.unwrap();
+    assert_eq!(mode(&backup), 0o600);
+    assert!(Database::open(&backup).await.is_ok(), "the copy is usable");
+
+    // A database made world-readable by an older version is tightened when opened.
+    drop(db);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let _db = Database::open(&path).await.unwrap();
+    assert_eq!(mode(&path), 0o600);
+}
+
+// Attack: a user with a quota of one loops create + delete with the largest product list;
+// every deleted record used to keep its products and events forever.
+#[tokio::test]
+async fn deleted_stores_drop_their_products_and_are_purged_after_retention() {
+    let (_dir, db) = fresh().await;
+    user(&db, "churn", 1, 50).await;
+    let product = storefactory_core::product::parse_products("Mug|4.50|A big mug").unwrap();
+    for turn in 0..20 {
+        let mut record = store(&format!("churn{turn}"), "churn", 1);
+        record.spec.products = vec![product[0].clone(); 200];
+        db.insert_store(&record).await.unwrap();
+        db.append_event(&record.id, Timestamp(1), &status(StoreStatus::Initialized))
+            .await
+            .unwrap();
+        db.set_status(&record.id, StoreStatus::Deleting, None)
+            .await
+            .unwrap();
+        let deleted = db
+            .set_status(&record.id, StoreStatus::Deleted, None)
+            .await
+            .unwrap();
+        assert!(deleted.spec.products.is_empty(), "the answer is compacted");
+        let stored = db.get_store(&record.id).await.unwrap().unwrap();
+        assert!(
+            stored.spec.products.is_empty(),
+            "products dropped on delete"
+        );
+        assert_eq!(stored.status, StoreStatus::Deleted);
+    }
+    // A live store keeps everything and is never purged.
+    let mut live = store("live1", "churn", 1);
+    live.spec.products = product.clone();
+    db.insert_store(&live).await.unwrap();
+    db.append_event(&live.id, Timestamp(1), &step("apply"))
+        .await
+        .unwrap();
+
+    // Nothing is older than a retention that started before the deletions.
+    assert_eq!(db.purge_deleted_stores(Timestamp(0)).await.unwrap(), 0);
+    let purged = db
+        .purge_deleted_stores(Timestamp(Timestamp::now().0 + 1))
+        .await
+        .unwrap();
+    assert_eq!(purged, 20);
+    let all = StoreFilter {
+        owner: None,
+        include_deleted: true,
+    };
+    let left = db.list_stores(&all).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].spec.products, product);
+    assert!(db.get_store(&id("churn3")).await.unwrap().is_none());
+    // The feed holds the live store's event only.
+    let feed = db.feed(0, 1000).await.unwrap();
+    assert_eq!(feed.len(), 1, "{feed:?}");
+    assert_eq!(feed[0].1.store_id, live.id);
+}
+
+#[tokio::test]
+async fn revoking_tokens_and_disabling_move_the_token_version() {
+    let (_dir, db) = fresh().await;
+    user(&db, "tv", 1, 1).await;
+    let fresh_user = db.get_user("tv").await.unwrap().unwrap();
+    assert_eq!((fresh_user.token_version, fresh_user.disabled), (0, false));
+    assert_eq!(db.revoke_tokens("tv").await.unwrap().token_version, 1);
+    let disabled = db.set_disabled("tv", true).await.unwrap();
+    assert_eq!((disabled.token_version, disabled.disabled), (2, true));
+    let enabled = db.set_disabled("tv", false).await.unwrap();
+    assert_eq!((enabled.token_version, enabled.disabled), (2, false));
+    assert!(matches!(
+        db.revoke_tokens("nobody").await,
+        Err(Error::UserNotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn user_pages_cover_every_user_once() {
+    let (_dir, db) = fresh().await;
+    for n in 0..7 {
+        user(&db, &format!("page{n}"), 1, 1).await;
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = db.list_users_page(after.as_deref(), 3).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 3);
+        after = page.last().map(|u| u.username.clone());
+        seen.extend(page.into_iter().map(|u| u.username));
+    }
+    assert_eq!(seen, (0..7).map(|n| format!("page{n}")).collect::<Vec<_>>());
+}

@@ -136,5 +136,35 @@ pub async fn run(ctx: &Context, command: UserCommand) -> Result<()> {
                 || format!("password of {username} changed\n"),
             )
         }
+        UserCommand::Disable { username } => set_disabled(ctx, &username, true).await,
+        UserCommand::Enable { username } => set_disabled(ctx, &username, false).await,
     }
+}
+
+/// `user disable` and `user enable`.
+async fn set_disabled(ctx: &Context, username: &str, disabled: bool) -> Result<()> {
+    let db = ctx.db().await?;
+    let user = match db.set_disabled(username, disabled).await {
+        Err(storefactory_sql::Error::UserNotFound { .. }) => {
+            return Err(
+                Failure::new(Code::NotFound, format!("user {username:?} not found")).into(),
+            );
+        }
+        other => other?,
+    };
+    let action = if disabled {
+        "user.disable"
+    } else {
+        "user.enable"
+    };
+    audit(&db, action, username).await;
+    let view = view(&db, user).await?;
+    output::print(ctx.output(), &view, || {
+        let what = if disabled {
+            "disabled: cannot log in, and every token they held is void"
+        } else {
+            "enabled: may log in again"
+        };
+        format!("{username} {what}\n")
+    })
 }

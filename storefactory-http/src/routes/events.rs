@@ -1,8 +1,10 @@
 //! `GET /api/stores/{id}/events`: a store's history as Server-Sent Events, then its live
-//! events until it is ready, failed or gone.
+//! events until it is ready, failed or gone, the token expires or is revoked, or the caller
+//! may no longer see the store.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -11,11 +13,16 @@ use futures::Stream;
 use storefactory_core::port::StoreRepository;
 use storefactory_core::spec::StoreId;
 use storefactory_core::store::StoreEvent;
+use storefactory_sql::Role;
 use tokio::sync::{broadcast, watch};
 
 use crate::api_error::{ApiError, ApiPath};
-use crate::auth::AuthUser;
-use crate::state::AppState;
+use crate::auth::{AuthUser, Claims, current_user};
+use crate::state::{AppState, StreamSlot};
+
+/// How often an open stream checks again that its token is still good (not revoked, user
+/// not disabled), that the caller may still see the store, and whether it settled.
+pub const RECHECK_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Where a stream is.
 struct Feed {
@@ -29,6 +36,11 @@ struct Feed {
     shutdown: watch::Receiver<bool>,
     /// Whether the stream ends once `pending` is drained.
     finished: bool,
+    /// The token the stream was opened with: the stream ends when it expires or stops
+    /// being good.
+    claims: Claims,
+    /// Holds one of the user's stream slots while the stream is open.
+    _slot: StreamSlot,
 }
 
 impl Feed {
@@ -37,6 +49,26 @@ impl Feed {
         let events = self.state.db().events(&self.id, self.last_seq).await?;
         self.pending.extend(events);
         Ok(())
+    }
+
+    /// Whether the stream should go on: the token is still good for a user who may see the
+    /// store, and the store has not settled with nothing left to send. Events missed in
+    /// between are read from the database.
+    async fn still_wanted(&mut self) -> bool {
+        let Ok(user) = current_user(&self.state, &self.claims).await else {
+            return false;
+        };
+        let record = match self.state.db().get_store(&self.id).await {
+            Ok(Some(record)) if record.owner == user.username || user.role == Role::Admin => record,
+            _ => return false,
+        };
+        if self.catch_up().await.is_err() {
+            return false;
+        }
+        if record.status.is_settled() && self.pending.is_empty() {
+            return false;
+        }
+        true
     }
 
     /// The next event to send, or `None` when the stream is over.
@@ -57,9 +89,20 @@ impl Feed {
             if self.finished {
                 return None;
             }
+            let expires_in = Duration::from_secs(self.claims.exp.saturating_sub(unix_now()));
             let received = tokio::select! {
-                received = self.live.recv() => received,
+                received = self.live.recv() => Some(received),
                 _ = self.shutdown.wait_for(|stop| *stop) => return None,
+                // The token expired: the client must log in again (and reconnect with
+                // `Last-Event-ID`).
+                () = tokio::time::sleep(expires_in) => return None,
+                () = tokio::time::sleep(RECHECK_INTERVAL) => None,
+            };
+            let Some(received) = received else {
+                if !self.still_wanted().await {
+                    return None;
+                }
+                continue;
             };
             match received {
                 Ok(event) if event.store_id != self.id || event.seq <= self.last_seq => {}
@@ -78,6 +121,13 @@ impl Feed {
     }
 }
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
 fn sse_event(event: &StoreEvent) -> Event {
     let data = serde_json::to_string(event).unwrap_or_else(|_| "{}".to_owned());
     Event::default().id(event.seq.to_string()).data(data)
@@ -92,16 +142,21 @@ pub async fn stream(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let id = StoreId::new(id).map_err(|_| ApiError::store_not_found())?;
-    match state.db().get_store(&id).await? {
-        Some(record) if record.owner == user.name() || user.is_admin() => {}
+    let record = match state.db().get_store(&id).await? {
+        Some(record) if record.owner == user.name() || user.is_admin() => record,
         _ => return Err(ApiError::store_not_found()),
-    }
+    };
+    let slot = state.stream_slot(user.name())?;
+    let history = state.db().events(&id, 0).await?;
+    let newest = history.last().map_or(0, |event| event.seq);
+    // Clamped to the events there are: an id past the end would otherwise skip every
+    // event to come, and the stream would never end.
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok())
         .unwrap_or(0)
-        .max(0);
+        .clamp(0, newest);
     // Subscribe before reading the history: an event recorded in between is then in both,
     // and duplicates are dropped by sequence number; nothing falls between the two.
     let live = state.subscribe();
@@ -114,14 +169,15 @@ pub async fn stream(
         live,
         shutdown,
         finished: false,
+        claims: user.claims().clone(),
+        _slot: slot,
     };
     feed.catch_up().await?;
-    if feed.pending.is_empty() {
-        // Nothing new since `Last-Event-ID`: end at once if the store has settled.
-        let history = feed.state.db().events(&feed.id, 0).await?;
-        if history.last().is_some_and(StoreEvent::is_terminal) {
-            feed.finished = true;
-        }
+    // Nothing new since `Last-Event-ID`: end at once if the store has settled.
+    if feed.pending.is_empty()
+        && (history.last().is_some_and(StoreEvent::is_terminal) || record.status.is_settled())
+    {
+        feed.finished = true;
     }
     let events = futures::stream::unfold(feed, |mut feed| async move {
         let event = feed.next().await?;

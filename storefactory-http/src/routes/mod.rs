@@ -11,6 +11,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -50,9 +51,11 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(ready))
         .route("/api/openapi.json", get(openapi))
         .route("/api/auth/login", post(users::login))
+        .route("/api/auth/logout", post(users::logout))
         .route("/api/users/me", get(users::me))
         .route("/api/users", get(users::list).post(users::create))
         .route("/api/users/{username}/quota", put(users::set_quota))
+        .route("/api/users/{username}/disabled", put(users::set_disabled))
         .route("/api/stores", get(stores::list).post(stores::create))
         .route("/api/stores/{id}", get(stores::get).delete(stores::delete))
         .route("/api/stores/{id}/retry", post(stores::retry))
@@ -65,6 +68,10 @@ pub fn router(state: AppState) -> Router {
         ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_deadline,
+        ))
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit));
     if let Some(cors) = cors {
@@ -90,6 +97,23 @@ pub fn router(state: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, RequestIds::new()))
+}
+
+/// Answers 503 `timeout` to a request not answered within the configured time, so that a
+/// hung dependency cannot hold connections and tasks without bound. Event streams are
+/// long-lived by design and bounded otherwise (per-user cap, token expiry).
+async fn request_deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if request.uri().path().ends_with("/events") {
+        return next.run(request).await;
+    }
+    let deadline = state.request_timeout();
+    match tokio::time::timeout(deadline, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(?deadline, "request timed out");
+            ApiError::Timeout.into_response()
+        }
+    }
 }
 
 /// Request ids: a per-process random prefix and a counter.
@@ -136,33 +160,28 @@ async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "healthy" }))
 }
 
-/// `GET /ready`: the database answers and the cluster is reachable.
+/// `GET /ready`: the database answers and the cluster is reachable. Served from a check at
+/// most a few seconds old, so anonymous callers cannot make the server call the cluster
+/// per request; the body is generic (no error text of the cluster, no version: the log has
+/// them).
 async fn ready(State(state): State<AppState>) -> Response {
-    let database = match state.db().get_setting("schema-probe").await {
-        Ok(_) => Ok("ok".to_owned()),
-        Err(error) => {
-            tracing::warn!(error = %error, "readiness: database check failed");
-            Err("database check failed".to_owned())
-        }
-    };
-    let cluster = state.check_cluster().await;
-    let part = |r: &Result<String, String>| match r {
-        Ok(v) => serde_json::json!({ "ok": true, "detail": v }),
-        Err(e) => serde_json::json!({ "ok": false, "detail": e }),
-    };
+    let found = state.readiness().await;
+    let part = |ok: bool, bad: &str| serde_json::json!({ "ok": ok, "detail": if ok { "ok" } else { bad } });
     let mut body = serde_json::json!({
-        "status": if database.is_ok() && cluster.is_ok() { "ready" } else { "not_ready" },
-        "database": part(&database),
-        "cluster": part(&cluster),
+        "status": if found.database && found.cluster { "ready" } else { "not_ready" },
+        "database": part(found.database, "database check failed"),
+        "cluster": part(found.cluster, "Kubernetes cluster unreachable"),
     });
-    if database.is_ok() && cluster.is_ok() {
+    if found.database && found.cluster {
         return Json(body).into_response();
     }
-    let problems: Vec<&str> = [database.as_ref().err(), cluster.as_ref().err()]
-        .into_iter()
-        .flatten()
-        .map(String::as_str)
-        .collect();
+    let problems: Vec<&str> = [
+        (!found.database).then_some("database check failed"),
+        (!found.cluster).then_some("Kubernetes cluster unreachable"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     body["error"] = problems.join("; ").into();
     body["code"] = "not_ready".into();
     (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()

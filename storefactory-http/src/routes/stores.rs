@@ -327,8 +327,20 @@ pub async fn create(
     addr: ClientAddr,
     ApiJson(body): ApiJson<CreateStoreBody>,
 ) -> Result<impl IntoResponse, ApiError> {
+    // A full quota is refused before the products are parsed and the blueprint rendered:
+    // that work is the expensive part. The insert checks again, atomically.
+    let usage = state.db().usage(user.name()).await?;
+    if let Some(message) = usage.exceeds(&user.0.quota, 0) {
+        return Err(ApiError::QuotaExceeded(message));
+    }
     let (request, admin_password) = body.into_request(&state, user.name())?;
+    if let Some(message) = usage.exceeds(&user.0.quota, request.spec.storage_gib()) {
+        return Err(ApiError::QuotaExceeded(message));
+    }
     let provisioner = state.cluster().await?;
+    // Counted only for requests that would create a store; deleting frees quota, not
+    // this budget.
+    state.count_creation(user.name())?;
     let record = provisioner.create(request).await?;
     tracing::info!(store = %record.id, owner = %record.owner, "store created");
     audit_store(&state, "store.create", &user, &record.id, addr).await;
@@ -436,7 +448,10 @@ pub async fn retry(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<StoreView>, ApiError> {
     let record = visible_store(&state, &user, &id).await?;
-    let record = state.cluster().await?.retry(&record.id).await?;
+    let provisioner = state.cluster().await?;
+    let record = state
+        .within_cluster_deadline(async { Ok(provisioner.retry(&record.id).await?) })
+        .await?;
     audit_store(&state, "store.retry", &user, &record.id, addr).await;
     Ok(Json(StoreView::from(&record)))
 }
@@ -455,7 +470,10 @@ pub async fn credentials(
             "only the store's owner may read its credentials".to_owned(),
         ));
     }
-    let credentials = state.cluster().await?.credentials(&record.id).await?;
+    let provisioner = state.cluster().await?;
+    let credentials = state
+        .within_cluster_deadline(async { Ok(provisioner.credentials(&record.id).await?) })
+        .await?;
     audit_store(&state, "store.credentials", &user, &record.id, addr).await;
     // Secrets must not linger in caches.
     Ok((

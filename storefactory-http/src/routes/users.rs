@@ -3,12 +3,13 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use storefactory_core::port::{Quota, Usage};
 use storefactory_sql::{AuditRecord, Role, User};
 
-use crate::api_error::{ApiError, ApiJson, ApiPath};
+use crate::api_error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::auth::{AuthUser, ClientAddr};
 use crate::routes::stores::audit;
 use crate::state::AppState;
@@ -68,6 +69,23 @@ pub struct UserView {
     pub current_storage: u64,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_at: i64,
+    /// Whether the account is disabled (cannot log in; its tokens were voided).
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+/// `text` as it may appear in a log line: control characters (newlines, escape sequences)
+/// escaped, so that a username cannot forge or rewrite log lines; at most 256 characters.
+pub(crate) fn log_safe(text: &str) -> String {
+    let mut safe: String = text
+        .chars()
+        .take(256)
+        .flat_map(char::escape_debug)
+        .collect();
+    if text.chars().count() > 256 {
+        safe.push_str("...");
+    }
+    safe
 }
 
 async fn view(state: &AppState, user: User) -> Result<UserView, ApiError> {
@@ -82,6 +100,7 @@ async fn view(state: &AppState, user: User) -> Result<UserView, ApiError> {
         quota: user.quota,
         usage,
         created_at: user.created_at.0,
+        disabled: user.disabled,
     })
 }
 
@@ -90,7 +109,7 @@ pub async fn login(
     State(state): State<AppState>,
     addr: ClientAddr,
     ApiJson(body): ApiJson<LoginBody>,
-) -> Result<Json<LoginResponse>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     // The exact message of the product this replaces: its clients may compare it.
     let refused = || ApiError::Unauthorized("Invalid credentials".to_owned());
     if body.username.len() > MAX_LOGIN_NAME || body.password.len() > 1024 {
@@ -104,7 +123,7 @@ pub async fn login(
         .verify_password(&body.username, &body.password)
         .await?
     else {
-        tracing::info!(username = %body.username, "login failed");
+        tracing::info!(username = %log_safe(&body.username), "login failed");
         audit(
             &state,
             AuditRecord::new("login.failed").actor(&body.username),
@@ -114,6 +133,17 @@ pub async fn login(
         return Err(refused());
     };
     state.throttle().succeeded(&body.username, addr.0);
+    if user.disabled {
+        audit(
+            &state,
+            AuditRecord::new("login.disabled").actor(&user.username),
+            addr,
+        )
+        .await;
+        return Err(ApiError::Forbidden(
+            "this account is disabled; ask an administrator".to_owned(),
+        ));
+    }
     let token = state.tokens().issue(&user)?;
     audit(
         &state,
@@ -121,14 +151,32 @@ pub async fn login(
         addr,
     )
     .await;
-    Ok(Json(LoginResponse {
-        access_token: token,
-        token_type: "bearer".to_owned(),
-        expires_in: state.tokens().ttl().as_secs(),
-        user_id: user.username.clone(),
-        username: user.username,
-        role: user.role,
-    }))
+    // A token must not linger in any cache (RFC 6749, 5.1).
+    Ok((
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::PRAGMA, "no-cache"),
+        ],
+        Json(LoginResponse {
+            access_token: token,
+            token_type: "bearer".to_owned(),
+            expires_in: state.tokens().ttl().as_secs(),
+            user_id: user.username.clone(),
+            username: user.username,
+            role: user.role,
+        }),
+    ))
+}
+
+/// `POST /api/auth/logout`: voids every token of the caller, on every device.
+pub async fn logout(
+    State(state): State<AppState>,
+    user: AuthUser,
+    addr: ClientAddr,
+) -> Result<StatusCode, ApiError> {
+    state.db().revoke_tokens(user.name()).await?;
+    audit(&state, AuditRecord::new("logout").actor(user.name()), addr).await;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /api/users/me`
@@ -136,17 +184,99 @@ pub async fn me(State(state): State<AppState>, user: AuthUser) -> Result<Json<Us
     Ok(Json(view(&state, user.0).await?))
 }
 
-/// `GET /api/users` (admin)
+/// Users per page of `GET /api/users` when the client does not say, and the most it may
+/// ask for.
+pub const MAX_USER_PAGE: usize = 500;
+
+/// Query of `GET /api/users`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserListQuery {
+    /// Most users in the answer, 1 to [`MAX_USER_PAGE`] (the default).
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Where to continue: the `next_cursor` of the previous page.
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+/// `GET /api/users` (admin), by name, a page at a time.
 pub async fn list(
     State(state): State<AppState>,
     user: AuthUser,
+    ApiQuery(query): ApiQuery<UserListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     user.require_admin()?;
-    let mut users = Vec::new();
-    for user in state.db().list_users().await? {
+    let limit = query.limit.unwrap_or(MAX_USER_PAGE);
+    if !(1..=MAX_USER_PAGE).contains(&limit) {
+        return Err(ApiError::Rejected {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_query",
+            message: format!("limit must be between 1 and {MAX_USER_PAGE}"),
+        });
+    }
+    // One more than asked for tells whether another page follows.
+    let mut page = state
+        .db()
+        .list_users_page(query.cursor.as_deref(), limit + 1)
+        .await?;
+    let more = page.len() > limit;
+    page.truncate(limit);
+    let next_cursor = more
+        .then(|| page.last().map(|u| u.username.clone()))
+        .flatten();
+    let mut users = Vec::with_capacity(page.len());
+    for user in page {
         users.push(view(&state, user).await?);
     }
-    Ok(Json(serde_json::json!({ "users": users })))
+    Ok(Json(
+        serde_json::json!({ "users": users, "next_cursor": next_cursor }),
+    ))
+}
+
+/// The body of `PUT /api/users/{username}/disabled`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisabledBody {
+    /// `true` disables the user (they cannot log in, their tokens are void at once);
+    /// `false` lets them log in again.
+    pub disabled: bool,
+}
+
+/// `PUT /api/users/{username}/disabled` (admin)
+pub async fn set_disabled(
+    State(state): State<AppState>,
+    user: AuthUser,
+    addr: ClientAddr,
+    ApiPath(username): ApiPath<String>,
+    ApiJson(body): ApiJson<DisabledBody>,
+) -> Result<Json<UserView>, ApiError> {
+    user.require_admin()?;
+    if body.disabled && username == user.name() {
+        return Err(ApiError::Invalid {
+            field: "disabled".to_owned(),
+            message: "admins cannot disable themselves".to_owned(),
+        });
+    }
+    let updated = state.db().set_disabled(&username, body.disabled).await?;
+    tracing::info!(
+        username = %updated.username,
+        disabled = body.disabled,
+        "user disabled flag set"
+    );
+    audit(
+        &state,
+        AuditRecord::new(if body.disabled {
+            "user.disable"
+        } else {
+            "user.enable"
+        })
+        .actor(user.name())
+        .target(&updated.username),
+        addr,
+    )
+    .await;
+    Ok(Json(view(&state, updated).await?))
 }
 
 /// A quota in a request body.
@@ -237,4 +367,21 @@ pub async fn set_quota(
     )
     .await;
     Ok(Json(view(&state, updated).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Attack: a username with a newline and a fake log record, sent to the login endpoint
+    // whose failures are logged.
+    #[test]
+    fn usernames_cannot_forge_log_lines() {
+        let forged = "x\n2026-01-01T00:00:00Z  INFO login succeeded username=admin\r\u{1b}[2K";
+        let safe = log_safe(forged);
+        assert!(!safe.contains('\n') && !safe.contains('\r') && !safe.contains('\u{1b}'));
+        assert!(safe.contains("\\n"), "{safe}");
+        assert_eq!(log_safe("alice"), "alice");
+        assert!(log_safe(&"a".repeat(10_000)).len() < 300);
+    }
 }
