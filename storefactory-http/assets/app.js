@@ -904,9 +904,15 @@ $("detail").addEventListener("close", () => { if (app.detail) closeDetail(); });
 // ------------------------------------------------------------------ the admin view
 
 async function loadUsers() {
-  let data;
+  // Every page of users, following the server's cursor.
+  const data = { users: [] };
   try {
-    data = await api("GET", "/api/users");
+    let cursor = null;
+    do {
+      const page = await api("GET", cursor ? `/api/users?cursor=${encodeURIComponent(cursor)}` : "/api/users");
+      data.users.push(...page.users);
+      cursor = page.next_cursor;
+    } while (cursor);
   } catch (e) {
     if (e.status !== 401) showBanner(e.message);
     return;

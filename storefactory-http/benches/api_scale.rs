@@ -1,0 +1,313 @@
+//! The HTTP API under load, on a real server on a loopback port with its reconciler working
+//! against the local control plane:
+//!
+//! 1. `CLIENTS` concurrent clients (64 by default) create `STORES` stores (200 by default)
+//!    through `POST /api/stores` and read `GET /api/stores` between creations, while the
+//!    server provisions them: latency p50/p99 of each, and when the last store was ready;
+//! 2. with `LIST_STORES` stores (10,000 by default) of one user in the database, the latency
+//!    of the first page of `GET /api/stores` and the time to walk every page.
+//!
+//! ```sh
+//! STORES=200 CLIENTS=64 LIST_STORES=10000 cargo bench -p storefactory-http --bench api_scale
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use axum::body::Bytes;
+use axum::http::{Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use storefactory_core::port::StoreRepository;
+use storefactory_core::spec::{StoreId, StoreSpec};
+use storefactory_core::store::{StoreRecord, StoreStatus};
+use storefactory_http::{Server, ServerConfig};
+use storefactory_sql::{Quota, Role};
+use storefactory_testkit::{ControlPlane, Options};
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// One request on a fresh connection, as a browser or script without keep-alive would.
+async fn call(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Result<(StatusCode, Value, Duration)> {
+    let started = Instant::now();
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, addr.to_string());
+    if let Some(token) = token {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let body: BoxBody<Bytes, std::convert::Infallible> = match body {
+        Some(value) => {
+            builder = builder.header(header::CONTENT_TYPE, "application/json");
+            Full::new(Bytes::from(value.to_string())).boxed()
+        }
+        None => Empty::new().boxed(),
+    };
+    let response = sender.send_request(builder.body(body)?).await?;
+    let status = response.status();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    let took = started.elapsed();
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Ok((status, value, took))
+}
+
+fn report(what: &str, samples: &mut [Duration]) {
+    samples.sort();
+    if samples.is_empty() {
+        println!("  {what}: no samples");
+        return;
+    }
+    let pick = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "  {what:<44} n={:<6} p50 {:>9.2?}  p99 {:>9.2?}  max {:>9.2?}",
+        samples.len(),
+        pick(0.5),
+        pick(0.99),
+        pick(1.0)
+    );
+}
+
+fn p99(samples: &[Duration]) -> Duration {
+    samples
+        .get(((samples.len().max(1) - 1) as f64 * 0.99).round() as usize)
+        .copied()
+        .unwrap_or_default()
+}
+
+async fn login(addr: SocketAddr, username: &str, password: &str) -> Result<String> {
+    let (status, body, _) = call(
+        addr,
+        Method::POST,
+        "/api/auth/login",
+        None,
+        Some(json!({"username": username, "password": password})),
+    )
+    .await?;
+    ensure!(status == StatusCode::OK, "login: {status} {body}");
+    body["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .context("no token in the login answer")
+}
+
+/// 400 requests of `path` from 8 clients at once.
+async fn sample_pages(addr: SocketAddr, token: &Arc<String>, path: &str) -> Result<Vec<Duration>> {
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let (token, path) = (token.clone(), path.to_owned());
+        workers.push(tokio::spawn(async move {
+            let mut samples = Vec::new();
+            for _ in 0..50 {
+                let (status, body, took) =
+                    call(addr, Method::GET, &path, Some(&token), None).await?;
+                ensure!(status == StatusCode::OK, "GET {path}: {status}");
+                ensure!(body["stores"].as_array().is_some_and(|s| !s.is_empty()));
+                samples.push(took);
+            }
+            anyhow::Ok(samples)
+        }));
+    }
+    let mut samples = Vec::new();
+    for worker in workers {
+        samples.extend(worker.await??);
+    }
+    Ok(samples)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let stores = env("STORES", 200);
+    let clients = env("CLIENTS", 64);
+    let list_stores = env("LIST_STORES", 10_000);
+    println!(
+        "STORES={stores} CLIENTS={clients} LIST_STORES={list_stores} cargo bench -p storefactory-http --bench api_scale"
+    );
+    let cp = ControlPlane::start(Options::default()).await?;
+    let dir = tempfile::tempdir()?;
+    let mut config = ServerConfig::default();
+    config.listen = "127.0.0.1:0".parse()?;
+    config.database = dir.path().join("bench.db");
+    config.kubeconfig = Some(cp.kubeconfig_path().to_owned());
+    config.admin_password = Some("bench-admin-password".to_owned());
+    config.token_key = Some("k".repeat(32));
+    config.max_store_creations = u32::MAX;
+    // One server on this control plane: no need to wait for a Lease.
+    config.provisioner.leader = None;
+    let server = Server::bind(config).await?;
+    let addr = server.local_addr();
+    let db = server.state().db().clone();
+    let quota = Quota {
+        max_stores: 1_000_000,
+        max_storage_gib: 1_000_000_000,
+    };
+    db.create_user("bench", "bench-password", Role::User, quota)
+        .await?;
+    db.create_user("lister", "bench-password", Role::User, quota)
+        .await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    let token = Arc::new(login(addr, "bench", "bench-password").await?);
+
+    // ---- 1: creations and reads while provisioning runs -----------------------------------
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..clients {
+        let (next, token) = (next.clone(), token.clone());
+        workers.push(tokio::spawn(async move {
+            let (mut posts, mut gets) = (Vec::new(), Vec::new());
+            while next.fetch_add(1, Ordering::Relaxed) < stores {
+                let (status, body, took) = call(
+                    addr,
+                    Method::POST,
+                    "/api/stores",
+                    Some(&token),
+                    Some(json!({"name": "bench", "sample_products": "Mug|4.5|"})),
+                )
+                .await?;
+                ensure!(status == StatusCode::CREATED, "POST: {status} {body}");
+                posts.push(took);
+                let (status, body, took) = call(
+                    addr,
+                    Method::GET,
+                    "/api/stores?limit=50",
+                    Some(&token),
+                    None,
+                )
+                .await?;
+                ensure!(status == StatusCode::OK, "GET: {status} {body}");
+                gets.push(took);
+            }
+            anyhow::Ok((posts, gets))
+        }));
+    }
+    let (mut posts, mut gets) = (Vec::new(), Vec::new());
+    for worker in workers {
+        let (p, g) = worker.await??;
+        posts.extend(p);
+        gets.extend(g);
+    }
+    let created_in = started.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let ready_in = loop {
+        let counts = db.count_stores_by_status().await?;
+        let ready = counts
+            .iter()
+            .find(|(s, _)| *s == StoreStatus::Ready)
+            .map_or(0, |(_, n)| *n);
+        let failed = counts
+            .iter()
+            .find(|(s, _)| *s == StoreStatus::Failed)
+            .map_or(0, |(_, n)| *n);
+        ensure!(failed == 0, "{failed} stores failed");
+        if ready as usize >= stores {
+            break started.elapsed();
+        }
+        ensure!(Instant::now() < deadline, "only {ready} of {stores} ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!("{stores} stores created by {clients} clients while the server provisions them:");
+    report("POST /api/stores", &mut posts);
+    report("GET /api/stores?limit=50 (while provisioning)", &mut gets);
+    println!(
+        "  all created after {created_in:.1?}; all ready after {ready_in:.1?}; process RSS {:.0} MiB (server, reconciler and simulated kubelet)",
+        rss_mib()
+    );
+
+    // ---- 2: listing with many stores -------------------------------------------------------
+    let inserting = Instant::now();
+    for i in 0..list_stores {
+        let id = StoreId::new(format!("l{i:07}"))?;
+        let spec = StoreSpec::new(id.clone(), "lister", format!("store-{id}.bench.test"));
+        let mut record = StoreRecord::new(spec, format!("listed {i}"), "woocommerce");
+        // Recorded as ready without a cluster object: nothing queues them, so the
+        // reconciler leaves them alone, and the listing reads real rows.
+        record.status = StoreStatus::Ready;
+        db.insert_store(&record).await?;
+    }
+    println!(
+        "{list_stores} stores of one user inserted in {:.1?}",
+        inserting.elapsed()
+    );
+    let token = Arc::new(login(addr, "lister", "bench-password").await?);
+    let mut pages = sample_pages(addr, &token, "/api/stores?limit=12&order=newest").await?;
+    report("GET /api/stores?limit=12 (the dashboard page)", &mut pages);
+    let mut full_pages = sample_pages(addr, &token, "/api/stores").await?;
+    report(
+        "GET /api/stores (default page: 500 stores)",
+        &mut full_pages,
+    );
+    let walking = Instant::now();
+    let (mut cursor, mut seen, mut requests) = (None::<String>, 0usize, 0usize);
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/stores?limit=500&cursor={c}"),
+            None => "/api/stores?limit=500".to_owned(),
+        };
+        let (status, body, _) = call(addr, Method::GET, &path, Some(&token), None).await?;
+        ensure!(status == StatusCode::OK, "GET {path}: {status} {body}");
+        requests += 1;
+        seen += body["stores"].as_array().map_or(0, Vec::len);
+        match body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    ensure!(seen == list_stores, "walked {seen} of {list_stores} stores");
+    println!(
+        "  every page of {list_stores} stores, 500 a page: {requests} requests in {:.1?}",
+        walking.elapsed()
+    );
+
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    println!("targets:");
+    println!(
+        "  POST /api/stores p99 {:.1?} with {clients} clients while provisioning (target <= 100 ms: {})",
+        p99(&posts),
+        verdict(p99(&posts) <= Duration::from_millis(100))
+    );
+    println!(
+        "  GET /api/stores page p99 {:.1?} with {list_stores} stores (target <= 10 ms: {})",
+        p99(&pages),
+        verdict(p99(&pages) <= Duration::from_millis(10))
+    );
+    let _ = stop.send(());
+    serving.await??;
+    Ok(())
+}
