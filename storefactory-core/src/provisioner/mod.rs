@@ -62,6 +62,11 @@ pub struct ProvisionerConfig {
     pub max_backoff: Duration,
     /// Most stores reconciled at the same time.
     pub concurrency: usize,
+    /// Longest one reconcile may take before it is given up and the store looked at again
+    /// after `max_backoff`: an apiserver that accepts connections and never answers must
+    /// not hold every reconcile slot. Every step is idempotent, so stopping one anywhere is
+    /// safe.
+    pub reconcile_timeout: Duration,
     /// Only these stores are reconciled; `None` for all. A command that drives one store
     /// limits itself to it.
     pub only: Option<HashSet<StoreId>>,
@@ -108,6 +113,7 @@ impl Default for ProvisionerConfig {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
             concurrency: 16,
+            reconcile_timeout: Duration::from_secs(120),
             only: None,
             leader: Some(LeaderConfig::default()),
             sealing_key: SealingKey::random(),

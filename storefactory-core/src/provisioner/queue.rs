@@ -181,7 +181,19 @@ impl Provisioner {
                         drop(waiting);
                         let _running = Gauge::enter(&this.inner.reconciling);
                         let started = std::time::Instant::now();
-                        let outcome = this.reconcile_logged(&id).await;
+                        let limit = this.inner.config.reconcile_timeout;
+                        let outcome = match tokio::time::timeout(limit, this.reconcile_logged(&id)).await {
+                            Ok(outcome) => outcome,
+                            Err(_) => {
+                                tracing::warn!(
+                                    store = %id,
+                                    "reconcile still unfinished after {} s (a hung apiserver?); \
+                                     looking again later",
+                                    limit.as_secs()
+                                );
+                                Outcome::RequeueAfter(this.inner.config.max_backoff)
+                            }
+                        };
                         if let Some(hook) = &this.inner.config.on_reconcile {
                             (hook.0)(started.elapsed());
                         }
