@@ -13,7 +13,11 @@
 //!
 //! ```sh
 //! STORES=200 INFLIGHT=64 cargo bench -p storefactory-core --bench scale
+//! FIRST=storefactory STORES=200 INFLIGHT=64 cargo bench -p storefactory-core --bench scale
 //! ```
+//!
+//! The second run of the two works on an etcd that has seen the first's objects come and
+//! go; `FIRST` says which goes first, so that the order can be ruled out.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -31,10 +35,11 @@ use storefactory_core::blueprint::{
 };
 use storefactory_core::manifest::Manifest;
 use storefactory_core::memory::MemoryRepository;
+use storefactory_core::port::{StoreFilter, StoreRepository};
 use storefactory_core::provisioner::{CreateStore, Provisioner, ProvisionerConfig};
 use storefactory_core::request_counter::RequestCounter;
 use storefactory_core::spec::{StoreId, StoreSpec};
-use storefactory_core::store::{EventKind, StoreStatus};
+use storefactory_core::store::{EventKind, StoreStatus, Timestamp};
 use storefactory_testkit::{ControlPlane, Options};
 
 type Counts = BTreeMap<(String, String), u64>;
@@ -360,10 +365,11 @@ async fn storefactory(
     counter: &RequestCounter,
     stores: usize,
     inflight: usize,
-) -> anyhow::Result<(Run, Vec<String>, Provisioner)> {
+) -> anyhow::Result<(Run, Vec<String>, Provisioner, tokio::task::JoinHandle<()>)> {
+    let repo = Arc::new(MemoryRepository::new());
     let provisioner = Provisioner::new(
         counted,
-        Arc::new(MemoryRepository::new()),
+        repo.clone(),
         Arc::new(BlueprintRegistry::builtin()?),
         ProvisionerConfig {
             leader: None,
@@ -372,44 +378,62 @@ async fn storefactory(
         },
     );
     let runner = provisioner.clone();
-    tokio::spawn(async move { runner.run().await });
+    let running = tokio::spawn(async move {
+        let _ = runner.run().await;
+    });
     // Let the reconciler start its watches before the clock starts, as a running server has.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut events = provisioner.subscribe();
     let before = apiserver_requests(admin).await?;
     let own_before = counter.snapshot();
     let started = Instant::now();
+    let started_ms = Timestamp::now().0;
     let mut created: HashMap<StoreId, Duration> = HashMap::new();
     for _ in 0..stores {
         let id = StoreId::generate();
         provisioner.create(CreateStore::new(spec_for(&id))).await?;
         created.insert(id, started.elapsed());
     }
+    // Progress is read from the records, and times from the events' own timestamps: a
+    // broadcast subscriber could lag behind a thousand stores' events.
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    loop {
+        let records = repo.list_stores(&StoreFilter::default()).await?;
+        if let Some(failed) = records.iter().find(|r| r.status == StoreStatus::Failed) {
+            anyhow::bail!("store {} failed: {:?}", failed.id, failed.reason);
+        }
+        let ready = records
+            .iter()
+            .filter(|r| r.status == StoreStatus::Ready)
+            .count();
+        if ready == stores {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {ready} of {stores} stores ready"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let since_start = |at: Timestamp| Duration::from_millis((at.0 - started_ms).max(0) as u64);
     let (mut applied, mut ready) = (Vec::new(), Vec::new());
     let (mut last_applied, mut last_ready) = (Duration::ZERO, Duration::ZERO);
-    while ready.len() < stores {
-        let event = tokio::time::timeout(Duration::from_secs(900), events.recv()).await??;
-        let at = started.elapsed();
-        let Some(created_at) = created.get(&event.store_id) else {
-            continue;
-        };
-        match &event.kind {
-            EventKind::Step { message, .. } if message == "all objects applied" => {
-                applied.push(at - *created_at);
-                last_applied = last_applied.max(at);
+    for (id, created_at) in &created {
+        for event in repo.events(id, 0).await? {
+            let at = since_start(event.at);
+            match &event.kind {
+                EventKind::Step { message, .. } if message == "all objects applied" => {
+                    applied.push(at.saturating_sub(*created_at));
+                    last_applied = last_applied.max(at);
+                }
+                EventKind::Status {
+                    status: StoreStatus::Ready,
+                    ..
+                } => {
+                    ready.push(at.saturating_sub(*created_at));
+                    last_ready = last_ready.max(at);
+                }
+                _ => {}
             }
-            EventKind::Status {
-                status: StoreStatus::Ready,
-                ..
-            } => {
-                ready.push(at - *created_at);
-                last_ready = last_ready.max(at);
-            }
-            EventKind::Status {
-                status: StoreStatus::Failed,
-                reason,
-            } => anyhow::bail!("store {} failed: {reason:?}", event.store_id),
-            _ => {}
         }
     }
     let after = apiserver_requests(admin).await?;
@@ -439,6 +463,7 @@ async fn storefactory(
         },
         namespaces,
         provisioner,
+        running,
     ))
 }
 
@@ -450,8 +475,9 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
         .unwrap_or(10);
+    let first = std::env::var("FIRST").unwrap_or_else(|_| "raw".to_owned());
     println!(
-        "STORES={stores} INFLIGHT={inflight} IDLE_SECS={idle_secs} cargo bench -p storefactory-core --bench scale"
+        "FIRST={first} STORES={stores} INFLIGHT={inflight} IDLE_SECS={idle_secs} cargo bench -p storefactory-core --bench scale"
     );
     let cp = ControlPlane::start(Options::default()).await?;
     println!(
@@ -464,15 +490,21 @@ async fn main() -> anyhow::Result<()> {
     let pods_per_store = registry.get(DEFAULT_BLUEPRINT)?.lifecycle().ready.len();
     let ready = watch_readiness(admin.clone(), pods_per_store);
 
-    let (raw, raw_namespaces) = raw(&admin, &registry, &ready, stores, inflight).await?;
-    raw.print(stores);
-    delete_namespaces(&admin, &raw_namespaces).await?;
-
+    // Which runs first on the fresh control plane (`FIRST=storefactory` swaps them): the
+    // second runs on an etcd that has seen the first's objects come and go.
+    let storefactory_first = std::env::var("FIRST").is_ok_and(|f| f == "storefactory");
     let counter = RequestCounter::new();
     let kubeconfig = Kubeconfig::read_from(cp.kubeconfig_path())?;
     let config =
         kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-    let (ours, _, provisioner) =
+    let mut raw_run = None;
+    if !storefactory_first {
+        let (run, namespaces) = raw(&admin, &registry, &ready, stores, inflight).await?;
+        run.print(stores);
+        delete_namespaces(&admin, &namespaces).await?;
+        raw_run = Some(run);
+    }
+    let (ours, our_namespaces, provisioner, running) =
         storefactory(&admin, counter.client(config)?, &counter, stores, inflight).await?;
     ours.print(stores);
 
@@ -484,6 +516,16 @@ async fn main() -> anyhow::Result<()> {
         rss_mib(),
         provisioner.tracked_stores()
     );
+    let raw = match raw_run {
+        Some(run) => run,
+        None => {
+            running.abort();
+            delete_namespaces(&admin, &our_namespaces).await?;
+            let (run, _) = raw(&admin, &registry, &ready, stores, inflight).await?;
+            run.print(stores);
+            run
+        }
+    };
 
     let applied_ratio = ours.applied_per_second(stores) / raw.applied_per_second(stores);
     let ready_ratio = ours.last_ready.as_secs_f64() / raw.last_ready.as_secs_f64().max(1e-9);
@@ -506,7 +548,14 @@ async fn main() -> anyhow::Result<()> {
         )?
         .len();
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
-    println!("side by side ({stores} stores, {inflight} in flight):");
+    println!(
+        "side by side ({stores} stores, {inflight} in flight, {} first):",
+        if storefactory_first {
+            "storefactory"
+        } else {
+            "raw"
+        }
+    );
     println!(
         "  applied stores/s, storefactory / raw: {applied_ratio:.2}x (target >= 0.8x: {})",
         verdict(applied_ratio >= 0.8)
