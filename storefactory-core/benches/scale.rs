@@ -40,17 +40,10 @@ use storefactory_core::provisioner::{CreateStore, Provisioner, ProvisionerConfig
 use storefactory_core::request_counter::RequestCounter;
 use storefactory_core::spec::{StoreId, StoreSpec};
 use storefactory_core::store::{EventKind, StoreStatus, Timestamp};
+use storefactory_testkit::bench::{env_usize, rss_mib};
 use storefactory_testkit::{ControlPlane, Options};
 
 type Counts = BTreeMap<(String, String), u64>;
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(default)
-}
 
 fn percentile(values: &[Duration], p: f64) -> Duration {
     let mut sorted = values.to_vec();
@@ -60,19 +53,6 @@ fn percentile(values: &[Duration], p: f64) -> Duration {
     }
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)]
-}
-
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
 }
 
 /// `apiserver_request_total` summed by verb and resource (with subresource).
@@ -469,8 +449,8 @@ async fn storefactory(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let stores = env("STORES", 50);
-    let inflight = env("INFLIGHT", 32);
+    let stores = env_usize("STORES", 50);
+    let inflight = env_usize("INFLIGHT", 32);
     let idle_secs = std::env::var("IDLE_SECS")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())

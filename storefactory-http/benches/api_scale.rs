@@ -27,28 +27,8 @@ use storefactory_core::spec::{StoreId, StoreSpec};
 use storefactory_core::store::{StoreRecord, StoreStatus};
 use storefactory_http::{Server, ServerConfig};
 use storefactory_sql::{Quota, Role};
+use storefactory_testkit::bench::{env_usize, rss_mib};
 use storefactory_testkit::{ControlPlane, Options};
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(default)
-}
-
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
 
 /// One request on a fresh connection, as a browser or script without keep-alive would.
 async fn call(
@@ -150,9 +130,9 @@ async fn sample_pages(addr: SocketAddr, token: &Arc<String>, path: &str) -> Resu
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let stores = env("STORES", 200);
-    let clients = env("CLIENTS", 64);
-    let list_stores = env("LIST_STORES", 10_000);
+    let stores = env_usize("STORES", 200);
+    let clients = env_usize("CLIENTS", 64);
+    let list_stores = env_usize("LIST_STORES", 10_000);
     println!(
         "STORES={stores} CLIENTS={clients} LIST_STORES={list_stores} cargo bench -p storefactory-http --bench api_scale"
     );

@@ -27,6 +27,7 @@
 //! machine). `cargo run -p storefactory-testkit -- up --dir DIR` runs a control plane until
 //! interrupted.
 
+pub mod bench;
 mod control_plane;
 mod error;
 mod install;
