@@ -93,6 +93,19 @@ pub trait StoreRepository: Send + Sync + 'static {
     /// gives [`RepositoryError::AlreadyExists`].
     async fn insert_store(&self, record: &StoreRecord) -> Result<(), RepositoryError>;
 
+    /// Records a new store ([`StoreRepository::insert_store`]) with its first event, and
+    /// returns the event. A repository that can should do both in one atomic step, so that
+    /// no store is ever without its first event; this default does one after the other.
+    async fn create_store(
+        &self,
+        record: &StoreRecord,
+        at: Timestamp,
+        kind: &EventKind,
+    ) -> Result<StoreEvent, RepositoryError> {
+        self.insert_store(record).await?;
+        self.append_event(&record.id, at, kind).await
+    }
+
     /// One store, deleted ones included.
     async fn get_store(&self, id: &StoreId) -> Result<Option<StoreRecord>, RepositoryError>;
 

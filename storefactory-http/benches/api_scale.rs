@@ -4,8 +4,13 @@
 //! 1. `CLIENTS` concurrent clients (64 by default) create `STORES` stores (200 by default)
 //!    through `POST /api/stores` and read `GET /api/stores` between creations, while the
 //!    server provisions them: latency p50/p99 of each, and when the last store was ready;
-//! 2. with `LIST_STORES` stores (10,000 by default) of one user in the database, the latency
+//! 2. with every store ready, the Kubernetes requests the server sends over `IDLE_SECS`
+//!    seconds (60 by default) of idleness, and the server's memory;
+//! 3. with `LIST_STORES` stores (10,000 by default) of one user in the database, the latency
 //!    of the first page of `GET /api/stores` and the time to walk every page.
+//!
+//! The control plane and its simulated kubelet run in a child process, so that the memory
+//! this process holds is the server's (with its reconciler) and the benchmark's small client.
 //!
 //! ```sh
 //! STORES=200 CLIENTS=64 LIST_STORES=10000 cargo bench -p storefactory-http --bench api_scale
@@ -27,8 +32,9 @@ use storefactory_core::spec::{StoreId, StoreSpec};
 use storefactory_core::store::{StoreRecord, StoreStatus};
 use storefactory_http::{Server, ServerConfig};
 use storefactory_sql::{Quota, Role};
-use storefactory_testkit::bench::{env_usize, rss_mib};
-use storefactory_testkit::{ControlPlane, Options};
+use storefactory_testkit::bench::{
+    ChildControlPlane, env_usize, host_control_plane_if_child, rss_mib,
+};
 
 /// One request on a fresh connection, as a browser or script without keep-alive would.
 async fn call(
@@ -128,15 +134,24 @@ async fn sample_pages(addr: SocketAddr, token: &Arc<String>, path: &str) -> Resu
     Ok(samples)
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
+    host_control_plane_if_child();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(bench())
+}
+
+async fn bench() -> Result<()> {
     let stores = env_usize("STORES", 200);
     let clients = env_usize("CLIENTS", 64);
     let list_stores = env_usize("LIST_STORES", 10_000);
+    let idle_secs = env_usize("IDLE_SECS", 60);
     println!(
-        "STORES={stores} CLIENTS={clients} LIST_STORES={list_stores} cargo bench -p storefactory-http --bench api_scale"
+        "STORES={stores} CLIENTS={clients} IDLE_SECS={idle_secs} LIST_STORES={list_stores} cargo bench -p storefactory-http --bench api_scale"
     );
-    let cp = ControlPlane::start(Options::default()).await?;
+    let rss_before_cluster = rss_mib();
+    let cp = tokio::task::spawn_blocking(ChildControlPlane::start).await??;
     let dir = tempfile::tempdir()?;
     let mut config = ServerConfig::default();
     config.listen = "127.0.0.1:0".parse()?;
@@ -149,7 +164,8 @@ async fn main() -> Result<()> {
     config.provisioner.leader = None;
     let server = Server::bind(config).await?;
     let addr = server.local_addr();
-    let db = server.state().db().clone();
+    let server_state = server.state().clone();
+    let db = server_state.db().clone();
     let quota = Quota {
         max_stores: 1_000_000,
         max_storage_gib: 1_000_000_000,
@@ -226,11 +242,21 @@ async fn main() -> Result<()> {
     report("POST /api/stores", &mut posts);
     report("GET /api/stores?limit=50 (while provisioning)", &mut gets);
     println!(
-        "  all created after {created_in:.1?}; all ready after {ready_in:.1?}; process RSS {:.0} MiB (server, reconciler and simulated kubelet)",
+        "  all created after {created_in:.1?}; all ready after {ready_in:.1?}; server RSS {:.0} MiB (this process before the server started: {rss_before_cluster:.0} MiB)",
         rss_mib()
     );
 
-    // ---- 2: listing with many stores -------------------------------------------------------
+    // ---- 2: idle with every store ready ---------------------------------------------------
+    let kube = server_state.metrics().kube_counter().clone();
+    let before = kube.total();
+    tokio::time::sleep(Duration::from_secs(idle_secs as u64)).await;
+    let idle_requests = kube.total() - before;
+    let idle_rss = rss_mib();
+    println!(
+        "{stores} ready stores, idle for {idle_secs} s: {idle_requests} Kubernetes requests from the server; server RSS {idle_rss:.0} MiB"
+    );
+
+    // ---- 3: listing with many stores -------------------------------------------------------
     let inserting = Instant::now();
     for i in 0..list_stores {
         let id = StoreId::new(format!("l{i:07}"))?;
@@ -286,6 +312,14 @@ async fn main() -> Result<()> {
         "  GET /api/stores page p99 {:.1?} with {list_stores} stores (target <= 10 ms: {})",
         p99(&pages),
         verdict(p99(&pages) <= Duration::from_millis(10))
+    );
+    println!(
+        "  {idle_requests} Kubernetes requests in {idle_secs} s idle with {stores} ready stores (target 0: {})",
+        verdict(idle_requests == 0)
+    );
+    println!(
+        "  server RSS {idle_rss:.0} MiB with {stores} ready stores (target <= 80 MiB: {})",
+        verdict(idle_rss <= 80.0)
     );
     let _ = stop.send(());
     serving.await??;

@@ -15,8 +15,11 @@ use crate::schema;
 /// "database is locked". Within one process writes queue on a mutex and never wait here.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Read connections kept open between calls; more are opened under load and closed after.
-const MAX_IDLE_READERS: usize = 4;
+/// Read connections: at most this many reads run at once, each on a connection kept open
+/// (with its prepared statements) for the next. More would only queue for the same cores,
+/// each on a blocking thread of its own and a connection opened for it, which costs more
+/// than the query; fewer would let one slow read (a page of 500 stores) hold up the rest.
+const MAX_READERS: usize = 8;
 
 /// A Storefactory database: one SQLite file holding users, stores, events, the audit log
 /// and settings.
@@ -46,7 +49,12 @@ pub(crate) struct Inner {
     /// `None` for an in-memory database, which has only the writer connection.
     path: Option<PathBuf>,
     writer: Mutex<Connection>,
+    /// Admission to the writer: callers queue here, without a thread, rather than each on a
+    /// blocking thread of its own waiting for the mutex.
+    write_turn: Arc<Semaphore>,
     readers: Mutex<Vec<Connection>>,
+    /// Admission to the readers ([`MAX_READERS`]).
+    read_turns: Arc<Semaphore>,
     /// Bounds the Argon2 hashes and verifications running at once. Each one holds 19 MiB
     /// and a core for a good fraction of a second; unbounded, a burst of logins would take
     /// gigabytes of memory and every blocking thread, and SQLite calls would queue behind
@@ -127,7 +135,9 @@ impl Database {
             inner: Arc::new(Inner {
                 path,
                 writer: Mutex::new(writer),
+                write_turn: Arc::new(Semaphore::new(1)),
                 readers: Mutex::new(Vec::new()),
+                read_turns: Arc::new(Semaphore::new(MAX_READERS)),
                 password_work: Arc::new(Semaphore::new(password_work_permits())),
             }),
         }
@@ -238,8 +248,17 @@ impl Database {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
+        // Held until the work is done, even if the caller stops waiting for it.
+        let turn = Arc::clone(&self.inner.read_turns)
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Shutdown)?;
         let inner = Arc::clone(&self.inner);
-        blocking(move || inner.with_reader(f)).await
+        blocking(move || {
+            let _turn = turn;
+            inner.with_reader(f)
+        })
+        .await
     }
 
     /// Runs `f` with the write connection on the blocking thread pool.
@@ -248,8 +267,17 @@ impl Database {
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
+        // Held until the work is done, even if the caller stops waiting for it.
+        let turn = Arc::clone(&self.inner.write_turn)
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Shutdown)?;
         let inner = Arc::clone(&self.inner);
-        blocking(move || f(&mut inner.lock_writer())).await
+        blocking(move || {
+            let _turn = turn;
+            f(&mut inner.lock_writer())
+        })
+        .await
     }
 }
 
@@ -279,7 +307,7 @@ impl Inner {
         };
         let result = f(&conn);
         let mut idle = lock(&self.readers);
-        if idle.len() < MAX_IDLE_READERS {
+        if idle.len() < MAX_READERS {
             idle.push(conn);
         }
         result

@@ -50,15 +50,18 @@ impl Provisioner {
                     .seal(record.id.as_str(), &json),
             );
         }
-        self.inner.repo.insert_store(&record).await?;
-        self.record(
-            &record.id,
-            EventKind::Status {
-                status: StoreStatus::Initialized,
-                reason: None,
-            },
-        )
-        .await?;
+        let first = EventKind::Status {
+            status: StoreStatus::Initialized,
+            reason: None,
+        };
+        let mut own = self.inner.own_events.lock().await;
+        let event = self
+            .inner
+            .repo
+            .create_store(&record, Timestamp::now(), &first)
+            .await?;
+        self.published(&mut own, event);
+        drop(own);
         self.enqueue(&record.id);
         record.sealed_inputs = None;
         Ok(record)
@@ -198,6 +201,16 @@ impl Provisioner {
             .repo
             .append_event(id, Timestamp::now(), &kind)
             .await?;
+        Ok(self.published(&mut own, event))
+    }
+
+    /// Publishes an event just recorded, while `own` (the lock on this process's events)
+    /// is held: the feed then knows it as ours and does not republish it.
+    fn published(
+        &self,
+        own: &mut std::collections::HashSet<(StoreId, i64)>,
+        event: StoreEvent,
+    ) -> StoreEvent {
         if self
             .inner
             .running
@@ -205,9 +218,8 @@ impl Provisioner {
         {
             own.insert((event.store_id.clone(), event.seq));
         }
-        drop(own);
         let _ = self.inner.events.send(event.clone());
-        Ok(event)
+        event
     }
 
     pub(super) async fn step(

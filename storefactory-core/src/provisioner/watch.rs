@@ -119,6 +119,39 @@ fn store_of<K: Resource>(obj: &K) -> Option<StoreId> {
         .and_then(|id| StoreId::new(id.clone()).ok())
 }
 
+/// A cache's writer, and what it trims from objects before storing them.
+type CacheWriter<K> = (reflector::store::Writer<K>, fn(&mut K));
+
+/// What to do about a watch event once the cache holds it.
+enum Then {
+    Wake(StoreId, Wake),
+    Deleted(StoreId, Box<ObjectMeta>),
+    WakeAll,
+}
+
+/// Keeps of a cached namespace or workload what readiness and the namespace checks read:
+/// its identity, labels, generation and status, and a spec without its pod template, whose
+/// required fields stay as empty objects. Field ownership is read from the watch event
+/// before the object is trimmed. A thousand stores' workloads whole hold hundreds of MiB.
+fn trim_object(obj: &mut DynamicObject) {
+    obj.metadata.managed_fields = None;
+    obj.metadata.annotations = None;
+    if let Some(spec) = obj.data.get_mut("spec").and_then(|s| s.as_object_mut()) {
+        if spec.contains_key("template") {
+            spec.insert("template".to_owned(), serde_json::json!({}));
+        }
+        spec.remove("volumeClaimTemplates");
+    }
+}
+
+/// Keeps of a cached pod its identity and status: what tells a pod that will not come up.
+fn trim_pod(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    pod.metadata.annotations = None;
+    pod.metadata.owner_references = None;
+    pod.spec = None;
+}
+
 impl Provisioner {
     /// Starts the watches in `set` and returns their caches.
     pub(super) fn start_watches(&self, set: &mut JoinSet<()>) -> Caches {
@@ -136,10 +169,13 @@ impl Provisioner {
             let writer = reflector::store::Writer::new(resource.clone());
             let store = writer.as_reader();
             let api: Api<DynamicObject> = Api::all_with(self.inner.client.clone(), resource);
-            let stream = reflector::reflector(writer, watcher(api, self.watch_config()))
-                .default_backoff()
-                .boxed();
-            self.spawn_watch(set, resource.kind.clone(), stream);
+            let stream = watcher(api, self.watch_config()).default_backoff().boxed();
+            self.spawn_watch(
+                set,
+                resource.kind.clone(),
+                stream,
+                Some((writer, trim_object)),
+            );
             store
         };
         let namespaces = cache(&resources[0], set);
@@ -149,16 +185,8 @@ impl Provisioner {
         let pod_writer = reflector::store::Writer::<Pod>::default();
         let pods = pod_writer.as_reader();
         let api: Api<Pod> = Api::all(self.inner.client.clone());
-        let stream = reflector::reflector(
-            pod_writer,
-            watcher(api, self.watch_config()).modify(|pod| {
-                // The cache keeps what readiness reads, not field ownership.
-                pod.metadata.managed_fields = None;
-            }),
-        )
-        .default_backoff()
-        .boxed();
-        self.spawn_watch(set, "Pod".to_owned(), stream);
+        let stream = watcher(api, self.watch_config()).default_backoff().boxed();
+        self.spawn_watch(set, "Pod".to_owned(), stream, Some((pod_writer, trim_pod)));
         // The other kinds are watched for drift only. Secrets are not watched: that would
         // need every Secret of every namespace listed and watched (a label selector narrows
         // what is sent, not what may be read). A store's Secrets are read only when needed,
@@ -178,7 +206,7 @@ impl Provisioner {
             }
             let api: Api<DynamicObject> = Api::all_with(self.inner.client.clone(), &resource);
             let stream = watcher(api, self.watch_config()).default_backoff().boxed();
-            self.spawn_watch(set, resource.kind.clone(), stream);
+            self.spawn_watch::<DynamicObject>(set, resource.kind.clone(), stream, None);
         }
         Caches {
             namespaces,
@@ -194,41 +222,56 @@ impl Provisioner {
         watcher::Config::default().labels(MANAGED_SELECTOR)
     }
 
+    /// Follows one watch: each event is classified on the whole object as the apiserver sent
+    /// it, then, when the kind is cached, trimmed to what readiness reads and stored, and only
+    /// then does the store it concerns wake up, so that its reconcile finds the cache current.
     fn spawn_watch<K>(
         &self,
         set: &mut JoinSet<()>,
         kind: String,
         mut stream: futures::stream::BoxStream<'static, watcher::Result<watcher::Event<K>>>,
+        mut cache: Option<CacheWriter<K>>,
     ) where
-        K: Resource + serde::Serialize + Send + 'static,
+        K: Resource + Clone + serde::Serialize + Send + Sync + 'static,
+        K::DynamicType: Clone + Eq + std::hash::Hash + Send + Sync,
     {
         let this = self.clone();
         set.spawn(async move {
             while let Some(event) = stream.next().await {
-                match event {
-                    Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
-                        if let Some(id) = store_of(&obj) {
-                            match this.classify(&id, &kind, obj.meta()) {
-                                Wake::Ignore => {}
-                                Wake::Progress => this.wake(&id),
-                                Wake::Apply => this.enqueue(&id),
-                            }
-                        }
+                let event = match event {
+                    Ok(event) => event,
+                    Err(error) => {
+                        tracing::debug!(%kind, %error, "watch interrupted; resuming");
+                        continue;
                     }
-                    Ok(watcher::Event::Delete(obj)) => {
-                        if let Some(id) = store_of(&obj) {
-                            this.deleted(&id, &kind, obj.meta()).await;
-                        }
+                };
+                let then = match &event {
+                    watcher::Event::Apply(obj) | watcher::Event::InitApply(obj) => store_of(obj)
+                        .map(|id| {
+                            let wake = this.classify(&id, &kind, obj.meta());
+                            Then::Wake(id, wake)
+                        }),
+                    watcher::Event::Delete(obj) => {
+                        store_of(obj).map(|id| Then::Deleted(id, Box::new(obj.meta().clone())))
                     }
-                    Ok(watcher::Event::InitDone) if kind == "Namespace" => {
-                        // Namespaces deleted while the watch was interrupted send no event:
-                        // every known store looks at its namespace again (from the cache).
+                    watcher::Event::InitDone if kind == "Namespace" => Some(Then::WakeAll),
+                    watcher::Event::Init | watcher::Event::InitDone => None,
+                };
+                if let Some((writer, trim)) = cache.as_mut() {
+                    writer.apply_watcher_event(&event.modify(*trim));
+                }
+                match then {
+                    None | Some(Then::Wake(_, Wake::Ignore)) => {}
+                    Some(Then::Wake(id, Wake::Progress)) => this.wake(&id),
+                    Some(Then::Wake(id, Wake::Apply)) => this.enqueue(&id),
+                    Some(Then::Deleted(id, meta)) => this.deleted(&id, &kind, &meta).await,
+                    // Namespaces deleted while the watch was interrupted send no event:
+                    // every known store looks at its namespace again (from the cache).
+                    Some(Then::WakeAll) => {
                         for id in this.inner.states.ids() {
                             this.wake(&id);
                         }
                     }
-                    Ok(_) => {}
-                    Err(error) => tracing::debug!(%kind, %error, "watch interrupted; resuming"),
                 }
             }
         });
