@@ -54,7 +54,7 @@ cargo test --workspace --exclude storefactory-py --locked
 step "benchmarks, once at a small size so that they keep working (figures come from full runs)"
 # In the dev profile: the debug build the tests made serves, instead of a release build.
 STORES=20 INFLIGHT=8 IDLE_SECS=2 cargo bench -q --locked --profile dev -p storefactory-core --bench scale
-STORES=20 CLIENTS=8 LIST_STORES=500 cargo bench -q --locked --profile dev -p storefactory-http --bench api_scale
+STORES=20 CLIENTS=8 IDLE_SECS=2 LIST_STORES=500 cargo bench -q --locked --profile dev -p storefactory-http --bench api_scale
 
 step "Python bindings: the wheel built with maturin, tested with pytest"
 # A debug build into the workspace's target directory, so it reuses what cargo just built.

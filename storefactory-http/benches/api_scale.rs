@@ -248,12 +248,21 @@ async fn bench() -> Result<()> {
 
     // ---- 2: idle with every store ready ---------------------------------------------------
     let kube = server_state.metrics().kube_counter().clone();
-    let before = kube.total();
+    let before = kube.snapshot();
     tokio::time::sleep(Duration::from_secs(idle_secs as u64)).await;
-    let idle_requests = kube.total() - before;
+    let after = kube.snapshot();
     let idle_rss = rss_mib();
+    let mut idle_requests = 0;
+    let mut idle_detail = String::new();
+    for (key, n) in &after {
+        let new = n - before.get(key).copied().unwrap_or(0);
+        if new > 0 {
+            idle_requests += new;
+            idle_detail.push_str(&format!(" {} {}: {new};", key.0, key.1));
+        }
+    }
     println!(
-        "{stores} ready stores, idle for {idle_secs} s: {idle_requests} Kubernetes requests from the server; server RSS {idle_rss:.0} MiB"
+        "{stores} ready stores, idle for {idle_secs} s: {idle_requests} Kubernetes requests from the server;{idle_detail} server RSS {idle_rss:.0} MiB"
     );
 
     // ---- 3: listing with many stores -------------------------------------------------------

@@ -15,7 +15,10 @@ use crate::error::{Error, Result};
 use crate::routes::router;
 use crate::state::AppState;
 
-/// How often the cluster is looked at while it can be used.
+/// How often the kubeconfig is looked at for changes while the cluster can be used. The
+/// cluster itself is not asked anything on a timer then, so that an idle platform sends it
+/// no request: `/ready` checks it on demand (cached), and the watches of the reconciler
+/// notice a lost connection on their own.
 const CLUSTER_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 /// How often the server tries to connect while it cannot use the cluster: short, so that a
 /// cluster that appears (or an apiserver that restarts) is picked up within seconds.
@@ -222,7 +225,7 @@ impl Connector {
     async fn run(mut self, state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut reconciler = state.provisioner().map(Reconciler::start);
         loop {
-            let usable = state.check_cluster().await.is_ok();
+            let usable = state.cluster_reachable() || state.check_cluster().await.is_ok();
             let wait = if usable {
                 CLUSTER_CHECK_INTERVAL
             } else {

@@ -341,6 +341,11 @@ impl AppState {
         Ok(provisioner)
     }
 
+    /// Whether the cluster answered the last time it was asked (without asking it again).
+    pub(crate) fn cluster_reachable(&self) -> bool {
+        matches!(*lock(&self.inner.reach), Reach::Reachable(_))
+    }
+
     /// Asks the cluster for its version and remembers what it found; the outcome gates the
     /// store operations that need the cluster. `Err` tells why it is not usable.
     pub async fn check_cluster(&self) -> Result<String, String> {

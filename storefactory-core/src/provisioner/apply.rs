@@ -2,6 +2,7 @@
 //! its generated Secrets created once and never overwritten; transient API errors retried
 //! with bounded exponential backoff.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
@@ -9,10 +10,19 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use super::Provisioner;
 use super::state::Seen;
 use super::watch::{object_key, ownership};
-use crate::blueprint::{LABEL_STORE, SecretInputs, SecretValues};
+use crate::blueprint::{BlueprintRegistry, LABEL_STORE, SecretInputs, SecretValues};
 use crate::error::{Error, Result, kube_error_is_transient};
 use crate::manifest::Manifest;
+use crate::spec::StoreSpec;
 use crate::store::{StoreRecord, StoreStatus};
+
+/// What [`Provisioner::render`] hands to its blocking thread.
+type RenderJob = (
+    Arc<BlueprintRegistry>,
+    String,
+    StoreSpec,
+    Option<SecretInputs>,
+);
 
 /// Why a store's namespace cannot be used.
 pub(super) enum NamespaceProblem {
@@ -23,17 +33,51 @@ pub(super) enum NamespaceProblem {
 }
 
 impl Provisioner {
+    /// Renders `spec` with `blueprint` (with generated secret values from `inputs`, or
+    /// placeholders when `None`) on a blocking thread: rendering and parsing a store with many
+    /// products takes milliseconds, too long to hold a runtime worker that also serves HTTP
+    /// requests and watch events.
+    pub(super) async fn render(
+        &self,
+        blueprint: &str,
+        spec: &StoreSpec,
+        inputs: Option<SecretInputs>,
+    ) -> Result<Vec<Manifest>> {
+        let job = Arc::new((
+            Arc::clone(&self.inner.blueprints),
+            blueprint.to_owned(),
+            spec.clone(),
+            inputs,
+        ));
+        let render = |job: &RenderJob| {
+            let (registry, blueprint, spec, inputs) = job;
+            let values = match inputs {
+                Some(inputs) => SecretValues::Generate(inputs),
+                None => SecretValues::Placeholders,
+            };
+            registry.render(blueprint, spec, values)
+        };
+        let task = {
+            let job = Arc::clone(&job);
+            tokio::task::spawn_blocking(move || render(&job))
+        };
+        match task.await {
+            Ok(rendered) => rendered,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // The runtime is shutting down and ran no more blocking work: render here.
+            Err(_) => render(&job),
+        }
+    }
+
     /// Renders the store and applies every object in order. The generated Secrets of a store
     /// that was never ready are created if absent; a ready store's are left as they are.
     /// Returns how many objects were applied.
     pub(super) async fn apply_all(&self, record: &StoreRecord, report: bool) -> Result<usize> {
         let id = &record.id;
         let inputs = self.chosen_inputs(record).await;
-        let manifests = self.inner.blueprints.render(
-            &record.blueprint,
-            &record.spec,
-            SecretValues::Generate(&inputs),
-        )?;
+        let manifests = self
+            .render(&record.blueprint, &record.spec, Some(inputs))
+            .await?;
         let lifecycle = self.inner.blueprints.get(&record.blueprint)?.lifecycle();
         if report {
             self.step(id, "apply", format!("applying {} objects", manifests.len()))

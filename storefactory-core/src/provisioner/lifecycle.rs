@@ -7,7 +7,6 @@ use kube::Api;
 use kube::api::{DeleteParams, PropagationPolicy};
 
 use super::{CreateStore, Credentials, Provisioner, lock};
-use crate::blueprint::SecretValues;
 use crate::blueprint::lifecycle::WorkloadKind;
 use crate::error::{Error, Result};
 use crate::spec::StoreId;
@@ -32,9 +31,7 @@ impl Provisioner {
         lifecycle.check_inputs(&inputs)?;
         // Rendering validates the spec and proves the blueprint works for it before anything
         // is recorded.
-        self.inner
-            .blueprints
-            .render(&blueprint, &spec, SecretValues::Placeholders)?;
+        self.render(&blueprint, &spec, None).await?;
         let name = if name.trim().is_empty() {
             spec.id.to_string()
         } else {
