@@ -82,20 +82,30 @@ final class Rewriter
         if (stripos($value, $this->oldHost) === false) {
             return $value;
         }
-        if (self::unserializes($value)) {
-            $pos = 0;
-            $rewritten = $this->serialized($value, $pos, 0);
-            if ($rewritten !== null && $pos === strlen($value) && self::unserializes($rewritten)) {
+        // As WordPress decides (is_serialized): by the first and the last character. PHP's
+        // unserialize() alone would accept text that merely starts like a serialized value.
+        if (self::looksSerialized($value)) {
+            $rewritten = self::unserializes($value) ? $this->serializedWhole($value) : null;
+            if ($rewritten !== null) {
                 return $rewritten;
             }
             $this->damaged++;
             return $value;
         }
-        if (self::looksSerialized($value)) {
-            $this->damaged++;
-            return $value;
-        }
         return $this->text($value);
+    }
+
+    /** The whole serialized value rewritten, or null if the walker cannot read all of it. */
+    private function serializedWhole(string $value): ?string
+    {
+        $pos = 0;
+        $rewritten = $this->serialized($value, $pos, 0);
+        $rest = substr($value, $pos);
+        if ($rewritten === null || trim($rest) !== '') {
+            return null;
+        }
+        $rewritten .= $rest;
+        return self::unserializes($rewritten) ? $rewritten : null;
     }
 
     private function text(string $value): string
