@@ -437,32 +437,21 @@ fn row(table: &'static str, values: Vec<(&'static str, Val)>) -> Row {
     Row { table, values }
 }
 
+fn option(name: &str, value: Val) -> Row {
+    row(
+        "wp_options",
+        vec![("option_name", text(name)), ("option_value", value)],
+    )
+}
+
 /// The WordPress-like content of a store at `site`. The same rows with NEW are what a clone
 /// of a store at OLD must hold after the rewrite.
 fn fixture(site: &Site) -> Vec<Row> {
     let f = |t: &str| fill(t, site);
     let mut rows = vec![
-        row(
-            "wp_options",
-            vec![
-                ("option_name", text("siteurl")),
-                ("option_value", text(f("{URL}"))),
-            ],
-        ),
-        row(
-            "wp_options",
-            vec![
-                ("option_name", text("home")),
-                ("option_value", text(f("{URL}"))),
-            ],
-        ),
-        row(
-            "wp_options",
-            vec![
-                ("option_name", text("blogname")),
-                ("option_value", text(HOSTILE.concat())),
-            ],
-        ),
+        option("siteurl", text(f("{URL}"))),
+        option("home", text(f("{URL}"))),
+        option("blogname", text(HOSTILE.concat())),
         row(
             "wp_options",
             vec![
@@ -562,13 +551,7 @@ fn fixture(site: &Site) -> Vec<Row> {
                 ),
             ],
         ),
-        row(
-            "wp_options",
-            vec![
-                ("option_name", text("unrelated")),
-                ("option_value", text(UNRELATED)),
-            ],
-        ),
+        option("unrelated", text(UNRELATED)),
     ];
     for (i, hostile) in HOSTILE.iter().enumerate() {
         rows.push(row(

@@ -50,6 +50,9 @@ on_exit() {
   fi
 }
 trap on_exit EXIT
+# A stopped Job's pod gets SIGTERM: leave through the EXIT trap, which cleans up.
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 step_db() {
   db_settings
