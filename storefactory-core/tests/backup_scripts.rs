@@ -212,12 +212,8 @@ impl Mariadb {
             .spawn()
             .unwrap();
         use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(sql.as_bytes())
-            .unwrap();
+        // A client that cannot connect exits without reading: its status says so, not the pipe.
+        let _ = child.stdin.take().unwrap().write_all(sql.as_bytes());
         child.wait_with_output().unwrap()
     }
 
@@ -761,8 +757,36 @@ impl World {
     fn new() -> Self {
         let server = Mariadb::start();
         let dir = tempfile::tempdir().unwrap();
-        for name in ["scripts", "backups", "tmp"] {
+        for name in ["scripts", "backups", "tmp", "bin"] {
             std::fs::create_dir(dir.path().join(name)).unwrap();
+        }
+        // The client tools, first on the scripts' PATH, record their arguments and the mode
+        // of the option file they are given, then run the real tool.
+        let log = dir.path().join("argv.log");
+        for tool in ["mariadb", "mariadb-dump"] {
+            let real = Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .env("PATH", path())
+                .output()
+                .unwrap();
+            let real = String::from_utf8(real.stdout).unwrap();
+            let wrapper = dir.path().join("bin").join(tool);
+            std::fs::write(
+                &wrapper,
+                format!(
+                    "#!/bin/sh\n\
+                     printf '\\n%s' \"$@\" >>'{log}'\n\
+                     case \"$1\" in --defaults-extra-file=*)\n\
+                     stat --printf '\\nmode %a' \"${{1#--defaults-extra-file=}}\" >>'{log}' 2>&1\n\
+                     esac\n\
+                     printf '\\036' >>'{log}'\n\
+                     exec '{real}' \"$@\"\n",
+                    log = log.display(),
+                    real = real.trim(),
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         for file in SCRIPT_FILES {
             std::fs::copy(
@@ -830,7 +854,7 @@ impl World {
             .args(&args[1..])
             .current_dir(self.dir.path())
             .env_clear()
-            .env("PATH", path())
+            .env("PATH", format!("{}:{}", self.path("bin").display(), path()))
             .env("TMPDIR", self.path("tmp"))
             .envs(env.iter().map(|(k, v)| (*k, v)))
             .output()
@@ -1040,6 +1064,27 @@ fn a_restore_gives_back_every_row_and_file_into_the_same_store_or_a_new_one() {
             .is_none(),
         "temporary files are left behind"
     );
+
+    // The password reached the tools only through a private option file, which came first.
+    let log = std::fs::read(world.path("argv.log")).unwrap();
+    assert!(
+        !log.windows(PASSWORD.len())
+            .any(|w| w == PASSWORD.as_bytes()),
+        "the password is on a command line"
+    );
+    // One record per call (ended by \x1e): "\n" before each argument, then the mode.
+    let log = show(&log);
+    let calls: Vec<&str> = log.split_terminator('\x1e').collect();
+    assert!(calls.len() >= 6, "{log}");
+    for call in calls {
+        let connects = call.starts_with("\n--defaults-extra-file=");
+        assert!(
+            (connects && call.ends_with("\nmode 600"))
+                || call == "\n--version"
+                || call == "\n--help",
+            "a client was run without the private option file first: {call:?}"
+        );
+    }
 }
 
 #[test]
