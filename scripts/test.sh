@@ -19,19 +19,27 @@ export STOREFACTORY_HELM_BIN_DIR
 step "installing maturin and pytest for the Python bindings (cached after the first run)"
 python_venv="$(bash scripts/install-python-tools.sh | tail -n 1)"
 
-step "installing Chromium, umoci, skopeo, jq, php-cli and the dashboard test's npm packages"
+step "installing Chromium, umoci, skopeo, jq, php-cli, MariaDB and the dashboard test's npm packages"
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # umoci, skopeo, jq and curl build and check the image; php (php-cli), dash and busybox run
-# the seeding scripts in storefactory-core/tests/seed_scripts.rs. Installed only when missing.
+# the seeding scripts in storefactory-core/tests/seed_scripts.rs; the MariaDB server
+# (mariadbd) and client (mariadb) and php's mysqli (php-mysql) run the backup scripts in
+# storefactory-core/tests/backup_scripts.rs. Installed only when missing.
 packages=()
-for tool in chromium umoci skopeo jq curl php dash busybox; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
+for tool in chromium umoci skopeo jq curl php dash busybox mariadbd mariadb; do
+  # mariadbd lives in /usr/sbin, which a user's PATH may not hold.
+  if ! command -v "$tool" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$tool" ]; then
     case "$tool" in
       php) packages+=(php-cli) ;;
+      mariadbd) packages+=(mariadb-server) ;;
+      mariadb) packages+=(mariadb-client) ;;
       *) packages+=("$tool") ;;
     esac
   fi
 done
+if ! php -r 'exit(extension_loaded("mysqli") ? 0 : 1);' >/dev/null 2>&1; then
+  packages+=(php-mysql)
+fi
 if [ ${#packages[@]} -gt 0 ]; then
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${packages[@]}" >/dev/null
