@@ -112,6 +112,9 @@ impl Server {
                 }
             }
         });
+        // Webhook deliveries run beside the reconciler, never on its path, and need no
+        // cluster: they follow the event feed in the database.
+        background.spawn(crate::webhooks::dispatcher::run(state.clone()));
         // Stops the reconciler on shutdown, which gives the leader Lease back so that another
         // replica takes over at once.
         let (stop_connector, connector_stopped) = tokio::sync::watch::channel(false);
