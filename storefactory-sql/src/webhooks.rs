@@ -422,6 +422,35 @@ fn fan_out(conn: &mut Connection, batch: usize, keep: usize) -> Result<usize> {
     Ok(queued)
 }
 
+/// Whether the feed has events the fan-out has not looked at (or the cursor is not placed
+/// yet): a read, so that an idle dispatcher never takes the write lock.
+fn fan_out_due(conn: &Connection) -> Result<bool> {
+    let cursor: Option<i64> = conn
+        .prepare_cached("SELECT value FROM settings WHERE key = ?1")
+        .and_then(|mut stmt| {
+            stmt.query_row([CURSOR_SETTING], |row| row.get::<_, String>(0))
+                .optional()
+        })
+        .during("read the webhook cursor")?
+        .and_then(|text| text.parse().ok());
+    let Some(cursor) = cursor else {
+        return Ok(true);
+    };
+    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM event_feed WHERE pos > ?1)")
+        .and_then(|mut stmt| stmt.query_row([cursor], |row| row.get(0)))
+        .during("look at the event feed")
+}
+
+/// Whether any delivery is due and not claimed: a read, like [`fan_out_due`].
+fn claim_due(conn: &Connection) -> Result<bool> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE state = 'pending' \
+         AND next_attempt_at <= ?1 AND (claimed_until IS NULL OR claimed_until <= ?1))",
+    )
+    .and_then(|mut stmt| stmt.query_row([Timestamp::now().0], |row| row.get(0)))
+    .during("look for due deliveries")
+}
+
 fn claim(
     conn: &mut Connection,
     max: usize,
@@ -668,6 +697,9 @@ impl Database {
     pub async fn fan_out_webhook_events(&self, batch: usize, keep: usize) -> Result<usize> {
         let batch = batch.max(1);
         let keep = keep.max(1);
+        if !self.read(fan_out_due).await? {
+            return Ok(0);
+        }
         self.write(move |conn| fan_out(conn, batch, keep)).await
     }
 
@@ -681,7 +713,7 @@ impl Database {
         lease: Duration,
         max_attempts: u32,
     ) -> Result<Vec<ClaimedDelivery>> {
-        if max == 0 {
+        if max == 0 || !self.read(claim_due).await? {
             return Ok(Vec::new());
         }
         self.write(move |conn| claim(conn, max, lease, max_attempts))

@@ -23,7 +23,7 @@ const FAN_OUT_BATCH: usize = 512;
 
 /// How much longer than the request timeout a claim lasts: the margin covers recording
 /// the answer. A claim that outlives it belongs to a process that stopped.
-const CLAIM_MARGIN: Duration = Duration::from_secs(30);
+const CLAIM_MARGIN: Duration = Duration::from_secs(10);
 
 /// What each send needs.
 #[derive(Clone)]
@@ -35,9 +35,12 @@ struct Context {
     metrics: Metrics,
 }
 
-/// Runs the dispatcher until the task is dropped (the server stops). Deliveries in flight
-/// then are sent again by the next process, once their claim expires.
+/// Runs the dispatcher until the server begins to shut down, then lets the deliveries in
+/// flight finish (each within the request timeout) and returns. Deliveries of a process
+/// that stops without that (a crash, or the task dropped) are sent again once their claim
+/// expires: at least once, never lost.
 pub(crate) async fn run(state: AppState) {
+    let mut shutdown = state.shutdown_signal();
     let config = state.webhook_config().clone();
     let context = Context {
         db: state.db().clone(),
@@ -69,6 +72,7 @@ pub(crate) async fn run(state: AppState) {
             _ = interval.tick() => {}
             // A finished send frees a slot: look for due deliveries at once.
             Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+            _ = shutdown.wait_for(|stop| *stop) => break,
         }
         while in_flight.try_join_next().is_some() {}
         let fanned = context
@@ -94,6 +98,9 @@ pub(crate) async fn run(state: AppState) {
             Err(error) => report(Err(error.to_string())),
         }
     }
+    // Their answers are recorded, so the next process neither waits for their claims to
+    // expire nor sends them again.
+    while in_flight.join_next().await.is_some() {}
 }
 
 /// One attempt at `delivery`, recorded whatever its outcome.
