@@ -162,6 +162,21 @@ pub struct ServeArgs {
     /// Longest time a request may take (event streams excepted).
     #[arg(long, env = "STOREFACTORY_REQUEST_TIMEOUT", default_value = "30s", value_parser = convert::parse_duration, value_name = "DURATION")]
     pub request_timeout: Duration,
+
+    /// Let webhooks target private, loopback, link-local and cluster-internal addresses,
+    /// over plain http too. Off by default: any user could make the server call into its
+    /// own network. For development and tests with a receiver on this machine.
+    #[arg(long, env = "STOREFACTORY_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
+
+    /// Webhooks one user may register.
+    #[arg(
+        long,
+        env = "STOREFACTORY_MAX_WEBHOOKS_PER_USER",
+        default_value_t = 10,
+        value_name = "N"
+    )]
+    pub max_webhooks_per_user: usize,
 }
 
 fn secret_from(file: Option<&Path>, env: &str, what: &str) -> Result<Option<String>> {
@@ -243,6 +258,8 @@ pub fn server_config(ctx: &Context, args: ServeArgs) -> Result<ServerConfig> {
     config.deleted_store_retention = args.deleted_store_retention;
     config.max_event_streams_per_user = args.max_event_streams_per_user;
     config.request_timeout = args.request_timeout;
+    config.webhooks.allow_private = args.webhook_allow_private;
+    config.webhooks.max_per_user = args.max_webhooks_per_user;
     config.provisioner.leader = Some(ctx.leader());
     Ok(config)
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 use storefactory_core::port::Quota;
 use storefactory_core::provisioner::ProvisionerConfig;
 
+use crate::webhooks::WebhookConfig;
+
 /// Everything [`crate::serve`] needs to know. Start from [`ServerConfig::default`] and set
 /// the fields that differ:
 ///
@@ -152,6 +154,9 @@ pub struct ServerConfig {
 
     /// How the Provisioner behaves (deadlines, retries, concurrency).
     pub provisioner: ProvisionerConfig,
+
+    /// How webhooks behave: which targets are allowed, timeouts, retries, limits.
+    pub webhooks: WebhookConfig,
 }
 
 impl Default for ServerConfig {
@@ -185,6 +190,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(30),
             cluster_call_timeout: Duration::from_secs(10),
             provisioner: ProvisionerConfig::default(),
+            webhooks: WebhookConfig::default(),
         }
     }
 }
@@ -247,6 +253,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("request_timeout", &self.request_timeout)
             .field("cluster_call_timeout", &self.cluster_call_timeout)
             .field("provisioner", &self.provisioner)
+            .field("webhooks", &self.webhooks)
             .finish()
     }
 }

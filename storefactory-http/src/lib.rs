@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod routes;
 mod server;
 mod state;
+pub mod webhooks;
 
 pub use api_error::{ApiError, ApiJson, ApiPath, ApiQuery};
 pub use config::ServerConfig;
@@ -34,3 +35,4 @@ pub use error::{Error, Result};
 pub use routes::{OPENAPI_JSON, router};
 pub use server::{Server, serve};
 pub use state::{AppState, TOKEN_KEY_SETTING};
+pub use webhooks::WebhookConfig;

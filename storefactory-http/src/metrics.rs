@@ -7,7 +7,9 @@
 //!   requests, with the apiserver's names for them;
 //! - `storefactory_http_requests_total{method,route,status}` and
 //!   `storefactory_http_request_duration_seconds{method,route}`: by route template
-//!   (`/api/stores/{id}`), never by raw path, so clients cannot grow the label sets.
+//!   (`/api/stores/{id}`), never by raw path, so clients cannot grow the label sets;
+//! - `storefactory_webhook_deliveries_total{outcome}`: webhook delivery attempts that were
+//!   `delivered`, `retried` (failed, another attempt follows) or `failed` (the last one).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +36,11 @@ const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -69,6 +76,7 @@ struct Inner {
     kube_requests: Family<KubeLabels, Counter>,
     http_requests: Family<ResponseLabels, Counter>,
     http_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    webhook_deliveries: Family<OutcomeLabels, Counter>,
     /// Counts the requests of every Kubernetes client the server builds.
     kube_counter: RequestCounter,
 }
@@ -136,6 +144,12 @@ impl Metrics {
             "How long answering an HTTP request took (until its headers were sent)",
             http_duration.clone(),
         );
+        let webhook_deliveries = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts, by outcome (delivered, retried, failed)",
+            webhook_deliveries.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -146,6 +160,7 @@ impl Metrics {
                 kube_requests,
                 http_requests,
                 http_duration,
+                webhook_deliveries,
                 kube_counter: RequestCounter::new(),
             }),
         }
@@ -163,6 +178,15 @@ impl Metrics {
         ReconcileHook(Arc::new(move |took: Duration| {
             histogram.observe(took.as_secs_f64())
         }))
+    }
+
+    /// Counts a webhook delivery attempt that ended `outcome` (`delivered`, `retried`,
+    /// `failed`).
+    pub(crate) fn webhook_delivery(&self, outcome: &'static str) {
+        self.inner
+            .webhook_deliveries
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     fn observe_http(&self, method: &str, route: &str, status: u16, took: Duration) {

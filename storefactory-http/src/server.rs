@@ -115,6 +115,10 @@ impl Server {
                 }
             }
         });
+        // Webhook deliveries run beside the reconciler, never on its path, and need no
+        // cluster: they follow the event feed in the database.
+        let dispatching = tokio::spawn(crate::webhooks::dispatcher::run(state.clone()));
+        let dispatch_stop_timeout = state.webhook_config().timeout + RECONCILER_STOP_TIMEOUT;
         // Stops the reconciler on shutdown, which gives the leader Lease back so that another
         // replica takes over at once.
         let (stop_connector, connector_stopped) = tokio::sync::watch::channel(false);
@@ -132,6 +136,14 @@ impl Server {
             .map_err(|source| Error::Serve { source });
         let _ = stop_connector.send(true);
         let _ = connecting.await;
+        // Deliveries in flight finish (within their timeout) so that they are recorded.
+        let mut dispatching = dispatching;
+        if tokio::time::timeout(dispatch_stop_timeout, &mut dispatching)
+            .await
+            .is_err()
+        {
+            dispatching.abort();
+        }
         tracing::info!("stopped");
         result
     }

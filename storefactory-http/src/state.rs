@@ -17,6 +17,7 @@ use crate::auth::{IpNet, LoginThrottle, ProxyTrust, TokenKeys};
 use crate::config::ServerConfig;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::webhooks::WebhookConfig;
 
 /// Settings key under which a generated token key is kept.
 pub const TOKEN_KEY_SETTING: &str = "http.token_key";
@@ -120,6 +121,7 @@ struct Inner {
     events: broadcast::Sender<StoreEvent>,
     shutdown: watch::Sender<bool>,
     metrics: Metrics,
+    webhooks: WebhookConfig,
 }
 
 /// The state every handler shares: the database, the Provisioner (once a cluster is
@@ -252,6 +254,7 @@ impl AppState {
                 events: broadcast::channel(1024).0,
                 shutdown,
                 metrics,
+                webhooks: config.webhooks.clone(),
             }),
         };
         if let Some(client) = client {
@@ -421,6 +424,16 @@ impl AppState {
 
     pub(crate) fn proxy_trust(&self) -> &ProxyTrust {
         &self.inner.proxy_trust
+    }
+
+    pub(crate) fn webhook_config(&self) -> &WebhookConfig {
+        &self.inner.webhooks
+    }
+
+    /// The key secrets kept in the database are sealed with (derived from the token key,
+    /// so every replica sharing that key opens them).
+    pub(crate) fn sealing_key(&self) -> &storefactory_core::seal::SealingKey {
+        &self.inner.provisioner_config.sealing_key
     }
 
     pub(crate) fn request_timeout(&self) -> Duration {

@@ -107,6 +107,9 @@ async fn openapi_document_describes_every_route() -> Result<()> {
         ("/api/stores/{id}/retry", &["post"]),
         ("/api/stores/{id}/events", &["get"]),
         ("/api/stores/{id}/credentials", &["get"]),
+        ("/api/webhooks", &["get", "post"]),
+        ("/api/webhooks/{id}", &["delete"]),
+        ("/api/webhooks/{id}/deliveries", &["get"]),
     ] {
         for method in methods {
             assert!(
@@ -115,7 +118,7 @@ async fn openapi_document_describes_every_route() -> Result<()> {
             );
         }
     }
-    assert_eq!(paths.len(), 15, "a documented path that does not exist");
+    assert_eq!(paths.len(), 18, "a documented path that does not exist");
     // Every $ref resolves.
     fn refs(value: &Value, out: &mut Vec<String>) {
         match value {

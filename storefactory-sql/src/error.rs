@@ -168,6 +168,15 @@ pub enum Error {
         message: String,
     },
 
+    /// The owner already has the most webhooks allowed.
+    #[error("{owner} already has {max} webhooks, the most allowed; delete one first")]
+    WebhookLimit {
+        /// The owner.
+        owner: String,
+        /// The limit.
+        max: usize,
+    },
+
     /// Writing a backup failed.
     #[error("cannot back up the database to {}", path.display())]
     Backup {
@@ -213,7 +222,7 @@ impl Error {
             Error::UserExists { .. } | Error::StoreExists { .. } => ErrorKind::AlreadyExists,
             Error::UserNotFound { .. } | Error::StoreNotFound { .. } => ErrorKind::NotFound,
             Error::InvalidUsername { .. } | Error::InvalidPassword { .. } => ErrorKind::Invalid,
-            Error::InvalidTransition { .. } => ErrorKind::Conflict,
+            Error::InvalidTransition { .. } | Error::WebhookLimit { .. } => ErrorKind::Conflict,
             Error::QuotaExceeded { .. } => ErrorKind::QuotaExceeded,
             error if error.is_transient() => ErrorKind::Unavailable,
             Error::Shutdown => ErrorKind::Unavailable,

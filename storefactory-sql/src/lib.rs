@@ -33,6 +33,7 @@ mod password;
 mod schema;
 mod stores;
 mod users;
+mod webhooks;
 
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 pub use db::Database;
@@ -41,3 +42,7 @@ pub use schema::SCHEMA_VERSION;
 pub use storefactory_core::port::{Quota, Usage};
 pub use stores::{InvalidCursor, StoreCursor, StoreOrder, StorePage};
 pub use users::{Role, UnknownRole, User, validate_username};
+pub use webhooks::{
+    ClaimedDelivery, Delivery, DeliveryOutcome, DeliveryState, MAX_ERROR_CHARS, MAX_PAYLOAD_BYTES,
+    NewWebhook, Webhook, WebhookEvents,
+};

@@ -107,8 +107,49 @@ ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled
 CREATE INDEX stores_settled ON stores (status, updated_at);
 "#;
 
+/// Version 5: webhooks and their deliveries. `webhook_deliveries` is an outbox: a row is
+/// written in the same transaction that moves the dispatcher's cursor over the event feed
+/// (kept in `settings`), so an event is turned into deliveries exactly once, and a row is
+/// only marked `delivered` or `failed` after the receiver answered: a crash loses nothing.
+/// `claimed_until` is set while a process sends the row, so two processes sharing the file
+/// never send it at once; an expired claim (the sender died) makes the row due again.
+/// `feed_pos` (never reused, unlike a store's event `seq` when a deleted store's id is
+/// taken again) makes the fan-out idempotent.
+const V5: &str = r#"
+CREATE TABLE webhooks (
+    id            TEXT PRIMARY KEY NOT NULL,
+    owner         TEXT NOT NULL REFERENCES users (username) ON DELETE CASCADE,
+    url           TEXT NOT NULL,
+    sealed_secret TEXT NOT NULL,
+    events        TEXT NOT NULL CHECK (events IN ('all', 'status')),
+    all_stores    INTEGER NOT NULL DEFAULT 0 CHECK (all_stores IN (0, 1)),
+    created_at    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX webhooks_owner ON webhooks (owner, created_at);
+
+CREATE TABLE webhook_deliveries (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    webhook_id      TEXT NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+    feed_pos        INTEGER NOT NULL,
+    store_id        TEXT NOT NULL,
+    event_seq       INTEGER NOT NULL,
+    event_kind      TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+    attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    next_attempt_at INTEGER NOT NULL,
+    claimed_until   INTEGER,
+    last_status     INTEGER,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    UNIQUE (webhook_id, feed_pos)
+) STRICT;
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_attempt_at);
+"#;
+
 /// Every migration, in order; the schema version of a database is how many were applied.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version this build creates and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -287,7 +328,9 @@ mod tests {
                 "sqlite_sequence",
                 "store_events",
                 "stores",
-                "users"
+                "users",
+                "webhook_deliveries",
+                "webhooks"
             ]
         );
         // Idempotent: a second run is a no-op.

@@ -11,7 +11,8 @@ use storefactory_core::port::{Quota, StoreFilter, StoreRepository, Usage};
 use storefactory_core::spec::{Quantity, StoreId, StoreSpec};
 use storefactory_core::store::{EventKind, StoreRecord, StoreStatus, Timestamp};
 use storefactory_sql::{
-    AuditFilter, AuditRecord, Database, Error, Role, SCHEMA_VERSION, StoreOrder,
+    AuditFilter, AuditRecord, Database, DeliveryOutcome, DeliveryState, Error, NewWebhook, Role,
+    SCHEMA_VERSION, StoreOrder, WebhookEvents,
 };
 use tempfile::TempDir;
 
@@ -1235,4 +1236,100 @@ async fn user_pages_cover_every_user_once() {
         seen.extend(page.into_iter().map(|u| u.username));
     }
     assert_eq!(seen, (0..7).map(|n| format!("page{n}")).collect::<Vec<_>>());
+}
+
+// Two processes sharing the file (a server and a replica, say): each event becomes one
+// delivery per webhook, and a delivery is claimed by one of them at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_fan_out_and_claims_are_exclusive_between_processes() {
+    let (dir, a) = fresh().await;
+    let b = Database::open(dir.path().join("storefactory.db"))
+        .await
+        .unwrap();
+    user(&a, "ann", 5, 50).await;
+    // The first look only places the cursor: events from before webhooks go to nobody.
+    assert_eq!(a.fan_out_webhook_events(512, 200).await.unwrap(), 0);
+    let webhook = a
+        .create_webhook(
+            NewWebhook {
+                id: "wh_1".to_owned(),
+                owner: "ann".to_owned(),
+                url: "https://hooks.example.invalid/".to_owned(),
+                sealed_secret: "sealed".to_owned(),
+                events: WebhookEvents::All,
+                all_stores: false,
+            },
+            1,
+        )
+        .await
+        .unwrap();
+    let second = NewWebhook {
+        id: "wh_2".to_owned(),
+        owner: "ann".to_owned(),
+        url: webhook.url.clone(),
+        sealed_secret: "sealed".to_owned(),
+        events: WebhookEvents::Status,
+        all_stores: false,
+    };
+    assert!(matches!(
+        b.create_webhook(second, 1).await,
+        Err(Error::WebhookLimit { max: 1, .. })
+    ));
+
+    let id = StoreId::new("ab12").unwrap();
+    let spec = StoreSpec::new(id.clone(), "ann", "ab12.example.com");
+    a.insert_store(&StoreRecord::new(spec, "Shop", "woocommerce"))
+        .await
+        .unwrap();
+    for status in [StoreStatus::Provisioning, StoreStatus::Ready] {
+        let kind = EventKind::Status {
+            status,
+            reason: None,
+        };
+        a.append_event(&id, Timestamp::now(), &kind).await.unwrap();
+    }
+    let (x, y) = tokio::join!(
+        a.fan_out_webhook_events(512, 200),
+        b.fan_out_webhook_events(512, 200)
+    );
+    assert_eq!(x.unwrap() + y.unwrap(), 2, "each event queued once");
+    assert_eq!(a.fan_out_webhook_events(512, 200).await.unwrap(), 0);
+
+    let lease = Duration::from_secs(60);
+    let (x, y) = tokio::join!(
+        a.claim_webhook_deliveries(8, lease, 3),
+        b.claim_webhook_deliveries(8, lease, 3)
+    );
+    let claimed: Vec<_> = x.unwrap().into_iter().chain(y.unwrap()).collect();
+    assert_eq!(
+        claimed.len(),
+        1,
+        "one in flight per webhook, claimed by one process"
+    );
+    assert_eq!(claimed[0].attempt, 1);
+    assert!(claimed[0].payload.contains("provisioning"), "oldest first");
+    assert!(
+        b.claim_webhook_deliveries(8, lease, 3)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    a.finish_webhook_delivery(claimed[0].id, DeliveryOutcome::Delivered { status: 204 })
+        .await
+        .unwrap();
+    let next = b.claim_webhook_deliveries(8, lease, 3).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert!(next[0].payload.contains("ready"));
+    let log = a.webhook_deliveries("wh_1", 10).await.unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[1].state, DeliveryState::Delivered);
+    assert_eq!(log[1].last_status, Some(204));
+    assert_eq!(log[0].state, DeliveryState::Pending);
+    assert_eq!(log[0].attempts, 1);
+
+    // Deleting the webhook takes its log along.
+    assert!(a.delete_webhook("wh_1").await.unwrap());
+    assert!(a.webhook_deliveries("wh_1", 10).await.unwrap().is_empty());
+    assert!(!a.delete_webhook("wh_1").await.unwrap());
 }

@@ -3,6 +3,7 @@
 pub mod events;
 pub mod stores;
 pub mod users;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +14,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -61,6 +62,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/stores/{id}/retry", post(stores::retry))
         .route("/api/stores/{id}/events", get(events::stream))
         .route("/api/stores/{id}/credentials", get(stores::credentials))
+        .route("/api/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/api/webhooks/{id}", delete(webhooks::delete))
+        .route("/api/webhooks/{id}/deliveries", get(webhooks::deliveries))
         .route("/metrics", get(crate::metrics::scrape))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
