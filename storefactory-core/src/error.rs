@@ -233,6 +233,18 @@ pub enum Error {
         operation: &'static str,
     },
 
+    /// The store's blueprint declares nothing to suspend (`lifecycle.suspend`).
+    #[error(
+        "store {id} cannot be suspended: its blueprint {blueprint} declares no workloads to \
+         suspend (lifecycle.suspend)"
+    )]
+    CannotSuspend {
+        /// The id.
+        id: StoreId,
+        /// Its blueprint.
+        blueprint: String,
+    },
+
     /// The namespace the store's objects were created in vanished or was replaced: the
     /// store's data is gone, and the store is not re-created empty.
     #[error(
@@ -260,7 +272,7 @@ impl Error {
         match self {
             Error::Invalid(_) => ErrorKind::Invalid,
             Error::StoreNotFound { .. } | Error::UnknownBlueprint { .. } => ErrorKind::NotFound,
-            Error::InvalidState { .. } => ErrorKind::Conflict,
+            Error::InvalidState { .. } | Error::CannotSuspend { .. } => ErrorKind::Conflict,
             Error::NamespaceTaken { .. } | Error::NamespaceLost { .. } => ErrorKind::Conflict,
             Error::Repository(error) => error.kind(),
             Error::Kube { source, .. } if kube_error_is_transient(source) => ErrorKind::Unavailable,

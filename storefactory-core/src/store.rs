@@ -11,7 +11,8 @@ use crate::spec::{StoreId, StoreSpec};
 /// Where a store is in its lifecycle.
 ///
 /// `initialized -> provisioning -> ready`, any of them `-> failed` (with a reason), and
-/// `-> deleting -> deleted` (or the record is removed).
+/// `-> deleting -> deleted` (or the record is removed). A ready store may be suspended and
+/// resumed: `ready -> suspending -> suspended -> resuming -> ready`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StoreStatus {
@@ -27,17 +28,28 @@ pub enum StoreStatus {
     Deleting,
     /// The namespace is gone; the record is kept for the audit trail.
     Deleted,
+    /// Its workloads are being scaled to zero; its data, Secrets and quota are kept.
+    Suspending,
+    /// No pod runs; volumes, Secrets and the quota are kept, and the store's host answers
+    /// that it is paused.
+    Suspended,
+    /// Its workloads are coming back up, with the same data and passwords; the seeding Job
+    /// is not run again.
+    Resuming,
 }
 
 impl StoreStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [StoreStatus; 6] = [
+    pub const ALL: [StoreStatus; 9] = [
         StoreStatus::Initialized,
         StoreStatus::Provisioning,
         StoreStatus::Ready,
         StoreStatus::Failed,
         StoreStatus::Deleting,
         StoreStatus::Deleted,
+        StoreStatus::Suspending,
+        StoreStatus::Suspended,
+        StoreStatus::Resuming,
     ];
 
     /// The lowercase name used in the API and the database.
@@ -49,6 +61,9 @@ impl StoreStatus {
             StoreStatus::Failed => "failed",
             StoreStatus::Deleting => "deleting",
             StoreStatus::Deleted => "deleted",
+            StoreStatus::Suspending => "suspending",
+            StoreStatus::Suspended => "suspended",
+            StoreStatus::Resuming => "resuming",
         }
     }
 
@@ -68,9 +83,40 @@ impl StoreStatus {
             (Initialized, Provisioning | Failed | Deleting)
                 | (Provisioning, Ready | Failed | Deleting)
                 // A ready store fails when its namespace vanished (its data is gone).
-                | (Ready, Deleting | Failed)
+                | (Ready, Deleting | Failed | Suspending)
                 | (Failed, Provisioning | Deleting)
                 | (Deleting, Deleted)
+                // A suspend can be taken back before it finished.
+                | (Suspending, Suspended | Resuming | Deleting | Failed)
+                | (Suspended, Resuming | Deleting | Failed)
+                | (Resuming, Ready | Failed | Deleting)
+        )
+    }
+
+    /// Whether a store in this status is to be suspended: its declared workloads at zero
+    /// replicas, its host answering that it is paused.
+    pub fn wants_suspended(self) -> bool {
+        matches!(self, StoreStatus::Suspending | StoreStatus::Suspended)
+    }
+
+    /// Whether the store's host answers that it is paused: while it is suspended, and while
+    /// it resumes, until its workloads are ready again.
+    pub fn is_paused(self) -> bool {
+        matches!(
+            self,
+            StoreStatus::Suspending | StoreStatus::Suspended | StoreStatus::Resuming
+        )
+    }
+
+    /// Whether the store was ready once in this status, so its generated Secrets hold the
+    /// passwords its data was set up with: they are never created anew.
+    pub fn was_ready(self) -> bool {
+        matches!(
+            self,
+            StoreStatus::Ready
+                | StoreStatus::Suspending
+                | StoreStatus::Suspended
+                | StoreStatus::Resuming
         )
     }
 
@@ -86,7 +132,10 @@ impl StoreStatus {
     pub fn is_settled(self) -> bool {
         matches!(
             self,
-            StoreStatus::Ready | StoreStatus::Failed | StoreStatus::Deleted
+            StoreStatus::Ready
+                | StoreStatus::Failed
+                | StoreStatus::Deleted
+                | StoreStatus::Suspended
         )
     }
 }

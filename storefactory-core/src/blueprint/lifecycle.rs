@@ -8,6 +8,8 @@
 //! lifecycle:
 //!   ready:
 //!     - { kind: Deployment, name: web, step: web, message: The page is served }
+//!   suspend:                 # scaled to zero while the store is suspended
+//!     - { kind: Deployment, name: web }
 //!   secrets:
 //!     - name: admin
 //!       keys:
@@ -80,6 +82,16 @@ pub struct ReadyWhen {
     pub rerun_on_retry: bool,
 }
 
+/// A workload that suspending a store scales to zero replicas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuspendWorkload {
+    /// `Deployment` or `StatefulSet`.
+    pub kind: WorkloadKind,
+    /// Its name in the store's namespace.
+    pub name: String,
+}
+
 /// How one key of a generated Secret gets its value.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -138,6 +150,12 @@ pub struct Lifecycle {
     /// What a store's owner may read; none when absent.
     #[serde(default)]
     pub credentials: Option<CredentialsSpec>,
+    /// The workloads scaled to zero while a store is suspended. Together they must be every
+    /// Deployment and StatefulSet the blueprint renders (a suspended store runs no pod),
+    /// which rendering a suspended store checks. A blueprint without any cannot be
+    /// suspended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suspend: Vec<SuspendWorkload>,
 }
 
 /// Longest generated password.
@@ -196,6 +214,21 @@ impl Lifecycle {
                 ));
             }
         }
+        let mut suspended = BTreeSet::new();
+        for workload in &self.suspend {
+            if workload.kind == WorkloadKind::Job {
+                return Err(format!(
+                    "suspend: Job {} cannot be scaled; list Deployments and StatefulSets",
+                    workload.name
+                ));
+            }
+            if !suspended.insert((workload.kind, workload.name.as_str())) {
+                return Err(format!(
+                    "suspend: {} {} is declared twice",
+                    workload.kind, workload.name
+                ));
+            }
+        }
         if let Some(credentials) = &self.credentials {
             let secret = self.secret(&credentials.secret).ok_or_else(|| {
                 format!("credentials: no generated secret {}", credentials.secret)
@@ -210,6 +243,16 @@ impl Lifecycle {
             }
         }
         Ok(())
+    }
+
+    /// Whether stores of this blueprint can be suspended.
+    pub fn can_suspend(&self) -> bool {
+        !self.suspend.is_empty()
+    }
+
+    /// Whether suspending scales the workload `kind`/`name` to zero.
+    pub fn suspends(&self, kind: WorkloadKind, name: &str) -> bool {
+        self.suspend.iter().any(|w| w.kind == kind && w.name == name)
     }
 
     /// A generated Secret by name.
@@ -402,6 +445,18 @@ mod tests {
             "ready: [{kind: Deployment, name: web, step: web, message: up, failure: broke}]",
         );
         assert!(bad.check().is_err());
+    }
+
+    #[test]
+    fn only_deployments_and_statefulsets_are_suspended_each_once() {
+        let job = lifecycle("suspend: [{kind: Job, name: seed}]");
+        assert!(job.check().unwrap_err().contains("cannot be scaled"));
+        let twice = lifecycle("suspend: [{kind: Deployment, name: web}, {kind: Deployment, name: web}]");
+        assert!(twice.check().unwrap_err().contains("twice"));
+        let good = lifecycle("suspend: [{kind: Deployment, name: web}, {kind: StatefulSet, name: web}]");
+        good.check().unwrap();
+        assert!(good.can_suspend() && good.suspends(WorkloadKind::StatefulSet, "web"));
+        assert!(!Lifecycle::default().can_suspend());
     }
 
     #[test]

@@ -400,18 +400,43 @@ impl BlueprintRegistry {
 
     /// Validates `spec` and renders every object of the store with blueprint `name`, its
     /// generated Secrets included (filled in as `values` says), in the order they are to be
-    /// applied, each labelled as managed by Storefactory.
+    /// applied, each labelled as managed by Storefactory. The store is rendered running
+    /// ([`RenderState::default`]); see [`BlueprintRegistry::render_in`].
     pub fn render(
         &self,
         name: &str,
         spec: &StoreSpec,
         values: SecretValues<'_>,
     ) -> Result<Vec<Manifest>> {
+        self.render_in(name, spec, values, &RenderState::default())
+    }
+
+    /// Like [`BlueprintRegistry::render`], for a store in `state`: templates see
+    /// `suspended`, `paused` and `paused_backend` (see [`RenderState`]), and when the store
+    /// is suspended, the workloads its blueprint lists under `lifecycle.suspend` get zero
+    /// replicas. A suspended render that would still run a pod (a Deployment or StatefulSet
+    /// not listed) is an error, as is a listed workload the blueprint does not render.
+    pub fn render_in(
+        &self,
+        name: &str,
+        spec: &StoreSpec,
+        values: SecretValues<'_>,
+        state: &RenderState,
+    ) -> Result<Vec<Manifest>> {
         let blueprint = self.get(name)?;
-        let context = render_context(blueprint, spec)?;
+        let mut context = render_context(blueprint, spec)?;
+        context["suspended"] = json!(state.suspended);
+        context["paused"] = json!(state.paused);
+        context["paused_backend"] = match &state.paused_backend {
+            Some(backend) => json!({ "host": backend.host, "port": backend.port }),
+            None => serde_json::Value::Null,
+        };
         let mut manifests = self.render_templates(blueprint, spec, &context)?;
         manifests.extend(self.render_secrets(blueprint, spec, &context, values)?);
         manifests.sort_by_key(Manifest::apply_rank);
+        if state.suspended {
+            scale_to_zero(blueprint, &mut manifests)?;
+        }
         check_volume_quota(blueprint, spec, &manifests)?;
         Ok(manifests)
     }
@@ -486,6 +511,109 @@ impl BlueprintRegistry {
     }
 }
 
+/// Sets the replicas of the workloads a blueprint suspends to zero, and checks that no
+/// other workload would keep a pod running.
+fn scale_to_zero(blueprint: &Blueprint, manifests: &mut [Manifest]) -> Result<()> {
+    use lifecycle::WorkloadKind;
+    let error = |message: String| Error::ParseManifest {
+        template: format!("{}/{METADATA_FILE}", blueprint.name()),
+        message,
+    };
+    let lifecycle = blueprint.lifecycle();
+    if !lifecycle.can_suspend() {
+        return Err(error(
+            "lifecycle.suspend is empty: this blueprint's stores cannot be suspended".to_owned(),
+        ));
+    }
+    let mut scaled = BTreeSet::new();
+    for manifest in manifests.iter_mut() {
+        let name = manifest.name().to_owned();
+        let replicas = match manifest {
+            Manifest::Deployment(d) if lifecycle.suspends(WorkloadKind::Deployment, &name) => {
+                d.spec.as_mut().map(|s| &mut s.replicas)
+            }
+            Manifest::StatefulSet(s) if lifecycle.suspends(WorkloadKind::StatefulSet, &name) => {
+                s.spec.as_mut().map(|s| &mut s.replicas)
+            }
+            Manifest::Deployment(_) | Manifest::StatefulSet(_) => {
+                return Err(error(format!(
+                    "{} is not in lifecycle.suspend: a suspended store would keep its pods",
+                    manifest.describe()
+                )));
+            }
+            _ => continue,
+        };
+        if let Some(replicas) = replicas {
+            *replicas = Some(0);
+        }
+        scaled.insert((manifest.kind(), name));
+    }
+    for workload in &lifecycle.suspend {
+        if !scaled.contains(&(workload.kind.as_str(), workload.name.clone())) {
+            return Err(error(format!(
+                "lifecycle.suspend names {} {}, which the blueprint does not render",
+                workload.kind, workload.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Where the host of a paused store is sent: a Service of the platform (`host`, a DNS name
+/// such as `storefactory.storefactory.svc.cluster.local`, and `port`), which answers
+/// requests for a paused store's host with a "store paused" page. Written `host:port`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PausedBackend {
+    /// DNS name of the platform's Service.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+}
+
+impl std::str::FromStr for PausedBackend {
+    type Err = ValidationError;
+
+    fn from_str(text: &str) -> std::result::Result<Self, Self::Err> {
+        let invalid = |message: &str| ValidationError::new("paused_backend", message);
+        let (host, port) = text
+            .rsplit_once(':')
+            .ok_or_else(|| invalid("must be host:port"))?;
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        if !crate::spec::is_dns1123_subdomain(&host) {
+            return Err(invalid("the host must be a DNS name"));
+        }
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| invalid("the port must be a number from 1 to 65535"))?;
+        Ok(PausedBackend { host, port })
+    }
+}
+
+impl fmt::Display for PausedBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// The state a store is rendered in, beyond its spec. The default is a running store.
+///
+/// Templates see `suspended` (the workloads are scaled to zero; the engine sets their
+/// replicas itself), `paused` (the store's host should answer that it is paused: while it
+/// is suspended and until it is ready again after a resume) and `paused_backend` (`host`
+/// and `port` of [`PausedBackend`], or nothing when none is configured, in any state, so
+/// that the objects pointing there can exist for the store's whole life).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RenderState {
+    /// The store's declared workloads are scaled to zero.
+    pub suspended: bool,
+    /// The store's host answers that it is paused.
+    pub paused: bool,
+    /// Where a paused store's host is sent.
+    pub paused_backend: Option<PausedBackend>,
+}
+
 /// Validates `spec` and builds what templates see.
 fn render_context(blueprint: &Blueprint, spec: &StoreSpec) -> Result<serde_json::Value> {
     spec.validate()?;
@@ -500,6 +628,9 @@ fn render_context(blueprint: &Blueprint, spec: &StoreSpec) -> Result<serde_json:
         "files": blueprint.files,
         "blueprint": blueprint.name,
         "ingress": ingress_context(spec),
+        "suspended": false,
+        "paused": false,
+        "paused_backend": null,
     }))
 }
 

@@ -10,7 +10,7 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use super::Provisioner;
 use super::state::Seen;
 use super::watch::{object_key, ownership};
-use crate::blueprint::{BlueprintRegistry, LABEL_STORE, SecretInputs, SecretValues};
+use crate::blueprint::{BlueprintRegistry, LABEL_STORE, RenderState, SecretInputs, SecretValues};
 use crate::error::{Error, Result, kube_error_is_transient};
 use crate::manifest::Manifest;
 use crate::spec::StoreSpec;
@@ -22,6 +22,7 @@ type RenderJob = (
     String,
     StoreSpec,
     Option<SecretInputs>,
+    RenderState,
 );
 
 /// Why a store's namespace cannot be used.
@@ -33,29 +34,31 @@ pub(super) enum NamespaceProblem {
 }
 
 impl Provisioner {
-    /// Renders `spec` with `blueprint` (with generated secret values from `inputs`, or
-    /// placeholders when `None`) on a blocking thread: rendering and parsing a store with many
-    /// products takes milliseconds, too long to hold a runtime worker that also serves HTTP
-    /// requests and watch events.
+    /// Renders `spec` with `blueprint` in `state` (with generated secret values from
+    /// `inputs`, or placeholders when `None`) on a blocking thread: rendering and parsing a
+    /// store with many products takes milliseconds, too long to hold a runtime worker that
+    /// also serves HTTP requests and watch events.
     pub(super) async fn render(
         &self,
         blueprint: &str,
         spec: &StoreSpec,
         inputs: Option<SecretInputs>,
+        state: RenderState,
     ) -> Result<Vec<Manifest>> {
         let job = Arc::new((
             Arc::clone(&self.inner.blueprints),
             blueprint.to_owned(),
             spec.clone(),
             inputs,
+            state,
         ));
         let render = |job: &RenderJob| {
-            let (registry, blueprint, spec, inputs) = job;
+            let (registry, blueprint, spec, inputs, state) = job;
             let values = match inputs {
                 Some(inputs) => SecretValues::Generate(inputs),
                 None => SecretValues::Placeholders,
             };
-            registry.render(blueprint, spec, values)
+            registry.render_in(blueprint, spec, values, state)
         };
         let task = {
             let job = Arc::clone(&job);
@@ -69,14 +72,29 @@ impl Provisioner {
         }
     }
 
-    /// Renders the store and applies every object in order. The generated Secrets of a store
-    /// that was never ready are created if absent; a ready store's are left as they are.
-    /// Returns how many objects were applied.
+    /// How a store in `status` is rendered: suspended or not, paused or not.
+    pub(super) fn render_state(&self, status: StoreStatus) -> RenderState {
+        RenderState {
+            suspended: status.wants_suspended(),
+            paused: status.is_paused(),
+            paused_backend: self.inner.config.paused_backend.clone(),
+        }
+    }
+
+    /// Renders the store as its status asks and applies every object in order. The
+    /// generated Secrets of a store that was never ready are created if absent; those of a
+    /// store that was ready (and may since be suspended) are left as they are. Returns how
+    /// many objects were applied.
     pub(super) async fn apply_all(&self, record: &StoreRecord, report: bool) -> Result<usize> {
         let id = &record.id;
         let inputs = self.chosen_inputs(record).await;
         let manifests = self
-            .render(&record.blueprint, &record.spec, Some(inputs))
+            .render(
+                &record.blueprint,
+                &record.spec,
+                Some(inputs),
+                self.render_state(record.status),
+            )
             .await?;
         let lifecycle = self.inner.blueprints.get(&record.blueprint)?.lifecycle();
         if report {
@@ -89,7 +107,7 @@ impl Provisioner {
             if generated {
                 // Passwords are what the workloads were set up with: never overwritten, and
                 // not re-created for a store that was ready (see `watch::deleted`).
-                if record.status != StoreStatus::Ready {
+                if !record.status.was_ready() {
                     self.create_once(manifest).await?;
                     applied += 1;
                 }
@@ -101,12 +119,44 @@ impl Provisioner {
                 self.remember_namespace(record, uid.as_deref()).await?;
             }
         }
-        if record.sealed_inputs.is_some() && record.status != StoreStatus::Ready {
+        if record.sealed_inputs.is_some() && !record.status.was_ready() {
             // The Secrets hold the chosen values now.
             self.inner.repo.clear_sealed_inputs(id).await?;
         }
         if report {
             self.step(id, "apply", "all objects applied").await?;
+        }
+        Ok(applied)
+    }
+
+    /// Applies the objects of the store rendered in `to` that differ from its render in
+    /// `from` (e.g. only the Ingress, when a resumed store stops being paused). Generated
+    /// Secrets are never applied here. Returns how many objects were applied.
+    pub(super) async fn apply_changed(
+        &self,
+        record: &StoreRecord,
+        from: RenderState,
+        to: RenderState,
+    ) -> Result<usize> {
+        let before = self
+            .render(&record.blueprint, &record.spec, None, from)
+            .await?;
+        let after = self.render(&record.blueprint, &record.spec, None, to).await?;
+        let lifecycle = self.inner.blueprints.get(&record.blueprint)?.lifecycle();
+        let mut applied = 0;
+        for manifest in &after {
+            if manifest.kind() == "Secret" && lifecycle.generates(manifest.name()) {
+                continue;
+            }
+            let same = before.iter().any(|old| {
+                old.kind() == manifest.kind()
+                    && old.name() == manifest.name()
+                    && old.to_value() == manifest.to_value()
+            });
+            if !same {
+                self.apply(record, manifest).await?;
+                applied += 1;
+            }
         }
         Ok(applied)
     }

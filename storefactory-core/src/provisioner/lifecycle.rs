@@ -1,5 +1,5 @@
-//! The lifecycle operations: create, delete, retry, credentials, and the status changes and
-//! events that narrate them.
+//! The lifecycle operations: create, delete, retry, suspend, resume, credentials, and the
+//! status changes and events that narrate them.
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
@@ -31,7 +31,8 @@ impl Provisioner {
         lifecycle.check_inputs(&inputs)?;
         // Rendering validates the spec and proves the blueprint works for it before anything
         // is recorded.
-        self.render(&blueprint, &spec, None).await?;
+        self.render(&blueprint, &spec, None, Default::default())
+            .await?;
         let name = if name.trim().is_empty() {
             spec.id.to_string()
         } else {
@@ -117,6 +118,65 @@ impl Provisioner {
         Ok(record)
     }
 
+    /// Suspends a ready store: marks it `suspending` and queues the work. The reconciler
+    /// scales the workloads its blueprint lists under `lifecycle.suspend` to zero, points
+    /// its host at the paused page (when [`super::ProvisionerConfig::paused_backend`] is
+    /// set), deletes the finished pods of its Jobs, and marks it `suspended` once no pod is
+    /// left. Volumes, Secrets and the store's place in its owner's quota are kept.
+    ///
+    /// Only a ready store can be suspended ([`Error::InvalidState`] otherwise), and only if
+    /// its blueprint declares what suspending means ([`Error::CannotSuspend`]); a refused
+    /// request changes nothing.
+    pub async fn suspend(&self, id: &StoreId) -> Result<StoreRecord> {
+        let record = self.live_record(id).await?;
+        let blueprint = self.inner.blueprints.get(&record.blueprint)?;
+        if !blueprint.lifecycle().can_suspend() {
+            return Err(Error::CannotSuspend {
+                id: id.clone(),
+                blueprint: record.blueprint.clone(),
+            });
+        }
+        if record.status != StoreStatus::Ready {
+            return Err(Error::InvalidState {
+                id: id.clone(),
+                status: record.status,
+                operation: "suspend (only ready stores can be suspended)",
+            });
+        }
+        // A blueprint whose suspended render fails (a workload left running) is refused
+        // here, before anything changes.
+        self.render(
+            &record.blueprint,
+            &record.spec,
+            None,
+            self.render_state(StoreStatus::Suspending),
+        )
+        .await?;
+        let record = self
+            .transition(id, StoreStatus::Suspending, None)
+            .await?;
+        self.enqueue(id);
+        Ok(record)
+    }
+
+    /// Resumes a suspended (or still suspending) store: marks it `resuming` and queues the
+    /// work. Its workloads come back with the same volumes and Secrets (the same data and
+    /// passwords); Jobs are not run again. It becomes `ready` as it did when it was
+    /// provisioned (or `failed`, past the deadline), and its host serves it again.
+    pub async fn resume(&self, id: &StoreId) -> Result<StoreRecord> {
+        let record = self.live_record(id).await?;
+        if !record.status.wants_suspended() {
+            return Err(Error::InvalidState {
+                id: id.clone(),
+                status: record.status,
+                operation: "resume (only suspended stores can be resumed)",
+            });
+        }
+        let record = self.transition(id, StoreStatus::Resuming, None).await?;
+        self.enqueue(id);
+        Ok(record)
+    }
+
     /// The credentials the store's blueprint shows its owner, read from the store's Secret.
     pub async fn credentials(&self, id: &StoreId) -> Result<Credentials> {
         let record = self.live_record(id).await?;
@@ -131,7 +191,7 @@ impl Provisioner {
         let secrets: Api<Secret> = Api::namespaced(self.inner.client.clone(), &id.namespace());
         let secret = match secrets.get_opt(&declared.secret).await {
             Ok(Some(secret)) => secret,
-            Ok(None) if record.status == StoreStatus::Ready => {
+            Ok(None) if record.status.was_ready() => {
                 // Deleted by someone after the store was ready. Fresh passwords would not
                 // match what the workloads were set up with: the Secret is not re-created
                 // (`apply_all` skips generated Secrets of ready stores), and a person is told.

@@ -1,8 +1,8 @@
 //! The Provisioner: takes stores from a record to ready Kubernetes objects and back, driven
 //! by watches, correct under crashes, retries, concurrency and several processes.
 //!
-//! [`Provisioner::create`], [`Provisioner::delete`] and [`Provisioner::retry`] change records
-//! and queue work; [`Provisioner::run`] does the work, in the one process that holds the
+//! [`Provisioner::create`], [`Provisioner::delete`], [`Provisioner::retry`],
+//! [`Provisioner::suspend`] and [`Provisioner::resume`] change records and queue work; [`Provisioner::run`] does the work, in the one process that holds the
 //! leader Lease. Every step is idempotent (server-side apply under one field manager,
 //! Secrets created once), so stopping `run` at any point and starting it again — in this
 //! process or another — converges to the same objects.
@@ -23,7 +23,8 @@ use kube::runtime::scheduler::ScheduleRequest;
 use tokio::sync::broadcast;
 
 use crate::blueprint::{
-    BlueprintRegistry, DEFAULT_BLUEPRINT, LABEL_MANAGED_BY, LABEL_STORE, MANAGED_BY, SecretInputs,
+    BlueprintRegistry, DEFAULT_BLUEPRINT, LABEL_MANAGED_BY, LABEL_STORE, MANAGED_BY, PausedBackend,
+    SecretInputs,
 };
 use crate::port::StoreRepository;
 use crate::seal::SealingKey;
@@ -81,6 +82,12 @@ pub struct ProvisionerConfig {
     pub feed_interval: Duration,
     /// Told how long each reconcile took (for a service's figures); none by default.
     pub on_reconcile: Option<ReconcileHook>,
+    /// Where the host of a suspended store is sent (templates see it as
+    /// `paused_backend`): the platform's own Service, which answers a paused store's host
+    /// with a "store paused" page. `None` (the default): a suspended store's Ingress keeps
+    /// its backend, and the ingress controller answers its own 503. Every process sharing a
+    /// repository must use the same value.
+    pub paused_backend: Option<PausedBackend>,
 }
 
 /// A function told the duration of every reconcile, e.g. to feed a histogram. It runs on the
@@ -119,6 +126,7 @@ impl Default for ProvisionerConfig {
             sealing_key: SealingKey::random(),
             feed_interval: Duration::from_millis(500),
             on_reconcile: None,
+            paused_backend: None,
         }
     }
 }

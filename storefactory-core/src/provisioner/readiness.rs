@@ -91,6 +91,68 @@ pub(crate) fn observe<'a>(
     Observed { done, failure }
 }
 
+/// What a suspending store still waits for, for people (`StatefulSet mysql: 1 replica`,
+/// `pod wordpress-1`); nothing once it is suspended: every workload its blueprint suspends
+/// reports zero replicas for its current generation, and no pod is left in its namespace.
+/// `pods` are the store's pods, finished ones included (see [`finished`]).
+pub(crate) fn suspension<'a>(
+    lifecycle: &Lifecycle,
+    object: impl Fn(WorkloadKind, &str) -> Option<&'a DynamicObject>,
+    pods: &[Pod],
+) -> Vec<String> {
+    let mut waiting = Vec::new();
+    for workload in &lifecycle.suspend {
+        // A missing workload (deleted and not re-applied yet) runs nothing, but the apply
+        // will bring it back at zero: wait for that.
+        let Some(obj) = object(workload.kind, &workload.name) else {
+            waiting.push(format!("{} {}: not there yet", workload.kind, workload.name));
+            continue;
+        };
+        let (wanted, generation, observed, replicas) = match workload.kind {
+            WorkloadKind::Deployment => parse::<Deployment>(obj).map(|d| {
+                let status = d.status.unwrap_or_default();
+                (
+                    d.spec.and_then(|s| s.replicas).unwrap_or(1),
+                    d.metadata.generation,
+                    status.observed_generation,
+                    status.replicas.unwrap_or(0),
+                )
+            }),
+            WorkloadKind::StatefulSet => parse::<StatefulSet>(obj).map(|s| {
+                let status = s.status.unwrap_or_default();
+                (
+                    s.spec.and_then(|s| s.replicas).unwrap_or(1),
+                    s.metadata.generation,
+                    status.observed_generation,
+                    status.replicas,
+                )
+            }),
+            WorkloadKind::Job => None,
+        }
+        .unwrap_or((1, None, None, 1));
+        if wanted != 0 || observed < generation || replicas != 0 {
+            waiting.push(format!(
+                "{} {}: {replicas} replica{}",
+                workload.kind,
+                workload.name,
+                if replicas == 1 { "" } else { "s" }
+            ));
+        }
+    }
+    waiting.extend(pods.iter().map(|p| format!("pod {}", p.name_any())));
+    waiting
+}
+
+/// Whether the pod has finished (succeeded or failed): a pod of a completed Job, which no
+/// controller deletes. Suspending deletes these, so that a suspended store holds no pod;
+/// the Job stays complete and is not run again.
+pub(crate) fn finished(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
 fn parse<K: serde::de::DeserializeOwned>(obj: &DynamicObject) -> Option<K> {
     serde_json::to_value(obj)
         .ok()
@@ -259,6 +321,60 @@ mod tests {
             failure.contains("image nope:1") && failure.contains("cannot be pulled"),
             "{failure}"
         );
+    }
+
+    fn scaled(kind: &str, name: &str, wanted: i32, generation: i64, observed: i64, replicas: i32) -> DynamicObject {
+        object(json!({
+            "apiVersion": "apps/v1", "kind": kind,
+            "metadata": {"name": name, "generation": generation},
+            "spec": {"replicas": wanted, "selector": {}, "template": {}},
+            "status": {"observedGeneration": observed, "replicas": replicas}
+        }))
+    }
+
+    #[test]
+    fn suspended_when_every_declared_workload_is_at_zero_and_no_pod_is_left() {
+        let l: Lifecycle = crate::yaml::from_str(
+            "suspend: [{kind: StatefulSet, name: db}, {kind: Deployment, name: web}]",
+        )
+        .unwrap();
+        let find = |objects: &'static [DynamicObject]| {
+            move |kind: WorkloadKind, name: &str| {
+                objects.iter().find(|o| {
+                    o.types.as_ref().is_some_and(|t| t.kind == kind.as_str())
+                        && o.metadata.name.as_deref() == Some(name)
+                })
+            }
+        };
+        let down: &'static [DynamicObject] = Vec::leak(vec![
+            scaled("StatefulSet", "db", 0, 2, 2, 0),
+            scaled("Deployment", "web", 0, 2, 2, 0),
+        ]);
+        assert!(suspension(&l, find(down), &[]).is_empty());
+
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "web-1"}})).unwrap();
+        assert_eq!(suspension(&l, find(down), &[pod]), ["pod web-1"]);
+
+        // The controller has not seen the new generation yet, or a replica is still there.
+        let going: &'static [DynamicObject] = Vec::leak(vec![
+            scaled("StatefulSet", "db", 0, 2, 1, 0),
+            scaled("Deployment", "web", 0, 2, 2, 1),
+        ]);
+        assert_eq!(
+            suspension(&l, find(going), &[]),
+            ["StatefulSet db: 0 replicas", "Deployment web: 1 replica"]
+        );
+        let missing: &'static [DynamicObject] = Vec::leak(vec![scaled("StatefulSet", "db", 0, 1, 1, 0)]);
+        assert_eq!(suspension(&l, find(missing), &[]), ["Deployment web: not there yet"]);
+    }
+
+    #[test]
+    fn only_finished_pods_are_finished() {
+        let pod = |phase: &str| -> Pod {
+            serde_json::from_value(json!({"metadata": {"name": "p"}, "status": {"phase": phase}})).unwrap()
+        };
+        assert!(finished(&pod("Succeeded")) && finished(&pod("Failed")));
+        assert!(!finished(&pod("Running")) && !finished(&pod("Pending")));
     }
 
     #[test]

@@ -31,7 +31,9 @@ impl Provisioner {
                 if let Ok(Some(record)) = self.inner.repo.get_store(id).await
                     && matches!(
                         record.status,
-                        StoreStatus::Initialized | StoreStatus::Provisioning
+                        StoreStatus::Initialized
+                            | StoreStatus::Provisioning
+                            | StoreStatus::Resuming
                     )
                     && self.time_left(&record).is_none()
                 {
@@ -52,8 +54,12 @@ impl Provisioner {
                 // A ready store fails only when its data is gone; other errors are looked at
                 // again later.
                 let fails = |status| match status {
-                    StoreStatus::Initialized | StoreStatus::Provisioning => true,
-                    StoreStatus::Ready => matches!(error, Error::NamespaceLost { .. }),
+                    StoreStatus::Initialized | StoreStatus::Provisioning | StoreStatus::Resuming => {
+                        true
+                    }
+                    StoreStatus::Ready | StoreStatus::Suspending | StoreStatus::Suspended => {
+                        matches!(error, Error::NamespaceLost { .. })
+                    }
                     _ => false,
                 };
                 if let Ok(Some(record)) = self.inner.repo.get_store(id).await
@@ -76,8 +82,11 @@ impl Provisioner {
             return Ok(Outcome::AwaitChange);
         };
         match record.status {
-            StoreStatus::Initialized | StoreStatus::Provisioning => self.provision(record).await,
-            StoreStatus::Ready => self.keep_ready(&record).await,
+            StoreStatus::Initialized | StoreStatus::Provisioning | StoreStatus::Resuming => {
+                self.provision(record).await
+            }
+            StoreStatus::Ready | StoreStatus::Suspended => self.keep_ready(&record).await,
+            StoreStatus::Suspending => self.suspend_pass(&record).await,
             StoreStatus::Deleting => self.finish_delete(&record).await,
             StoreStatus::Failed => Ok(Outcome::AwaitChange),
             StoreStatus::Deleted => {
@@ -87,8 +96,9 @@ impl Provisioner {
         }
     }
 
-    /// A ready store: its namespace must still be the one its data lives in; possible drift
-    /// is re-applied.
+    /// A ready or suspended store: its namespace must still be the one its data lives in;
+    /// possible drift is re-applied (as the status asks: a suspended store's workloads stay
+    /// at zero).
     async fn keep_ready(&self, record: &StoreRecord) -> Result<Outcome> {
         let id = &record.id;
         self.check_namespace(record).await?;
@@ -167,6 +177,15 @@ impl Provisioner {
             return Ok(Outcome::AwaitChange);
         }
         if observed.ready() {
+            if record.status == StoreStatus::Resuming {
+                // The workloads are up again: the host serves the store, not the paused page.
+                self.apply_changed(
+                    &record,
+                    self.render_state(StoreStatus::Resuming),
+                    self.render_state(StoreStatus::Ready),
+                )
+                .await?;
+            }
             self.transition(&id, StoreStatus::Ready, None).await?;
             return Ok(Outcome::AwaitChange);
         }
@@ -181,6 +200,87 @@ impl Provisioner {
             return Ok(Outcome::AwaitChange);
         };
         Ok(Outcome::RequeueAfter(remaining))
+    }
+
+    /// A suspending store: applies it suspended (its declared workloads at zero replicas, its
+    /// host paused), deletes the finished pods of its Jobs, and marks it `suspended` once the
+    /// caches show the workloads at zero and no pod left in its namespace. Nothing is
+    /// deleted but those finished pods: volumes, Secrets and the completed Jobs stay.
+    async fn suspend_pass(&self, record: &StoreRecord) -> Result<Outcome> {
+        let id = &record.id;
+        let lifecycle = self.inner.blueprints.get(&record.blueprint)?.lifecycle();
+        if !self.inner.states.with(id, |s| s.applied) {
+            self.check_namespace(record).await?;
+            let requested = self
+                .inner
+                .states
+                .get(id, |s| s.apply_requests)
+                .unwrap_or_default();
+            self.apply_all(record, false).await?;
+            let first = self.inner.states.with(id, |s| {
+                s.applied = true;
+                s.apply_requests = s.apply_requests.saturating_sub(requested);
+                s.reported.insert("suspend".to_owned())
+            });
+            if first {
+                let workloads: Vec<String> = lifecycle
+                    .suspend
+                    .iter()
+                    .map(|w| format!("{}/{}", w.kind, w.name))
+                    .collect();
+                self.step(
+                    id,
+                    "suspend",
+                    format!("scaling {} to zero replicas", workloads.join(", ")),
+                )
+                .await?;
+            }
+        }
+        let Some(caches) = lock(&self.inner.caches).clone() else {
+            // Not reconciling with watches (a one-off pass): the leader observes the rest.
+            return Ok(Outcome::AwaitChange);
+        };
+        let namespace = id.namespace();
+        let pods = caches.pods(&namespace);
+        let pod_api: Api<k8s_openapi::api::core::v1::Pod> =
+            Api::namespaced(self.inner.client.clone(), &namespace);
+        for pod in pods
+            .iter()
+            .filter(|p| readiness::finished(p) && p.metadata.deletion_timestamp.is_none())
+        {
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            self.with_retries(&format!("delete Pod {namespace}/{name}"), || async {
+                match pod_api.delete(&name, &DeleteParams::default()).await {
+                    Ok(_) => Ok(()),
+                    Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        }
+        let objects: Vec<_> = lifecycle
+            .suspend
+            .iter()
+            .map(|w| caches.workload(&namespace, w.kind, &w.name))
+            .collect();
+        let waiting = readiness::suspension(
+            lifecycle,
+            |kind, name| {
+                lifecycle
+                    .suspend
+                    .iter()
+                    .position(|w| w.kind == kind && w.name == name)
+                    .and_then(|i| objects[i].as_deref())
+            },
+            &pods,
+        );
+        if waiting.is_empty() {
+            self.transition(id, StoreStatus::Suspended, None).await?;
+        } else {
+            tracing::debug!(store = %id, ?waiting, "suspending");
+        }
+        // The watches wake the store as its workloads scale down and its pods go.
+        Ok(Outcome::AwaitChange)
     }
 
     /// What the watch caches say of the store's workloads.

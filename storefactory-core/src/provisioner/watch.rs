@@ -333,7 +333,7 @@ impl Provisioner {
         }
         let name = meta.name.as_deref().unwrap_or_default();
         if let Ok(Some(record)) = self.inner.repo.get_store(id).await
-            && record.status == StoreStatus::Ready
+            && matches!(record.status, StoreStatus::Ready | StoreStatus::Suspended)
         {
             // Reported once per deletion.
             let message = format!("{kind}/{name} was deleted; restoring it");
