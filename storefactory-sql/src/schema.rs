@@ -148,8 +148,42 @@ CREATE TABLE webhook_deliveries (
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_attempt_at);
 "#;
 
+/// Version 6: stores can be suspended and resumed, so `status` admits `suspending`,
+/// `suspended` and `resuming`. SQLite cannot change a CHECK constraint in place: the table is
+/// rebuilt as SQLite's documented procedure does it (new table, copy, drop, rename, indexes),
+/// with foreign key enforcement off around the migration ([`migrate`]) so that dropping the
+/// old table does not cascade to the stores' events, and checked before commit.
+const V6: &str = r#"
+CREATE TABLE stores_v6 (
+    pos           INTEGER PRIMARY KEY AUTOINCREMENT,
+    id            TEXT NOT NULL UNIQUE,
+    owner         TEXT NOT NULL REFERENCES users (username) ON DELETE RESTRICT,
+    name          TEXT NOT NULL,
+    status        TEXT NOT NULL CHECK (status IN
+                      ('initialized', 'provisioning', 'ready', 'failed', 'deleting', 'deleted',
+                       'suspending', 'suspended', 'resuming')),
+    reason        TEXT,
+    host          TEXT NOT NULL,
+    storage_gib   INTEGER NOT NULL CHECK (storage_gib >= 0),
+    blueprint     TEXT NOT NULL,
+    spec          TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL,
+    namespace_uid TEXT,
+    sealed_inputs TEXT
+) STRICT;
+INSERT INTO stores_v6 (pos, id, owner, name, status, reason, host, storage_gib, blueprint, spec,
+                       created_at, updated_at, namespace_uid, sealed_inputs)
+    SELECT pos, id, owner, name, status, reason, host, storage_gib, blueprint, spec,
+           created_at, updated_at, namespace_uid, sealed_inputs FROM stores;
+DROP TABLE stores;
+ALTER TABLE stores_v6 RENAME TO stores;
+CREATE INDEX stores_owner ON stores (owner, status);
+CREATE INDEX stores_settled ON stores (status, updated_at);
+"#;
+
 /// Every migration, in order; the schema version of a database is how many were applied.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// The schema version this build creates and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -159,6 +193,27 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 ///
 /// Refuses databases of a newer version and databases of other applications.
 pub(crate) fn migrate(conn: &mut Connection, path: &Path, migrations: &[&str]) -> Result<()> {
+    let open_error = |source| Error::Open {
+        path: path.to_owned(),
+        source,
+    };
+    // Foreign keys are enforced again when this returns, however it returns. A migration
+    // that rebuilds a table (V6) must not have the drop of the old one cascade; the keys are
+    // checked before commit instead. The pragma does nothing inside a transaction, so it is
+    // set here.
+    conn.pragma_update(None, "foreign_keys", false)
+        .map_err(open_error)?;
+    let result = migrate_in_transaction(conn, path, migrations);
+    conn.pragma_update(None, "foreign_keys", true)
+        .map_err(open_error)?;
+    result
+}
+
+fn migrate_in_transaction(
+    conn: &mut Connection,
+    path: &Path,
+    migrations: &[&str],
+) -> Result<()> {
     let open_error = |source| Error::Open {
         path: path.to_owned(),
         source,
@@ -208,6 +263,15 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path, migrations: &[&str]) -
         version: supported,
         source,
     };
+    let broken: i64 = tx
+        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |row| row.get(0))
+        .map_err(finish)?;
+    if broken != 0 {
+        return Err(finish(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+            Some(format!("{broken} rows break a foreign key after migrating")),
+        )));
+    }
     tx.pragma_update(None, "user_version", supported)
         .map_err(finish)?;
     tx.pragma_update(None, "application_id", APPLICATION_ID)
@@ -336,5 +400,43 @@ mod tests {
         // Idempotent: a second run is a no-op.
         migrate(&mut conn, &path, MIGRATIONS).unwrap();
         assert_eq!(version(&conn), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn version_6_admits_suspended_stores_and_keeps_every_store_and_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let mut conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        migrate(&mut conn, &path, &MIGRATIONS[..5]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (username, password_hash, role, max_stores, max_storage_gib, \
+             created_at, updated_at) VALUES ('ann', 'hash', 'user', 1, 1, 1000, 5000);
+             INSERT INTO stores (id, owner, name, status, host, storage_gib, blueprint, spec, \
+             created_at, updated_at, namespace_uid) VALUES ('s1', 'ann', 'Shop', 'ready', \
+             'store-s1.example', 3, 'woocommerce', '{}', 1, 2, 'uid-1');
+             INSERT INTO store_events (store_id, seq, at, kind, body) VALUES ('s1', 1, 1, 'status', '{}');
+             INSERT INTO event_feed (store_id, seq) VALUES ('s1', 1);",
+        )
+        .unwrap();
+        let refused = conn.execute("UPDATE stores SET status = 'suspended'", []);
+        assert!(refused.is_err(), "version 5 knows no suspended stores");
+
+        migrate(&mut conn, &path, MIGRATIONS).unwrap();
+        assert_eq!(version(&conn), 6);
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |row| row.get(0)).unwrap() };
+        assert_eq!(count("SELECT count(*) FROM store_events"), 1, "events survive the rebuild");
+        assert_eq!(count("SELECT count(*) FROM event_feed"), 1);
+        assert_eq!(count("SELECT pos FROM stores WHERE namespace_uid = 'uid-1'"), 1);
+        let foreign_keys: i64 = conn
+            .pragma_query_value(None, "foreign_keys", |row| row.get(0))
+            .unwrap();
+        assert_eq!(foreign_keys, 1, "enforced again after migrating");
+        conn.execute("UPDATE stores SET status = 'suspended'", []).unwrap();
+        assert!(conn.execute("UPDATE stores SET status = 'paused'", []).is_err());
+        // The events still belong to the store: deleting it removes them.
+        conn.execute("DELETE FROM stores", []).unwrap();
+        assert_eq!(count("SELECT count(*) FROM store_events"), 0);
+        assert_eq!(count("SELECT count(*) FROM event_feed"), 0);
     }
 }

@@ -467,9 +467,11 @@ mod tests {
 
     #[test]
     fn only_deleted_stores_are_free() {
+        // A suspended store keeps its volumes: it still counts against its owner's quota.
         assert_eq!(
             holding_statuses(),
-            "'initialized','provisioning','ready','failed','deleting'"
+            "'initialized','provisioning','ready','failed','deleting','suspending','suspended',\
+             'resuming'"
         );
     }
 }
