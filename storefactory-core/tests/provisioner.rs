@@ -881,6 +881,18 @@ async fn a_second_blueprint_provisions_fails_and_deletes_through_the_same_engine
     );
     assert_eq!(h.count::<StatefulSet>(&id).await, 0);
     assert_eq!(h.count::<Job>(&id).await, 0);
+    // It declares nothing to suspend: a suspend is refused, saying why, and changes nothing.
+    let before = h.record(&id).await.unwrap();
+    let refused = p.suspend(&id).await.unwrap_err();
+    assert_eq!(
+        refused.kind(),
+        storefactory_core::error::ErrorKind::Conflict
+    );
+    assert!(
+        refused.to_string().contains("declares no workloads to suspend"),
+        "{refused}"
+    );
+    assert_eq!(h.record(&id).await.unwrap(), before);
     let credentials = p.credentials(&id).await.unwrap();
     assert_eq!(credentials.username, "alice");
     assert_eq!(credentials.password, "a chosen editor token");
@@ -1000,4 +1012,168 @@ async fn two_processes_on_one_store_make_one_set_of_passwords() {
     run_b.abort();
     cleanup(&a, &h, &id).await;
     run_a.abort();
+}
+
+/// The pods left in the store's namespace, by name.
+async fn pods_of(h: &Harness, id: &StoreId) -> Vec<String> {
+    let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(h.client.clone(), &id.namespace());
+    api.list(&ListParams::default())
+        .await
+        .expect("list pods")
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect()
+}
+
+/// Name and UID of every object of kind `K` in the store's namespace (labelled or not).
+async fn uids<K>(h: &Harness, id: &StoreId) -> Vec<(String, String)>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(h.client.clone(), &id.namespace());
+    let mut found: Vec<(String, String)> = api
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .map(|o| {
+            let meta = o.meta().clone();
+            (meta.name.unwrap_or_default(), meta.uid.unwrap_or_default())
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+async fn ingress_backend(h: &Harness, id: &StoreId) -> String {
+    let api: Api<k8s_openapi::api::networking::v1::Ingress> =
+        Api::namespaced(h.client.clone(), &id.namespace());
+    let ingress = api.get("wordpress").await.expect("ingress");
+    let rules = ingress.spec.unwrap().rules.unwrap();
+    let path = &rules[0].http.as_ref().unwrap().paths[0];
+    path.backend.service.as_ref().unwrap().name.clone()
+}
+
+async fn replicas(h: &Harness, id: &StoreId) -> (Option<i32>, Option<i32>) {
+    let deployments: Api<Deployment> = Api::namespaced(h.client.clone(), &id.namespace());
+    let statefulsets: Api<StatefulSet> = Api::namespaced(h.client.clone(), &id.namespace());
+    (
+        deployments.get("wordpress").await.unwrap().spec.unwrap().replicas,
+        statefulsets.get("mysql").await.unwrap().spec.unwrap().replicas,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_store_runs_no_pod_keeps_its_data_and_resumes_with_the_same_passwords() {
+    let h = Harness::new().await;
+    let p = h.provisioner_with(ProvisionerConfig {
+        paused_backend: Some(
+            "storefactory.platform.svc.cluster.local:8080"
+                .parse()
+                .unwrap(),
+        ),
+        ..ProvisionerConfig::default()
+    });
+    let id = StoreId::generate();
+    p.create(request(&id)).await.unwrap();
+
+    // Not ready yet: neither suspended nor resumed, and nothing changes.
+    let initialized = h.record(&id).await.unwrap();
+    for refused in [p.suspend(&id).await, p.resume(&id).await] {
+        let error = refused.unwrap_err();
+        assert_eq!(error.kind(), storefactory_core::error::ErrorKind::Conflict);
+        assert!(error.to_string().contains("is initialized"), "{error}");
+    }
+    assert_eq!(h.record(&id).await.unwrap(), initialized);
+
+    let run = spawn(&p);
+    h.wait_for(&id, StoreStatus::Ready).await;
+    assert_eq!(ingress_backend(&h, &id).await, "wordpress");
+    let credentials = p.credentials(&id).await.unwrap();
+    let jobs = uids::<Job>(&h, &id).await;
+    let secrets = uids::<Secret>(&h, &id).await;
+    let claims = uids::<k8s_openapi::api::core::v1::PersistentVolumeClaim>(&h, &id).await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(claims.len(), 2, "WordPress and MySQL volumes: {claims:?}");
+    assert!(!pods_of(&h, &id).await.is_empty());
+
+    // A ready store cannot be resumed.
+    let ready = h.record(&id).await.unwrap();
+    let error = p.resume(&id).await.unwrap_err();
+    assert!(error.to_string().contains("only suspended stores"), "{error}");
+    assert_eq!(h.record(&id).await.unwrap(), ready);
+
+    let suspending = p.suspend(&id).await.unwrap();
+    assert_eq!(suspending.status, StoreStatus::Suspending);
+    h.wait_for(&id, StoreStatus::Suspended).await;
+    assert_eq!(replicas(&h, &id).await, (Some(0), Some(0)));
+    assert_eq!(pods_of(&h, &id).await, Vec::<String>::new(), "no pod is left");
+    assert_eq!(uids::<Secret>(&h, &id).await, secrets, "the Secrets are kept");
+    assert_eq!(
+        uids::<k8s_openapi::api::core::v1::PersistentVolumeClaim>(&h, &id).await,
+        claims,
+        "the volumes are kept"
+    );
+    assert_eq!(uids::<Job>(&h, &id).await, jobs, "the seeding Job stays, complete");
+    // Its host goes to the platform, which answers that it is paused.
+    assert_eq!(ingress_backend(&h, &id).await, "storefactory-paused");
+    let paused: Service = Api::namespaced(h.client.clone(), &id.namespace())
+        .get("storefactory-paused")
+        .await
+        .unwrap();
+    let paused = paused.spec.unwrap();
+    assert_eq!(paused.type_.as_deref(), Some("ExternalName"));
+    assert_eq!(
+        paused.external_name.as_deref(),
+        Some("storefactory.platform.svc.cluster.local")
+    );
+    assert_eq!(paused.ports.unwrap()[0].port, 8080);
+    // Suspending again is refused; credentials can still be read.
+    let suspended = h.record(&id).await.unwrap();
+    let error = p.suspend(&id).await.unwrap_err();
+    assert!(error.to_string().contains("only ready stores"), "{error}");
+    assert_eq!(h.record(&id).await.unwrap(), suspended);
+    assert_eq!(p.credentials(&id).await.unwrap(), credentials);
+
+    let resuming = p.resume(&id).await.unwrap();
+    assert_eq!(resuming.status, StoreStatus::Resuming);
+    h.wait_for(&id, StoreStatus::Ready).await;
+    assert_eq!(replicas(&h, &id).await, (Some(1), Some(1)));
+    assert_eq!(p.credentials(&id).await.unwrap(), credentials, "same passwords");
+    assert_eq!(uids::<Secret>(&h, &id).await, secrets);
+    assert_eq!(
+        uids::<k8s_openapi::api::core::v1::PersistentVolumeClaim>(&h, &id).await,
+        claims,
+        "same volumes, so the same data"
+    );
+    assert_eq!(uids::<Job>(&h, &id).await, jobs, "the seeding Job is not run again");
+    let job: Job = Api::namespaced(h.client.clone(), &id.namespace())
+        .get("seed")
+        .await
+        .unwrap();
+    assert_eq!(job.status.unwrap().succeeded, Some(1));
+    assert_eq!(ingress_backend(&h, &id).await, "wordpress");
+    let statuses = h.statuses(&id).await;
+    assert_eq!(
+        statuses[statuses.len() - 5..],
+        [
+            StoreStatus::Ready,
+            StoreStatus::Suspending,
+            StoreStatus::Suspended,
+            StoreStatus::Resuming,
+            StoreStatus::Ready
+        ]
+    );
+
+    // A suspended store is deleted like any other.
+    p.suspend(&id).await.unwrap();
+    h.wait_for(&id, StoreStatus::Suspended).await;
+    cleanup(&p, &h, &id).await;
+    assert!(!h.namespace_exists(&id).await);
+    run.abort();
 }
