@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::core::v1::PodSpec;
 use storefactory_core::Error;
 use storefactory_core::blueprint::{
-    Blueprint, BlueprintRegistry, DEFAULT_BLUEPRINT, LABEL_MANAGED_BY, LABEL_STORE, SecretInputs,
-    SecretValues,
+    Blueprint, BlueprintRegistry, DEFAULT_BLUEPRINT, LABEL_MANAGED_BY, LABEL_STORE, PausedBackend,
+    RenderState, SecretInputs, SecretValues,
 };
 use storefactory_core::manifest::Manifest;
 use storefactory_core::product::parse_products;
@@ -328,6 +328,203 @@ fn woocommerce_matches_its_golden_file() {
         "rendered blueprint differs from {}; review and regenerate with UPDATE_GOLDEN=1",
         path.display()
     );
+}
+
+// --- suspended stores -----------------------------------------------------------------------
+
+fn render_in(spec: &StoreSpec, state: &RenderState) -> Vec<Manifest> {
+    BlueprintRegistry::builtin()
+        .unwrap()
+        .render_in(DEFAULT_BLUEPRINT, spec, fixed_secrets(), state)
+        .unwrap()
+}
+
+fn backend() -> Option<PausedBackend> {
+    Some("storefactory.platform.svc.cluster.local:8080".parse().unwrap())
+}
+
+fn replicas_of(manifests: &[Manifest]) -> Vec<(String, Option<i32>)> {
+    manifests
+        .iter()
+        .filter_map(|m| match m {
+            Manifest::Deployment(d) => Some((m.describe(), d.spec.as_ref()?.replicas)),
+            Manifest::StatefulSet(s) => Some((m.describe(), s.spec.as_ref()?.replicas)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn backend_of(manifests: &[Manifest]) -> String {
+    let Manifest::Ingress(ingress) = find(manifests, "Ingress", "wordpress") else {
+        unreachable!()
+    };
+    let rules = ingress.spec.as_ref().unwrap().rules.as_ref().unwrap();
+    let path = &rules[0].http.as_ref().unwrap().paths[0];
+    path.backend.service.as_ref().unwrap().name.clone()
+}
+
+#[test]
+fn a_suspended_store_renders_its_workloads_at_zero_and_its_host_paused() {
+    let running = render_in(
+        &spec(),
+        &RenderState {
+            paused_backend: backend(),
+            ..RenderState::default()
+        },
+    );
+    let suspended = render_in(
+        &spec(),
+        &RenderState {
+            suspended: true,
+            paused: true,
+            paused_backend: backend(),
+        },
+    );
+    let resuming = render_in(
+        &spec(),
+        &RenderState {
+            suspended: false,
+            paused: true,
+            paused_backend: backend(),
+        },
+    );
+    assert!(replicas_of(&running).iter().all(|(_, r)| *r == Some(1)));
+    assert_eq!(replicas_of(&suspended).len(), 2);
+    assert!(
+        replicas_of(&suspended).iter().all(|(_, r)| *r == Some(0)),
+        "{:?}",
+        replicas_of(&suspended)
+    );
+    assert_eq!(replicas_of(&resuming), replicas_of(&running));
+    assert_eq!(backend_of(&running), "wordpress");
+    assert_eq!(backend_of(&suspended), "storefactory-paused");
+    assert_eq!(backend_of(&resuming), "storefactory-paused");
+    // The same objects in every state: only fields change, nothing has to be removed.
+    let names = |m: &[Manifest]| m.iter().map(Manifest::describe).collect::<Vec<_>>();
+    assert_eq!(names(&running), names(&suspended));
+    // Without a paused backend, the Ingress keeps its backend and no Service is added.
+    let plain = render_in(
+        &spec(),
+        &RenderState {
+            suspended: true,
+            paused: true,
+            paused_backend: None,
+        },
+    );
+    assert_eq!(backend_of(&plain), "wordpress");
+    assert!(
+        !plain
+            .iter()
+            .any(|m| m.kind() == "Service" && m.name() == "storefactory-paused")
+    );
+    assert_eq!(names(&render(&spec())), names(&plain));
+
+    // What suspending changes, reviewed like code.
+    let changed: Vec<_> = suspended
+        .iter()
+        .filter(|m| !running.iter().any(|r| r.to_value() == m.to_value()))
+        .chain(
+            suspended
+                .iter()
+                .filter(|m| m.kind() == "Service" && m.name() == "storefactory-paused"),
+        )
+        .map(Manifest::to_value)
+        .collect();
+    let rendered = storefactory_core::yaml::to_string(&changed).unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/woocommerce-suspended.yaml");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &rendered).unwrap();
+    }
+    let golden = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        golden == rendered,
+        "suspended render differs from {}; review and regenerate with UPDATE_GOLDEN=1",
+        path.display()
+    );
+}
+
+#[test]
+fn a_paused_backend_is_a_host_and_a_port() {
+    let backend: PausedBackend = "Storefactory.platform.svc:8080".parse().unwrap();
+    assert_eq!(backend.host, "storefactory.platform.svc");
+    assert_eq!(backend.port, 8080);
+    assert_eq!(backend.to_string(), "storefactory.platform.svc:8080");
+    for bad in ["storefactory", "storefactory:0", "storefactory:http", "bad_host:80", ":80"] {
+        assert!(bad.parse::<PausedBackend>().is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn a_blueprint_cannot_be_suspended_unless_it_scales_every_workload() {
+    let blueprint = |lifecycle: &str| {
+        let metadata = format!("description: Two workloads.\nlifecycle:\n{lifecycle}");
+        let template = "\
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: {{namespace}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: {{namespace}}}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: nginx}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: cache, namespace: {{namespace}}}
+spec:
+  selector: {matchLabels: {app: cache}}
+  template:
+    metadata: {labels: {app: cache}}
+    spec: {containers: [{name: cache, image: redis}]}
+";
+        let mut registry = BlueprintRegistry::empty();
+        registry
+            .register_blueprint(
+                Blueprint::from_files(
+                    "two",
+                    [("blueprint.yaml", metadata.as_str()), ("00.yaml.hbs", template)],
+                )
+                .unwrap(),
+            )
+            .unwrap();
+        registry
+    };
+    let suspended = RenderState {
+        suspended: true,
+        paused: true,
+        paused_backend: None,
+    };
+    let render = |registry: &BlueprintRegistry| {
+        registry.render_in("two", &spec(), fixed_secrets(), &suspended)
+    };
+    let none = render(&blueprint("  ready: []\n")).unwrap_err().to_string();
+    assert!(none.contains("cannot be suspended"), "{none}");
+    let partial = render(&blueprint("  suspend: [{kind: Deployment, name: web}]\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        partial.contains("Deployment") && partial.contains("cache") && partial.contains("keep its pods"),
+        "{partial}"
+    );
+    let unknown = render(&blueprint(
+        "  suspend: [{kind: Deployment, name: web}, {kind: Deployment, name: cache}, \
+         {kind: StatefulSet, name: db}]\n",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(unknown.contains("does not render"), "{unknown}");
+    let all = render(&blueprint(
+        "  suspend: [{kind: Deployment, name: web}, {kind: Deployment, name: cache}]\n",
+    ))
+    .unwrap();
+    assert!(replicas_of(&all).iter().all(|(_, r)| *r == Some(0)), "{:?}", replicas_of(&all));
 }
 
 // --- the plugin interface -------------------------------------------------------------------
