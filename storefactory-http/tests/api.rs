@@ -105,6 +105,8 @@ async fn openapi_document_describes_every_route() -> Result<()> {
         ("/api/stores", &["get", "post"]),
         ("/api/stores/{id}", &["get", "delete"]),
         ("/api/stores/{id}/retry", &["post"]),
+        ("/api/stores/{id}/suspend", &["post"]),
+        ("/api/stores/{id}/resume", &["post"]),
         ("/api/stores/{id}/events", &["get"]),
         ("/api/stores/{id}/credentials", &["get"]),
         ("/api/webhooks", &["get", "post"]),
@@ -118,7 +120,7 @@ async fn openapi_document_describes_every_route() -> Result<()> {
             );
         }
     }
-    assert_eq!(paths.len(), 18, "a documented path that does not exist");
+    assert_eq!(paths.len(), 20, "a documented path that does not exist");
     // Every $ref resolves.
     fn refs(value: &Value, out: &mut Vec<String>) {
         match value {
@@ -745,6 +747,8 @@ async fn security_other_users_stores_are_404() -> Result<()> {
         (Method::GET, ""),
         (Method::DELETE, ""),
         (Method::POST, "/retry"),
+        (Method::POST, "/suspend"),
+        (Method::POST, "/resume"),
         (Method::GET, "/events"),
         (Method::GET, "/credentials"),
     ] {
@@ -1115,6 +1119,159 @@ async fn retry_only_failed_stores() -> Result<()> {
     let reply = send(&app.router, Method::POST, &path, Some(&admin), None).await?;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_eq!(reply.body["status"], "provisioning");
+    Ok(())
+}
+
+#[tokio::test]
+async fn suspend_only_ready_stores_and_resume_only_suspended_ones() -> Result<()> {
+    let app = app().await?;
+    let admin = admin_token(&app).await?;
+    let id = seed_store(&app, &admin).await?;
+    let store_id = StoreId::new(id.clone())?;
+    let suspend = format!("/api/stores/{id}/suspend");
+    let resume = format!("/api/stores/{id}/resume");
+    let audited = |app: &TestApp| {
+        let db = app.db.clone();
+        let id = id.clone();
+        async move {
+            let entries = db
+                .audit_log(&storefactory_sql::AuditFilter {
+                    target: Some(id.clone()),
+                    ..Default::default()
+                })
+                .await?;
+            anyhow::Ok(
+                entries
+                    .into_iter()
+                    .map(|e| e.action)
+                    .filter(|a| a.starts_with("store.suspend") || a.starts_with("store.resume"))
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+
+    // Not ready yet: refused, saying why, and nothing changes.
+    let before = app.db.get_store(&store_id).await?.expect("store");
+    let reply = send(&app.router, Method::POST, &suspend, Some(&admin), None).await?;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text);
+    assert_eq!(reply.code(), "invalid_state");
+    assert!(reply.message().contains("only ready stores"), "{}", reply.text);
+    let reply = send(&app.router, Method::POST, &resume, Some(&admin), None).await?;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text);
+    assert!(reply.message().contains("only suspended stores"), "{}", reply.text);
+    assert_eq!(app.db.get_store(&store_id).await?.expect("store"), before);
+    assert_eq!(audited(&app).await?, Vec::<String>::new());
+
+    for status in [StoreStatus::Provisioning, StoreStatus::Ready] {
+        app.db.set_status(&store_id, status, None).await?;
+    }
+    // A ready store is not resumed.
+    let reply = send(&app.router, Method::POST, &resume, Some(&admin), None).await?;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text);
+    let reply = send(&app.router, Method::POST, &suspend, Some(&admin), None).await?;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
+    assert_eq!(reply.body["status"], "suspending");
+    assert_eq!(reply.body["id"], id.as_str());
+    // Suspending twice is refused; a suspend in progress may be taken back.
+    let reply = send(&app.router, Method::POST, &suspend, Some(&admin), None).await?;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text);
+    let reply = send(&app.router, Method::POST, &resume, Some(&admin), None).await?;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
+    assert_eq!(reply.body["status"], "resuming");
+    let shown = send(
+        &app.router,
+        Method::GET,
+        &format!("/api/stores/{id}"),
+        Some(&admin),
+        None,
+    )
+    .await?;
+    assert_eq!(shown.body["status"], "resuming");
+    assert_eq!(audited(&app).await?.len(), 2, "each accepted request is audited");
+    Ok(())
+}
+
+/// Sends one HTTP/1.1 request with `host` to the server at `addr`; the status line, the
+/// headers (lowercase) and the body.
+async fn raw_get(addr: std::net::SocketAddr, host: &str, path: &str) -> Result<(String, String, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await?;
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    Ok((status.to_owned(), headers.to_ascii_lowercase(), body.to_owned()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_stores_host_answers_that_it_is_paused_over_real_http() -> Result<()> {
+    use storefactory_core::spec::StoreSpec;
+    use storefactory_core::store::StoreRecord;
+    let dir = tempfile::tempdir()?;
+    let mut config = config();
+    config.listen = "127.0.0.1:0".parse()?;
+    config.database = dir.path().join("paused.db");
+    // No cluster: nothing reconciles the records this test writes.
+    config.kubeconfig = Some(dir.path().join("no-kubeconfig"));
+    let server = storefactory_http::Server::bind(config).await?;
+    let addr = server.local_addr();
+    let db = server.state().db().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+
+    let store = |id: &str| {
+        let id = StoreId::new(id).expect("id");
+        let host = format!("store-{id}.storefactory.local");
+        StoreRecord::new(StoreSpec::new(id, "admin", host), "Shop", "woocommerce")
+    };
+    let (paused, running_store) = (store("paused1"), store("open1"));
+    for record in [&paused, &running_store] {
+        db.insert_store(record).await?;
+        for status in [StoreStatus::Provisioning, StoreStatus::Ready] {
+            db.set_status(&record.id, status, None).await?;
+        }
+    }
+    for status in [StoreStatus::Suspending, StoreStatus::Suspended] {
+        db.set_status(&paused.id, status, None).await?;
+    }
+
+    for host in [
+        "store-paused1.storefactory.local",
+        "store-paused1.storefactory.local:8080",
+        "STORE-PAUSED1.storefactory.local.",
+    ] {
+        for path in ["/", "/wp-admin/", "/api/stores"] {
+            let (status, headers, body) = raw_get(addr, host, path).await?;
+            assert!(status.contains(" 503 "), "{host}{path}: {status}");
+            assert!(headers.contains("retry-after: 300"), "{headers}");
+            assert!(headers.contains("content-type: text/html"), "{headers}");
+            assert!(body.contains("This store is paused"), "{body}");
+        }
+    }
+    // Any other host, a ready store's included, reaches the API as before.
+    for host in ["127.0.0.1", "store-open1.storefactory.local", "store-paused1.elsewhere.test"] {
+        let (status, _, body) = raw_get(addr, host, "/health").await?;
+        assert!(status.contains(" 200 "), "{host}: {status}");
+        assert!(body.contains("healthy"), "{body}");
+    }
+    // Resuming: still paused until ready; then the host is served again.
+    db.set_status(&paused.id, StoreStatus::Resuming, None).await?;
+    let (status, _, _) = raw_get(addr, "store-paused1.storefactory.local", "/health").await?;
+    assert!(status.contains(" 503 "), "{status}");
+    db.set_status(&paused.id, StoreStatus::Ready, None).await?;
+    let (status, _, _) = raw_get(addr, "store-paused1.storefactory.local", "/health").await?;
+    assert!(status.contains(" 200 "), "{status}");
+
+    let _ = stop.send(());
+    running.await??;
     Ok(())
 }
 

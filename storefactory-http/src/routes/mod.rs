@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
             .expose_headers([REQUEST_ID, header::LOCATION])
     });
     let body_limit = state.max_body_bytes();
+    let paused = state.clone();
     let mut router = Router::new()
         .route("/", get(dashboard))
         .route("/app.js", get(dashboard_script))
@@ -60,6 +61,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/stores", get(stores::list).post(stores::create))
         .route("/api/stores/{id}", get(stores::get).delete(stores::delete))
         .route("/api/stores/{id}/retry", post(stores::retry))
+        .route("/api/stores/{id}/suspend", post(stores::suspend))
+        .route("/api/stores/{id}/resume", post(stores::resume))
         .route("/api/stores/{id}/events", get(events::stream))
         .route("/api/stores/{id}/credentials", get(stores::credentials))
         .route("/api/webhooks", get(webhooks::list).post(webhooks::create))
@@ -82,6 +85,9 @@ pub fn router(state: AppState) -> Router {
         router = router.layer(cors);
     }
     router
+        // Before everything else: a paused store's host gets the paused page, whatever the
+        // path (the Ingress of a suspended store sends its traffic here).
+        .layer(axum::middleware::from_fn_with_state(paused, paused_store))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
             TraceLayer::new_for_http()
@@ -118,6 +124,73 @@ async fn request_deadline(State(state): State<AppState>, request: Request, next:
             ApiError::Timeout.into_response()
         }
     }
+}
+
+/// How long a client is told to wait before asking a paused store again.
+const PAUSED_RETRY_AFTER_SECS: u32 = 300;
+
+/// The page a paused store's host answers with. Static: no text of the store reaches it.
+const PAUSED_HTML: &str = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>This store is paused</title></head>\n<body><main><h1>This store is paused</h1>\
+<p>It is not taking visitors right now. Its owner can resume it at any time; please come \
+back later.</p></main></body></html>\n";
+
+/// Answers requests for the host of a paused store (suspending, suspended, or resuming and
+/// not ready yet) with 503 and a small "This store is paused" page, with `Retry-After`:
+/// while suspended, a store's Ingress sends its host to this server (see
+/// `ProvisionerConfig::paused_backend`). Only hosts of the form `store-<id>.<store domain>`
+/// are looked up (by the store's id, one read), and only the store whose recorded host it
+/// is; every other request goes on to the API untouched.
+async fn paused_store(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let host = request
+        .uri()
+        .host()
+        .map(str::to_owned)
+        .or_else(|| {
+            let value = request.headers().get(header::HOST)?.to_str().ok()?;
+            // Without the port; IPv6 literals are never store hosts.
+            Some(value.rsplit_once(':').map_or(value, |(h, _)| h).to_owned())
+        })
+        .map(|h| h.trim_end_matches('.').to_ascii_lowercase());
+    let candidate = host.as_deref().and_then(|host| {
+        let id = host
+            .strip_prefix("store-")?
+            .strip_suffix(state.store_defaults().domain.as_str())?
+            .strip_suffix('.')?;
+        storefactory_core::spec::StoreId::new(id).ok()
+    });
+    let Some(id) = candidate else {
+        return next.run(request).await;
+    };
+    use storefactory_core::port::StoreRepository as _;
+    let paused = match state.db().get_store(&id).await {
+        Ok(Some(record)) => {
+            record.status.is_paused()
+                && host.as_deref() == Some(record.spec.ingress.host.to_ascii_lowercase().as_str())
+        }
+        _ => false,
+    };
+    if !paused {
+        return next.run(request).await;
+    }
+    let body = if request.method() == Method::HEAD {
+        ""
+    } else {
+        PAUSED_HTML
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8".to_owned()),
+            (header::RETRY_AFTER, PAUSED_RETRY_AFTER_SECS.to_string()),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+            (header::CONTENT_SECURITY_POLICY, "default-src 'none'".to_owned()),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// Request ids: a per-process random prefix and a counter.

@@ -1,4 +1,4 @@
-//! `/api/stores`: create, list, read, delete, retry, credentials.
+//! `/api/stores`: create, list, read, delete, retry, suspend, resume, credentials.
 
 use axum::Json;
 use axum::extract::State;
@@ -454,6 +454,43 @@ pub async fn retry(
         .await?;
     audit_store(&state, "store.retry", &user, &record.id, addr).await;
     Ok(Json(StoreView::from(&record)))
+}
+
+/// `POST /api/stores/{id}/suspend`: 202 with the store, now `suspending`; it becomes
+/// `suspended` once no pod is left. Only ready stores of blueprints that declare what
+/// suspending means (409 otherwise, saying why; nothing changes).
+pub async fn suspend(
+    State(state): State<AppState>,
+    user: AuthUser,
+    addr: ClientAddr,
+    ApiPath(id): ApiPath<String>,
+) -> Result<(StatusCode, Json<StoreView>), ApiError> {
+    let record = visible_store(&state, &user, &id).await?;
+    let provisioner = state.cluster().await?;
+    let record = state
+        .within_cluster_deadline(async { Ok(provisioner.suspend(&record.id).await?) })
+        .await?;
+    tracing::info!(store = %record.id, "store suspension requested");
+    audit_store(&state, "store.suspend", &user, &record.id, addr).await;
+    Ok((StatusCode::ACCEPTED, Json(StoreView::from(&record))))
+}
+
+/// `POST /api/stores/{id}/resume`: 202 with the store, now `resuming`; it becomes `ready`
+/// with the same data and passwords. Only suspended (or suspending) stores (409 otherwise).
+pub async fn resume(
+    State(state): State<AppState>,
+    user: AuthUser,
+    addr: ClientAddr,
+    ApiPath(id): ApiPath<String>,
+) -> Result<(StatusCode, Json<StoreView>), ApiError> {
+    let record = visible_store(&state, &user, &id).await?;
+    let provisioner = state.cluster().await?;
+    let record = state
+        .within_cluster_deadline(async { Ok(provisioner.resume(&record.id).await?) })
+        .await?;
+    tracing::info!(store = %record.id, "store resumption requested");
+    audit_store(&state, "store.resume", &user, &record.id, addr).await;
+    Ok((StatusCode::ACCEPTED, Json(StoreView::from(&record))))
 }
 
 /// `GET /api/stores/{id}/credentials`: for the owner only, even admins see others'
