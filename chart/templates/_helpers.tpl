@@ -82,11 +82,11 @@ rule, resource and verb in turn and checks that doctor or provisioning then fail
 - apiGroups: [""]
   resources: [namespaces]
   verbs: [create, patch, get, list, watch, delete]
-# Pods are only observed, through a watch: readiness and failure reasons (image pulls,
-# crash loops).
+# Pods are observed through a watch: readiness and failure reasons (image pulls, crash
+# loops). Suspending a store deletes the finished pods of its completed Jobs.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [list, watch]
+  verbs: [list, watch, delete]
 # The objects the built-in blueprint creates inside store namespaces: applied (server-side
 # apply: create, patch) and watched for readiness and drift. Reads come from the watches'
 # caches, so there is no get.

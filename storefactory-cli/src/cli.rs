@@ -136,6 +136,21 @@ pub struct GlobalArgs {
     )]
     pub lease_duration: u64,
 
+    /// Where the host of a suspended store is sent, as `host:port`: the platform's own
+    /// Service (e.g. `storefactory.storefactory.svc.cluster.local:80`), which answers a
+    /// paused store's host with a "store paused" page. Every process (`serve` and
+    /// `store ... --wait`) must be given the same value. Unset: a suspended store's Ingress
+    /// keeps its backend, and the ingress controller answers its own 503.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "STOREFACTORY_PAUSED_BACKEND",
+        value_parser = parse_paused_backend,
+        value_name = "HOST:PORT"
+    )]
+    pub paused_backend: Option<storefactory_core::blueprint::PausedBackend>,
+
     /// Output format: human-readable tables, or JSON / YAML for scripts.
     #[arg(
         short,
@@ -273,6 +288,37 @@ pub enum StoreCommand {
 
     /// Provision a failed store again.
     Retry {
+        /// The store id.
+        id: StoreId,
+        /// Waiting.
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+
+    /// Suspend a ready store: no pod runs, its data, passwords and quota are kept.
+    #[command(
+        long_about = "Suspend a ready store: its workloads are scaled to zero, so that no pod \
+                      runs, while its volumes, Secrets and place in its owner's quota are \
+                      kept; its host answers that the store is paused (see \
+                      --paused-backend). With --wait this command waits until the store is \
+                      `suspended`.",
+        after_help = "Examples:\n  storefactory store suspend ab12cd34 --wait\n  storefactory store resume ab12cd34 --wait"
+    )]
+    Suspend {
+        /// The store id.
+        id: StoreId,
+        /// Waiting.
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+
+    /// Resume a suspended store, with the same data and passwords.
+    #[command(
+        long_about = "Resume a suspended store: its workloads come back with the same volumes \
+                      and Secrets (the same data and passwords); the seeding Job is not run \
+                      again. With --wait this command waits until the store is `ready`."
+    )]
+    Resume {
         /// The store id.
         id: StoreId,
         /// Waiting.
@@ -658,4 +704,9 @@ mod tests {
         }
         assert!(checked >= 10, "only {checked} README commands found");
     }
+}
+
+/// Parses `--paused-backend`.
+fn parse_paused_backend(text: &str) -> Result<storefactory_core::blueprint::PausedBackend, String> {
+    text.parse().map_err(|e: storefactory_core::error::ValidationError| e.message)
 }

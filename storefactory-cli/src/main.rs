@@ -66,6 +66,11 @@ impl Context {
         }
     }
 
+    /// Where a paused store's host is sent (--paused-backend).
+    pub fn paused_backend(&self) -> Option<storefactory_core::blueprint::PausedBackend> {
+        self.global.paused_backend.clone()
+    }
+
     /// The built-in blueprints, overridden or extended by --blueprints-dir.
     pub fn blueprints(&self) -> Result<BlueprintRegistry> {
         let mut registry =

@@ -261,6 +261,7 @@ pub fn server_config(ctx: &Context, args: ServeArgs) -> Result<ServerConfig> {
     config.webhooks.allow_private = args.webhook_allow_private;
     config.webhooks.max_per_user = args.max_webhooks_per_user;
     config.provisioner.leader = Some(ctx.leader());
+    config.provisioner.paused_backend = ctx.paused_backend();
     Ok(config)
 }
 

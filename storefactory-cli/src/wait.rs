@@ -26,6 +26,9 @@ pub enum Target {
     Ready,
     /// The store is deleted (or its record gone).
     Deleted,
+    /// The store is suspended; failing, being deleted or resumed ends the wait with an
+    /// error.
+    Suspended,
 }
 
 impl Target {
@@ -33,6 +36,7 @@ impl Target {
         match self {
             Target::Ready => "ready",
             Target::Deleted => "deleted",
+            Target::Suspended => "suspended",
         }
     }
 }
@@ -71,6 +75,22 @@ pub fn settle(
             )))
         }
         (Target::Ready, Some(_)) => None,
+        (Target::Suspended, Some(StoreStatus::Suspended)) => Some(Ok(())),
+        (Target::Suspended, Some(StoreStatus::Suspending)) => None,
+        (Target::Suspended, None) => Some(Err(Failure::new(
+            Code::NotFound,
+            format!("store {id} not found"),
+        ))),
+        (Target::Suspended, Some(status)) => {
+            let reason = record
+                .and_then(|r| r.reason.clone())
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
+            Some(Err(Failure::new(
+                Code::StoreFailed,
+                format!("store {id} is {status}{reason}; it will not become suspended"),
+            )))
+        }
     }
 }
 

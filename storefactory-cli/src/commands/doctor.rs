@@ -46,8 +46,9 @@ const APPLIED_SECRET_VERBS: &[&str] = &["create", "patch"];
 const NAMESPACE_VERBS: &[&str] = &["create", "patch", "get", "list", "watch", "delete"];
 /// The leader Lease is read, created once and renewed (updated).
 const LEASE_VERBS: &[&str] = &["get", "create", "update"];
-/// Pods are only observed through a watch, for readiness and failure reasons.
-const POD_VERBS: &[&str] = &["list", "watch"];
+/// Pods are observed through a watch, for readiness and failure reasons; suspending a store
+/// deletes the finished pods of its completed Jobs (the controllers remove the others).
+const POD_VERBS: &[&str] = &["list", "watch", "delete"];
 /// Verbs in the order they are shown.
 const VERB_ORDER: &[&str] = &[
     "create", "patch", "update", "get", "list", "watch", "delete",

@@ -28,6 +28,8 @@ pub async fn run(ctx: &Context, command: StoreCommand) -> Result<()> {
         StoreCommand::Get { id, events } => get(ctx, &id, events).await,
         StoreCommand::Delete { id, wait } => delete(ctx, &id, &wait).await,
         StoreCommand::Retry { id, wait } => retry(ctx, &id, &wait).await,
+        StoreCommand::Suspend { id, wait } => suspend(ctx, &id, &wait).await,
+        StoreCommand::Resume { id, wait } => resume(ctx, &id, &wait).await,
         StoreCommand::Wait {
             id,
             deleted,
@@ -125,6 +127,7 @@ async fn provisioner(ctx: &Context, db: &Database, id: &StoreId) -> Result<Provi
         ProvisionerConfig {
             only: Some(HashSet::from([id.clone()])),
             leader: Some(ctx.leader()),
+            paused_backend: ctx.paused_backend(),
             ..ProvisionerConfig::default()
         },
     ))
@@ -332,6 +335,26 @@ async fn retry(ctx: &Context, id: &StoreId, wait: &WaitArgs) -> Result<()> {
     let events = provisioner.subscribe();
     provisioner.retry(id).await?;
     audit(&db, "store.retry", id, "via command line".to_owned()).await;
+    let record = finish(&provisioner, &db, id, wait, Target::Ready, events).await?;
+    show_after_wait(ctx, id, record.as_ref())
+}
+
+async fn suspend(ctx: &Context, id: &StoreId, wait: &WaitArgs) -> Result<()> {
+    let db = ctx.db().await?;
+    let provisioner = provisioner(ctx, &db, id).await?;
+    let events = provisioner.subscribe();
+    provisioner.suspend(id).await?;
+    audit(&db, "store.suspend", id, "via command line".to_owned()).await;
+    let record = finish(&provisioner, &db, id, wait, Target::Suspended, events).await?;
+    show_after_wait(ctx, id, record.as_ref())
+}
+
+async fn resume(ctx: &Context, id: &StoreId, wait: &WaitArgs) -> Result<()> {
+    let db = ctx.db().await?;
+    let provisioner = provisioner(ctx, &db, id).await?;
+    let events = provisioner.subscribe();
+    provisioner.resume(id).await?;
+    audit(&db, "store.resume", id, "via command line".to_owned()).await;
     let record = finish(&provisioner, &db, id, wait, Target::Ready, events).await?;
     show_after_wait(ctx, id, record.as_ref())
 }
