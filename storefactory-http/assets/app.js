@@ -21,7 +21,7 @@ const SAMPLE_PRODUCTS = [
   ["Jeans", "12.99", "Denim jeans"],
   ["Mug", "4.50", "Ceramic mug"],
 ];
-const SETTLED = new Set(["ready", "failed", "deleted"]);
+const SETTLED = new Set(["ready", "failed", "deleted", "suspended"]);
 const PRICE = /^\d{1,12}(\.\d{1,2})?$/;
 
 const app = {
@@ -622,6 +622,12 @@ function renderActions(entry) {
   if (store.status === "failed") {
     actions.push(button("Retry", () => retry(entry), "small", `Retry ${store.name}`));
   }
+  if (store.status === "ready") {
+    actions.push(button("Suspend", () => changeState(entry, "suspend"), "plain small", `Suspend ${store.name}`));
+  }
+  if (store.status === "suspended" || store.status === "suspending") {
+    actions.push(button("Resume", () => changeState(entry, "resume"), "small", `Resume ${store.name}`));
+  }
   if (store.status !== "deleting" && store.status !== "deleted") {
     actions.push(button("Delete", () => confirmDelete(entry), "danger small", `Delete ${store.name}`));
   }
@@ -658,6 +664,18 @@ async function retry(entry) {
     entry.startedAt = Date.now();
     entry.finishedAt = null;
     entry.warning.textContent = "";
+    updateCard(entry, store);
+    follow(entry.id);
+  } catch (e) {
+    showBanner(e.message);
+  }
+}
+
+/** Suspends (no pod runs; data and passwords are kept) or resumes a store. */
+async function changeState(entry, action) {
+  try {
+    const store = await api("POST", `/api/stores/${encodeURIComponent(entry.id)}/${action}`);
+    announce(action === "suspend" ? `Suspending ${store.name}` : `Resuming ${store.name}`);
     updateCard(entry, store);
     follow(entry.id);
   } catch (e) {
@@ -724,6 +742,8 @@ function applyEvent(entry, event) {
     } else if (event.status === "provisioning" && entry.status === "failed") {
       entry.startedAt = event.at;
       entry.steps = new Set(entry.steps.has("apply") ? ["apply"] : []);
+    } else if (event.status === "resuming") {
+      entry.startedAt = event.at; // "Ready after" then tells how long resuming took
     }
     if (event.status === "ready" || event.status === "failed") entry.finishedAt = event.at;
     if (event.status === "deleted") {
@@ -732,7 +752,7 @@ function applyEvent(entry, event) {
       refreshMe().catch(() => {});
       return;
     }
-    if (event.status !== entry.status && (event.status === "ready" || event.status === "failed")) {
+    if (event.status !== entry.status && ["ready", "failed", "suspended"].includes(event.status)) {
       announce(`${entry.store.name} is ${event.status}`);
     }
     updateCard(entry, { ...entry.store, status: event.status, reason: event.reason ?? null });
