@@ -708,5 +708,6 @@ mod tests {
 
 /// Parses `--paused-backend`.
 fn parse_paused_backend(text: &str) -> Result<storefactory_core::blueprint::PausedBackend, String> {
-    text.parse().map_err(|e: storefactory_core::error::ValidationError| e.message)
+    text.parse()
+        .map_err(|e: storefactory_core::error::ValidationError| e.message)
 }

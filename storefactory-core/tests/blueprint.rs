@@ -340,7 +340,11 @@ fn render_in(spec: &StoreSpec, state: &RenderState) -> Vec<Manifest> {
 }
 
 fn backend() -> Option<PausedBackend> {
-    Some("storefactory.platform.svc.cluster.local:8080".parse().unwrap())
+    Some(
+        "storefactory.platform.svc.cluster.local:8080"
+            .parse()
+            .unwrap(),
+    )
 }
 
 fn replicas_of(manifests: &[Manifest]) -> Vec<(String, Option<i32>)> {
@@ -450,7 +454,13 @@ fn a_paused_backend_is_a_host_and_a_port() {
     assert_eq!(backend.host, "storefactory.platform.svc");
     assert_eq!(backend.port, 8080);
     assert_eq!(backend.to_string(), "storefactory.platform.svc:8080");
-    for bad in ["storefactory", "storefactory:0", "storefactory:http", "bad_host:80", ":80"] {
+    for bad in [
+        "storefactory",
+        "storefactory:0",
+        "storefactory:http",
+        "bad_host:80",
+        ":80",
+    ] {
         assert!(bad.parse::<PausedBackend>().is_err(), "{bad}");
     }
 }
@@ -489,7 +499,10 @@ spec:
             .register_blueprint(
                 Blueprint::from_files(
                     "two",
-                    [("blueprint.yaml", metadata.as_str()), ("00.yaml.hbs", template)],
+                    [
+                        ("blueprint.yaml", metadata.as_str()),
+                        ("00.yaml.hbs", template),
+                    ],
                 )
                 .unwrap(),
             )
@@ -510,7 +523,9 @@ spec:
         .unwrap_err()
         .to_string();
     assert!(
-        partial.contains("Deployment") && partial.contains("cache") && partial.contains("keep its pods"),
+        partial.contains("Deployment")
+            && partial.contains("cache")
+            && partial.contains("keep its pods"),
         "{partial}"
     );
     let unknown = render(&blueprint(
@@ -524,7 +539,11 @@ spec:
         "  suspend: [{kind: Deployment, name: web}, {kind: Deployment, name: cache}]\n",
     ))
     .unwrap();
-    assert!(replicas_of(&all).iter().all(|(_, r)| *r == Some(0)), "{:?}", replicas_of(&all));
+    assert!(
+        replicas_of(&all).iter().all(|(_, r)| *r == Some(0)),
+        "{:?}",
+        replicas_of(&all)
+    );
 }
 
 // --- the plugin interface -------------------------------------------------------------------

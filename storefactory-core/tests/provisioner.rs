@@ -889,7 +889,9 @@ async fn a_second_blueprint_provisions_fails_and_deletes_through_the_same_engine
         storefactory_core::error::ErrorKind::Conflict
     );
     assert!(
-        refused.to_string().contains("declares no workloads to suspend"),
+        refused
+            .to_string()
+            .contains("declares no workloads to suspend"),
         "{refused}"
     );
     assert_eq!(h.record(&id).await.unwrap(), before);
@@ -1016,7 +1018,8 @@ async fn two_processes_on_one_store_make_one_set_of_passwords() {
 
 /// The pods left in the store's namespace, by name.
 async fn pods_of(h: &Harness, id: &StoreId) -> Vec<String> {
-    let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(h.client.clone(), &id.namespace());
+    let api: Api<k8s_openapi::api::core::v1::Pod> =
+        Api::namespaced(h.client.clone(), &id.namespace());
     api.list(&ListParams::default())
         .await
         .expect("list pods")
@@ -1063,8 +1066,20 @@ async fn replicas(h: &Harness, id: &StoreId) -> (Option<i32>, Option<i32>) {
     let deployments: Api<Deployment> = Api::namespaced(h.client.clone(), &id.namespace());
     let statefulsets: Api<StatefulSet> = Api::namespaced(h.client.clone(), &id.namespace());
     (
-        deployments.get("wordpress").await.unwrap().spec.unwrap().replicas,
-        statefulsets.get("mysql").await.unwrap().spec.unwrap().replicas,
+        deployments
+            .get("wordpress")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .replicas,
+        statefulsets
+            .get("mysql")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .replicas,
     )
 }
 
@@ -1105,21 +1120,36 @@ async fn a_suspended_store_runs_no_pod_keeps_its_data_and_resumes_with_the_same_
     // A ready store cannot be resumed.
     let ready = h.record(&id).await.unwrap();
     let error = p.resume(&id).await.unwrap_err();
-    assert!(error.to_string().contains("only suspended stores"), "{error}");
+    assert!(
+        error.to_string().contains("only suspended stores"),
+        "{error}"
+    );
     assert_eq!(h.record(&id).await.unwrap(), ready);
 
     let suspending = p.suspend(&id).await.unwrap();
     assert_eq!(suspending.status, StoreStatus::Suspending);
     h.wait_for(&id, StoreStatus::Suspended).await;
     assert_eq!(replicas(&h, &id).await, (Some(0), Some(0)));
-    assert_eq!(pods_of(&h, &id).await, Vec::<String>::new(), "no pod is left");
-    assert_eq!(uids::<Secret>(&h, &id).await, secrets, "the Secrets are kept");
+    assert_eq!(
+        pods_of(&h, &id).await,
+        Vec::<String>::new(),
+        "no pod is left"
+    );
+    assert_eq!(
+        uids::<Secret>(&h, &id).await,
+        secrets,
+        "the Secrets are kept"
+    );
     assert_eq!(
         uids::<k8s_openapi::api::core::v1::PersistentVolumeClaim>(&h, &id).await,
         claims,
         "the volumes are kept"
     );
-    assert_eq!(uids::<Job>(&h, &id).await, jobs, "the seeding Job stays, complete");
+    assert_eq!(
+        uids::<Job>(&h, &id).await,
+        jobs,
+        "the seeding Job stays, complete"
+    );
     // Its host goes to the platform, which answers that it is paused.
     assert_eq!(ingress_backend(&h, &id).await, "storefactory-paused");
     let paused: Service = Api::namespaced(h.client.clone(), &id.namespace())
@@ -1144,14 +1174,22 @@ async fn a_suspended_store_runs_no_pod_keeps_its_data_and_resumes_with_the_same_
     assert_eq!(resuming.status, StoreStatus::Resuming);
     h.wait_for(&id, StoreStatus::Ready).await;
     assert_eq!(replicas(&h, &id).await, (Some(1), Some(1)));
-    assert_eq!(p.credentials(&id).await.unwrap(), credentials, "same passwords");
+    assert_eq!(
+        p.credentials(&id).await.unwrap(),
+        credentials,
+        "same passwords"
+    );
     assert_eq!(uids::<Secret>(&h, &id).await, secrets);
     assert_eq!(
         uids::<k8s_openapi::api::core::v1::PersistentVolumeClaim>(&h, &id).await,
         claims,
         "same volumes, so the same data"
     );
-    assert_eq!(uids::<Job>(&h, &id).await, jobs, "the seeding Job is not run again");
+    assert_eq!(
+        uids::<Job>(&h, &id).await,
+        jobs,
+        "the seeding Job is not run again"
+    );
     let job: Job = Api::namespaced(h.client.clone(), &id.namespace())
         .get("seed")
         .await

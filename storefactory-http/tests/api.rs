@@ -1155,10 +1155,18 @@ async fn suspend_only_ready_stores_and_resume_only_suspended_ones() -> Result<()
     let reply = send(&app.router, Method::POST, &suspend, Some(&admin), None).await?;
     assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text);
     assert_eq!(reply.code(), "invalid_state");
-    assert!(reply.message().contains("only ready stores"), "{}", reply.text);
+    assert!(
+        reply.message().contains("only ready stores"),
+        "{}",
+        reply.text
+    );
     let reply = send(&app.router, Method::POST, &resume, Some(&admin), None).await?;
     assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text);
-    assert!(reply.message().contains("only suspended stores"), "{}", reply.text);
+    assert!(
+        reply.message().contains("only suspended stores"),
+        "{}",
+        reply.text
+    );
     assert_eq!(app.db.get_store(&store_id).await?.expect("store"), before);
     assert_eq!(audited(&app).await?, Vec::<String>::new());
 
@@ -1187,26 +1195,37 @@ async fn suspend_only_ready_stores_and_resume_only_suspended_ones() -> Result<()
     )
     .await?;
     assert_eq!(shown.body["status"], "resuming");
-    assert_eq!(audited(&app).await?.len(), 2, "each accepted request is audited");
+    assert_eq!(
+        audited(&app).await?.len(),
+        2,
+        "each accepted request is audited"
+    );
     Ok(())
 }
 
 /// Sends one HTTP/1.1 request with `host` to the server at `addr`; the status line, the
 /// headers (lowercase) and the body.
-async fn raw_get(addr: std::net::SocketAddr, host: &str, path: &str) -> Result<(String, String, String)> {
+async fn raw_get(
+    addr: std::net::SocketAddr,
+    host: &str,
+    path: &str,
+) -> Result<(String, String, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
     stream
         .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
         )
         .await?;
     let mut reply = String::new();
     stream.read_to_string(&mut reply).await?;
     let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
     let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
-    Ok((status.to_owned(), headers.to_ascii_lowercase(), body.to_owned()))
+    Ok((
+        status.to_owned(),
+        headers.to_ascii_lowercase(),
+        body.to_owned(),
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1257,13 +1276,18 @@ async fn a_paused_stores_host_answers_that_it_is_paused_over_real_http() -> Resu
         }
     }
     // Any other host, a ready store's included, reaches the API as before.
-    for host in ["127.0.0.1", "store-open1.storefactory.local", "store-paused1.elsewhere.test"] {
+    for host in [
+        "127.0.0.1",
+        "store-open1.storefactory.local",
+        "store-paused1.elsewhere.test",
+    ] {
         let (status, _, body) = raw_get(addr, host, "/health").await?;
         assert!(status.contains(" 200 "), "{host}: {status}");
         assert!(body.contains("healthy"), "{body}");
     }
     // Resuming: still paused until ready; then the host is served again.
-    db.set_status(&paused.id, StoreStatus::Resuming, None).await?;
+    db.set_status(&paused.id, StoreStatus::Resuming, None)
+        .await?;
     let (status, _, _) = raw_get(addr, "store-paused1.storefactory.local", "/health").await?;
     assert!(status.contains(" 503 "), "{status}");
     db.set_status(&paused.id, StoreStatus::Ready, None).await?;

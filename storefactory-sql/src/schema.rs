@@ -209,11 +209,7 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path, migrations: &[&str]) -
     result
 }
 
-fn migrate_in_transaction(
-    conn: &mut Connection,
-    path: &Path,
-    migrations: &[&str],
-) -> Result<()> {
+fn migrate_in_transaction(conn: &mut Connection, path: &Path, migrations: &[&str]) -> Result<()> {
     let open_error = |source| Error::Open {
         path: path.to_owned(),
         source,
@@ -264,7 +260,9 @@ fn migrate_in_transaction(
         source,
     };
     let broken: i64 = tx
-        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |row| row.get(0))
+        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |row| {
+            row.get(0)
+        })
         .map_err(finish)?;
     if broken != 0 {
         return Err(finish(rusqlite::Error::SqliteFailure(
@@ -425,15 +423,26 @@ mod tests {
         migrate(&mut conn, &path, MIGRATIONS).unwrap();
         assert_eq!(version(&conn), 6);
         let count = |sql: &str| -> i64 { conn.query_row(sql, [], |row| row.get(0)).unwrap() };
-        assert_eq!(count("SELECT count(*) FROM store_events"), 1, "events survive the rebuild");
+        assert_eq!(
+            count("SELECT count(*) FROM store_events"),
+            1,
+            "events survive the rebuild"
+        );
         assert_eq!(count("SELECT count(*) FROM event_feed"), 1);
-        assert_eq!(count("SELECT pos FROM stores WHERE namespace_uid = 'uid-1'"), 1);
+        assert_eq!(
+            count("SELECT pos FROM stores WHERE namespace_uid = 'uid-1'"),
+            1
+        );
         let foreign_keys: i64 = conn
             .pragma_query_value(None, "foreign_keys", |row| row.get(0))
             .unwrap();
         assert_eq!(foreign_keys, 1, "enforced again after migrating");
-        conn.execute("UPDATE stores SET status = 'suspended'", []).unwrap();
-        assert!(conn.execute("UPDATE stores SET status = 'paused'", []).is_err());
+        conn.execute("UPDATE stores SET status = 'suspended'", [])
+            .unwrap();
+        assert!(
+            conn.execute("UPDATE stores SET status = 'paused'", [])
+                .is_err()
+        );
         // The events still belong to the store: deleting it removes them.
         conn.execute("DELETE FROM stores", []).unwrap();
         assert_eq!(count("SELECT count(*) FROM store_events"), 0);

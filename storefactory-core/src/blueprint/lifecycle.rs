@@ -252,7 +252,9 @@ impl Lifecycle {
 
     /// Whether suspending scales the workload `kind`/`name` to zero.
     pub fn suspends(&self, kind: WorkloadKind, name: &str) -> bool {
-        self.suspend.iter().any(|w| w.kind == kind && w.name == name)
+        self.suspend
+            .iter()
+            .any(|w| w.kind == kind && w.name == name)
     }
 
     /// A generated Secret by name.
@@ -451,9 +453,11 @@ mod tests {
     fn only_deployments_and_statefulsets_are_suspended_each_once() {
         let job = lifecycle("suspend: [{kind: Job, name: seed}]");
         assert!(job.check().unwrap_err().contains("cannot be scaled"));
-        let twice = lifecycle("suspend: [{kind: Deployment, name: web}, {kind: Deployment, name: web}]");
+        let twice =
+            lifecycle("suspend: [{kind: Deployment, name: web}, {kind: Deployment, name: web}]");
         assert!(twice.check().unwrap_err().contains("twice"));
-        let good = lifecycle("suspend: [{kind: Deployment, name: web}, {kind: StatefulSet, name: web}]");
+        let good =
+            lifecycle("suspend: [{kind: Deployment, name: web}, {kind: StatefulSet, name: web}]");
         good.check().unwrap();
         assert!(good.can_suspend() && good.suspends(WorkloadKind::StatefulSet, "web"));
         assert!(!Lifecycle::default().can_suspend());

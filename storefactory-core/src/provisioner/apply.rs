@@ -141,7 +141,9 @@ impl Provisioner {
         let before = self
             .render(&record.blueprint, &record.spec, None, from)
             .await?;
-        let after = self.render(&record.blueprint, &record.spec, None, to).await?;
+        let after = self
+            .render(&record.blueprint, &record.spec, None, to)
+            .await?;
         let lifecycle = self.inner.blueprints.get(&record.blueprint)?.lifecycle();
         let mut applied = 0;
         for manifest in &after {

@@ -152,9 +152,7 @@ impl Provisioner {
             self.render_state(StoreStatus::Suspending),
         )
         .await?;
-        let record = self
-            .transition(id, StoreStatus::Suspending, None)
-            .await?;
+        let record = self.transition(id, StoreStatus::Suspending, None).await?;
         self.enqueue(id);
         Ok(record)
     }

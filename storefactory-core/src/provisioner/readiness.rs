@@ -105,7 +105,10 @@ pub(crate) fn suspension<'a>(
         // A missing workload (deleted and not re-applied yet) runs nothing, but the apply
         // will bring it back at zero: wait for that.
         let Some(obj) = object(workload.kind, &workload.name) else {
-            waiting.push(format!("{} {}: not there yet", workload.kind, workload.name));
+            waiting.push(format!(
+                "{} {}: not there yet",
+                workload.kind, workload.name
+            ));
             continue;
         };
         let (wanted, generation, observed, replicas) = match workload.kind {
@@ -323,7 +326,14 @@ mod tests {
         );
     }
 
-    fn scaled(kind: &str, name: &str, wanted: i32, generation: i64, observed: i64, replicas: i32) -> DynamicObject {
+    fn scaled(
+        kind: &str,
+        name: &str,
+        wanted: i32,
+        generation: i64,
+        observed: i64,
+        replicas: i32,
+    ) -> DynamicObject {
         object(json!({
             "apiVersion": "apps/v1", "kind": kind,
             "metadata": {"name": name, "generation": generation},
@@ -364,14 +374,19 @@ mod tests {
             suspension(&l, find(going), &[]),
             ["StatefulSet db: 0 replicas", "Deployment web: 1 replica"]
         );
-        let missing: &'static [DynamicObject] = Vec::leak(vec![scaled("StatefulSet", "db", 0, 1, 1, 0)]);
-        assert_eq!(suspension(&l, find(missing), &[]), ["Deployment web: not there yet"]);
+        let missing: &'static [DynamicObject] =
+            Vec::leak(vec![scaled("StatefulSet", "db", 0, 1, 1, 0)]);
+        assert_eq!(
+            suspension(&l, find(missing), &[]),
+            ["Deployment web: not there yet"]
+        );
     }
 
     #[test]
     fn only_finished_pods_are_finished() {
         let pod = |phase: &str| -> Pod {
-            serde_json::from_value(json!({"metadata": {"name": "p"}, "status": {"phase": phase}})).unwrap()
+            serde_json::from_value(json!({"metadata": {"name": "p"}, "status": {"phase": phase}}))
+                .unwrap()
         };
         assert!(finished(&pod("Succeeded")) && finished(&pod("Failed")));
         assert!(!finished(&pod("Running")) && !finished(&pod("Pending")));

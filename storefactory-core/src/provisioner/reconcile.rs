@@ -54,9 +54,9 @@ impl Provisioner {
                 // A ready store fails only when its data is gone; other errors are looked at
                 // again later.
                 let fails = |status| match status {
-                    StoreStatus::Initialized | StoreStatus::Provisioning | StoreStatus::Resuming => {
-                        true
-                    }
+                    StoreStatus::Initialized
+                    | StoreStatus::Provisioning
+                    | StoreStatus::Resuming => true,
                     StoreStatus::Ready | StoreStatus::Suspending | StoreStatus::Suspended => {
                         matches!(error, Error::NamespaceLost { .. })
                     }

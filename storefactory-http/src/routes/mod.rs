@@ -185,7 +185,10 @@ async fn paused_store(State(state): State<AppState>, request: Request, next: Nex
             (header::CONTENT_TYPE, "text/html; charset=utf-8".to_owned()),
             (header::RETRY_AFTER, PAUSED_RETRY_AFTER_SECS.to_string()),
             (header::CACHE_CONTROL, "no-store".to_owned()),
-            (header::CONTENT_SECURITY_POLICY, "default-src 'none'".to_owned()),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'".to_owned(),
+            ),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
         ],
         body,
