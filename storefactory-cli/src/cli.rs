@@ -598,6 +598,12 @@ pub enum DbCommand {
     },
 }
 
+/// Parses `--paused-backend`.
+fn parse_paused_backend(text: &str) -> Result<storefactory_core::blueprint::PausedBackend, String> {
+    text.parse()
+        .map_err(|e: storefactory_core::error::ValidationError| e.message)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -704,10 +710,4 @@ mod tests {
         }
         assert!(checked >= 10, "only {checked} README commands found");
     }
-}
-
-/// Parses `--paused-backend`.
-fn parse_paused_backend(text: &str) -> Result<storefactory_core::blueprint::PausedBackend, String> {
-    text.parse()
-        .map_err(|e: storefactory_core::error::ValidationError| e.message)
 }
