@@ -137,7 +137,17 @@ class Database:
     def set_role(self, username: str, role: Literal["admin", "user"]) -> User: ...
     def usage(self, username: str) -> dict[str, int]: ...
 
-StoreStatus = Literal["initialized", "provisioning", "ready", "failed", "deleting", "deleted"]
+StoreStatus = Literal[
+    "initialized",
+    "provisioning",
+    "ready",
+    "failed",
+    "deleting",
+    "deleted",
+    "suspending",
+    "suspended",
+    "resuming",
+]
 
 class Store:
     """A store as the platform records it. Never carries a password."""
@@ -207,6 +217,7 @@ class Provisioner:
         lease_namespace: str = "default",
         ready_timeout: float = 900.0,
         concurrency: int = 16,
+        paused_backend: Optional[str] = None,
     ) -> None: ...
     def create(
         self,
@@ -234,20 +245,24 @@ class Provisioner:
     def delete_async(self, store_id: str) -> Awaitable[Store]: ...
     def retry(self, store_id: str) -> Store: ...
     def retry_async(self, store_id: str) -> Awaitable[Store]: ...
+    def suspend(self, store_id: str) -> Store: ...
+    def suspend_async(self, store_id: str) -> Awaitable[Store]: ...
+    def resume(self, store_id: str) -> Store: ...
+    def resume_async(self, store_id: str) -> Awaitable[Store]: ...
     def credentials(self, store_id: str) -> Credentials: ...
     def credentials_async(self, store_id: str) -> Awaitable[Credentials]: ...
     def wait(
         self,
         store_id: str,
         *,
-        until: Literal["ready", "deleted"] = "ready",
+        until: Literal["ready", "deleted", "suspended"] = "ready",
         timeout: float = 600.0,
     ) -> Optional[Store]: ...
     def wait_async(
         self,
         store_id: str,
         *,
-        until: Literal["ready", "deleted"] = "ready",
+        until: Literal["ready", "deleted", "suspended"] = "ready",
         timeout: float = 600.0,
     ) -> Awaitable[Optional[Store]]: ...
     def events(

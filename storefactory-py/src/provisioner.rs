@@ -90,6 +90,7 @@ async fn kube_client(
 enum Target {
     Ready,
     Deleted,
+    Suspended,
 }
 
 impl Target {
@@ -97,9 +98,10 @@ impl Target {
         match text {
             "ready" => Ok(Target::Ready),
             "deleted" => Ok(Target::Deleted),
+            "suspended" => Ok(Target::Suspended),
             other => Err(invalid(
                 "until",
-                format!("{other:?} is not \"ready\" or \"deleted\""),
+                format!("{other:?} is not \"ready\", \"deleted\" or \"suspended\""),
             )),
         }
     }
@@ -135,6 +137,18 @@ impl Target {
                 ))))
             }
             (Target::Ready, Some(_)) => None,
+            (Target::Suspended, Some(StoreStatus::Suspended)) => {
+                Some(Ok(record.map(PyStore::from)))
+            }
+            (Target::Suspended, Some(StoreStatus::Suspending)) => None,
+            (Target::Suspended, None) => Some(Err(exception(
+                ErrorKind::NotFound,
+                format!("store {id} not found"),
+                None,
+            ))),
+            (Target::Suspended, Some(status)) => Some(Err(StoreFailed::new_err(format!(
+                "store {id} is {status}; it will not become suspended"
+            )))),
         }
     }
 }
@@ -259,6 +273,14 @@ async fn retry(p: Provisioner, id: StoreId) -> PyResult<PyStore> {
     p.retry(&id).await.map(PyStore::from).map_err(to_py)
 }
 
+async fn suspend(p: Provisioner, id: StoreId) -> PyResult<PyStore> {
+    p.suspend(&id).await.map(PyStore::from).map_err(to_py)
+}
+
+async fn resume(p: Provisioner, id: StoreId) -> PyResult<PyStore> {
+    p.resume(&id).await.map(PyStore::from).map_err(to_py)
+}
+
 async fn credentials(p: Provisioner, id: StoreId) -> PyResult<PyCredentials> {
     p.credentials(&id)
         .await
@@ -274,7 +296,7 @@ impl PyProvisioner {
     #[new]
     #[pyo3(signature = (
         database, *, kubeconfig=None, context=None, blueprints=None, leader=true,
-        lease_namespace="default", ready_timeout=900.0, concurrency=16,
+        lease_namespace="default", ready_timeout=900.0, concurrency=16, paused_backend=None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -287,10 +309,17 @@ impl PyProvisioner {
         lease_namespace: &str,
         ready_timeout: f64,
         concurrency: usize,
+        paused_backend: Option<&str>,
     ) -> PyResult<Self> {
         if concurrency == 0 {
             return Err(invalid("concurrency", "must be at least 1"));
         }
+        let paused_backend = paused_backend
+            .map(|text| {
+                text.parse::<storefactory_core::blueprint::PausedBackend>()
+                    .map_err(|e| invalid("paused_backend", e.message))
+            })
+            .transpose()?;
         let ready_deadline = duration(ready_timeout, "ready_timeout")?;
         let registry = match blueprints {
             Some(blueprints) => blueprints.registry(),
@@ -312,6 +341,7 @@ impl PyProvisioner {
             sealing_key: token_key
                 .map(|key| SealingKey::derive(key.as_bytes()))
                 .unwrap_or_else(SealingKey::random),
+            paused_backend,
             ..ProvisionerConfig::default()
         };
         let provisioner = Provisioner::new(client, Arc::new(database.db.clone()), registry, config);
@@ -424,6 +454,42 @@ impl PyProvisioner {
         )
     }
 
+    /// Suspends a ready store: its workloads are scaled to zero (no pod runs) while its
+    /// volumes, Secrets and quota are kept; it becomes `suspended` in the background
+    /// (`wait(store_id, until="suspended")`). Raises `Conflict` if it is not ready or its
+    /// blueprint declares nothing to suspend.
+    fn suspend(&self, py: Python<'_>, store_id: &str) -> PyResult<PyStore> {
+        block_on(
+            py,
+            suspend(self.provisioner.clone(), self::store_id(store_id)?),
+        )
+    }
+
+    /// `suspend`, awaitable.
+    fn suspend_async<'py>(&self, py: Python<'py>, store_id: &str) -> PyResult<Bound<'py, PyAny>> {
+        awaitable(
+            py,
+            suspend(self.provisioner.clone(), self::store_id(store_id)?),
+        )
+    }
+
+    /// Resumes a suspended store with the same data and passwords; it becomes `ready` in the
+    /// background. Raises `Conflict` if it is not suspended.
+    fn resume(&self, py: Python<'_>, store_id: &str) -> PyResult<PyStore> {
+        block_on(
+            py,
+            resume(self.provisioner.clone(), self::store_id(store_id)?),
+        )
+    }
+
+    /// `resume`, awaitable.
+    fn resume_async<'py>(&self, py: Python<'py>, store_id: &str) -> PyResult<Bound<'py, PyAny>> {
+        awaitable(
+            py,
+            resume(self.provisioner.clone(), self::store_id(store_id)?),
+        )
+    }
+
     /// How the owner logs in to the store, read from its Secret in the cluster.
     fn credentials(&self, py: Python<'_>, store_id: &str) -> PyResult<PyCredentials> {
         block_on(
@@ -444,7 +510,7 @@ impl PyProvisioner {
         )
     }
 
-    /// Waits until the store is `until` (`"ready"` or `"deleted"`) and returns it (`None`
+    /// Waits until the store is `until` (`"ready"`, `"deleted"` or `"suspended"`) and returns it (`None`
     /// for a deleted store whose record is gone). Raises `StoreFailed` when it fails or is
     /// deleted while waiting for ready, `NotFound`, or `WaitTimeout` after `timeout`
     /// seconds.

@@ -196,3 +196,43 @@ def test_an_unreachable_cluster_is_cluster_unavailable(db, alice, tmp_path):
         p.credentials(store.id)
     with pytest.raises(sf.ClusterUnavailable, match="cannot read kubeconfig"):
         sf.Provisioner(db, kubeconfig=str(tmp_path / "missing"))
+
+
+def test_a_store_is_suspended_and_resumed_with_the_same_credentials(
+        db, alice, kubeconfig, storefront_dir):
+    with provisioner(db, kubeconfig,
+                     paused_backend="storefactory.platform.svc.cluster.local:80") as p:
+        store = p.create(sf.StoreSpec("alice", sample_products="Mug|4.5|"))
+        with pytest.raises(sf.Conflict, match="only ready stores"):
+            p.suspend(store.id)
+        p.wait(store.id, timeout=300)
+        before = p.credentials(store.id)
+        with pytest.raises(sf.Conflict, match="only suspended stores"):
+            p.resume(store.id)
+
+        assert p.suspend(store.id).status == "suspending"
+        suspended = p.wait(store.id, until="suspended", timeout=120)
+        assert suspended.status == "suspended"
+        assert db.usage("alice")["stores"] == 1, "a suspended store keeps its quota"
+        assert p.resume(store.id).status == "resuming"
+        assert p.wait(store.id, timeout=300).status == "ready"
+        after = p.credentials(store.id)
+        assert (after.username, after.password) == (before.username, before.password)
+        p.delete(store.id)
+        p.wait(store.id, until="deleted", timeout=120)
+
+    # A blueprint that declares nothing to suspend refuses, saying so.
+    with provisioner(db, kubeconfig, blueprints=sf.Blueprints(storefront_dir)) as p:
+        store = p.create(sf.StoreSpec("alice", params={"fault": "none"}), blueprint="storefront")
+        p.wait(store.id, timeout=120)
+        with pytest.raises(sf.Conflict, match="declares no workloads to suspend"):
+            p.suspend(store.id)
+        assert p.get(store.id).status == "ready"
+        p.delete(store.id)
+        p.wait(store.id, until="deleted", timeout=120)
+
+
+def test_a_paused_backend_must_be_host_and_port(db, kubeconfig):
+    with pytest.raises(sf.ValidationError) as refused:
+        sf.Provisioner(db, kubeconfig=kubeconfig, paused_backend="no-port")
+    assert refused.value.field == "paused_backend"
