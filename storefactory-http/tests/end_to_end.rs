@@ -283,3 +283,139 @@ async fn login_create_follow_until_ready_credentials_delete_gone() -> Result<()>
         .context("graceful shutdown took too long")???;
     result
 }
+
+/// Reads the store until its status is `status`; fails after [`WAIT`].
+async fn until_status(addr: SocketAddr, token: &str, id: &str, status: &str) -> Result<Value> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, store) = call(
+            addr,
+            Method::GET,
+            &format!("/api/stores/{id}"),
+            Some(token),
+            None,
+        )
+        .await?;
+        if store["status"] == status {
+            return Ok(store);
+        }
+        ensure!(
+            Instant::now() < deadline && store["status"] != "failed",
+            "store {id} did not become {status}: {store}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `GET /` with `host` as the Host header: the status and the body.
+async fn get_as_host(addr: SocketAddr, host: &str) -> Result<(StatusCode, String)> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let request = Request::builder()
+        .uri("/")
+        .header(header::HOST, host)
+        .body(Empty::<Bytes>::new())?;
+    let response = sender.send_request(request).await?;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+#[tokio::test]
+async fn a_store_suspended_through_the_api_answers_paused_and_resumes() -> Result<()> {
+    let cp = storefactory_testkit::shared().await?;
+    let dir = tempfile::tempdir()?;
+    let mut config = common::config();
+    config.listen = "127.0.0.1:0".parse()?;
+    config.database = dir.path().join("e2e-suspend.db");
+    config.kubeconfig = Some(cp.kubeconfig_path().to_path_buf());
+    config.provisioner.paused_backend = Some("storefactory.platform.svc.cluster.local:80".parse()?);
+    let server = Server::bind(config).await?;
+    let addr = server.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    let (_, login) = call(
+        addr,
+        Method::POST,
+        "/api/auth/login",
+        None,
+        Some(json!({"username": "admin", "password": common::ADMIN_PASSWORD})),
+    )
+    .await?;
+    let token = login["access_token"].as_str().context("token")?.to_owned();
+    let (status, store) = call(
+        addr,
+        Method::POST,
+        "/api/stores",
+        Some(&token),
+        Some(json!({"storage_size_gi": 1})),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::CREATED, "{store}");
+    let id = store["id"].as_str().context("id")?.to_owned();
+    let host = format!("store-{id}.storefactory.local");
+
+    let result = async {
+        until_status(addr, &token, &id, "ready").await?;
+        let (status, _) = get_as_host(addr, &host).await?;
+        assert_eq!(status, StatusCode::OK, "a ready store's host is not paused");
+        let (status, _) = call(
+            addr,
+            Method::POST,
+            &format!("/api/stores/{id}/suspend"),
+            Some(&token),
+            None,
+        )
+        .await?;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        until_status(addr, &token, &id, "suspended").await?;
+        let (status, page) = get_as_host(addr, &host).await?;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(page.contains("This store is paused"), "{page}");
+        let client = cp.client().await?;
+        let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+            kube::Api::namespaced(client, &format!("store-{id}"));
+        assert!(pods.list(&Default::default()).await?.items.is_empty());
+
+        let (status, resumed) = call(
+            addr,
+            Method::POST,
+            &format!("/api/stores/{id}/resume"),
+            Some(&token),
+            None,
+        )
+        .await?;
+        assert_eq!(status, StatusCode::ACCEPTED, "{resumed}");
+        until_status(addr, &token, &id, "ready").await?;
+        let (status, _) = get_as_host(addr, &host).await?;
+        assert_eq!(status, StatusCode::OK, "served again once ready");
+        let (status, _) = call(
+            addr,
+            Method::DELETE,
+            &format!("/api/stores/{id}"),
+            Some(&token),
+            None,
+        )
+        .await?;
+        assert_eq!(status, StatusCode::OK);
+        until_status(addr, &token, &id, "deleted").await?;
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        let client = cp.client().await?;
+        let namespaces: kube::Api<Namespace> = kube::Api::all(client);
+        let _ = namespaces
+            .delete(&format!("store-{id}"), &Default::default())
+            .await;
+    }
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .context("graceful shutdown took too long")???;
+    result
+}
