@@ -321,6 +321,28 @@ mod tests {
     }
 
     #[test]
+    fn suspended_wait_ends_on_suspended_and_fails_when_it_never_will_be() {
+        let id = StoreId::new("ab12").unwrap();
+        let r = |s| record(s, None);
+        assert!(settle(Target::Suspended, &id, Some(&r(StoreStatus::Suspending))).is_none());
+        assert!(matches!(
+            settle(Target::Suspended, &id, Some(&r(StoreStatus::Suspended))),
+            Some(Ok(()))
+        ));
+        for status in [
+            StoreStatus::Resuming,
+            StoreStatus::Failed,
+            StoreStatus::Deleting,
+        ] {
+            let err = settle(Target::Suspended, &id, Some(&r(status)))
+                .unwrap()
+                .unwrap_err();
+            assert_eq!(err.code, Code::StoreFailed);
+            assert!(err.message.contains("will not become suspended"), "{err}");
+        }
+    }
+
+    #[test]
     fn ready_wait_ends_on_ready_and_fails_on_failure_or_deletion() {
         let id = StoreId::new("ab12").unwrap();
         let r = |s| record(s, None);

@@ -349,5 +349,23 @@ mod tests {
         }
         assert!(!Deleted.can_become(Deleting));
         assert_eq!(crate::store::StoreStatus::predecessors(Deleted), [Deleting]);
+        // Only a ready store is suspended; a suspend can be taken back before it finished.
+        assert_eq!(crate::store::StoreStatus::predecessors(Suspending), [Ready]);
+        assert_eq!(
+            crate::store::StoreStatus::predecessors(Resuming),
+            [Suspending, Suspended]
+        );
+        assert!(Suspending.can_become(Suspended) && Resuming.can_become(Ready));
+        for status in [Suspending, Suspended, Resuming] {
+            assert!(status.can_become(Deleting) && status.can_become(Failed));
+            assert!(!Deleting.can_become(status), "{status} undoes a delete");
+        }
+        // A decision taken on an old read cannot undo a resume.
+        assert!(!Resuming.can_become(Suspended));
+        assert!(Suspended.is_settled() && !Suspending.is_settled() && !Resuming.is_settled());
+        assert!(
+            Suspended.holds_resources(),
+            "a suspended store keeps its quota"
+        );
     }
 }
