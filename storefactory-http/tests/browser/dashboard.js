@@ -2,8 +2,8 @@
 // they would notice: logging in by keyboard, the create form (product rows, generated and
 // copied passwords, the storage hint, checks before sending, the server's message next to
 // the field), live provisioning progress, hostile names and product text shown as text, the
-// detail view with its history, credentials in the page, a failed store and Retry,
-// deletion, quota meters and an over-quota create, stores created elsewhere appearing,
+// detail view with its history, credentials in the page, a failed store and Retry, Suspend
+// and Resume, deletion, quota meters and an over-quota create, stores created elsewhere appearing,
 // pages, the admin view, a phone-sized screen, labels and no CSP violations.
 //
 // Usage: node dashboard.js BASE_URL ADMIN_USERNAME ADMIN_PASSWORD   (exits non-zero on a failure)
@@ -290,6 +290,17 @@ async function newPage(browser, url, viewport = { width: 1280, height: 900 }) {
     await failing.getByRole('button', { name: /^Retry/ }).click();
     await failing.locator('.badge.ready').waitFor({ timeout: LONG });
     check(await failing.locator('.reason').isHidden(), 'the failure reason stays after the store became ready');
+
+    step('a ready store is suspended and resumed from its card');
+    check((await failing.getByRole('button', { name: /^Resume/ }).count()) === 0, 'a ready store offers Resume');
+    await failing.getByRole('button', { name: /^Suspend/ }).click();
+    await failing.locator('.badge.suspended').waitFor({ timeout: LONG });
+    check((await failing.getByRole('button', { name: /^Suspend/ }).count()) === 0, 'a suspended store offers Suspend');
+    check((await failing.getByRole('button', { name: /^Show credentials/ }).count()) === 0,
+      'a suspended store offers its credentials');
+    await shot(admin, 'suspended');
+    await failing.getByRole('button', { name: /^Resume/ }).click();
+    await failing.locator('.badge.ready').waitFor({ timeout: LONG });
 
     step('deleting asks in the page, then the store goes away');
     await failing.getByRole('button', { name: /^Delete/ }).click();
