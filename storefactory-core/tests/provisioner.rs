@@ -1174,6 +1174,18 @@ async fn a_suspended_store_runs_no_pod_keeps_its_data_and_resumes_with_the_same_
     assert_eq!(resuming.status, StoreStatus::Resuming);
     h.wait_for(&id, StoreStatus::Ready).await;
     assert_eq!(replicas(&h, &id).await, (Some(1), Some(1)));
+    // Ready means running again, not "zero of zero replicas ready" read before the resume.
+    let deployment: Deployment = Api::namespaced(h.client.clone(), &id.namespace())
+        .get("wordpress")
+        .await
+        .unwrap();
+    let statefulset: StatefulSet = Api::namespaced(h.client.clone(), &id.namespace())
+        .get("mysql")
+        .await
+        .unwrap();
+    assert_eq!(deployment.status.unwrap().ready_replicas, Some(1));
+    assert_eq!(statefulset.status.unwrap().ready_replicas, Some(1));
+    assert!(!pods_of(&h, &id).await.is_empty());
     assert_eq!(
         p.credentials(&id).await.unwrap(),
         credentials,

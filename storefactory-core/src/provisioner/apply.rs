@@ -344,7 +344,10 @@ impl Provisioner {
                         resource_version: applied.metadata.resource_version.clone(),
                         content,
                     },
-                )
+                );
+                if let Some(generation) = applied.metadata.generation {
+                    s.generations.insert(key.clone(), (uid.clone(), generation));
+                }
             });
         }
         Ok(uid)

@@ -156,6 +156,18 @@ pub(crate) fn finished(pod: &Pod) -> bool {
     )
 }
 
+/// Whether a cached object is (at least) the version this process last applied, given as
+/// its UID and the generation the apply produced; any version is when there is none.
+pub(crate) fn is_current(
+    cached: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    applied: Option<&(String, i64)>,
+) -> bool {
+    applied.is_none_or(|(uid, generation)| {
+        cached.uid.as_deref() == Some(uid.as_str())
+            && cached.generation.unwrap_or_default() >= *generation
+    })
+}
+
 fn parse<K: serde::de::DeserializeOwned>(obj: &DynamicObject) -> Option<K> {
     serde_json::to_value(obj)
         .ok()
@@ -379,6 +391,34 @@ mod tests {
         assert_eq!(
             suspension(&l, find(missing), &[]),
             ["Deployment web: not there yet"]
+        );
+    }
+
+    // Regression guard: resuming applies replicas 1 over a cached "0 of 0 ready" Deployment;
+    // read before the apply's watch event arrives, that stale version looked ready.
+    #[test]
+    fn a_cached_version_older_than_the_last_apply_is_not_current() {
+        let meta = |uid: &str, generation: i64| {
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                uid: Some(uid.to_owned()),
+                generation: Some(generation),
+                ..Default::default()
+            }
+        };
+        let applied = ("u1".to_owned(), 3);
+        assert!(is_current(&meta("u1", 3), Some(&applied)));
+        assert!(is_current(&meta("u1", 4), Some(&applied)));
+        assert!(
+            !is_current(&meta("u1", 2), Some(&applied)),
+            "before the apply"
+        );
+        assert!(
+            !is_current(&meta("u0", 9), Some(&applied)),
+            "a deleted object"
+        );
+        assert!(
+            is_current(&meta("u0", 1), None),
+            "applied by another process"
         );
     }
 

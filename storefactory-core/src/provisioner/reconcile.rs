@@ -8,6 +8,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, Preconditions};
 use super::apply::NamespaceProblem;
 use super::readiness::{self, Observed};
 use super::{Outcome, Provisioner, error_chain, lock};
+use crate::blueprint::lifecycle::WorkloadKind;
 use crate::error::{Error, RepositoryError, Result};
 use crate::manifest::Manifest;
 use crate::spec::StoreId;
@@ -261,7 +262,7 @@ impl Provisioner {
         let objects: Vec<_> = lifecycle
             .suspend
             .iter()
-            .map(|w| caches.workload(&namespace, w.kind, &w.name))
+            .map(|w| self.applied_workload(&caches, id, w.kind, &w.name))
             .collect();
         let waiting = readiness::suspension(
             lifecycle,
@@ -283,6 +284,26 @@ impl Provisioner {
         Ok(Outcome::AwaitChange)
     }
 
+    /// A workload of the store as the cache holds it, if the cache holds what this process
+    /// last applied (the same object, at least at the generation the apply produced);
+    /// `None` until the watch brings that version.
+    fn applied_workload(
+        &self,
+        caches: &super::watch::Caches,
+        id: &StoreId,
+        kind: WorkloadKind,
+        name: &str,
+    ) -> Option<std::sync::Arc<DynamicObject>> {
+        let cached = caches.workload(&id.namespace(), kind, name)?;
+        let key = super::watch::object_key(kind.as_str(), name);
+        let applied = self
+            .inner
+            .states
+            .get(id, |s| s.generations.get(&key).cloned())
+            .flatten();
+        readiness::is_current(&cached.metadata, applied.as_ref()).then_some(cached)
+    }
+
     /// What the watch caches say of the store's workloads.
     fn observe(&self, record: &StoreRecord) -> Observed {
         let Ok(blueprint) = self.inner.blueprints.get(&record.blueprint) else {
@@ -299,7 +320,7 @@ impl Provisioner {
         let objects: Vec<_> = lifecycle
             .ready
             .iter()
-            .map(|r| caches.workload(&namespace, r.kind, &r.name))
+            .map(|r| self.applied_workload(&caches, &record.id, r.kind, &r.name))
             .collect();
         let pods = caches.pods(&namespace);
         readiness::observe(

@@ -35,6 +35,11 @@ pub(crate) struct StoreState {
     pub in_flight: HashMap<String, usize>,
     /// Warnings already recorded, so that a condition that persists is reported once.
     pub warned: HashSet<String>,
+    /// The UID and generation each object (`Kind/name`) had when this process last applied
+    /// it: a cached version older than that predates the apply (its watch event has not
+    /// arrived yet) and says nothing about what was just asked for. Resuming a suspended
+    /// store would otherwise read its workloads' "zero of zero replicas ready" as ready.
+    pub generations: HashMap<String, (String, i64)>,
 }
 
 impl StoreState {
