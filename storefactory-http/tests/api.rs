@@ -1252,7 +1252,17 @@ async fn a_paused_stores_host_answers_that_it_is_paused_over_real_http() -> Resu
         StoreRecord::new(StoreSpec::new(id, "admin", host), "Shop", "woocommerce")
     };
     let (paused, running_store) = (store("paused1"), store("open1"));
-    for record in [&paused, &running_store] {
+    // Made by the command line with a store domain of its own.
+    let elsewhere = StoreRecord::new(
+        StoreSpec::new(
+            StoreId::new("cli1")?,
+            "admin",
+            "store-cli1.shops.example.com",
+        ),
+        "Shop",
+        "woocommerce",
+    );
+    for record in [&paused, &running_store, &elsewhere] {
         db.insert_store(record).await?;
         for status in [StoreStatus::Provisioning, StoreStatus::Ready] {
             db.set_status(&record.id, status, None).await?;
@@ -1260,7 +1270,13 @@ async fn a_paused_stores_host_answers_that_it_is_paused_over_real_http() -> Resu
     }
     for status in [StoreStatus::Suspending, StoreStatus::Suspended] {
         db.set_status(&paused.id, status, None).await?;
+        db.set_status(&elsewhere.id, status, None).await?;
     }
+    let (status, _, body) = raw_get(addr, "store-cli1.shops.example.com", "/").await?;
+    assert!(
+        status.contains(" 503 ") && body.contains("This store is paused"),
+        "{status}"
+    );
 
     for host in [
         "store-paused1.storefactory.local",

@@ -139,9 +139,9 @@ back later.</p></main></body></html>\n";
 /// Answers requests for the host of a paused store (suspending, suspended, or resuming and
 /// not ready yet) with 503 and a small "This store is paused" page, with `Retry-After`:
 /// while suspended, a store's Ingress sends its host to this server (see
-/// `ProvisionerConfig::paused_backend`). Only hosts of the form `store-<id>.<store domain>`
-/// are looked up (by the store's id, one read), and only the store whose recorded host it
-/// is; every other request goes on to the API untouched.
+/// `ProvisionerConfig::paused_backend`). Only hosts of the form `store-<id>.<domain>` are
+/// looked up (by the store's id, one read), and only a store whose recorded host it is
+/// answers; every other request goes on to the API untouched.
 async fn paused_store(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let host = request
         .uri()
@@ -153,12 +153,10 @@ async fn paused_store(State(state): State<AppState>, request: Request, next: Nex
             Some(value.rsplit_once(':').map_or(value, |(h, _)| h).to_owned())
         })
         .map(|h| h.trim_end_matches('.').to_ascii_lowercase());
+    // Any domain: stores created by the command line may use another than the server's.
     let candidate = host.as_deref().and_then(|host| {
-        let id = host
-            .strip_prefix("store-")?
-            .strip_suffix(state.store_defaults().domain.as_str())?
-            .strip_suffix('.')?;
-        storefactory_core::spec::StoreId::new(id).ok()
+        let (label, _) = host.strip_prefix("store-")?.split_once('.')?;
+        storefactory_core::spec::StoreId::new(label).ok()
     });
     let Some(id) = candidate else {
         return next.run(request).await;
