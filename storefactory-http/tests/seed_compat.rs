@@ -225,6 +225,58 @@ async fn seed_store_lifecycle_replayed_as_its_clients_send_it() -> Result<()> {
     Ok(())
 }
 
+// The seed knows no suspended stores; its clients list them (the status is text they show
+// as it is), count them against the quota, and delete them, as any other.
+#[tokio::test]
+async fn seed_clients_list_count_and_delete_a_suspended_store_like_any_other() -> Result<()> {
+    use storefactory_core::port::StoreRepository as _;
+    use storefactory_core::spec::StoreId;
+    use storefactory_core::store::StoreStatus;
+    let app = app().await?;
+    let token = user_token(&app, "sam", Quota::default()).await?;
+    let created = create_store(&app.router, &token, json!({"storage_size_gi": 2})).await?;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let id = created.body["id"].as_str().expect("id").to_owned();
+    let store_id = StoreId::new(id.clone())?;
+    for status in [
+        StoreStatus::Provisioning,
+        StoreStatus::Ready,
+        StoreStatus::Suspending,
+        StoreStatus::Suspended,
+    ] {
+        app.db.set_status(&store_id, status, None).await?;
+    }
+    let list = send(&app.router, Method::GET, "/api/stores", Some(&token), None).await?;
+    let stores = list.body["stores"].as_array().expect("stores");
+    assert_fields(&stores[0], &LISTED_FIELDS);
+    assert_eq!(stores[0]["status"], "suspended");
+    let me = send(
+        &app.router,
+        Method::GET,
+        "/api/users/me",
+        Some(&token),
+        None,
+    )
+    .await?;
+    assert_eq!(
+        me.body["current_stores"], 1,
+        "a suspended store keeps its quota"
+    );
+    assert_eq!(me.body["current_storage"], 3);
+    let deleted = send(
+        &app.router,
+        Method::DELETE,
+        &format!("/api/stores/{id}"),
+        Some(&token),
+        None,
+    )
+    .await?;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.text);
+    assert_eq!(deleted.body["success"], true);
+    assert_eq!(deleted.body["status"], "deleting");
+    Ok(())
+}
+
 #[tokio::test]
 async fn seed_clients_get_every_error_as_a_string_with_a_code() -> Result<()> {
     let app = app_with(config(), false).await?;
