@@ -148,8 +148,17 @@ CREATE TABLE webhook_deliveries (
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_attempt_at);
 "#;
 
+/// Version 6: an owner's usage (stores held and their storage, read twice by every store
+/// creation) is answered from an index alone. Through `stores_owner` it read every row of
+/// the owner's stores, each carrying its whole spec: with a thousand stores, megabytes of
+/// pages per creation. The new index serves every query the old one did.
+const V6: &str = r#"
+CREATE INDEX stores_owner_usage ON stores (owner, status, storage_gib);
+DROP INDEX stores_owner;
+"#;
+
 /// Every migration, in order; the schema version of a database is how many were applied.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// The schema version this build creates and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
