@@ -252,7 +252,10 @@ impl PyDatabase {
     /// Raises `NotFound`.
     fn remove_webhook(&self, py: Python<'_>, webhook_id: &str) -> PyResult<()> {
         let (db, id) = (self.db.clone(), webhook_id.to_owned());
-        block_on(py, async move { db.remove_webhook(&id).await.map_err(to_py) })
+        block_on(
+            py,
+            async move { db.remove_webhook(&id).await.map_err(to_py) },
+        )
     }
 
     /// The newest `limit` (1 to 200) deliveries of a webhook, newest first. Raises

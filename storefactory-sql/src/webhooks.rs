@@ -834,7 +834,9 @@ impl Database {
     ///
     /// A key that is not the one the last server started with is refused
     /// ([`Error::WebhookKeyMismatch`]): secrets sealed under it would never open in the
-    /// server, and every delivery would fail.
+    /// server, and every delivery would fail. Before any server started, the first key
+    /// used is recorded as if a server had started with it, so that two scripts do not
+    /// seal under different keys either.
     pub async fn webhook_sealing_key(&self, token_key: Option<&str>) -> Result<SealingKey> {
         let key = match token_key {
             Some(key) => key.to_owned(),
@@ -847,9 +849,13 @@ impl Database {
             }
         };
         let key = SealingKey::derive(key.as_bytes());
-        if let Some(check) = self.get_setting(KEY_CHECK_SETTING).await?
-            && key.open(KEY_CHECK_CONTEXT, &check).is_err()
-        {
+        let check = self
+            .setting_or_insert(
+                KEY_CHECK_SETTING,
+                &key.seal(KEY_CHECK_CONTEXT, KEY_CHECK_CONTEXT.as_bytes()),
+            )
+            .await?;
+        if key.open(KEY_CHECK_CONTEXT, &check).is_err() {
             return Err(Error::WebhookKeyMismatch {
                 given: token_key.is_some(),
             });
