@@ -2,7 +2,7 @@
 //!
 //! One mechanism per module: [`storefactory_sql::webhook_target`] decides which URLs and
 //! addresses may be called (shared with every edge that registers webhooks),
-//! [`signature`] signs a body, [`client`] sends one request, and [`dispatcher`] turns the
+//! [`signature`] signs a body, `client` sends one request, and `dispatcher` turns the
 //! durable event feed into deliveries and works them off.
 //!
 //! The path of an event: the Provisioner records it (store event + event feed entry, one
