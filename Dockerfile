@@ -24,9 +24,13 @@ COPY --from=build /rootfs/ /
 COPY --from=build --chown=10001:10001 /rootfs/data/ /data/
 USER 10001:10001
 WORKDIR /data
+# MALLOC_ARENA_MAX: glibc keeps up to eight allocator arenas per core, and memory freed
+# after a burst stays in them; two keep the server's resident memory near what it uses
+# (README, "Performance": 101 against 81 MiB after 300 stores).
 ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
     STOREFACTORY_LISTEN=0.0.0.0:8080 \
-    STOREFACTORY_DB=/data/storefactory.db
+    STOREFACTORY_DB=/data/storefactory.db \
+    MALLOC_ARENA_MAX=2
 EXPOSE 8080/tcp
 VOLUME /data
 LABEL org.opencontainers.image.title="storefactory" \

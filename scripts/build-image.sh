@@ -96,6 +96,7 @@ umoci_ config --image "$layout:$tag" --no-history \
   --config.env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
   --config.env STOREFACTORY_LISTEN=0.0.0.0:8080 \
   --config.env STOREFACTORY_DB=/data/storefactory.db \
+  --config.env MALLOC_ARENA_MAX=2 \
   --config.exposedports 8080/tcp \
   --config.volume /data \
   --config.label org.opencontainers.image.title=storefactory \

@@ -48,6 +48,7 @@ expect "runs as the non-root user 10001" '.config.User == "10001:10001"'
 expect "works in /data, the database volume" '.config.WorkingDir == "/data" and (.config.Volumes | has("/data"))'
 expect "listens on all interfaces, port 8080" '(.config.Env | index("STOREFACTORY_LISTEN=0.0.0.0:8080")) and (.config.ExposedPorts | has("8080/tcp"))'
 expect "keeps the database in /data" '.config.Env | index("STOREFACTORY_DB=/data/storefactory.db")'
+expect "holds glibc to two allocator arenas" '.config.Env | index("MALLOC_ARENA_MAX=2")'
 for label in title version revision source licenses; do
   expect "has the label org.opencontainers.image.$label" \
     ".config.Labels[\"org.opencontainers.image.$label\"] | type == \"string\" and length > 0"

@@ -136,6 +136,68 @@ class Database:
     ) -> User: ...
     def set_role(self, username: str, role: Literal["admin", "user"]) -> User: ...
     def usage(self, username: str) -> dict[str, int]: ...
+    def add_webhook(
+        self,
+        owner: str,
+        url: str,
+        *,
+        events: Literal["all", "status"] = "all",
+        all_stores: bool = False,
+        token_key: Optional[str] = None,
+        allow_private: bool = False,
+        max_per_owner: int = 10,
+    ) -> Webhook:
+        """Registers a webhook for `owner`'s stores (every user's with `all_stores`, for an
+        admin) and returns it with its signing secret in `secret`, this once.
+
+        The rules are the HTTP API's (https, no private or cluster-internal host unless
+        `allow_private`, at most `max_per_owner` per user). The secret is sealed under the
+        server's token key: pass the key `serve` is given as `token_key`, or `None` for the
+        one a server without one keeps in the database.
+
+        Raises `ValidationError` (`field`: `url`, `events`, `all_stores`, or `token_key` for
+        a key that is not the server's), `NotFound` (no such owner) or `Conflict` (the
+        owner has the most webhooks allowed).
+        """
+    def webhooks(self, *, owner: Optional[str] = None) -> list[Webhook]:
+        """Registered webhooks, oldest first: `owner`'s or everyone's. Never their secrets."""
+    def remove_webhook(self, webhook_id: str) -> None:
+        """Removes a webhook and its delivery log (pending deliveries are not sent).
+        Raises `NotFound`."""
+    def webhook_deliveries(self, webhook_id: str, *, limit: int = 50) -> list[WebhookDelivery]:
+        """The newest `limit` (1 to 200) deliveries of a webhook, newest first. Raises
+        `NotFound`, or `ValidationError` with `field` `limit`."""
+
+class Webhook:
+    """A registered webhook: its owner's store events are POSTed to `url`, signed.
+
+    `secret` is set only on the object `Database.add_webhook` returns; `repr()` hides it.
+    """
+
+    id: str
+    url: str
+    events: Literal["all", "status"]
+    all_stores: bool
+    owner: str
+    created_at: float
+    secret: Optional[str]
+
+class WebhookDelivery:
+    """One delivery of one store event to a webhook, as its log shows it."""
+
+    id: int
+    """Sent to the receiver as `Storefactory-Delivery`, the same on every attempt."""
+    store_id: str
+    event_seq: int
+    event: Literal["status", "step", "warning"]
+    state: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_status: Optional[int]
+    last_error: Optional[str]
+    next_attempt_at: Optional[float]
+    """When the next attempt is due, for a pending delivery (seconds since the epoch)."""
+    created_at: float
+    updated_at: float
 
 StoreStatus = Literal[
     "initialized",

@@ -37,7 +37,7 @@ Exit codes (stable, for scripts):
   0  success
   1  unexpected failure (I/O, database, a broken blueprint)
   2  invalid arguments or input (bad id, quantity, products file, password rules)
-  3  not found (store, user or blueprint)
+  3  not found (store, user, blueprint or webhook)
   4  conflict (quota exceeded, already exists, operation not allowed in the store's state)
   5  the Kubernetes cluster cannot be reached, or refused a request
   6  the store failed (or was deleted) while waiting for it to become ready
@@ -206,6 +206,10 @@ pub enum Command {
     /// Database maintenance.
     #[command(subcommand)]
     Db(DbCommand),
+
+    /// Register, list and remove webhooks, and read their delivery logs.
+    #[command(subcommand)]
+    Webhook(crate::commands::webhook::WebhookCommand),
 }
 
 const SERVE_HELP: &str = "\

@@ -113,6 +113,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Blueprint(command) => commands::blueprint::run(&ctx, command),
         Command::Doctor(args) => commands::doctor::run(&ctx, args).await,
         Command::Db(command) => commands::db::run(&ctx, command).await,
+        Command::Webhook(command) => commands::webhook::run(&ctx, command).await,
     }
 }
 

@@ -18,7 +18,7 @@ use crate::{Context, convert, secret};
 /// visible to every user of the machine).
 const ADMIN_PASSWORD_ENV: &str = "STOREFACTORY_ADMIN_PASSWORD";
 /// Environment variable holding the token-signing key.
-const TOKEN_KEY_ENV: &str = "STOREFACTORY_TOKEN_KEY";
+pub(crate) const TOKEN_KEY_ENV: &str = "STOREFACTORY_TOKEN_KEY";
 
 /// Options of `serve`.
 #[derive(Debug, Args)]
@@ -179,7 +179,7 @@ pub struct ServeArgs {
     pub max_webhooks_per_user: usize,
 }
 
-fn secret_from(file: Option<&Path>, env: &str, what: &str) -> Result<Option<String>> {
+pub(crate) fn secret_from(file: Option<&Path>, env: &str, what: &str) -> Result<Option<String>> {
     let value = match file {
         Some(path) => Some(secret::strip_newline(secret::read_input(path)?)),
         None => std::env::var(env).ok(),

@@ -1052,3 +1052,329 @@ async fn a_chosen_password_survives_a_server_restart_between_the_answer_and_the_
     assert_eq!(deleted.status.code(), Some(0), "{}", stderr(&deleted));
     assert_eq!(stop(server).await, Some(0));
 }
+
+/// `webhook add --owner OWNER URL EXTRA... --output json`, which must succeed.
+async fn add_webhook(cli: &Cli, owner: &str, url: &str, extra: &[&str]) -> Value {
+    let mut args = vec!["webhook", "add", "--owner", owner, url];
+    args.extend_from_slice(extra);
+    cli.json(&args).await
+}
+
+#[tokio::test]
+async fn webhooks_follow_the_api_rules_and_show_the_secret_once() {
+    let cli = Cli::offline();
+    cli.add_admin().await;
+    let alice = cli
+        .run_with_input(&["user", "add", "alice"], "alice's password\n")
+        .await;
+    assert_eq!(alice.status.code(), Some(0));
+
+    // The API's rules and messages, and the documented exit codes.
+    for (url, extra, code, message) in [
+        (
+            "http://hooks.example.com/in",
+            &[][..],
+            2,
+            "url: must use https",
+        ),
+        (
+            "https://169.254.169.254/latest/meta-data",
+            &[][..],
+            2,
+            "url: must not point at a private, loopback, link-local or internal address",
+        ),
+        (
+            "https://kubernetes.default.svc/",
+            &[][..],
+            2,
+            "url: must not name a local or cluster-internal host",
+        ),
+        (
+            "https://user:pw@hooks.example.com/",
+            &[][..],
+            2,
+            "url: must not contain credentials",
+        ),
+        (
+            "https://hooks.example.com/in",
+            &["--all-stores"][..],
+            2,
+            "only admins may register a webhook for every user's stores",
+        ),
+        (
+            "https://hooks.example.com/in",
+            &["--events", "sometimes"][..],
+            2,
+            "events: must be \"all\" or \"status\"",
+        ),
+    ] {
+        let mut args = vec!["webhook", "add", "--owner", "alice", url];
+        args.extend_from_slice(extra);
+        let refused = cli.run(&args).await;
+        assert_eq!(refused.status.code(), Some(code), "{args:?}");
+        assert!(stderr(&refused).contains(message), "{}", stderr(&refused));
+    }
+    let nobody = cli
+        .run(&[
+            "webhook",
+            "add",
+            "--owner",
+            "nobody",
+            "https://hooks.example.com/in",
+        ])
+        .await;
+    assert_eq!(nobody.status.code(), Some(3), "{}", stderr(&nobody));
+    assert!(
+        cli.json(&["webhook", "list"])
+            .await
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // Registered: the secret is printed this once, in JSON as the API answers it...
+    let created = add_webhook(
+        &cli,
+        "alice",
+        "https://hooks.example.com/in?token=abc",
+        &["--events", "status"],
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("wh_"), "{created}");
+    assert!(
+        secret.starts_with("whsec_") && secret.len() > 40,
+        "{created}"
+    );
+    assert_eq!(created["url"], "https://hooks.example.com/in?token=abc");
+    assert_eq!(created["events"], "status");
+    assert_eq!(created["owner"], "alice");
+    assert_eq!(created["all_stores"], false);
+    // ...and in the table, with a word on keeping it.
+    let table = cli
+        .run(&[
+            "webhook",
+            "add",
+            "--owner",
+            "admin",
+            "--all-stores",
+            "https://ops.example.com/in",
+        ])
+        .await;
+    assert_eq!(table.status.code(), Some(0), "{}", stderr(&table));
+    let text = stdout(&table);
+    assert!(
+        text.contains("secret:") && text.contains("whsec_"),
+        "{text}"
+    );
+    assert!(text.contains("shown this once"), "{text}");
+
+    // Lists never show a secret, in any format.
+    let listed = cli.json(&["webhook", "list"]).await;
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    let mine = cli.json(&["webhook", "list", "--owner", "alice"]).await;
+    assert_eq!(mine.as_array().unwrap().len(), 1);
+    assert_eq!(mine[0]["id"], id.as_str());
+    for format in ["table", "json", "yaml"] {
+        let out = cli.run(&["webhook", "list", "--output", format]).await;
+        assert_eq!(out.status.code(), Some(0));
+        let text = stdout(&out);
+        assert!(text.contains(&id), "{text}");
+        assert!(
+            !text.contains("whsec_") && !text.contains("secret"),
+            "{text}"
+        );
+    }
+
+    // The limit per user, as `serve --max-webhooks-per-user`.
+    let over = cli
+        .run(&[
+            "webhook",
+            "add",
+            "--owner",
+            "alice",
+            "https://hooks.example.com/second",
+            "--max-webhooks-per-user",
+            "1",
+        ])
+        .await;
+    assert_eq!(over.status.code(), Some(4), "{}", stderr(&over));
+    assert!(
+        stderr(&over).contains("alice already has 1 webhooks"),
+        "{}",
+        stderr(&over)
+    );
+
+    // The delivery log: empty until events come, the API's bounds, unknown ids not found.
+    let log = cli.json(&["webhook", "deliveries", &id]).await;
+    assert_eq!(log, serde_json::json!([]));
+    for limit in ["0", "201"] {
+        let bad = cli
+            .run(&["webhook", "deliveries", &id, "--limit", limit])
+            .await;
+        assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+        assert!(stderr(&bad).contains("limit: must be between 1 and 200"));
+    }
+    let unknown = cli.run(&["webhook", "deliveries", "wh_nothing"]).await;
+    assert_eq!(unknown.status.code(), Some(3), "{}", stderr(&unknown));
+
+    // Removed once; the second time there is nothing to remove.
+    let removed = cli.run(&["webhook", "remove", &id]).await;
+    assert_eq!(removed.status.code(), Some(0), "{}", stderr(&removed));
+    let again = cli.run(&["webhook", "remove", &id]).await;
+    assert_eq!(again.status.code(), Some(3), "{}", stderr(&again));
+    assert!(stderr(&again).contains("not found"));
+    let left = cli.json(&["webhook", "list"]).await;
+    assert_eq!(left.as_array().unwrap().len(), 1);
+    assert_eq!(left[0]["owner"], "admin");
+}
+
+/// One HTTP request received on `listener`, answered 200: its head and body.
+async fn receive_one(listener: &tokio::net::TcpListener) -> (String, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let (mut stream, _) = listener.accept().await.expect("accept");
+    let mut data = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buffer).await.expect("read request");
+        assert!(
+            n > 0,
+            "the connection closed before the request was complete"
+        );
+        data.extend_from_slice(&buffer[..n]);
+        let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        if data.len() >= end + 4 + length {
+            let body = data[end + 4..end + 4 + length].to_vec();
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .await
+                .expect("answer");
+            return (head, body);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_webhook_added_on_the_command_line_is_delivered_and_signed_by_a_running_server() {
+    use storefactory_core::store::{EventKind, Timestamp};
+    let cli = Cli::offline();
+    cli.add_admin().await;
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", receiver.local_addr().unwrap());
+    // The server's key, given to the command as `serve` gets it (start_server sets the
+    // same variable).
+    let key_file = cli.path("token-key");
+    std::fs::write(&key_file, "a token key shared by the servers of one test\n").unwrap();
+    let db = storefactory_sql::Database::open(cli.path("sf.db"))
+        .await
+        .unwrap();
+    // Place the dispatcher's cursor at the feed's head, as a server that ran before would
+    // have; events from now on are delivered.
+    db.fan_out_webhook_events(1, 1).await.unwrap();
+    let (server, _) = start_server(&cli, &["--webhook-allow-private"]).await;
+
+    // Without the server's key the secret would never open there: refused, not stored.
+    let wrong = cli
+        .run(&[
+            "webhook",
+            "add",
+            "--owner",
+            "admin",
+            &url,
+            "--webhook-allow-private",
+        ])
+        .await;
+    assert_eq!(wrong.status.code(), Some(2), "{}", stderr(&wrong));
+    assert!(
+        stderr(&wrong).contains("not the key the server seals webhook secrets with"),
+        "{}",
+        stderr(&wrong)
+    );
+    assert!(
+        cli.json(&["webhook", "list"])
+            .await
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let created = add_webhook(
+        &cli,
+        "admin",
+        &url,
+        &[
+            "--webhook-allow-private",
+            "--token-key-file",
+            key_file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let store = StoreId::new("hooked").unwrap();
+    let spec = StoreSpec::new(store.clone(), "admin", "hooked.shop.example");
+    db.insert_store(&StoreRecord::new(spec, "Shop", "woocommerce"))
+        .await
+        .unwrap();
+    db.append_event(
+        &store,
+        Timestamp::now(),
+        &EventKind::Status {
+            status: StoreStatus::Provisioning,
+            reason: None,
+        },
+    )
+    .await
+    .unwrap();
+
+    let (head, body) = tokio::time::timeout(Duration::from_secs(20), receive_one(&receiver))
+        .await
+        .expect("the server delivers within 20 s");
+    let signature = head
+        .lines()
+        .find_map(|l| l.strip_prefix("storefactory-signature:"))
+        .expect("a signature header")
+        .trim()
+        .to_owned();
+    let now = u64::try_from(Timestamp::now().0 / 1000).unwrap();
+    assert!(
+        storefactory_http::webhooks::signature::verify(
+            secret.as_bytes(),
+            &signature,
+            &body,
+            now,
+            300
+        ),
+        "the secret the command printed verifies the server's signature"
+    );
+    let event: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(event["store_id"], "hooked");
+    assert_eq!(event["data"]["status"], "provisioning");
+
+    // The command line reads the log the server wrote.
+    let mut delivered = Value::Null;
+    for _ in 0..100 {
+        delivered = cli.json(&["webhook", "deliveries", &id]).await;
+        if delivered[0]["state"] == "delivered" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(delivered[0]["state"], "delivered", "{delivered}");
+    assert_eq!(delivered[0]["last_status"], 200);
+    assert_eq!(delivered[0]["event"], "status");
+    let table = stdout(&cli.run(&["webhook", "deliveries", &id]).await);
+    assert!(
+        table.contains("delivered") && table.contains("hooked"),
+        "{table}"
+    );
+    assert_eq!(stop(server).await, Some(0));
+}

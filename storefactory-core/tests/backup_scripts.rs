@@ -138,12 +138,17 @@ impl Mariadb {
             String::from_utf8_lossy(&install.stderr)
         );
         let log = dir.path().join("server.log");
+        // A temporary directory of its own: temporary tables of servers of tests running
+        // side by side (or anything cleaning the shared /tmp) must not meet.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
         let child = Command::new("mariadbd")
             .env("PATH", path())
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--socket={}", dir.path().join("sock").display()))
             .arg(format!("--pid-file={}", dir.path().join("pid").display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg(format!("--log-error={}", log.display()))
             .args([
                 "--skip-networking",

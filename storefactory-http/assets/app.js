@@ -33,6 +33,7 @@ const app = {
   streams: new Map(), // store id -> AbortController
   timers: [],
   detail: null, // { id, controller, opener }
+  deliveriesOf: null, // the webhook whose deliveries are shown
 };
 
 function intOption(name, min, max, fallback) {
@@ -227,8 +228,12 @@ function logout() {
   app.entries.clear();
   $("stores").replaceChildren();
   $("users").replaceChildren();
+  $("webhooks").replaceChildren();
+  hideWebhookSecret();
+  closeDeliveries(false);
   $("app-view").hidden = true;
   $("users-view").hidden = true;
+  $("webhooks-view").hidden = true;
   $("nav").hidden = true;
   $("login-view").hidden = false;
   $("who").replaceChildren();
@@ -249,6 +254,7 @@ async function showApp() {
   const admin = app.me.role === "admin";
   $("tab-users").hidden = !admin;
   $("all-stores-label").hidden = !admin;
+  $("webhook-all-stores-label").hidden = !admin;
   await loadStores();
   await showClusterStatus();
   $("stores-title").focus();
@@ -256,20 +262,28 @@ async function showApp() {
   app.timers.push(setInterval(tick, 1000));
 }
 
+/** The tabs: each shows one view and moves the focus to its title. */
+const TABS = {
+  stores: { view: "app-view", title: "stores-title" },
+  webhooks: { view: "webhooks-view", title: "webhooks-title" },
+  users: { view: "users-view", title: "users-title" },
+};
+
 function showTab(name, focus = true) {
-  const stores = name === "stores";
-  $("app-view").hidden = !stores;
-  $("users-view").hidden = stores;
-  $("tab-stores").setAttribute("aria-current", stores ? "page" : "false");
-  $("tab-users").setAttribute("aria-current", stores ? "false" : "page");
-  if (!stores) loadUsers();
-  if (focus) (stores ? $("stores-title") : $("users-title")).focus();
+  for (const [tab, { view }] of Object.entries(TABS)) {
+    $(view).hidden = tab !== name;
+    $(`tab-${tab}`).setAttribute("aria-current", tab === name ? "page" : "false");
+  }
+  // The secret of a new webhook is shown once: leaving the view forgets it.
+  if (name !== "webhooks") hideWebhookSecret();
+  if (name === "users") loadUsers();
+  if (name === "webhooks") loadWebhooks();
+  if (focus) $(TABS[name].title).focus();
 }
 
-$("tab-stores").addEventListener("click", () => showTab("stores"));
-$("tab-users").addEventListener("click", () => showTab("users"));
+for (const tab of Object.keys(TABS)) $(`tab-${tab}`).addEventListener("click", () => showTab(tab));
 $("banner-close").addEventListener("click", hideBanner);
-for (const id of ["stores-title", "users-title"]) $(id).tabIndex = -1;
+for (const { title } of Object.values(TABS)) $(title).tabIndex = -1;
 
 // Whether stores can be created and deleted now: the server's /ready tells, and the server
 // reconnects by itself when the cluster comes back.
@@ -297,6 +311,7 @@ async function refreshAll() {
     await refreshMe();
     if (!$("app-view").hidden) await loadStores();
     if (!$("users-view").hidden) await loadUsers();
+    if (!$("webhooks-view").hidden) await loadWebhooks();
   } catch (e) {
     if (e.status !== 401) showBanner(e.message);
   }
@@ -989,5 +1004,157 @@ $("user-form").addEventListener("submit", async (event) => {
     else $("user-error").textContent = e.message;
   }
 });
+
+// ------------------------------------------------------------------ webhooks
+
+const EVENT_FILTERS = { all: "Every event", status: "Status changes" };
+
+async function loadWebhooks() {
+  let data;
+  try {
+    data = await api("GET", "/api/webhooks");
+  } catch (e) {
+    if (e.status !== 401) showBanner(e.message);
+    return;
+  }
+  const rows = data.webhooks.map((hook) => {
+    const actions = el("div", { class: "inline" });
+    const renderActions = () => actions.replaceChildren(
+      button("Deliveries", (e) => showDeliveries(hook, e.currentTarget), "plain small", `Deliveries of ${hook.url}`),
+      button("Remove", () => confirmRemoveWebhook(hook, actions, renderActions), "danger small", `Remove ${hook.url}`),
+    );
+    renderActions();
+    return el("tr", { "data-webhook": hook.id },
+      el("td", {}, el("code", { class: "hook-url", text: hook.url })),
+      el("td", { text: EVENT_FILTERS[hook.events] ?? hook.events },
+        hook.all_stores ? el("span", { class: "muted", text: " (every user's stores)" }) : null),
+      el("td", {}, el("time", { datetime: new Date(hook.created_at).toISOString(), text: formatTime(hook.created_at) })),
+      el("td", {}, actions));
+  });
+  $("webhooks-empty").hidden = rows.length > 0;
+  // Keep a removal being confirmed (and the focus in it): rebuild only when nothing in the
+  // table has the focus.
+  if (!$("webhooks").contains(document.activeElement)) $("webhooks").replaceChildren(...rows);
+  if (app.deliveriesOf) {
+    if (data.webhooks.some((hook) => hook.id === app.deliveriesOf.id)) await loadDeliveries();
+    else closeDeliveries(false);
+  }
+}
+
+function confirmRemoveWebhook(hook, actions, cancelled) {
+  const cancel = button("Keep", () => { cancelled(); actions.querySelector("button").focus(); });
+  const confirm = button("Remove webhook", () => removeWebhook(hook), "danger small", `Really remove ${hook.url}`);
+  actions.replaceChildren(el("div", { class: "confirm", role: "group", "aria-label": "Confirm removal" },
+    el("span", { text: "Remove it? Pending deliveries are not sent." }), confirm, cancel));
+  cancel.focus();
+}
+
+async function removeWebhook(hook) {
+  try {
+    await api("DELETE", `/api/webhooks/${encodeURIComponent(hook.id)}`);
+    announce("Webhook removed");
+    if (app.deliveriesOf?.id === hook.id) closeDeliveries(false);
+    $("webhooks-title").focus();
+    await loadWebhooks();
+  } catch (e) {
+    showBanner(e.message);
+    await loadWebhooks();
+  }
+}
+
+$("webhooks-refresh").addEventListener("click", () => loadWebhooks());
+
+$("webhook-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const input = $("webhook-url");
+  const fail = (message) => {
+    $("webhook-url-error").textContent = message;
+    input.setAttribute("aria-invalid", "true");
+    input.focus();
+  };
+  $("webhook-url-error").textContent = "";
+  $("webhook-error").textContent = "";
+  input.removeAttribute("aria-invalid");
+  const url = input.value.trim();
+  // Only what a person gets wrong at once; the server checks everything (and the same way
+  // for the command line and scripts).
+  if (!url) return fail("Enter the URL that should receive the events.");
+  if (!/^https?:\/\//i.test(url)) return fail("The URL must start with https://");
+  hideWebhookSecret();
+  try {
+    const created = await api("POST", "/api/webhooks", {
+      url,
+      events: $("webhook-events").value,
+      all_stores: $("webhook-all-stores").checked,
+    });
+    input.value = "";
+    $("webhook-all-stores").checked = false;
+    showWebhookSecret(created.secret);
+    announce("Webhook added. Its signing secret is shown once: copy it now.");
+    await loadWebhooks();
+  } catch (e) {
+    if (e.field === "url") fail(e.message);
+    else $("webhook-error").textContent = e.message;
+  }
+});
+
+function showWebhookSecret(secret) {
+  $("webhook-secret-value").textContent = secret;
+  $("webhook-secret").hidden = false;
+  $("webhook-secret-title").focus();
+}
+
+function hideWebhookSecret() {
+  $("webhook-secret-value").textContent = "";
+  $("webhook-secret").hidden = true;
+}
+
+$("webhook-secret-copy").addEventListener("click", (event) =>
+  copyText($("webhook-secret-value").textContent, event.currentTarget));
+$("webhook-secret-done").addEventListener("click", () => {
+  hideWebhookSecret();
+  $("webhook-url").focus();
+});
+
+async function showDeliveries(hook, opener) {
+  app.deliveriesOf = { id: hook.id, url: hook.url, opener };
+  $("deliveries-of").textContent = `Of ${hook.url}, newest first.`;
+  $("deliveries").hidden = false;
+  await loadDeliveries();
+  $("deliveries-title").focus();
+}
+
+function closeDeliveries(focus = true) {
+  const shown = app.deliveriesOf;
+  app.deliveriesOf = null;
+  $("deliveries").hidden = true;
+  $("deliveries-rows").replaceChildren();
+  if (focus && shown?.opener?.isConnected) shown.opener.focus();
+}
+
+$("deliveries-close").addEventListener("click", () => closeDeliveries());
+
+async function loadDeliveries() {
+  const shown = app.deliveriesOf;
+  if (!shown) return;
+  let data;
+  try {
+    data = await api("GET", `/api/webhooks/${encodeURIComponent(shown.id)}/deliveries?limit=20`);
+  } catch (e) {
+    if (e.status !== 401) showBanner(e.message);
+    return;
+  }
+  if (app.deliveriesOf !== shown) return;
+  const rows = data.deliveries.map((d) => el("tr", { "data-delivery": d.id },
+    el("td", {}, el("time", { datetime: new Date(d.created_at).toISOString(), text: formatTime(d.created_at) })),
+    el("td", { text: d.event }),
+    el("td", { text: d.store_id }),
+    el("td", { class: `state ${d.state}`, text: d.state }),
+    el("td", { class: "attempts", text: String(d.attempts) }),
+    el("td", { class: "http-status", text: d.last_status === null || d.last_status === undefined ? "–" : String(d.last_status) }),
+    el("td", { class: "hook-url", text: d.last_error ?? "" })));
+  $("deliveries-rows").replaceChildren(...rows);
+  $("deliveries-empty").hidden = rows.length > 0;
+}
 
 if (app.token) showApp();

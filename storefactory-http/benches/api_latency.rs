@@ -66,6 +66,8 @@ async fn run() -> Result<()> {
     config.provisioner.leader = None;
     config.admin_password = Some("bench-admin-password".to_owned());
     config.token_key = Some("k".repeat(32));
+    // Measures the API, not the per-user creation budget.
+    config.max_store_creations = u32::MAX;
     let unused: http::Uri = "http://127.0.0.1:9".parse()?;
     let client = kube::Client::try_from(kube::Config::new(unused))?;
     let state = AppState::new(&config, db.clone(), Some(client)).await?;

@@ -33,7 +33,7 @@ use storefactory_core::store::{StoreRecord, StoreStatus};
 use storefactory_http::{Server, ServerConfig};
 use storefactory_sql::{Quota, Role};
 use storefactory_testkit::bench::{
-    ChildControlPlane, env_usize, host_control_plane_if_child, rss_mib,
+    ChildControlPlane, env_usize, host_control_plane_if_child, rss_mib, rss_split_mib,
 };
 
 /// One request on a fresh connection, as a browser or script without keep-alive would.
@@ -252,6 +252,7 @@ async fn bench() -> Result<()> {
     tokio::time::sleep(Duration::from_secs(idle_secs as u64)).await;
     let after = kube.snapshot();
     let idle_rss = rss_mib();
+    let (idle_anon, idle_file) = rss_split_mib();
     let mut idle_requests = 0;
     let mut idle_detail = String::new();
     for (key, n) in &after {
@@ -262,7 +263,7 @@ async fn bench() -> Result<()> {
         }
     }
     println!(
-        "{stores} ready stores, idle for {idle_secs} s: {idle_requests} Kubernetes requests from the server;{idle_detail} server RSS {idle_rss:.0} MiB"
+        "{stores} ready stores, idle for {idle_secs} s: {idle_requests} Kubernetes requests from the server;{idle_detail} server RSS {idle_rss:.0} MiB ({idle_anon:.0} MiB allocated, {idle_file:.0} MiB of mapped files, its executable's included)"
     );
 
     // ---- 3: listing with many stores -------------------------------------------------------

@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::webhooks::WebhookConfig;
 
 /// Settings key under which a generated token key is kept.
-pub const TOKEN_KEY_SETTING: &str = "http.token_key";
+pub use storefactory_sql::TOKEN_KEY_SETTING;
 
 /// How long a cluster reachability check may take.
 const CLUSTER_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -181,6 +181,14 @@ impl AppState {
         let mut provisioner_config = config.provisioner.clone();
         provisioner_config.sealing_key =
             storefactory_core::seal::SealingKey::derive(key.as_bytes());
+        // The command line and scripts register webhooks too: they check their key against
+        // this record, so that none seals a secret this server cannot open.
+        db.record_webhook_sealing_key(&provisioner_config.sealing_key)
+            .await
+            .map_err(|source| Error::Database {
+                operation: "record the webhook sealing key",
+                source,
+            })?;
         let metrics = Metrics::new();
         provisioner_config.on_reconcile = Some(metrics.reconcile_hook());
         let cors_origins = config

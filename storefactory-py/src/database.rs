@@ -1,13 +1,17 @@
-//! The platform's SQLite database from Python: users, roles and quotas.
+//! The platform's SQLite database from Python: users, roles and quotas, and webhooks.
 
 use std::path::PathBuf;
 
 use pyo3::prelude::*;
 use storefactory_core::port::Quota;
-use storefactory_sql::{Database, Role, User};
+use storefactory_sql::{
+    DEFAULT_DELIVERIES, DEFAULT_MAX_WEBHOOKS_PER_OWNER, Database, Role, User, WebhookEvents,
+    WebhookRequest, WebhookRules,
+};
 
 use crate::error::{exception, invalid, to_py};
 use crate::runtime::block_on;
+use crate::webhooks::{PyWebhook, PyWebhookDelivery};
 
 /// A user of the platform, without the password hash.
 #[pyclass(name = "User", module = "storefactory", frozen, get_all)]
@@ -52,7 +56,7 @@ fn role(text: &str) -> PyResult<Role> {
 }
 
 /// The platform's database (a SQLite file, shared safely with a running server and the
-/// command line): users, their quotas, and the stores' records.
+/// command line): users, their quotas, the stores' records, and webhooks.
 #[pyclass(name = "Database", module = "storefactory", frozen)]
 pub struct PyDatabase {
     pub db: Database,
@@ -177,6 +181,99 @@ impl PyDatabase {
             ("storage_gib", usage.storage_gib),
         ]
         .into())
+    }
+
+    /// Registers a webhook: store events of `owner`'s stores (every user's with
+    /// `all_stores`, for an admin) are POSTed to `url`, signed with a secret that the
+    /// returned `Webhook` carries in `secret` this once: keep it.
+    ///
+    /// The rules are the HTTP API's: an absolute https URL without credentials or a
+    /// fragment, not naming a private, loopback, link-local or cluster-internal host (unless
+    /// `allow_private`, as `serve --webhook-allow-private`), at most `max_per_owner` per
+    /// user (`serve --max-webhooks-per-user`). The secret is sealed under the server's
+    /// token key: pass the key `serve` is given (`token_key`), or `None` for the one a
+    /// server without one keeps in the database. Raises `ValidationError` (`field` is
+    /// `url`, `events`, `all_stores` or `token_key`: a key that is not the running
+    /// server's), `NotFound` (no such owner) or `Conflict` (the owner has the most
+    /// webhooks allowed).
+    #[pyo3(signature = (
+        owner, url, *, events="all", all_stores=false, token_key=None, allow_private=false,
+        max_per_owner=DEFAULT_MAX_WEBHOOKS_PER_OWNER
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn add_webhook(
+        &self,
+        py: Python<'_>,
+        owner: &str,
+        url: &str,
+        events: &str,
+        all_stores: bool,
+        token_key: Option<String>,
+        allow_private: bool,
+        max_per_owner: usize,
+    ) -> PyResult<PyWebhook> {
+        let events = WebhookEvents::parse_input(events).map_err(to_py)?;
+        let request = WebhookRequest {
+            owner: owner.to_owned(),
+            url: url.to_owned(),
+            events,
+            all_stores,
+        };
+        let rules = WebhookRules {
+            allow_private,
+            max_per_owner,
+        };
+        let db = self.db.clone();
+        block_on(py, async move {
+            let key = db
+                .webhook_sealing_key(token_key.as_deref())
+                .await
+                .map_err(to_py)?;
+            db.register_webhook(request, rules, &key)
+                .await
+                .map(PyWebhook::from)
+                .map_err(to_py)
+        })
+    }
+
+    /// Registered webhooks, oldest first: `owner`'s, or everyone's. Never their secrets.
+    #[pyo3(signature = (*, owner=None))]
+    fn webhooks(&self, py: Python<'_>, owner: Option<String>) -> PyResult<Vec<PyWebhook>> {
+        let db = self.db.clone();
+        block_on(py, async move {
+            db.list_webhooks(owner.as_deref(), usize::MAX)
+                .await
+                .map(|list| list.into_iter().map(PyWebhook::from).collect())
+                .map_err(to_py)
+        })
+    }
+
+    /// Removes a webhook and its delivery log; its pending deliveries are not sent.
+    /// Raises `NotFound`.
+    fn remove_webhook(&self, py: Python<'_>, webhook_id: &str) -> PyResult<()> {
+        let (db, id) = (self.db.clone(), webhook_id.to_owned());
+        block_on(
+            py,
+            async move { db.remove_webhook(&id).await.map_err(to_py) },
+        )
+    }
+
+    /// The newest `limit` (1 to 200) deliveries of a webhook, newest first. Raises
+    /// `NotFound` or `ValidationError` (`field` is `limit`).
+    #[pyo3(signature = (webhook_id, *, limit=DEFAULT_DELIVERIES))]
+    fn webhook_deliveries(
+        &self,
+        py: Python<'_>,
+        webhook_id: &str,
+        limit: usize,
+    ) -> PyResult<Vec<PyWebhookDelivery>> {
+        let (db, id) = (self.db.clone(), webhook_id.to_owned());
+        block_on(py, async move {
+            db.webhook_delivery_log(&id, limit)
+                .await
+                .map(|log| log.into_iter().map(PyWebhookDelivery::from).collect())
+                .map_err(to_py)
+        })
     }
 
     /// The database file.

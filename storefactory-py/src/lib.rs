@@ -3,7 +3,7 @@
 //! A thin wrapper over the library, one module per concern: `spec` (store specs and
 //! products), `blueprints` (listing and rendering), `database` (users and quotas),
 //! `provisioner` (stores on a cluster and the background reconciler), `records` (what those
-//! answer), `error` (the exception hierarchy), `runtime` (the one tokio runtime, blocking
+//! answer), `webhooks` (webhooks and their delivery logs), `error` (the exception hierarchy), `runtime` (the one tokio runtime, blocking
 //! and asyncio waits) and `convert` (JSON values to and from Python objects).
 
 mod blueprints;
@@ -14,6 +14,7 @@ mod provisioner;
 mod records;
 mod runtime;
 mod spec;
+mod webhooks;
 
 use pyo3::prelude::*;
 
@@ -38,5 +39,7 @@ fn storefactory(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<records::PyStore>()?;
     m.add_class::<records::PyEvent>()?;
     m.add_class::<records::PyCredentials>()?;
+    m.add_class::<webhooks::PyWebhook>()?;
+    m.add_class::<webhooks::PyWebhookDelivery>()?;
     Ok(())
 }

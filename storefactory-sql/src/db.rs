@@ -21,6 +21,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// than the query; fewer would let one slow read (a page of 500 stores) hold up the rest.
 const MAX_READERS: usize = 8;
 
+/// Each reader's page cache, in KiB as SQLite's `cache_size` takes it (negative).
+const READER_CACHE_KIB: i64 = -512;
+
 /// A Storefactory database: one SQLite file holding users, stores, events, the audit log
 /// and settings.
 ///
@@ -364,6 +367,10 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     configure(&conn)?;
     // Reads must stay reads: a write slipping through here would bypass the writer mutex.
     conn.pragma_update(None, "query_only", true)?;
+    // A reader's page cache is emptied whenever another connection has written, which the
+    // writer does all the time while stores provision: SQLite's default of 2 MiB per reader
+    // would hold memory for little gain (the pages come back from the OS's cache).
+    conn.pragma_update(None, "cache_size", READER_CACHE_KIB)?;
     Ok(conn)
 }
 

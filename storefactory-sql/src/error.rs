@@ -177,6 +177,41 @@ pub enum Error {
         max: usize,
     },
 
+    /// A webhook registration does not follow the rules (its URL, see
+    /// [`crate::webhook_target::parse`]).
+    #[error("{field}: {message}")]
+    InvalidWebhook {
+        /// The input at fault, e.g. `url`.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// Only an admin's webhook may receive every user's store events.
+    #[error("only admins may register a webhook for every user's stores ({owner} is not one)")]
+    WebhookNotAdmin {
+        /// The owner asked for.
+        owner: String,
+    },
+
+    /// The token key given to seal a webhook's secret is not the server's.
+    #[error(
+        "{} is not the key the server seals webhook secrets with: give the server's token \
+         key (the file of `serve --token-key-file`, or STOREFACTORY_TOKEN_KEY)",
+        if *given { "this token key" } else { "the key kept in the database" }
+    )]
+    WebhookKeyMismatch {
+        /// Whether a key was given (or the database's was used).
+        given: bool,
+    },
+
+    /// No webhook with this id.
+    #[error("webhook {id:?} not found")]
+    WebhookNotFound {
+        /// The id.
+        id: String,
+    },
+
     /// Writing a backup failed.
     #[error("cannot back up the database to {}", path.display())]
     Backup {
@@ -220,8 +255,14 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::UserExists { .. } | Error::StoreExists { .. } => ErrorKind::AlreadyExists,
-            Error::UserNotFound { .. } | Error::StoreNotFound { .. } => ErrorKind::NotFound,
-            Error::InvalidUsername { .. } | Error::InvalidPassword { .. } => ErrorKind::Invalid,
+            Error::UserNotFound { .. }
+            | Error::StoreNotFound { .. }
+            | Error::WebhookNotFound { .. } => ErrorKind::NotFound,
+            Error::InvalidUsername { .. }
+            | Error::InvalidPassword { .. }
+            | Error::InvalidWebhook { .. }
+            | Error::WebhookNotAdmin { .. }
+            | Error::WebhookKeyMismatch { .. } => ErrorKind::Invalid,
             Error::InvalidTransition { .. } | Error::WebhookLimit { .. } => ErrorKind::Conflict,
             Error::QuotaExceeded { .. } => ErrorKind::QuotaExceeded,
             error if error.is_transient() => ErrorKind::Unavailable,
@@ -235,6 +276,9 @@ impl Error {
         match self {
             Error::InvalidUsername { .. } => Some("username"),
             Error::InvalidPassword { .. } => Some("password"),
+            Error::InvalidWebhook { field, .. } => Some(field),
+            Error::WebhookNotAdmin { .. } => Some("all_stores"),
+            Error::WebhookKeyMismatch { .. } => Some("token_key"),
             _ => None,
         }
     }

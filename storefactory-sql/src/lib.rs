@@ -33,6 +33,7 @@ mod password;
 mod schema;
 mod stores;
 mod users;
+pub mod webhook_target;
 mod webhooks;
 
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
@@ -43,6 +44,8 @@ pub use storefactory_core::port::{Quota, Usage};
 pub use stores::{InvalidCursor, StoreCursor, StoreOrder, StorePage};
 pub use users::{Role, UnknownRole, User, validate_username};
 pub use webhooks::{
-    ClaimedDelivery, Delivery, DeliveryOutcome, DeliveryState, MAX_ERROR_CHARS, MAX_PAYLOAD_BYTES,
-    NewWebhook, Webhook, WebhookEvents,
+    ClaimedDelivery, CreatedWebhook, DEFAULT_DELIVERIES, DEFAULT_MAX_WEBHOOKS_PER_OWNER, Delivery,
+    DeliveryOutcome, DeliveryState, DeliveryView, MAX_DELIVERIES, MAX_ERROR_CHARS,
+    MAX_PAYLOAD_BYTES, NewWebhook, RegisteredWebhook, TOKEN_KEY_SETTING, Webhook, WebhookEvents,
+    WebhookRequest, WebhookRules, WebhookView, seal_context,
 };

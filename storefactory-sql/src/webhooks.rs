@@ -1,8 +1,10 @@
 //! Webhooks and their deliveries: the registrations, and an outbox of deliveries filled from
 //! the event feed and worked off by a dispatcher (in `storefactory-http`).
 //!
-//! This crate only stores: it neither seals secrets (the edge hands it sealed text) nor
-//! sends anything. What it guarantees is the bookkeeping that makes the dispatcher safe:
+//! Every edge registers webhooks through [`Database::register_webhook`], so the URL rules
+//! ([`crate::webhook_target`]), the id and secret and how the secret is sealed are decided
+//! once. This crate sends nothing. What it guarantees is the bookkeeping that makes the
+//! dispatcher safe:
 //! the fan-out of the feed into deliveries moves its cursor in the same transaction
 //! ([`Database::fan_out_webhook_events`]), and a delivery is claimed by one process at a
 //! time ([`Database::claim_webhook_deliveries`]).
@@ -11,12 +13,16 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use rand::RngCore;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
+use storefactory_core::seal::SealingKey;
 use storefactory_core::store::Timestamp;
 
 use crate::db::Database;
 use crate::error::{Error, QueryContext, Result};
+use crate::users::Role;
+use crate::webhook_target;
 
 /// Settings key of the dispatcher's position in the event feed.
 const CURSOR_SETTING: &str = "webhooks.feed_cursor";
@@ -28,6 +34,37 @@ pub const MAX_ERROR_CHARS: usize = 300;
 /// very long reason) is sent without its details rather than stored whole for every
 /// webhook.
 pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024;
+
+/// Settings key of the secret a server generates when it is given no token key: it signs
+/// access tokens, and the key sealing webhook secrets is derived from it.
+pub const TOKEN_KEY_SETTING: &str = "http.token_key";
+
+/// Settings key of a value sealed under the key the last server started with: other
+/// processes registering webhooks check that they seal under the same key.
+const KEY_CHECK_SETTING: &str = "webhooks.key_check";
+const KEY_CHECK_CONTEXT: &str = "webhooks key check";
+
+/// Webhooks one user may register unless configured otherwise.
+pub const DEFAULT_MAX_WEBHOOKS_PER_OWNER: usize = 10;
+
+/// Most deliveries one read of a webhook's log may ask for (the log keeps the newest 200
+/// by default).
+pub const MAX_DELIVERIES: usize = 200;
+
+/// Deliveries read from a webhook's log when the caller does not say how many.
+pub const DEFAULT_DELIVERIES: usize = 50;
+
+/// The sealing context of a webhook's secret: a secret sealed for one webhook does not
+/// open for another, nor as a store's sealed inputs.
+pub fn seal_context(webhook_id: &str) -> String {
+    format!("webhook:{webhook_id}")
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buffer);
+    buffer.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// Which events a webhook receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -61,6 +98,68 @@ impl FromStr for WebhookEvents {
                 message: format!("unknown filter {other:?}"),
             }),
         }
+    }
+}
+
+impl WebhookEvents {
+    /// Parses a filter given by a user: `all` or `status`, or an
+    /// [`Error::InvalidWebhook`] about `events`.
+    pub fn parse_input(text: &str) -> Result<Self> {
+        text.parse().map_err(|_| Error::InvalidWebhook {
+            field: "events",
+            message: "must be \"all\" or \"status\"".to_owned(),
+        })
+    }
+}
+
+/// What a user asks for when registering a webhook; see [`Database::register_webhook`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookRequest {
+    /// The user who registers it.
+    pub owner: String,
+    /// Where deliveries are sent, as given (checked and normalised on registration).
+    pub url: String,
+    /// Which events it receives.
+    pub events: WebhookEvents,
+    /// Whether it receives every user's store events (admins only).
+    pub all_stores: bool,
+}
+
+/// The rules a registration follows: the platform's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookRules {
+    /// Whether URLs may name private, loopback, link-local or internal hosts and use plain
+    /// `http` (development only: otherwise any user could make the server call into its
+    /// own network).
+    pub allow_private: bool,
+    /// Webhooks one user may register.
+    pub max_per_owner: usize,
+}
+
+impl Default for WebhookRules {
+    fn default() -> Self {
+        WebhookRules {
+            allow_private: false,
+            max_per_owner: DEFAULT_MAX_WEBHOOKS_PER_OWNER,
+        }
+    }
+}
+
+/// A webhook just registered, with its signing secret in plain text: the only time it is.
+/// `Debug` output hides the secret.
+#[derive(Clone)]
+pub struct RegisteredWebhook {
+    /// The webhook, as stored (its secret sealed).
+    pub webhook: Webhook,
+    /// The signing secret, `whsec_...`: show it to the user once and forget it.
+    pub secret: String,
+}
+
+impl fmt::Debug for RegisteredWebhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegisteredWebhook")
+            .field("webhook", &self.webhook)
+            .finish_non_exhaustive()
     }
 }
 
@@ -186,6 +285,64 @@ impl FromStr for DeliveryState {
     }
 }
 
+/// A webhook as the edges show it (the HTTP API, the command line): never its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WebhookView {
+    /// The id.
+    pub id: String,
+    /// Where deliveries are sent.
+    pub url: String,
+    /// `all` events or `status` changes only.
+    pub events: WebhookEvents,
+    /// Whether it receives every user's store events (admins).
+    pub all_stores: bool,
+    /// Who registered it.
+    pub owner: String,
+    /// When, milliseconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+impl From<&Webhook> for WebhookView {
+    fn from(webhook: &Webhook) -> Self {
+        WebhookView {
+            id: webhook.id.clone(),
+            url: webhook.url.clone(),
+            events: webhook.events,
+            all_stores: webhook.all_stores,
+            owner: webhook.owner.clone(),
+            created_at: webhook.created_at.0,
+        }
+    }
+}
+
+/// A webhook just registered as the edges show it: the webhook and, this once, its
+/// secret. Its `Debug` output hides the secret.
+#[derive(Clone, Serialize)]
+pub struct CreatedWebhook {
+    /// The webhook.
+    #[serde(flatten)]
+    pub webhook: WebhookView,
+    /// The signing secret: keep it, it is never shown again.
+    pub secret: String,
+}
+
+impl From<&RegisteredWebhook> for CreatedWebhook {
+    fn from(registered: &RegisteredWebhook) -> Self {
+        CreatedWebhook {
+            webhook: WebhookView::from(&registered.webhook),
+            secret: registered.secret.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for CreatedWebhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreatedWebhook")
+            .field("webhook", &self.webhook)
+            .finish_non_exhaustive()
+    }
+}
+
 /// One delivery of one event to one webhook, as its log shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
@@ -212,6 +369,52 @@ pub struct Delivery {
     pub created_at: Timestamp,
     /// When the delivery last changed (its last attempt, once there was one).
     pub updated_at: Timestamp,
+}
+
+/// One delivery in a webhook's log as the edges show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeliveryView {
+    /// The id, sent as `Storefactory-Delivery`.
+    pub id: i64,
+    /// The store the event is about.
+    pub store_id: String,
+    /// The event's sequence number in the store's history.
+    pub event_seq: i64,
+    /// The event's kind.
+    pub event: String,
+    /// `pending`, `delivered` or `failed`.
+    pub state: DeliveryState,
+    /// Attempts made.
+    pub attempts: u32,
+    /// HTTP status of the last answer, if there was one.
+    pub last_status: Option<u16>,
+    /// Why the last attempt failed, if it did.
+    pub last_error: Option<String>,
+    /// When the next attempt is due, for a pending delivery.
+    pub next_attempt_at: Option<i64>,
+    /// When the event was queued.
+    pub created_at: i64,
+    /// When the delivery last changed.
+    pub updated_at: i64,
+}
+
+impl From<Delivery> for DeliveryView {
+    fn from(delivery: Delivery) -> Self {
+        DeliveryView {
+            id: delivery.id,
+            store_id: delivery.store_id,
+            event_seq: delivery.event_seq,
+            event: delivery.event_kind,
+            next_attempt_at: (delivery.state == DeliveryState::Pending)
+                .then_some(delivery.next_attempt_at.0),
+            state: delivery.state,
+            attempts: delivery.attempts,
+            last_status: delivery.last_status,
+            last_error: delivery.last_error,
+            created_at: delivery.created_at.0,
+            updated_at: delivery.updated_at.0,
+        }
+    }
 }
 
 /// A delivery claimed for sending: everything the sender needs.
@@ -563,6 +766,129 @@ fn read_delivery(row: &Row<'_>) -> rusqlite::Result<(Delivery, String)> {
 }
 
 impl Database {
+    /// Registers a webhook as a user asks: checks the URL ([`webhook_target::parse`],
+    /// [`Error::InvalidWebhook`] about `url`), that the owner exists
+    /// ([`Error::UserNotFound`]) and is an admin if it asks for every store
+    /// ([`Error::WebhookNotAdmin`]), and the owner's limit ([`Error::WebhookLimit`]); then
+    /// generates its id and signing secret and stores the secret sealed with `key` for this
+    /// webhook. The key must be the one the dispatcher opens secrets with (see
+    /// [`Database::webhook_sealing_key`]), or every delivery fails.
+    pub async fn register_webhook(
+        &self,
+        request: WebhookRequest,
+        rules: WebhookRules,
+        key: &SealingKey,
+    ) -> Result<RegisteredWebhook> {
+        let target =
+            webhook_target::parse(request.url.trim(), rules.allow_private).map_err(|message| {
+                Error::InvalidWebhook {
+                    field: "url",
+                    message,
+                }
+            })?;
+        let owner = self
+            .get_user(&request.owner)
+            .await?
+            .ok_or_else(|| Error::UserNotFound {
+                username: request.owner.clone(),
+            })?;
+        if request.all_stores && owner.role != Role::Admin {
+            return Err(Error::WebhookNotAdmin {
+                owner: owner.username,
+            });
+        }
+        let id = format!("wh_{}", random_hex(12));
+        let secret = format!("whsec_{}", random_hex(32));
+        let sealed_secret = key.seal(&seal_context(&id), secret.as_bytes());
+        let webhook = self
+            .create_webhook(
+                NewWebhook {
+                    id,
+                    owner: owner.username,
+                    url: target.url,
+                    sealed_secret,
+                    events: request.events,
+                    all_stores: request.all_stores,
+                },
+                rules.max_per_owner,
+            )
+            .await?;
+        Ok(RegisteredWebhook { webhook, secret })
+    }
+
+    /// Records that servers seal webhook secrets with `key` (a server calls this when it
+    /// starts), so that [`Database::webhook_sealing_key`] in another process can tell
+    /// whether it holds the same key.
+    pub async fn record_webhook_sealing_key(&self, key: &SealingKey) -> Result<()> {
+        self.set_setting(
+            KEY_CHECK_SETTING,
+            &key.seal(KEY_CHECK_CONTEXT, KEY_CHECK_CONTEXT.as_bytes()),
+        )
+        .await
+    }
+
+    /// The key webhook secrets are sealed with: derived from `token_key` (the server's
+    /// `--token-key-file` or `STOREFACTORY_TOKEN_KEY`) when given, otherwise from the key
+    /// a server without one keeps in the database ([`TOKEN_KEY_SETTING`]), generated and
+    /// stored first if no server ever ran on this database, as a server would.
+    ///
+    /// A key that is not the one the last server started with is refused
+    /// ([`Error::WebhookKeyMismatch`]): secrets sealed under it would never open in the
+    /// server, and every delivery would fail. Before any server started, the first key
+    /// used is recorded as if a server had started with it, so that two scripts do not
+    /// seal under different keys either.
+    pub async fn webhook_sealing_key(&self, token_key: Option<&str>) -> Result<SealingKey> {
+        let key = match token_key {
+            Some(key) => key.to_owned(),
+            None => {
+                self.setting_or_insert(
+                    TOKEN_KEY_SETTING,
+                    &storefactory_core::blueprint::generate_password(64),
+                )
+                .await?
+            }
+        };
+        let key = SealingKey::derive(key.as_bytes());
+        let check = self
+            .setting_or_insert(
+                KEY_CHECK_SETTING,
+                &key.seal(KEY_CHECK_CONTEXT, KEY_CHECK_CONTEXT.as_bytes()),
+            )
+            .await?;
+        if key.open(KEY_CHECK_CONTEXT, &check).is_err() {
+            return Err(Error::WebhookKeyMismatch {
+                given: token_key.is_some(),
+            });
+        }
+        Ok(key)
+    }
+
+    /// Removes the webhook `id` and its delivery log ([`Error::WebhookNotFound`] if there
+    /// is none); pending deliveries are not sent.
+    pub async fn remove_webhook(&self, id: &str) -> Result<()> {
+        if self.delete_webhook(id).await? {
+            Ok(())
+        } else {
+            Err(Error::WebhookNotFound { id: id.to_owned() })
+        }
+    }
+
+    /// The newest `limit` deliveries of webhook `id`, newest first, as a user asks for
+    /// them: `limit` from 1 to [`MAX_DELIVERIES`] ([`Error::InvalidWebhook`] about
+    /// `limit`), and [`Error::WebhookNotFound`] for a webhook that does not exist.
+    pub async fn webhook_delivery_log(&self, id: &str, limit: usize) -> Result<Vec<Delivery>> {
+        if !(1..=MAX_DELIVERIES).contains(&limit) {
+            return Err(Error::InvalidWebhook {
+                field: "limit",
+                message: format!("must be between 1 and {MAX_DELIVERIES}"),
+            });
+        }
+        if self.get_webhook(id).await?.is_none() {
+            return Err(Error::WebhookNotFound { id: id.to_owned() });
+        }
+        self.webhook_deliveries(id, limit).await
+    }
+
     /// Registers a webhook, unless its owner already has `max_per_owner` of them
     /// ([`Error::WebhookLimit`]); the count and the insert are one transaction.
     pub async fn create_webhook(&self, new: NewWebhook, max_per_owner: usize) -> Result<Webhook> {

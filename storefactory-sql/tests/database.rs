@@ -1333,3 +1333,136 @@ async fn webhook_fan_out_and_claims_are_exclusive_between_processes() {
     assert!(a.webhook_deliveries("wh_1", 10).await.unwrap().is_empty());
     assert!(!a.delete_webhook("wh_1").await.unwrap());
 }
+
+// Every edge registers webhooks through `register_webhook`: the secret it answers is the
+// one sealed for the dispatcher, under the key a server would use, and a key the server did
+// not start with is refused before anything is stored.
+#[tokio::test]
+async fn a_registered_webhook_secret_opens_only_with_the_servers_key() {
+    use storefactory_core::seal::SealingKey;
+    use storefactory_sql::{WebhookRequest, WebhookRules, seal_context};
+    let (_dir, db) = fresh().await;
+    user(&db, "ann", 1, 1).await;
+    let request = |url: &str| WebhookRequest {
+        owner: "ann".into(),
+        url: url.into(),
+        events: WebhookEvents::All,
+        all_stores: false,
+    };
+    let rules = WebhookRules::default();
+
+    // No key given and no server yet: the key a server would generate and keep.
+    let key = db.webhook_sealing_key(None).await.unwrap();
+    let registered = db
+        .register_webhook(request(" https://hooks.example.com/in "), rules, &key)
+        .await
+        .unwrap();
+    assert_eq!(registered.webhook.url, "https://hooks.example.com/in");
+    assert!(!format!("{registered:?}").contains(&registered.secret));
+    let stored = db
+        .get_webhook(&registered.webhook.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!stored.sealed_secret.contains(&registered.secret));
+    let server_key = SealingKey::derive(
+        db.get_setting(storefactory_sql::TOKEN_KEY_SETTING)
+            .await
+            .unwrap()
+            .unwrap()
+            .as_bytes(),
+    );
+    let opened = server_key
+        .open(&seal_context(&stored.id), &stored.sealed_secret)
+        .expect("the server's key opens the secret");
+    assert_eq!(opened, registered.secret.as_bytes());
+    assert!(
+        server_key
+            .open(&seal_context("wh_other"), &stored.sealed_secret)
+            .is_err(),
+        "a secret is bound to its webhook"
+    );
+
+    // A server started with its own key: the database's key no longer seals.
+    let given = "a token key given to the server, thirty-two bytes+";
+    db.record_webhook_sealing_key(&SealingKey::derive(given.as_bytes()))
+        .await
+        .unwrap();
+    let refused = db.webhook_sealing_key(None).await.unwrap_err();
+    assert!(
+        matches!(refused, Error::WebhookKeyMismatch { given: false }),
+        "{refused}"
+    );
+    assert_eq!(refused.field(), Some("token_key"));
+    assert!(db.webhook_sealing_key(Some(given)).await.is_ok());
+
+    // The other rules, with the kinds the edges map.
+    let invalid = db
+        .register_webhook(request("http://hooks.example.com/"), rules, &key)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (invalid.field(), invalid.to_string().as_str()),
+        (Some("url"), "url: must use https")
+    );
+    let not_admin = db
+        .register_webhook(
+            WebhookRequest {
+                all_stores: true,
+                ..request("https://hooks.example.com/all")
+            },
+            rules,
+            &key,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(not_admin, Error::WebhookNotAdmin { .. }),
+        "{not_admin}"
+    );
+    let nobody = db
+        .register_webhook(
+            WebhookRequest {
+                owner: "nobody".into(),
+                ..request("https://hooks.example.com/x")
+            },
+            rules,
+            &key,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(nobody, Error::UserNotFound { .. }), "{nobody}");
+    let limited = db
+        .register_webhook(
+            request("https://hooks.example.com/2"),
+            WebhookRules {
+                max_per_owner: 1,
+                ..rules
+            },
+            &key,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(limited, Error::WebhookLimit { max: 1, .. }),
+        "{limited}"
+    );
+    assert_eq!(db.list_webhooks(None, 10).await.unwrap().len(), 1);
+
+    // The log as users ask for it.
+    let id = registered.webhook.id;
+    assert!(db.webhook_delivery_log(&id, 200).await.unwrap().is_empty());
+    for limit in [0, 201] {
+        let error = db.webhook_delivery_log(&id, limit).await.unwrap_err();
+        assert_eq!(error.field(), Some("limit"), "{error}");
+    }
+    db.remove_webhook(&id).await.unwrap();
+    assert!(matches!(
+        db.remove_webhook(&id).await,
+        Err(Error::WebhookNotFound { .. })
+    ));
+    assert!(matches!(
+        db.webhook_delivery_log(&id, 10).await,
+        Err(Error::WebhookNotFound { .. })
+    ));
+}

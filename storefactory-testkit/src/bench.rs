@@ -29,11 +29,22 @@ pub fn env_usize(name: &str, default: usize) -> usize {
 
 /// This process's resident memory in MiB (`VmRSS`), or 0 where `/proc` does not tell.
 pub fn rss_mib() -> f64 {
+    status_mib("VmRSS:")
+}
+
+/// This process's resident memory in MiB split into what it allocated (`RssAnon`) and the
+/// pages of its executable and other files it maps (`RssFile`, shared with other processes
+/// that map them).
+pub fn rss_split_mib() -> (f64, f64) {
+    (status_mib("RssAnon:"), status_mib("RssFile:"))
+}
+
+fn status_mib(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })

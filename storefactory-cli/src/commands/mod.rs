@@ -5,3 +5,4 @@ pub mod db;
 pub mod doctor;
 pub mod store;
 pub mod user;
+pub mod webhook;

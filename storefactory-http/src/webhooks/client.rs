@@ -15,7 +15,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use super::target::{Target, is_public};
+use storefactory_sql::webhook_target::{Target, is_public};
 
 /// The `User-Agent` of deliveries.
 const USER_AGENT: &str = concat!("Storefactory-Webhooks/", env!("CARGO_PKG_VERSION"));

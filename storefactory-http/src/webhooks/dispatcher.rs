@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use storefactory_core::seal::SealingKey;
 use storefactory_core::store::Timestamp;
-use storefactory_sql::{ClaimedDelivery, Database, DeliveryOutcome};
+use storefactory_sql::webhook_target as target;
+use storefactory_sql::{ClaimedDelivery, Database, DeliveryOutcome, seal_context};
 use tokio::task::JoinSet;
 
+use super::WebhookConfig;
 use super::client::Client;
 use super::signature::{DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign};
-use super::{WebhookConfig, seal_context, target};
 use crate::metrics::Metrics;
 use crate::state::AppState;
 

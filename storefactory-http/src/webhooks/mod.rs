@@ -1,7 +1,8 @@
 //! Webhooks: store events sent to URLs that owners and admins register.
 //!
-//! One mechanism per module: [`target`] decides which URLs and addresses may be called,
-//! [`signature`] signs a body, [`client`] sends one request, and [`dispatcher`] turns the
+//! One mechanism per module: [`storefactory_sql::webhook_target`] decides which URLs and
+//! addresses may be called (shared with every edge that registers webhooks),
+//! [`signature`] signs a body, `client` sends one request, and `dispatcher` turns the
 //! durable event feed into deliveries and works them off.
 //!
 //! The path of an event: the Provisioner records it (store event + event feed entry, one
@@ -19,7 +20,6 @@
 pub(crate) mod client;
 pub(crate) mod dispatcher;
 pub mod signature;
-pub(crate) mod target;
 
 use std::time::Duration;
 
@@ -62,15 +62,9 @@ impl Default for WebhookConfig {
             first_retry_delay: Duration::from_secs(2),
             max_retry_delay: Duration::from_secs(15 * 60),
             concurrency: 8,
-            max_per_user: 10,
+            max_per_user: storefactory_sql::DEFAULT_MAX_WEBHOOKS_PER_OWNER,
             keep_deliveries: 200,
             poll_interval: Duration::from_millis(250),
         }
     }
-}
-
-/// The sealing context of a webhook's secret: a secret sealed for one webhook does not
-/// open for another, nor as a store's sealed inputs.
-pub(crate) fn seal_context(webhook_id: &str) -> String {
-    format!("webhook:{webhook_id}")
 }

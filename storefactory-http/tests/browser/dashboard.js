@@ -3,8 +3,10 @@
 // copied passwords, the storage hint, checks before sending, the server's message next to
 // the field), live provisioning progress, hostile names and product text shown as text, the
 // detail view with its history, credentials in the page, a failed store and Retry, Suspend
-// and Resume, deletion, quota meters and an over-quota create, stores created elsewhere appearing,
-// pages, the admin view, a phone-sized screen, labels and no CSP violations.
+// and Resume, deletion, quota meters and an over-quota create, stores created elsewhere
+// appearing, pages, the admin view, webhooks (a hostile URL shown as text, the secret shown
+// once, the delivery log of a store's events, removal), a phone-sized screen, labels and no
+// CSP violations.
 //
 // Usage: node dashboard.js BASE_URL ADMIN_USERNAME ADMIN_PASSWORD   (exits non-zero on a failure)
 //
@@ -80,7 +82,8 @@ async function login(page, username, password) {
 async function assertNothingInjected(page, where) {
   const found = await page.evaluate(() => ({
     pwned: window.__pwned,
-    nodes: document.querySelectorAll('#stores img, #stores b, #stores script, #detail img, #detail b, #detail script').length,
+    nodes: document.querySelectorAll('#stores img, #stores b, #stores script, #detail img, #detail b, #detail script, '
+      + '#webhooks-view img, #webhooks-view b, #webhooks-view script').length,
   }));
   check(found.pwned === undefined, `${where}: script from data ran (${found.pwned})`);
   check(found.nodes === 0, `${where}: data was rendered as HTML (${found.nodes} elements)`);
@@ -158,6 +161,56 @@ async function newPage(browser, url, viewport = { width: 1280, height: 900 }) {
     await admin.waitForFunction(() => document.querySelector('#new-username-error').textContent.includes('exists'));
     check(await admin.evaluate(() => document.activeElement.id === 'new-username'
       && document.activeElement.getAttribute('aria-invalid') === 'true'), 'a duplicate user is not reported at the field');
+
+    // ------------------------------------------------------------ webhooks
+    step('webhooks: the server\'s message at the URL, a hostile URL shown as text, the secret shown once');
+    await admin.click('#tab-webhooks');
+    await admin.waitForSelector('#webhooks-view:not([hidden])');
+    await admin.waitForFunction(() => !document.querySelector('#webhooks-empty').hidden);
+    check(await admin.evaluate(() => document.activeElement.id === 'webhooks-title'), 'the Webhooks tab does not take the focus');
+    await admin.fill('#webhook-url', 'https://169.254.169.254/latest/meta-data');
+    await admin.click('#webhook-add');
+    await admin.waitForFunction(() => document.querySelector('#webhook-url-error').textContent !== '');
+    check((await admin.textContent('#webhook-url-error')).startsWith('url: must not point at a private'),
+      `the server's refusal is not shown at the URL: ${await admin.textContent('#webhook-url-error')}`);
+    check(await admin.evaluate(() => document.activeElement.id === 'webhook-url'
+      && document.activeElement.getAttribute('aria-invalid') === 'true'), 'the refused URL does not get the focus');
+    // Markup cannot survive URL parsing: the most hostile URL the server accepts carries
+    // quotes, an escaped entity, a percent-encoded tag and a javascript: text.
+    const hookUrl = `https://hooks-${tag}.storefactory-test.invalid/'onmouseover='window.__pwned=5'/&lt;img&gt;`
+      + '/%3Cimg%20src=x%20onerror=window.__pwned=7%3E?next=javascript:window.__pwned=6';
+    await admin.fill('#webhook-url', hookUrl);
+    await admin.selectOption('#webhook-events', 'all');
+    await admin.click('#webhook-add');
+    await admin.waitForSelector('#webhook-secret:not([hidden])');
+    const hookSecret = await admin.textContent('#webhook-secret-value');
+    check(/^whsec_[0-9a-f]{64}$/.test(hookSecret), `the secret is not shown: ${hookSecret}`);
+    check((await admin.textContent('#webhook-secret')).includes('shown only'), 'the secret comes without the word that it is shown once');
+    check(await admin.evaluate(() => document.activeElement.id === 'webhook-secret-title'), 'the secret does not take the focus');
+    await admin.click('#webhook-secret-copy');
+    await admin.waitForFunction(() => document.querySelector('#webhook-secret-copy').textContent === 'Copied');
+    check((await admin.evaluate(() => navigator.clipboard.readText())) === hookSecret, 'Copy did not copy the secret');
+    const hookRow = admin.locator('#webhooks tr', { has: admin.locator('code.hook-url') });
+    await hookRow.waitFor();
+    check((await hookRow.locator('code.hook-url').textContent()) === hookUrl, `the URL is not shown as text: ${await hookRow.textContent()}`);
+    check(await admin.inputValue('#webhook-url') === '', 'the form keeps the added URL');
+    await assertNothingInjected(admin, 'the webhook list');
+    await hookRow.hover();
+    await assertNothingInjected(admin, 'the webhook list under the mouse');
+    const hooksListed = await callApi('GET', '/api/webhooks', await tokenOf(adminName, adminPassword));
+    check(hooksListed.data.webhooks.length === 1 && !JSON.stringify(hooksListed.data).includes(hookSecret),
+      'the API lists the webhook with its secret');
+    await shot(admin, 'webhook-secret');
+    await admin.click('#webhook-secret-done');
+    check(await admin.isHidden('#webhook-secret'), 'the secret does not hide');
+    await admin.click('#webhooks-refresh');
+    await hookRow.waitFor();
+    check(!(await admin.content()).includes(hookSecret), 'the secret is still in the page after hiding it');
+    await admin.click('#tab-stores');
+    await admin.click('#tab-webhooks');
+    await hookRow.waitFor();
+    check(await admin.isHidden('#webhook-secret') && !(await admin.content()).includes(hookSecret),
+      'the secret is shown a second time');
 
     // ------------------------------------------------------------ the create form
     await admin.click('#tab-stores');
@@ -301,6 +354,35 @@ async function newPage(browser, url, viewport = { width: 1280, height: 900 }) {
     await shot(admin, 'suspended');
     await failing.getByRole('button', { name: /^Resume/ }).click();
     await failing.locator('.badge.ready').waitFor({ timeout: LONG });
+
+    step('the webhook\'s deliveries of the admin\'s store events: time, event, state, attempts, status');
+    await admin.click('#tab-webhooks');
+    await hookRow.getByRole('button', { name: /^Deliveries/ }).click();
+    await admin.waitForSelector('#deliveries:not([hidden])');
+    check(await admin.evaluate(() => document.activeElement.id === 'deliveries-title'), 'the deliveries do not take the focus');
+    // The receiver's name never resolves: the status events of the stores made since are
+    // being retried, with the reason and no HTTP status.
+    const hostileId = await hostileCard.getAttribute('data-id');
+    // The open log is read again at every refresh of the page (every 5 s here).
+    await admin.waitForFunction((id) => [...document.querySelectorAll('#deliveries-rows tr')].some((tr) =>
+      tr.children[2].textContent === id && tr.children[1].textContent === 'status' && Number(tr.children[4].textContent) >= 1),
+    hostileId, { timeout: 60000 });
+    const delivery = admin.locator('#deliveries-rows tr', { hasText: hostileId }).first();
+    const cells = await delivery.locator('td').allTextContents();
+    check(['pending', 'failed'].includes(cells[3]), `the delivery's state is wrong: ${cells}`);
+    check(cells[5] === '–' && cells[6] !== '', `a delivery that got no answer shows a status or no reason: ${cells}`);
+    check(await delivery.locator('time').getAttribute('datetime') !== null, 'the delivery has no time');
+    await shot(admin, 'webhook-deliveries');
+    await admin.click('#deliveries-close');
+    check(await admin.isHidden('#deliveries'), 'the deliveries do not close');
+
+    step('removing a webhook asks first, then it is gone');
+    await hookRow.getByRole('button', { name: /^Remove/ }).click();
+    check(await admin.evaluate(() => document.activeElement.textContent === 'Keep'), 'the removal confirmation does not take the focus');
+    await hookRow.getByRole('button', { name: /^Really remove/ }).click();
+    await admin.waitForFunction(() => !document.querySelector('#webhooks-empty').hidden);
+    check((await admin.locator('#webhooks tr').count()) === 0, 'the removed webhook is still listed');
+    await admin.click('#tab-stores');
 
     step('deleting asks in the page, then the store goes away');
     await failing.getByRole('button', { name: /^Delete/ }).click();

@@ -1,5 +1,10 @@
 //! Which URLs a webhook may have, and which addresses a delivery may connect to.
 //!
+//! It lives here, beside the webhooks' storage, because every edge registers webhooks
+//! (the HTTP API, the command line, the Python bindings) through
+//! [`Database::register_webhook`](crate::Database::register_webhook), and the dispatcher
+//! in `storefactory-http` checks the same rules at each delivery: one copy of the rules.
+//!
 //! A webhook URL is chosen by any user and called by the server, from inside the cluster:
 //! without a rule it would reach the cluster's services, the cloud metadata endpoint or the
 //! server itself (SSRF). The rule is checked twice: on the URL when it is registered (a
@@ -9,14 +14,14 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use axum::http::Uri;
+use http::Uri;
 
 /// Longest URL accepted.
-pub(crate) const MAX_URL_LEN: usize = 2048;
+pub const MAX_URL_LEN: usize = 2048;
 
 /// A URL that passed [`parse`]: its parts as the client needs them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Target {
+pub struct Target {
     /// `https` or not.
     pub tls: bool,
     /// The host as written, without brackets for IPv6.
@@ -32,7 +37,7 @@ pub(crate) struct Target {
 /// Parses and checks a webhook URL: absolute `https` (or `http` when `allow_private`),
 /// with a host, without credentials or a fragment, at most [`MAX_URL_LEN`] long, and not
 /// naming a private or internal host unless `allow_private`. The error is for people.
-pub(crate) fn parse(text: &str, allow_private: bool) -> Result<Target, String> {
+pub fn parse(text: &str, allow_private: bool) -> Result<Target, String> {
     if text.is_empty() {
         return Err("must not be empty".to_owned());
     }
@@ -137,7 +142,7 @@ fn is_internal_name(host: &str) -> bool {
 /// link-local (169.254/16 — the cloud metadata endpoint — and fe80::/10), CGNAT
 /// (100.64/10), benchmarking, documentation, multicast, broadcast and reserved ranges, and
 /// IPv6 forms embedding such an IPv4 address (mapped, NAT64, 6to4).
-pub(crate) fn is_public(ip: IpAddr) -> bool {
+pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
         IpAddr::V6(v6) => is_public_v6(v6),
