@@ -344,17 +344,6 @@ async function newPage(browser, url, viewport = { width: 1280, height: 900 }) {
     await failing.locator('.badge.ready').waitFor({ timeout: LONG });
     check(await failing.locator('.reason').isHidden(), 'the failure reason stays after the store became ready');
 
-    step('a ready store is suspended and resumed from its card');
-    check((await failing.getByRole('button', { name: /^Resume/ }).count()) === 0, 'a ready store offers Resume');
-    await failing.getByRole('button', { name: /^Suspend/ }).click();
-    await failing.locator('.badge.suspended').waitFor({ timeout: LONG });
-    check((await failing.getByRole('button', { name: /^Suspend/ }).count()) === 0, 'a suspended store offers Suspend');
-    check((await failing.getByRole('button', { name: /^Show credentials/ }).count()) === 0,
-      'a suspended store offers its credentials');
-    await shot(admin, 'suspended');
-    await failing.getByRole('button', { name: /^Resume/ }).click();
-    await failing.locator('.badge.ready').waitFor({ timeout: LONG });
-
     step('the webhook\'s deliveries of the admin\'s store events: time, event, state, attempts, status');
     await admin.click('#tab-webhooks');
     await hookRow.getByRole('button', { name: /^Deliveries/ }).click();
@@ -383,6 +372,17 @@ async function newPage(browser, url, viewport = { width: 1280, height: 900 }) {
     await admin.waitForFunction(() => !document.querySelector('#webhooks-empty').hidden);
     check((await admin.locator('#webhooks tr').count()) === 0, 'the removed webhook is still listed');
     await admin.click('#tab-stores');
+
+    step('a ready store is suspended and resumed from its card');
+    check((await failing.getByRole('button', { name: /^Resume/ }).count()) === 0, 'a ready store offers Resume');
+    await failing.getByRole('button', { name: /^Suspend/ }).click();
+    await failing.locator('.badge.suspended').waitFor({ timeout: LONG });
+    check((await failing.getByRole('button', { name: /^Suspend/ }).count()) === 0, 'a suspended store offers Suspend');
+    check((await failing.getByRole('button', { name: /^Show credentials/ }).count()) === 0,
+      'a suspended store offers its credentials');
+    await shot(admin, 'suspended');
+    await failing.getByRole('button', { name: /^Resume/ }).click();
+    await failing.locator('.badge.ready').waitFor({ timeout: LONG });
 
     step('deleting asks in the page, then the store goes away');
     await failing.getByRole('button', { name: /^Delete/ }).click();
