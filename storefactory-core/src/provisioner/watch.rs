@@ -3,6 +3,7 @@
 //! costs no LIST, and wake the stores their events concern, through a filter that tells this
 //! process's own apply echoes and status-only updates from drift.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -126,7 +127,10 @@ type CacheWriter<K> = (reflector::store::Writer<K>, fn(&mut K));
 enum Then {
     Wake(StoreId, Wake),
     Deleted(StoreId, Box<ObjectMeta>),
+    /// Every known store (a namespace listing: deletions missed while away send no event).
     WakeAll,
+    /// The stores a completed listing of a cached kind concerns.
+    WakeRelisted,
 }
 
 /// Keeps of a cached namespace or workload what readiness and the namespace checks read:
@@ -237,6 +241,9 @@ impl Provisioner {
     {
         let this = self.clone();
         set.spawn(async move {
+            // Stores woken by a relisting of a cached kind: the cache takes the listed
+            // objects only once the listing is complete, so they look again then.
+            let mut relisted: HashSet<StoreId> = HashSet::new();
             while let Some(event) = stream.next().await {
                 let event = match event {
                     Ok(event) => event,
@@ -255,7 +262,23 @@ impl Provisioner {
                         store_of(obj).map(|id| Then::Deleted(id, Box::new(obj.meta().clone())))
                     }
                     watcher::Event::InitDone if kind == "Namespace" => Some(Then::WakeAll),
-                    watcher::Event::Init | watcher::Event::InitDone => None,
+                    watcher::Event::InitDone => Some(Then::WakeRelisted),
+                    watcher::Event::Init => None,
+                };
+                let then = match then {
+                    Some(Then::Wake(id, wake))
+                        if cache.is_some()
+                            && wake != Wake::Ignore
+                            && matches!(event, watcher::Event::InitApply(_)) =>
+                    {
+                        // Drift found in a listing is re-applied once the cache has it too.
+                        if wake == Wake::Apply {
+                            this.enqueue(&id);
+                        }
+                        relisted.insert(id);
+                        None
+                    }
+                    other => other,
                 };
                 if let Some((writer, trim)) = cache.as_mut() {
                     writer.apply_watcher_event(&event.modify(*trim));
@@ -268,7 +291,13 @@ impl Provisioner {
                     // Namespaces deleted while the watch was interrupted send no event:
                     // every known store looks at its namespace again (from the cache).
                     Some(Then::WakeAll) => {
+                        relisted.clear();
                         for id in this.inner.states.ids() {
+                            this.wake(&id);
+                        }
+                    }
+                    Some(Then::WakeRelisted) => {
+                        for id in relisted.drain() {
                             this.wake(&id);
                         }
                     }
