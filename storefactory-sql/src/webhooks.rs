@@ -534,16 +534,31 @@ fn fan_out(conn: &mut Connection, batch: usize, keep: usize) -> Result<usize> {
         .and_then(|mut stmt| stmt.execute(params![CURSOR_SETTING, position.to_string(), now]))
         .during("save the webhook cursor")
     };
-    let Some(cursor) = cursor else {
-        // First start: events recorded before webhooks existed go to nobody.
-        let head: i64 = tx
-            .query_row("SELECT coalesce(max(pos), 0) FROM event_feed", [], |row| {
-                row.get(0)
-            })
-            .during("read the feed head")?;
-        save(&tx, head)?;
-        tx.commit().during("commit webhook fan-out")?;
-        return Ok(0);
+    let cursor = match cursor {
+        Some(cursor) => cursor,
+        None => {
+            // First start. Without a webhook, events so far go to nobody: skip them. With
+            // one (registered before this first look, which a busy process can take a
+            // while to reach), read the feed from its start: each webhook receives nothing
+            // from before its creation anyway, and its first events must not be skipped.
+            let any_webhook: bool = tx
+                .query_row("SELECT EXISTS (SELECT 1 FROM webhooks)", [], |row| {
+                    row.get(0)
+                })
+                .during("look for webhooks")?;
+            if any_webhook {
+                0
+            } else {
+                let head: i64 = tx
+                    .query_row("SELECT coalesce(max(pos), 0) FROM event_feed", [], |row| {
+                        row.get(0)
+                    })
+                    .during("read the feed head")?;
+                save(&tx, head)?;
+                tx.commit().during("commit webhook fan-out")?;
+                return Ok(0);
+            }
+        }
     };
     type FeedRow = (i64, String, i64, i64, String, String, String);
     let rows: Vec<FeedRow> = tx

@@ -1238,6 +1238,51 @@ async fn user_pages_cover_every_user_once() {
     assert_eq!(seen, (0..7).map(|n| format!("page{n}")).collect::<Vec<_>>());
 }
 
+// A busy server may look at the feed for the first time after a webhook was registered and
+// its first event recorded: that event is delivered, not skipped with the history before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_event_of_a_webhook_registered_before_the_first_look_is_delivered() {
+    let (_dir, db) = fresh().await;
+    user(&db, "bea", 5, 50).await;
+    let id = StoreId::new("cd34").unwrap();
+    let spec = StoreSpec::new(id.clone(), "bea", "cd34.example.com");
+    db.insert_store(&StoreRecord::new(spec, "Shop", "woocommerce"))
+        .await
+        .unwrap();
+    let status = |status| EventKind::Status {
+        status,
+        reason: None,
+    };
+    // History from before the webhook: nobody's.
+    db.append_event(&id, Timestamp::now(), &status(StoreStatus::Provisioning))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    db.create_webhook(
+        NewWebhook {
+            id: "wh_b".to_owned(),
+            owner: "bea".to_owned(),
+            url: "https://hooks.example.invalid/".to_owned(),
+            sealed_secret: "sealed".to_owned(),
+            events: WebhookEvents::All,
+            all_stores: false,
+        },
+        1,
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    db.append_event(&id, Timestamp::now(), &status(StoreStatus::Ready))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.fan_out_webhook_events(512, 200).await.unwrap(),
+        1,
+        "the event after the webhook, and only it"
+    );
+    assert_eq!(db.fan_out_webhook_events(512, 200).await.unwrap(), 0);
+}
+
 // Two processes sharing the file (a server and a replica, say): each event becomes one
 // delivery per webhook, and a delivery is claimed by one of them at a time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
