@@ -512,18 +512,23 @@ fn payload(
     Ok(text)
 }
 
-fn fan_out(conn: &mut Connection, batch: usize, keep: usize) -> Result<usize> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .during("begin webhook fan-out")?;
-    let cursor: Option<i64> = tx
+/// Where the fan-out stopped reading the event feed; `None` before its first look.
+fn read_cursor(conn: &Connection) -> Result<Option<i64>> {
+    Ok(conn
         .prepare_cached("SELECT value FROM settings WHERE key = ?1")
         .and_then(|mut stmt| {
             stmt.query_row([CURSOR_SETTING], |row| row.get::<_, String>(0))
                 .optional()
         })
         .during("read the webhook cursor")?
-        .and_then(|text| text.parse().ok());
+        .and_then(|text| text.parse().ok()))
+}
+
+fn fan_out(conn: &mut Connection, batch: usize, keep: usize) -> Result<usize> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .during("begin webhook fan-out")?;
+    let cursor = read_cursor(&tx)?;
     let now = Timestamp::now().0;
     let save = |tx: &rusqlite::Transaction<'_>, position: i64| {
         tx.prepare_cached(
@@ -643,15 +648,7 @@ fn fan_out(conn: &mut Connection, batch: usize, keep: usize) -> Result<usize> {
 /// Whether the feed has events the fan-out has not looked at (or the cursor is not placed
 /// yet): a read, so that an idle dispatcher never takes the write lock.
 fn fan_out_due(conn: &Connection) -> Result<bool> {
-    let cursor: Option<i64> = conn
-        .prepare_cached("SELECT value FROM settings WHERE key = ?1")
-        .and_then(|mut stmt| {
-            stmt.query_row([CURSOR_SETTING], |row| row.get::<_, String>(0))
-                .optional()
-        })
-        .during("read the webhook cursor")?
-        .and_then(|text| text.parse().ok());
-    let Some(cursor) = cursor else {
+    let Some(cursor) = read_cursor(conn)? else {
         return Ok(true);
     };
     conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM event_feed WHERE pos > ?1)")

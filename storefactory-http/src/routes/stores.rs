@@ -471,8 +471,7 @@ pub async fn suspend(
         .within_cluster_deadline(async { Ok(provisioner.suspend(&record.id).await?) })
         .await?;
     tracing::info!(store = %record.id, "store suspension requested");
-    audit_store(&state, "store.suspend", &user, &record.id, addr).await;
-    Ok((StatusCode::ACCEPTED, Json(StoreView::from(&record))))
+    accepted(&state, "store.suspend", &user, &record, addr).await
 }
 
 /// `POST /api/stores/{id}/resume`: 202 with the store, now `resuming`; it becomes `ready`
@@ -489,8 +488,20 @@ pub async fn resume(
         .within_cluster_deadline(async { Ok(provisioner.resume(&record.id).await?) })
         .await?;
     tracing::info!(store = %record.id, "store resumption requested");
-    audit_store(&state, "store.resume", &user, &record.id, addr).await;
-    Ok((StatusCode::ACCEPTED, Json(StoreView::from(&record))))
+    accepted(&state, "store.resume", &user, &record, addr).await
+}
+
+/// The answer to a change the reconciler carries out (suspend, resume): audited, then 202
+/// with the store as it now is.
+async fn accepted(
+    state: &AppState,
+    action: &str,
+    user: &AuthUser,
+    record: &StoreRecord,
+    addr: ClientAddr,
+) -> Result<(StatusCode, Json<StoreView>), ApiError> {
+    audit_store(state, action, user, &record.id, addr).await;
+    Ok((StatusCode::ACCEPTED, Json(StoreView::from(record))))
 }
 
 /// `GET /api/stores/{id}/credentials`: for the owner only, even admins see others'
