@@ -328,6 +328,65 @@ async fn create_without_wait_applies_objects_then_wait_and_wait_deleted_finish_t
     assert_eq!(again.status.code(), Some(3), "{}", stderr(&again));
 }
 
+// Regression: `store create --admin-password-file` sealed the password under a key of its
+// own process, so when another process did the cluster work (a running server, or a later
+// `store wait`) the password could not be opened and a generated one was used instead.
+#[tokio::test]
+async fn a_password_chosen_on_the_command_line_reaches_the_store_when_another_process_applies_it() {
+    use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+
+    let (client, cli) = admin_on_cluster().await;
+    // Another process leads: `create` records the store and leaves the work to it.
+    let leases: Api<Lease> = Api::namespaced(client.clone(), cli.lease_namespace().await);
+    let held = Lease {
+        metadata: kube::api::ObjectMeta {
+            name: Some("storefactory-reconciler".to_owned()),
+            ..Default::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some("somebody-else".to_owned()),
+            lease_duration_seconds: Some(3600),
+            ..Default::default()
+        }),
+    };
+    leases.create(&PostParams::default(), &held).await.unwrap();
+    let id = StoreId::generate().to_string();
+    let password = "chosen on the command line";
+    std::fs::write(cli.path("admin-password"), password).unwrap();
+    let created = cli
+        .json(&[
+            "store",
+            "create",
+            "--id",
+            &id,
+            "--admin-password-file",
+            "admin-password",
+        ])
+        .await;
+    assert_eq!(created["status"], "initialized", "{created}");
+    assert!(
+        !namespace_exists(&client, &id).await,
+        "applied despite the leader"
+    );
+
+    // The leader goes away; a new process (as a server would) provisions the store.
+    leases
+        .delete("storefactory-reconciler", &DeleteParams::default())
+        .await
+        .unwrap();
+    let ready = cli.run(&["store", "wait", &id, "--timeout", "3m"]).await;
+    assert_eq!(ready.status.code(), Some(0), "{}", stderr(&ready));
+    assert!(
+        !stderr(&ready).contains("cannot be read"),
+        "the chosen password could not be opened: {}",
+        stderr(&ready)
+    );
+    let credentials = cli.json(&["store", "credentials", &id]).await;
+    assert_eq!(credentials["password"], password);
+    let deleted = cli.run(&["store", "delete", &id, "--wait"]).await;
+    assert_eq!(deleted.status.code(), Some(0), "{}", stderr(&deleted));
+}
+
 // Regression: `store wait` (like `create/delete/retry --wait`) ran the reconciler over every
 // store in the database, so next to a running server it worked on the server's stores too,
 // and marked failed those of blueprints the command line does not know.
@@ -1295,7 +1354,7 @@ async fn a_webhook_added_on_the_command_line_is_delivered_and_signed_by_a_runnin
         .await;
     assert_eq!(wrong.status.code(), Some(2), "{}", stderr(&wrong));
     assert!(
-        stderr(&wrong).contains("not the key the server seals webhook secrets with"),
+        stderr(&wrong).contains("not the key the server seals secrets with"),
         "{}",
         stderr(&wrong)
     );

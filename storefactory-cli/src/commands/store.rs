@@ -8,6 +8,7 @@ use serde::Serialize;
 use storefactory_core::blueprint::{SecretInputs, validate_admin_password};
 use storefactory_core::port::{StoreFilter, StoreRepository};
 use storefactory_core::provisioner::{CreateStore, Provisioner, ProvisionerConfig, error_chain};
+use storefactory_core::seal::SealingKey;
 use storefactory_core::spec::StoreId;
 use storefactory_core::store::{StoreEvent, StoreRecord};
 use storefactory_sql::{AuditRecord, Database};
@@ -117,7 +118,19 @@ impl<'a> StoreView<'a> {
 /// A command drives one store. The database may be shared with a running server, whose
 /// reconciler owns every other store, and may hold stores of blueprints this command line
 /// does not know; reconciling those here would race the server or mark them failed.
+///
+/// Values chosen at creation are sealed and opened under the server's key, so that
+/// whichever process applies the store reads them; without that key (another one was
+/// given), such values cannot be opened here and generated ones are used, as the warning
+/// says.
 async fn provisioner(ctx: &Context, db: &Database, id: &StoreId) -> Result<Provisioner> {
+    let sealing_key = match ctx.sealing_key(db).await {
+        Ok(key) => key,
+        Err(error) => {
+            tracing::warn!("{error:#}");
+            SealingKey::random()
+        }
+    };
     let client = ctx.client().await?;
     let repository: Arc<dyn StoreRepository> = Arc::new(db.clone());
     Ok(Provisioner::new(
@@ -128,6 +141,7 @@ async fn provisioner(ctx: &Context, db: &Database, id: &StoreId) -> Result<Provi
             only: Some(HashSet::from([id.clone()])),
             leader: Some(ctx.leader()),
             paused_backend: ctx.paused_backend(),
+            sealing_key,
             ..ProvisionerConfig::default()
         },
     ))
@@ -183,6 +197,11 @@ async fn create(ctx: &Context, args: CreateArgs) -> Result<()> {
     let spec = convert::build_spec(&args.spec, id.clone(), products.as_deref())?;
 
     let db = ctx.db().await?;
+    if admin_password.is_some() {
+        // Sealed under the server's key, which must be at hand: a password the server cannot
+        // open would be replaced by a generated one.
+        ctx.sealing_key(&db).await?;
+    }
     let Some(owner) = db.get_user(&spec.owner).await? else {
         return Err(Failure::new(
             Code::NotFound,
