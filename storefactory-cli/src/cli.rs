@@ -499,6 +499,14 @@ pub struct ListArgs {
     /// Include deleted stores kept for the audit trail.
     #[arg(long)]
     pub all: bool,
+
+    /// Show at most N stores.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
+    pub limit: Option<u64>,
+
+    /// The most recently created first (by default the oldest first).
+    #[arg(long)]
+    pub newest_first: bool,
 }
 
 /// `user` commands. Passwords are read from a prompt, or from standard input when it is not

@@ -598,6 +598,57 @@ async fn an_unreachable_cluster_exits_5_and_records_nothing() {
 }
 
 #[tokio::test]
+async fn store_list_shows_every_store_of_a_large_database_and_honours_limit_and_order() {
+    let cli = Cli::offline();
+    cli.add_admin().await;
+    let quota = cli
+        .run(&[
+            "user",
+            "set-quota",
+            "admin",
+            "--max-stores",
+            "1500",
+            "--max-storage",
+            "10000",
+        ])
+        .await;
+    assert_eq!(quota.status.code(), Some(0), "{}", stderr(&quota));
+    let db = storefactory_sql::Database::open(cli.path("sf.db"))
+        .await
+        .expect("open the CLI's database");
+    // More than two of the pages the command reads at a time.
+    let ids: Vec<StoreId> = (0..1203)
+        .map(|n| StoreId::new(format!("shop-{n:04}")).unwrap())
+        .collect();
+    for id in &ids {
+        let spec = StoreSpec::new(id.clone(), "admin", format!("{id}.shop.example"));
+        db.insert_store(&StoreRecord::new(spec, id.as_str(), "woocommerce"))
+            .await
+            .expect("insert");
+    }
+    let listed = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .expect("a JSON array")
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = listed(&cli.json(&["store", "list"]).await);
+    let expected: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+    assert_eq!(all, expected, "every store once, oldest first");
+
+    let newest = listed(
+        &cli.json(&["store", "list", "--newest-first", "--limit", "3"])
+            .await,
+    );
+    assert_eq!(newest, ["shop-1202", "shop-1201", "shop-1200"]);
+    let first = listed(&cli.json(&["store", "list", "--limit", "501"]).await);
+    assert_eq!(first, expected[..501]);
+    let zero = cli.run(&["store", "list", "--limit", "0"]).await;
+    assert_eq!(zero.status.code(), Some(2), "{}", stderr(&zero));
+}
+
+#[tokio::test]
 async fn users_are_managed_with_passwords_from_stdin_and_quotas_enforced() {
     let cli = Cli::offline();
     let added = cli

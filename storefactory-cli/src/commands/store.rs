@@ -11,7 +11,7 @@ use storefactory_core::provisioner::{CreateStore, Provisioner, ProvisionerConfig
 use storefactory_core::seal::SealingKey;
 use storefactory_core::spec::StoreId;
 use storefactory_core::store::{StoreEvent, StoreRecord};
-use storefactory_sql::{AuditRecord, Database};
+use storefactory_sql::{AuditRecord, Database, StoreOrder};
 use tokio::sync::broadcast;
 
 use crate::Context;
@@ -265,13 +265,37 @@ async fn create(ctx: &Context, args: CreateArgs) -> Result<()> {
     })
 }
 
+/// Stores read from the database per query by `store list`.
+const PAGE: usize = 500;
+
 async fn list(ctx: &Context, args: ListArgs) -> Result<()> {
     let db = ctx.db().await?;
     let filter = StoreFilter {
         owner: args.owner,
         include_deleted: args.all,
     };
-    let records = db.list_stores(&filter).await?;
+    let limit = args
+        .limit
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(usize::MAX);
+    let order = if args.newest_first {
+        StoreOrder::NewestFirst
+    } else {
+        StoreOrder::OldestFirst
+    };
+    // A page at a time, as the API serves the listing: no query reads the whole table.
+    let mut records = Vec::new();
+    let mut after = None;
+    while records.len() < limit {
+        let page = db
+            .list_stores_page(&filter, after, PAGE.min(limit - records.len()), order)
+            .await?;
+        records.extend(page.stores);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
     let views: Vec<StoreView<'_>> = records.iter().map(StoreView::new).collect();
     output::print(ctx.output(), &views, || {
         if views.is_empty() {
