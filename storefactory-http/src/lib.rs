@@ -23,6 +23,7 @@ mod api_error;
 pub mod auth;
 mod config;
 pub mod error;
+mod memory;
 pub mod metrics;
 pub mod routes;
 mod server;

@@ -115,6 +115,7 @@ impl Server {
                 }
             }
         });
+        background.spawn(crate::memory::run());
         // Webhook deliveries run beside the reconciler, never on its path, and need no
         // cluster: they follow the event feed in the database.
         let dispatching = tokio::spawn(crate::webhooks::dispatcher::run(state.clone()));
