@@ -26,7 +26,8 @@ impl Provisioner {
     /// in place; returns the store as recorded. The store stays in its status and keeps its
     /// own host throughout. Adding a domain the store already has changes nothing.
     ///
-    /// Refused, changing nothing: an invalid domain ([`Error::Invalid`]), one another store
+    /// Refused, changing nothing: an invalid domain or the store's own host
+    /// ([`Error::Invalid`]), one another store
     /// holds (as a custom domain or its own host, [`RepositoryError::DomainTaken`]), one too
     /// many ([`RepositoryError::DomainLimit`]), and a store in another status
     /// ([`Error::InvalidState`]).
@@ -38,7 +39,11 @@ impl Provisioner {
             return Ok(record);
         }
         if record.spec.ingress.host == host {
-            return Err(RepositoryError::DomainTaken { host }.into());
+            return Err(crate::error::ValidationError::new(
+                "domain",
+                format!("{host} is the store's own host already"),
+            )
+            .into());
         }
         if record.spec.ingress.domains.len() >= MAX_DOMAINS {
             return Err(RepositoryError::DomainLimit {
