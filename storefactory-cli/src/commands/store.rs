@@ -46,6 +46,7 @@ pub async fn run(ctx: &Context, command: StoreCommand) -> Result<()> {
             let record = wait::until(&provisioner, &id, target, timeout, events).await?;
             show_after_wait(ctx, &id, record.as_ref())
         }
+        StoreCommand::Domain(command) => crate::commands::domain::run(ctx, command).await,
         StoreCommand::Credentials { id } => {
             let db = ctx.db().await?;
             let provisioner = provisioner(ctx, &db, &id).await?;
@@ -117,7 +118,7 @@ impl<'a> StoreView<'a> {
 /// A command drives one store. The database may be shared with a running server, whose
 /// reconciler owns every other store, and may hold stores of blueprints this command line
 /// does not know; reconciling those here would race the server or mark them failed.
-async fn provisioner(ctx: &Context, db: &Database, id: &StoreId) -> Result<Provisioner> {
+pub(crate) async fn provisioner(ctx: &Context, db: &Database, id: &StoreId) -> Result<Provisioner> {
     let client = ctx.client().await?;
     let repository: Arc<dyn StoreRepository> = Arc::new(db.clone());
     Ok(Provisioner::new(
@@ -133,7 +134,7 @@ async fn provisioner(ctx: &Context, db: &Database, id: &StoreId) -> Result<Provi
     ))
 }
 
-async fn audit(db: &Database, action: &str, id: &StoreId, detail: String) {
+pub(crate) async fn audit(db: &Database, action: &str, id: &StoreId, detail: String) {
     let record = AuditRecord::new(action).target(id.as_str()).detail(detail);
     if let Err(error) = db.record_audit(record).await {
         tracing::warn!(%error, action, "cannot write the audit log");
@@ -142,7 +143,7 @@ async fn audit(db: &Database, action: &str, id: &StoreId, detail: String) {
 
 /// One reconcile pass: applies (or deletes) what the record asks for, so that the command
 /// does its part even when no server is running and --wait was not given.
-async fn reconcile_once(provisioner: &Provisioner, id: &StoreId) -> Result<()> {
+pub(crate) async fn reconcile_once(provisioner: &Provisioner, id: &StoreId) -> Result<()> {
     provisioner
         .reconcile_once(id)
         .await

@@ -118,7 +118,12 @@ impl Provisioner {
         drop(own);
         tracing::info!(store = %id, domain = change.host(), "custom domains changed");
         // Applied in place by the leader: this process if it leads, else the leader when
-        // the event reaches it through the feed.
+        // the event reaches it through the feed. Counted here as well, so that a process
+        // that reconciles the store once without leading (the command line's
+        // `reconcile_once`) applies it too.
+        if self.in_scope(id) && !self.is_leading() {
+            self.inner.states.with(id, |s| s.apply_requests += 1);
+        }
         self.enqueue(id);
         Ok(record)
     }
