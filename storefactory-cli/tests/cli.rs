@@ -1396,7 +1396,10 @@ async fn ingress_hosts(client: &kube::Client, id: &str) -> Vec<String> {
 #[tokio::test]
 async fn store_domain_add_list_remove_update_the_ingress_and_refuse_another_stores_domain() {
     let (client, cli) = admin_on_cluster().await;
-    let (a, b) = (StoreId::generate().to_string(), StoreId::generate().to_string());
+    let (a, b) = (
+        StoreId::generate().to_string(),
+        StoreId::generate().to_string(),
+    );
     for id in [&a, &b] {
         assert_eq!(cli.create_and_wait(id, "3m").await.status.code(), Some(0));
     }
@@ -1414,7 +1417,11 @@ async fn store_domain_add_list_remove_update_the_ingress_and_refuse_another_stor
     );
     let listed = cli.run(&["store", "domain", "list", &a]).await;
     assert_eq!(listed.status.code(), Some(0));
-    assert!(stdout(&listed).contains("shop.example.com"), "{}", stdout(&listed));
+    assert!(
+        stdout(&listed).contains("shop.example.com"),
+        "{}",
+        stdout(&listed)
+    );
 
     // Another store's domain or host: exit 4, nothing changes; a bad name: exit 2.
     for domain in ["shop.example.com", host_a.as_str()] {
@@ -1426,9 +1433,15 @@ async fn store_domain_add_list_remove_update_the_ingress_and_refuse_another_stor
             stderr(&refused)
         );
     }
-    let refused = cli.run(&["store", "domain", "add", &b, "*.example.com"]).await;
+    let refused = cli
+        .run(&["store", "domain", "add", &b, "*.example.com"])
+        .await;
     assert_eq!(refused.status.code(), Some(2));
-    assert!(stderr(&refused).contains("wildcards"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("wildcards"),
+        "{}",
+        stderr(&refused)
+    );
     let shown = cli.json(&["store", "domain", "list", &b]).await;
     assert_eq!(shown["domains"], serde_json::json!([]));
     assert_eq!(
@@ -1440,7 +1453,7 @@ async fn store_domain_add_list_remove_update_the_ingress_and_refuse_another_stor
         .json(&["store", "domain", "remove", &a, "shop.example.com"])
         .await;
     assert_eq!(removed["domains"], serde_json::json!([]));
-    assert_eq!(ingress_hosts(&client, &a).await, [host_a.clone()]);
+    assert_eq!(ingress_hosts(&client, &a).await, [host_a]);
     let missing = cli
         .run(&["store", "domain", "remove", &a, "shop.example.com"])
         .await;

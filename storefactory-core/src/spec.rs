@@ -488,7 +488,10 @@ pub fn normalize_domain(input: &str) -> VResult<String> {
         return refuse("wildcards are not supported; add each host");
     }
     if host.parse::<std::net::IpAddr>().is_ok()
-        || host.trim_matches(['[', ']']).parse::<std::net::Ipv6Addr>().is_ok()
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok()
     {
         return refuse("it is an IP address, not a host name");
     }
@@ -504,7 +507,11 @@ pub fn normalize_domain(input: &str) -> VResult<String> {
              ending with a letter or digit",
         );
     }
-    if host.rsplit('.').next().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit())) {
+    if host
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
         return refuse("its last label is a number");
     }
     Ok(host)

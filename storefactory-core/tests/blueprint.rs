@@ -1192,7 +1192,10 @@ fn custom_domains_are_rules_and_certificate_names_of_the_same_ingress() {
     let ingress = ingress_of(&running);
     let rules = ingress.rules.clone().unwrap();
     let rule_hosts: Vec<_> = rules.iter().map(|r| r.host.clone().unwrap()).collect();
-    assert_eq!(rule_hosts, hosts, "the store's own host stays the first rule");
+    assert_eq!(
+        rule_hosts, hosts,
+        "the store's own host stays the first rule"
+    );
     let backends: BTreeSet<_> = rules
         .iter()
         .map(|r| r.http.as_ref().unwrap().paths[0].clone())
@@ -1249,7 +1252,11 @@ fn custom_domains_are_rules_and_certificate_names_of_the_same_ingress() {
 
 #[test]
 fn hostile_custom_domains_never_reach_the_template() {
-    for hostile in ["a.example, evil.example", "a.example]\n- b", "{{x}}.example"] {
+    for hostile in [
+        "a.example, evil.example",
+        "a.example]\n- b",
+        "{{x}}.example",
+    ] {
         let mut spec = spec();
         spec.ingress.domains = vec![hostile.to_owned()];
         let err = BlueprintRegistry::builtin()

@@ -170,9 +170,7 @@ fn record_ingress_versions(h: &Harness, id: &StoreId) -> Arc<Mutex<Vec<Vec<Strin
     tokio::spawn(async move {
         let mut stream = watcher(api, watcher::Config::default()).boxed();
         while let Some(event) = stream.next().await {
-            if let Ok(watcher::Event::Apply(ingress) | watcher::Event::InitApply(ingress)) =
-                event
-            {
+            if let Ok(watcher::Event::Apply(ingress) | watcher::Event::InitApply(ingress)) = event {
                 sink.lock().unwrap().push(rule_hosts(&ingress));
             }
         }
@@ -204,7 +202,7 @@ async fn domains_are_added_and_removed_in_place_unique_across_stores() {
     h.wait_for(&a, StoreStatus::Ready).await;
     h.wait_for(&b, StoreStatus::Ready).await;
     let before = h.ingress(&a).await;
-    assert_eq!(rule_hosts(&before), [host_a.clone()]);
+    assert_eq!(rule_hosts(&before), [host_a.as_str()]);
     let statuses_before = h.statuses(&a).await;
     let versions = record_ingress_versions(&h, &a);
 
@@ -213,9 +211,7 @@ async fn domains_are_added_and_removed_in_place_unique_across_stores() {
     let record = p.add_domain(&a, " Shop.Example.COM. ").await.unwrap();
     assert_eq!(record.status, StoreStatus::Ready);
     assert_eq!(record.spec.ingress.domains, ["shop.example.com"]);
-    let after = h
-        .wait_for_hosts(&a, &[&host_a, "shop.example.com"])
-        .await;
+    let after = h.wait_for_hosts(&a, &[&host_a, "shop.example.com"]).await;
     assert_eq!(tls_hosts(&after), [host_a.as_str(), "shop.example.com"]);
     assert_eq!(backends(&after), ["wordpress", "wordpress"]);
     assert_eq!(
@@ -224,7 +220,10 @@ async fn domains_are_added_and_removed_in_place_unique_across_stores() {
     );
     assert_eq!(h.record(&a).await.status, StoreStatus::Ready);
     assert_eq!(h.statuses(&a).await, statuses_before, "no status change");
-    assert_eq!(h.steps(&a, "domain").await, ["domain shop.example.com added"]);
+    assert_eq!(
+        h.steps(&a, "domain").await,
+        ["domain shop.example.com added"]
+    );
     // Adding it again changes nothing.
     assert_eq!(
         p.add_domain(&a, "shop.example.com").await.unwrap(),
@@ -237,10 +236,26 @@ async fn domains_are_added_and_removed_in_place_unique_across_stores() {
     let b_before = h.record(&b).await;
     let b_ingress = h.ingress(&b).await;
     for (domain, kind, text) in [
-        ("shop.example.com", ErrorKind::Conflict, "already used by another store"),
-        ("SHOP.example.com", ErrorKind::Conflict, "already used by another store"),
-        (host_a.as_str(), ErrorKind::Conflict, "already used by another store"),
-        (host_b.as_str(), ErrorKind::Conflict, "already used by another store"),
+        (
+            "shop.example.com",
+            ErrorKind::Conflict,
+            "already used by another store",
+        ),
+        (
+            "SHOP.example.com",
+            ErrorKind::Conflict,
+            "already used by another store",
+        ),
+        (
+            host_a.as_str(),
+            ErrorKind::Conflict,
+            "already used by another store",
+        ),
+        (
+            host_b.as_str(),
+            ErrorKind::Conflict,
+            "already used by another store",
+        ),
         ("*.example.com", ErrorKind::Invalid, "wildcards"),
         ("10.1.2.3", ErrorKind::Invalid, "IP address"),
         ("localhost", ErrorKind::Invalid, "two labels"),

@@ -418,7 +418,10 @@ impl AppState {
     }
 
     /// The store a custom domain is for (cached, see [`crate::domains`]).
-    pub(crate) async fn store_of_domain(&self, host: &str) -> Option<storefactory_core::spec::StoreId> {
+    pub(crate) async fn store_of_domain(
+        &self,
+        host: &str,
+    ) -> Option<storefactory_core::spec::StoreId> {
         self.inner.domains.store_of(&self.inner.db, host).await
     }
 

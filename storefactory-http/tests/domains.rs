@@ -103,7 +103,12 @@ async fn domains_are_added_listed_and_removed_by_owner_or_admin_and_unique() -> 
     let before = app.db.get_store(&other_id).await?.expect("store");
     for domain in ["shop.example.com", "SHOP.example.com.", shop_host.as_str()] {
         let reply = add(&app, &frank, &other, json!({ "domain": domain })).await?;
-        assert_eq!(reply.status, StatusCode::CONFLICT, "{domain}: {}", reply.text);
+        assert_eq!(
+            reply.status,
+            StatusCode::CONFLICT,
+            "{domain}: {}",
+            reply.text
+        );
         assert_eq!(reply.code(), "domain_taken");
         assert!(
             reply.message().contains("is already used by another store"),
@@ -116,7 +121,12 @@ async fn domains_are_added_listed_and_removed_by_owner_or_admin_and_unique() -> 
     }
     // Its own host is not a custom domain of its own.
     let reply = add(&app, &frank, &other, json!({ "domain": other_host })).await?;
-    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.text);
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.text
+    );
     assert!(reply.message().contains("own host"), "{}", reply.text);
     // Bad names: 422 naming the field, saying why.
     for (domain, why) in [
@@ -139,7 +149,12 @@ async fn domains_are_added_listed_and_removed_by_owner_or_admin_and_unique() -> 
         assert!(reply.message().contains(why), "{domain}: {}", reply.text);
     }
     let reply = add(&app, &frank, &other, json!({ "host": "a.example.com" })).await?;
-    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.text);
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.text
+    );
     assert_eq!(app.db.get_store(&other_id).await?.expect("store"), before);
 
     // Someone else's store reads as missing; an admin may change it.
@@ -152,7 +167,13 @@ async fn domains_are_added_listed_and_removed_by_owner_or_admin_and_unique() -> 
 
     // At most ten.
     for i in 1..10 {
-        let reply = add(&app, &erin, &shop, json!({ "domain": format!("s{i}.example.com") })).await?;
+        let reply = add(
+            &app,
+            &erin,
+            &shop,
+            json!({ "domain": format!("s{i}.example.com") }),
+        )
+        .await?;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
     }
     let reply = add(&app, &erin, &shop, json!({ "domain": "s10.example.com" })).await?;
@@ -173,13 +194,26 @@ async fn domains_are_added_listed_and_removed_by_owner_or_admin_and_unique() -> 
     let reply = remove(&app, &erin, &shop, "shop.example.com").await?;
     assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text);
     assert!(
-        reply.message().contains("has no custom domain shop.example.com"),
+        reply
+            .message()
+            .contains("has no custom domain shop.example.com"),
         "{}",
         reply.text
     );
     let reply = remove(&app, &erin, &shop, &shop_host).await?;
-    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.text);
-    let reply = add(&app, &frank, &other, json!({ "domain": "shop.example.com" })).await?;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.text
+    );
+    let reply = add(
+        &app,
+        &frank,
+        &other,
+        json!({ "domain": "shop.example.com" }),
+    )
+    .await?;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
     assert_eq!(
         reply.body["domains"],
@@ -212,7 +246,10 @@ async fn domains_are_added_listed_and_removed_by_owner_or_admin_and_unique() -> 
         .collect();
     assert_eq!(
         messages,
-        ["domain www.example.com added", "domain shop.example.com added"]
+        [
+            "domain www.example.com added",
+            "domain shop.example.com added"
+        ]
     );
     let audit = app
         .db

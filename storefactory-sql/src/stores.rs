@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use storefactory_core::error::RepositoryError;
-use storefactory_core::spec::MAX_DOMAINS;
 use storefactory_core::port::{DomainChange, Quota, StoreFilter, StoreRepository};
+use storefactory_core::spec::MAX_DOMAINS;
 use storefactory_core::spec::{StoreId, StoreSpec};
 use storefactory_core::store::{EventKind, StoreEvent, StoreRecord, StoreStatus, Timestamp};
 

@@ -1543,20 +1543,8 @@ async fn concurrent_adds_of_one_domain_never_both_win() {
         let host = format!("shop{round}.example.com");
         let add = DomainChange::Add(host.clone());
         let (a, b) = tokio::join!(
-            first.change_domain(
-                &race1,
-                &add,
-                &allowed,
-                Timestamp(1),
-                &event
-            ),
-            second.change_domain(
-                &race2,
-                &add,
-                &allowed,
-                Timestamp(1),
-                &event
-            ),
+            first.change_domain(&race1, &add, &allowed, Timestamp(1), &event),
+            second.change_domain(&race2, &add, &allowed, Timestamp(1), &event),
         );
         let won = [a.is_ok(), b.is_ok()];
         assert_eq!(won.iter().filter(|w| **w).count(), 1, "round {round}");

@@ -183,15 +183,23 @@ async fn domain_script(repo: &dyn StoreRepository) -> Vec<String> {
     let remove = |h: &str| DomainChange::Remove(h.to_owned());
     let mut log = Vec::new();
     for s in ["d1", "d2"] {
-        log.push(outcome(repo.insert_store(&store(s)).await, |()| "inserted".into()));
+        log.push(outcome(repo.insert_store(&store(s)).await, |()| {
+            "inserted".into()
+        }));
         repo.set_status(&id(s), StoreStatus::Provisioning, None)
             .await
             .unwrap();
     }
     // Not ready yet.
     log.push(outcome(
-        repo.change_domain(&id("d1"), &add("shop.example"), &ready, Timestamp(1), &added)
-            .await,
+        repo.change_domain(
+            &id("d1"),
+            &add("shop.example"),
+            &ready,
+            Timestamp(1),
+            &added,
+        )
+        .await,
         change,
     ));
     for s in ["d1", "d2"] {
@@ -231,19 +239,35 @@ async fn domain_script(repo: &dyn StoreRepository) -> Vec<String> {
     // A store whose host another store holds as a domain is refused.
     let mut squatter = store("d3");
     squatter.spec.ingress.host = "www.example".to_owned();
-    log.push(outcome(repo.insert_store(&squatter).await, |()| "inserted".into()));
+    log.push(outcome(repo.insert_store(&squatter).await, |()| {
+        "inserted".into()
+    }));
     let mut with_domain = store("d4");
     with_domain.spec.ingress.domains = vec!["s3.example".to_owned()];
-    log.push(outcome(repo.insert_store(&with_domain).await, |()| "inserted".into()));
+    log.push(outcome(repo.insert_store(&with_domain).await, |()| {
+        "inserted".into()
+    }));
     log.push(outcome(
-        repo.change_domain(&id("d1"), &remove("shop.example"), &ready, Timestamp(4), &added)
-            .await,
+        repo.change_domain(
+            &id("d1"),
+            &remove("shop.example"),
+            &ready,
+            Timestamp(4),
+            &added,
+        )
+        .await,
         change,
     ));
     // Free again: another store may take it.
     log.push(outcome(
-        repo.change_domain(&id("d2"), &add("shop.example"), &ready, Timestamp(5), &added)
-            .await,
+        repo.change_domain(
+            &id("d2"),
+            &add("shop.example"),
+            &ready,
+            Timestamp(5),
+            &added,
+        )
+        .await,
         change,
     ));
     // Deleting a store releases its domains once it is deleted (its Ingress is gone), not
@@ -252,25 +276,44 @@ async fn domain_script(repo: &dyn StoreRepository) -> Vec<String> {
         .await
         .unwrap();
     log.push(outcome(
-        repo.change_domain(&id("d1"), &add("shop.example"), &ready, Timestamp(6), &added)
-            .await,
+        repo.change_domain(
+            &id("d1"),
+            &add("shop.example"),
+            &ready,
+            Timestamp(6),
+            &added,
+        )
+        .await,
         change,
     ));
     repo.set_status(&id("d2"), StoreStatus::Deleted, None)
         .await
         .unwrap();
     log.push(outcome(
-        repo.change_domain(&id("d1"), &remove("s9.example"), &ready, Timestamp(7), &added)
-            .await,
+        repo.change_domain(
+            &id("d1"),
+            &remove("s9.example"),
+            &ready,
+            Timestamp(7),
+            &added,
+        )
+        .await,
         change,
     ));
     log.push(outcome(
-        repo.change_domain(&id("d1"), &add("shop.example"), &ready, Timestamp(8), &added)
-            .await,
+        repo.change_domain(
+            &id("d1"),
+            &add("shop.example"),
+            &ready,
+            Timestamp(8),
+            &added,
+        )
+        .await,
         change,
     ));
     log.push(outcome(repo.get_store(&id("d1")).await, |r| {
-        r.map(|r| r.spec.ingress.domains.join(",")).unwrap_or_default()
+        r.map(|r| r.spec.ingress.domains.join(","))
+            .unwrap_or_default()
     }));
     log.push(outcome(repo.events(&id("d1"), 0).await, |es| {
         format!("{} events", es.len())
@@ -318,7 +361,8 @@ async fn custom_domains_are_unique_and_bounded_in_both_repositories() {
     }
     let n = expected.len();
     assert_eq!(
-        expected[n - 5], "refused: domain shop.example is already used by another store",
+        expected[n - 5],
+        "refused: domain shop.example is already used by another store",
         "a store being deleted still holds its domains"
     );
     assert!(

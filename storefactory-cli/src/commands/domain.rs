@@ -107,7 +107,10 @@ async fn change(ctx: &Context, id: &StoreId, domain: &str, add: bool) -> Result<
     let db = ctx.db().await?;
     let provisioner = provisioner(ctx, &db, id).await?;
     let (record, action) = if add {
-        (provisioner.add_domain(id, domain).await?, "store.domain.add")
+        (
+            provisioner.add_domain(id, domain).await?,
+            "store.domain.add",
+        )
     } else {
         (
             provisioner.remove_domain(id, domain).await?,

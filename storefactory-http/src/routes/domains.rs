@@ -114,7 +114,15 @@ pub async fn remove(
         .await?;
     tracing::info!(store = %record.id, domain, "custom domain removed");
     let domain = normalize_domain(&domain).unwrap_or(domain);
-    audit_domain(&state, "store.domain.remove", &user, &record.id, &domain, addr).await;
+    audit_domain(
+        &state,
+        "store.domain.remove",
+        &user,
+        &record.id,
+        &domain,
+        addr,
+    )
+    .await;
     Ok(Json(StoreView::from(&record)))
 }
 
