@@ -251,11 +251,7 @@ async fn domains_are_added_and_removed_in_place_unique_across_stores() {
             ErrorKind::Conflict,
             "already used by another store",
         ),
-        (
-            host_b.as_str(),
-            ErrorKind::Conflict,
-            "already used by another store",
-        ),
+        (host_b.as_str(), ErrorKind::Invalid, "the store's own host"),
         ("*.example.com", ErrorKind::Invalid, "wildcards"),
         ("10.1.2.3", ErrorKind::Invalid, "IP address"),
         ("localhost", ErrorKind::Invalid, "two labels"),
