@@ -1415,6 +1415,12 @@ async fn store_domain_add_list_remove_update_the_ingress_and_refuse_another_stor
         ingress_hosts(&client, &a).await,
         [host_a.clone(), "shop.example.com".to_owned()]
     );
+    let shown = cli.run(&["store", "get", &a]).await;
+    assert!(
+        stdout(&shown).contains("shop.example.com"),
+        "{}",
+        stdout(&shown)
+    );
     let listed = cli.run(&["store", "domain", "list", &a]).await;
     assert_eq!(listed.status.code(), Some(0));
     assert!(

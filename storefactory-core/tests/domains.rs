@@ -327,3 +327,38 @@ async fn domains_are_added_and_removed_in_place_unique_across_stores() {
     h.wait_for(&b, StoreStatus::Deleted).await;
     run.abort();
 }
+
+// A process that does not reconcile (a replica serving the API, the command line while a
+// server leads) records the change; the leader learns of it through the repository's event
+// feed and applies it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_domain_added_by_a_process_that_does_not_lead_is_applied_by_the_leader() {
+    let h = Harness::new().await;
+    let leader = h.provisioner();
+    let replica = h.provisioner();
+    let id = StoreId::generate();
+    leader.create(request(&id, false)).await.unwrap();
+    let run = {
+        let p = leader.clone();
+        tokio::spawn(async move { p.run().await.expect("reconciler") })
+    };
+    h.wait_for(&id, StoreStatus::Ready).await;
+    let host = format!("store-{id}.storefactory.test");
+    assert!(!replica.is_leading());
+
+    replica
+        .add_domain(&id, "replica.example.com")
+        .await
+        .unwrap();
+    h.wait_for_hosts(&id, &[&host, "replica.example.com"]).await;
+    replica
+        .remove_domain(&id, "replica.example.com")
+        .await
+        .unwrap();
+    h.wait_for_hosts(&id, &[&host]).await;
+    assert_eq!(h.record(&id).await.status, StoreStatus::Ready);
+
+    leader.delete(&id).await.unwrap();
+    h.wait_for(&id, StoreStatus::Deleted).await;
+    run.abort();
+}

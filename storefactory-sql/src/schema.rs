@@ -492,4 +492,42 @@ mod tests {
         assert_eq!(count("SELECT count(*) FROM store_events"), 0);
         assert_eq!(count("SELECT count(*) FROM event_feed"), 0);
     }
+
+    #[test]
+    fn version_8_holds_each_domain_once_and_lets_it_go_with_its_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let mut conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        migrate(&mut conn, &path, &MIGRATIONS[..7]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (username, password_hash, role, max_stores, max_storage_gib, \
+             created_at, updated_at) VALUES ('ann', 'hash', 'user', 2, 9, 1, 1);
+             INSERT INTO stores (id, owner, name, status, host, storage_gib, blueprint, spec, \
+             created_at, updated_at) VALUES ('s1', 'ann', 'Shop', 'ready', 's1.example', 3, \
+             'woocommerce', '{}', 1, 2), ('s2', 'ann', 'Shop', 'ready', 's2.example', 3, \
+             'woocommerce', '{}', 1, 2);",
+        )
+        .unwrap();
+        migrate(&mut conn, &path, MIGRATIONS).unwrap();
+        assert_eq!(version(&conn), 8);
+        let add = |conn: &Connection, host: &str, store: &str| {
+            conn.execute(
+                "INSERT INTO store_domains (host, store_id, added_at) VALUES (?1, ?2, 3)",
+                [host, store],
+            )
+        };
+        add(&conn, "shop.example.com", "s1").unwrap();
+        assert!(
+            add(&conn, "shop.example.com", "s2").is_err(),
+            "one domain, one store"
+        );
+        assert!(
+            add(&conn, "x.example.com", "nope").is_err(),
+            "only stores hold domains"
+        );
+        conn.execute("DELETE FROM stores WHERE id = 's1'", [])
+            .unwrap();
+        add(&conn, "shop.example.com", "s2").unwrap();
+    }
 }

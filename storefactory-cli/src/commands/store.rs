@@ -91,12 +91,18 @@ impl<'a> StoreView<'a> {
             Some(reason) => format!("{} ({reason})", r.status),
             None => r.status.to_string(),
         };
+        let domains = if r.spec.ingress.domains.is_empty() {
+            "(none)".to_owned()
+        } else {
+            r.spec.ingress.domains.join(", ")
+        };
         details(&[
             ("id", r.id.to_string()),
             ("name", r.name.clone()),
             ("owner", r.owner.clone()),
             ("status", status),
             ("url", self.url.clone()),
+            ("domains", domains),
             ("admin url", self.admin_url.clone()),
             ("namespace", self.namespace.clone()),
             ("blueprint", r.blueprint.clone()),
