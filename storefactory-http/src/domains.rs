@@ -19,31 +19,58 @@ type Domains = Arc<HashMap<String, StoreId>>;
 /// Every custom domain of a live store, with its store, as last read.
 #[derive(Default)]
 pub(crate) struct DomainCache {
-    read: tokio::sync::Mutex<Option<(Instant, Domains)>>,
+    /// The last read and when it was made.
+    snapshot: std::sync::Mutex<Option<(Instant, Domains)>>,
+    /// Held by the one request that reads the database again; the others go on with the
+    /// previous read meanwhile (or wait for the first one).
+    refresh: tokio::sync::Mutex<()>,
 }
 
 impl DomainCache {
     /// The store `host` is a custom domain of, if any. A database that cannot be read
-    /// answers `None` (the request goes on as any other) and is asked again next time.
+    /// answers from the previous read, or `None` (the request goes on as any other), and is
+    /// asked again by the next request.
     pub(crate) async fn store_of(&self, db: &Database, host: &str) -> Option<StoreId> {
-        let domains = {
-            // One reader at a time: the others wait for its answer instead of asking too.
-            let mut read = self.read.lock().await;
-            match &*read {
-                Some((at, domains)) if at.elapsed() < DOMAIN_CACHE_TTL => Arc::clone(domains),
-                _ => match db.store_domains().await {
-                    Ok(rows) => {
-                        let domains: Domains = Arc::new(rows.into_iter().collect());
-                        *read = Some((Instant::now(), Arc::clone(&domains)));
-                        domains
-                    }
-                    Err(error) => {
-                        tracing::debug!(%error, "cannot read custom domains");
-                        return None;
-                    }
-                },
+        let (fresh, current) = self.current();
+        if !fresh {
+            let refreshing = match &current {
+                // Someone is reading already: the previous read serves meanwhile.
+                Some(_) => self.refresh.try_lock().ok(),
+                None => Some(self.refresh.lock().await),
+            };
+            if let Some(_refreshing) = refreshing {
+                if let (false, _) = self.current() {
+                    return self.read(db).await?.get(host).cloned();
+                }
+                return self.current().1?.get(host).cloned();
             }
-        };
-        domains.get(host).cloned()
+        }
+        current?.get(host).cloned()
+    }
+
+    /// Whether the last read is recent enough, and the read.
+    fn current(&self) -> (bool, Option<Domains>) {
+        let snapshot = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        match &*snapshot {
+            Some((at, domains)) => (at.elapsed() < DOMAIN_CACHE_TTL, Some(Arc::clone(domains))),
+            None => (false, None),
+        }
+    }
+
+    /// Reads every custom domain again and keeps the read; `None` when the database cannot
+    /// be read (the previous read is kept and answers).
+    async fn read(&self, db: &Database) -> Option<Domains> {
+        match db.store_domains().await {
+            Ok(rows) => {
+                let domains: Domains = Arc::new(rows.into_iter().collect());
+                *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((Instant::now(), Arc::clone(&domains)));
+                Some(domains)
+            }
+            Err(error) => {
+                tracing::debug!(%error, "cannot read custom domains");
+                self.current().1
+            }
+        }
     }
 }
