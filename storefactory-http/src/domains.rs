@@ -1,8 +1,9 @@
 //! Which store a custom domain is for, as the paused page needs to know for every request
 //! whose host is not a store's own (`store-<id>.<domain>`, found by its id): read from the
 //! database at most once per [`DOMAIN_CACHE_TTL`], so that requests to the API itself cost no
-//! query. A domain added in the last few seconds may not be known yet; its store's Ingress
-//! takes longer than that to send it here.
+//! query. A change made through this server is read at the next request; one made by another
+//! process (the command line, another replica) within the last few seconds may not be known
+//! yet.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,6 +47,19 @@ impl DomainCache {
             }
         }
         current?.get(host).cloned()
+    }
+
+    /// Marks the last read as out of date: this process just changed a custom domain, and
+    /// the next request reads them again instead of waiting out the rest of the
+    /// [`DOMAIN_CACHE_TTL`].
+    pub(crate) fn expire(&self) {
+        let mut snapshot = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, _)) = snapshot.as_mut() {
+            match Instant::now().checked_sub(DOMAIN_CACHE_TTL) {
+                Some(long_ago) => *at = long_ago,
+                None => *snapshot = None,
+            }
+        }
     }
 
     /// Whether the last read is recent enough, and the read.

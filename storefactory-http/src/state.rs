@@ -425,6 +425,11 @@ impl AppState {
         self.inner.domains.store_of(&self.inner.db, host).await
     }
 
+    /// Forgets the cached custom domains: one was just changed through this server.
+    pub(crate) fn domains_changed(&self) {
+        self.inner.domains.expire();
+    }
+
     pub(crate) fn store_defaults(&self) -> &StoreDefaults {
         &self.inner.stores
     }

@@ -322,6 +322,45 @@ async fn a_suspended_stores_custom_domain_answers_that_it_is_paused() -> Result<
     Ok(())
 }
 
+// A domain added through the server to a suspended store answers with the paused page at
+// once, though the server had read the custom domains just before.
+#[tokio::test]
+async fn a_domain_added_to_a_suspended_store_is_paused_at_once() -> Result<()> {
+    let app = app().await?;
+    let admin = admin_token(&app).await?;
+    let (id, store_id) = ready_store(&app, &admin).await?;
+    for status in [StoreStatus::Suspending, StoreStatus::Suspended] {
+        app.db.set_status(&store_id, status, None).await?;
+    }
+    let get = |host: &str| {
+        axum::http::Request::builder()
+            .uri("/")
+            .header(axum::http::header::HOST, host)
+            .body(axum::body::Body::empty())
+            .expect("request")
+    };
+    // Not a domain of any store yet: the dashboard, as for any host.
+    let before = send_raw(&app.router, get("late.example.com")).await?;
+    assert_eq!(before.status, StatusCode::OK);
+    assert!(!before.text.contains("This store is paused"));
+    let reply = add(&app, &admin, &id, json!({ "domain": "late.example.com" })).await?;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    assert_eq!(reply.body["status"], "suspended");
+    let after = send_raw(&app.router, get("late.example.com")).await?;
+    assert_eq!(after.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        after.text.contains("This store is paused"),
+        "{}",
+        after.text
+    );
+    // Removed: the host is the platform's again.
+    let reply = remove(&app, &admin, &id, "late.example.com").await?;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let removed = send_raw(&app.router, get("late.example.com")).await?;
+    assert_eq!(removed.status, StatusCode::OK);
+    Ok(())
+}
+
 /// Sends one HTTP/1.1 request with `host` to the server at `addr`; the status line, the
 /// headers (lowercase) and the body.
 async fn raw_get(

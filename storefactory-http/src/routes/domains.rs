@@ -93,6 +93,7 @@ pub async fn add(
     if had {
         return Ok((StatusCode::OK, Json(StoreView::from(&record))));
     }
+    state.domains_changed();
     tracing::info!(store = %record.id, domain, "custom domain added");
     audit_domain(&state, "store.domain.add", &user, &record.id, &domain, addr).await;
     Ok((StatusCode::CREATED, Json(StoreView::from(&record))))
@@ -112,6 +113,7 @@ pub async fn remove(
             Ok(provisioner.remove_domain(&record.id, &domain).await?)
         })
         .await?;
+    state.domains_changed();
     tracing::info!(store = %record.id, domain, "custom domain removed");
     let domain = normalize_domain(&domain).unwrap_or(domain);
     audit_domain(
