@@ -368,6 +368,10 @@ pub enum StoreCommand {
         /// The store id.
         id: StoreId,
     },
+
+    /// Custom domains of a store: more hosts it answers on.
+    #[command(subcommand)]
+    Domain(crate::commands::domain::DomainCommand),
 }
 
 const CREATE_LONG: &str = "\

@@ -1488,3 +1488,96 @@ async fn a_webhook_added_on_the_command_line_is_delivered_and_signed_by_a_runnin
     );
     assert_eq!(stop(server).await, Some(0));
 }
+
+/// The rule hosts of a store's Ingress on the cluster.
+async fn ingress_hosts(client: &kube::Client, id: &str) -> Vec<String> {
+    let api: Api<k8s_openapi::api::networking::v1::Ingress> =
+        Api::namespaced(client.clone(), &format!("store-{id}"));
+    let ingress = api.get("wordpress").await.expect("ingress");
+    ingress
+        .spec
+        .and_then(|s| s.rules)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|r| r.host)
+        .collect()
+}
+
+#[tokio::test]
+async fn store_domain_add_list_remove_update_the_ingress_and_refuse_another_stores_domain() {
+    let (client, cli) = admin_on_cluster().await;
+    let (a, b) = (
+        StoreId::generate().to_string(),
+        StoreId::generate().to_string(),
+    );
+    for id in [&a, &b] {
+        assert_eq!(cli.create_and_wait(id, "3m").await.status.code(), Some(0));
+    }
+    let host_a = format!("store-{a}.storefactory.local");
+
+    let added = cli
+        .json(&["store", "domain", "add", &a, "Shop.Example.com."])
+        .await;
+    assert_eq!(added["domains"], serde_json::json!(["shop.example.com"]));
+    assert_eq!(added["host"], host_a.as_str());
+    // Applied by the command itself: no server runs.
+    assert_eq!(
+        ingress_hosts(&client, &a).await,
+        [host_a.clone(), "shop.example.com".to_owned()]
+    );
+    let shown = cli.run(&["store", "get", &a]).await;
+    assert!(
+        stdout(&shown).contains("shop.example.com"),
+        "{}",
+        stdout(&shown)
+    );
+    let listed = cli.run(&["store", "domain", "list", &a]).await;
+    assert_eq!(listed.status.code(), Some(0));
+    assert!(
+        stdout(&listed).contains("shop.example.com"),
+        "{}",
+        stdout(&listed)
+    );
+
+    // Another store's domain or host: exit 4, nothing changes; a bad name: exit 2.
+    for domain in ["shop.example.com", host_a.as_str()] {
+        let refused = cli.run(&["store", "domain", "add", &b, domain]).await;
+        assert_eq!(refused.status.code(), Some(4), "{domain}");
+        assert!(
+            stderr(&refused).contains("already used by another store"),
+            "{}",
+            stderr(&refused)
+        );
+    }
+    let refused = cli
+        .run(&["store", "domain", "add", &b, "*.example.com"])
+        .await;
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr(&refused).contains("wildcards"),
+        "{}",
+        stderr(&refused)
+    );
+    let shown = cli.json(&["store", "domain", "list", &b]).await;
+    assert_eq!(shown["domains"], serde_json::json!([]));
+    assert_eq!(
+        ingress_hosts(&client, &b).await,
+        [format!("store-{b}.storefactory.local")]
+    );
+
+    let removed = cli
+        .json(&["store", "domain", "remove", &a, "shop.example.com"])
+        .await;
+    assert_eq!(removed["domains"], serde_json::json!([]));
+    assert_eq!(ingress_hosts(&client, &a).await, [host_a]);
+    let missing = cli
+        .run(&["store", "domain", "remove", &a, "shop.example.com"])
+        .await;
+    assert_eq!(missing.status.code(), Some(3));
+    let status = cli.json(&["store", "get", &a]).await;
+    assert_eq!(status["status"], "ready", "the store stayed ready");
+
+    for id in [&a, &b] {
+        assert_eq!(cli.delete_and_wait(id).await.status.code(), Some(0));
+    }
+}

@@ -113,6 +113,38 @@ pub enum RepositoryError {
         /// The status asked for.
         to: crate::store::StoreStatus,
     },
+    /// The custom domain is already held by another store, as a custom domain or as its
+    /// own host. Which store is not said: it may be someone else's.
+    #[error("domain {host} is already used by another store")]
+    DomainTaken {
+        /// The domain.
+        host: String,
+    },
+    /// The store has as many custom domains as a store may have.
+    #[error("store {id} already has {max} custom domains, the most a store may have")]
+    DomainLimit {
+        /// The store.
+        id: StoreId,
+        /// The limit ([`crate::spec::MAX_DOMAINS`]).
+        max: usize,
+    },
+    /// The store has no such custom domain.
+    #[error("store {id} has no custom domain {host}")]
+    DomainNotFound {
+        /// The store.
+        id: StoreId,
+        /// The domain asked for.
+        host: String,
+    },
+    /// The store's status does not allow the change (its custom domains change only while
+    /// it is ready or suspended); nothing was changed.
+    #[error("store {id} is {status}")]
+    WrongStatus {
+        /// The store.
+        id: StoreId,
+        /// Its current status.
+        status: crate::store::StoreStatus,
+    },
     /// The storage backend failed.
     #[error("storage backend failed while trying to {operation}")]
     Backend {
@@ -133,7 +165,11 @@ impl RepositoryError {
             RepositoryError::QuotaExceeded { .. } => ErrorKind::QuotaExceeded,
             RepositoryError::AlreadyExists { .. } => ErrorKind::AlreadyExists,
             RepositoryError::NotFound { .. } => ErrorKind::NotFound,
-            RepositoryError::InvalidTransition { .. } => ErrorKind::Conflict,
+            RepositoryError::InvalidTransition { .. }
+            | RepositoryError::DomainTaken { .. }
+            | RepositoryError::DomainLimit { .. }
+            | RepositoryError::WrongStatus { .. } => ErrorKind::Conflict,
+            RepositoryError::DomainNotFound { .. } => ErrorKind::NotFound,
             RepositoryError::Backend { kind, .. } => *kind,
         }
     }

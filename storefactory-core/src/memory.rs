@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use crate::error::RepositoryError;
-use crate::port::{Quota, StoreFilter, StoreRepository, Usage};
+use crate::port::{DomainChange, Quota, StoreFilter, StoreRepository, Usage};
 use crate::spec::StoreId;
 use crate::store::{EventKind, StoreEvent, StoreRecord, StoreStatus, Timestamp};
 
@@ -52,6 +52,34 @@ impl MemoryRepository {
     }
 }
 
+/// Whether a store other than `id` that is not deleted answers on `host`.
+fn host_taken(state: &State, id: &StoreId, host: &str) -> bool {
+    state.stores.values().any(|r| {
+        r.id != *id && r.status != StoreStatus::Deleted && r.spec.ingress.hosts().any(|h| h == host)
+    })
+}
+
+fn append_locked(
+    state: &mut State,
+    id: &StoreId,
+    at: Timestamp,
+    kind: &EventKind,
+) -> Result<StoreEvent, RepositoryError> {
+    if !state.stores.contains_key(id) {
+        return Err(RepositoryError::NotFound { id: id.clone() });
+    }
+    let events = state.events.entry(id.clone()).or_default();
+    let event = StoreEvent {
+        seq: events.last().map_or(1, |e| e.seq + 1),
+        store_id: id.clone(),
+        at,
+        kind: kind.clone(),
+    };
+    events.push(event.clone());
+    state.feed.push(event.clone());
+    Ok(event)
+}
+
 fn usage_of(state: &State, owner: &str) -> Usage {
     state
         .stores
@@ -81,6 +109,16 @@ impl StoreRepository for MemoryRepository {
             return Err(RepositoryError::QuotaExceeded {
                 owner: record.owner.clone(),
                 message,
+            });
+        }
+        if let Some(host) = record
+            .spec
+            .ingress
+            .hosts()
+            .find(|host| host_taken(&state, &record.id, host))
+        {
+            return Err(RepositoryError::DomainTaken {
+                host: host.to_owned(),
             });
         }
         state.order.retain(|id| *id != record.id);
@@ -135,20 +173,64 @@ impl StoreRepository for MemoryRepository {
         at: Timestamp,
         kind: &EventKind,
     ) -> Result<StoreEvent, RepositoryError> {
+        append_locked(&mut self.lock(), id, at, kind)
+    }
+
+    async fn change_domain(
+        &self,
+        id: &StoreId,
+        change: &DomainChange,
+        allowed: &[StoreStatus],
+        at: Timestamp,
+        event: &EventKind,
+    ) -> Result<(StoreRecord, Option<StoreEvent>), RepositoryError> {
         let mut state = self.lock();
-        if !state.stores.contains_key(id) {
-            return Err(RepositoryError::NotFound { id: id.clone() });
+        let record = state
+            .stores
+            .get(id)
+            .filter(|r| r.status != StoreStatus::Deleted)
+            .ok_or_else(|| RepositoryError::NotFound { id: id.clone() })?;
+        if !allowed.contains(&record.status) {
+            return Err(RepositoryError::WrongStatus {
+                id: id.clone(),
+                status: record.status,
+            });
         }
-        let events = state.events.entry(id.clone()).or_default();
-        let event = StoreEvent {
-            seq: events.last().map_or(1, |e| e.seq + 1),
-            store_id: id.clone(),
-            at,
-            kind: kind.clone(),
-        };
-        events.push(event.clone());
-        state.feed.push(event.clone());
-        Ok(event)
+        let mut domains = record.spec.ingress.domains.clone();
+        let host = change.host().to_owned();
+        match change {
+            DomainChange::Add(_) if domains.contains(&host) => return Ok((record.clone(), None)),
+            DomainChange::Add(_) => {
+                if host_taken(&state, id, &host) || record.spec.ingress.host == host {
+                    return Err(RepositoryError::DomainTaken { host });
+                }
+                if domains.len() >= crate::spec::MAX_DOMAINS {
+                    return Err(RepositoryError::DomainLimit {
+                        id: id.clone(),
+                        max: crate::spec::MAX_DOMAINS,
+                    });
+                }
+                domains.push(host);
+            }
+            DomainChange::Remove(_) => {
+                let Some(at) = domains.iter().position(|d| *d == host) else {
+                    return Err(RepositoryError::DomainNotFound {
+                        id: id.clone(),
+                        host,
+                    });
+                };
+                domains.remove(at);
+            }
+        }
+        // Checked, changed and narrated under one lock: two concurrent adds cannot both win.
+        let event = append_locked(&mut state, id, at, event)?;
+        let record = state
+            .stores
+            .get_mut(id)
+            .ok_or_else(|| RepositoryError::NotFound { id: id.clone() })?;
+        record.spec.ingress.domains = domains;
+        record.updated_at = Timestamp::now();
+        Ok((record.clone(), Some(event)))
     }
 
     async fn set_namespace_uid(&self, id: &StoreId, uid: &str) -> Result<(), RepositoryError> {

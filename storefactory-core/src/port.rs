@@ -54,6 +54,24 @@ impl Usage {
     }
 }
 
+/// A change of a store's custom domains ([`StoreRepository::change_domain`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DomainChange {
+    /// Add this domain (normalised, see [`crate::spec::normalize_domain`]).
+    Add(String),
+    /// Remove this domain.
+    Remove(String),
+}
+
+impl DomainChange {
+    /// The domain added or removed.
+    pub fn host(&self) -> &str {
+        match self {
+            DomainChange::Add(host) | DomainChange::Remove(host) => host,
+        }
+    }
+}
+
 /// Which stores a listing returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreFilter {
@@ -123,6 +141,28 @@ pub trait StoreRepository: Send + Sync + 'static {
         status: StoreStatus,
         reason: Option<&str>,
     ) -> Result<StoreRecord, RepositoryError>;
+
+    /// Adds or removes one custom domain of a store (in `spec.ingress.domains`) and appends
+    /// `event` to its history, in one atomic step, if its status is one of `allowed`; returns
+    /// the updated record and the event. Adding a domain the store already has changes
+    /// nothing and appends nothing (the event is `None`).
+    ///
+    /// Custom domains are unique across the stores that are not `deleted`, including their
+    /// own hosts, and two concurrent changes cannot both take one domain: a domain held
+    /// elsewhere gives [`RepositoryError::DomainTaken`]. A store holds at most
+    /// [`crate::spec::MAX_DOMAINS`] ([`RepositoryError::DomainLimit`]); removing a domain it
+    /// does not have gives [`RepositoryError::DomainNotFound`], a status not in `allowed`
+    /// [`RepositoryError::WrongStatus`]. A refused change changes nothing. A store's domains
+    /// are released when it becomes `deleted`, and [`StoreRepository::insert_store`] refuses
+    /// a store whose host or domains another store holds in the same way.
+    async fn change_domain(
+        &self,
+        id: &StoreId,
+        change: &DomainChange,
+        allowed: &[StoreStatus],
+        at: Timestamp,
+        event: &EventKind,
+    ) -> Result<(StoreRecord, Option<StoreEvent>), RepositoryError>;
 
     /// Records the UID of the store's namespace.
     async fn set_namespace_uid(&self, id: &StoreId, uid: &str) -> Result<(), RepositoryError>;

@@ -435,6 +435,86 @@ pub struct IngressSpec {
     pub tls: Option<TlsSpec>,
     /// Extra annotations on the Ingress.
     pub annotations: BTreeMap<String, String>,
+    /// Custom domains: more hosts served by the same store, each a rule of its Ingress
+    /// (and a name on its certificate when TLS comes from an issuer). Unique across stores,
+    /// which the repository enforces; changed on a live store through
+    /// `Provisioner::add_domain` and `Provisioner::remove_domain`. Records and clients
+    /// from before custom domains leave it out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<String>,
+}
+
+impl IngressSpec {
+    /// Every host the store answers on: its own host first, then its custom domains.
+    pub fn hosts(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.host.as_str()).chain(self.domains.iter().map(String::as_str))
+    }
+}
+
+/// Most custom domains a store may have: each is a rule of its Ingress and a name on its
+/// certificate (ACME issuers allow 100 names per certificate; ten keeps renewals cheap).
+pub const MAX_DOMAINS: usize = 10;
+
+/// Longest host name DNS allows.
+const MAX_HOST_LEN: usize = 253;
+
+/// Checks `input` as a custom domain of a store and returns it normalised: surrounding
+/// blanks and one trailing dot (the fully qualified form) are dropped and ASCII letters are
+/// lowercased, since DNS names are case-insensitive and the Ingress takes them lowercase.
+/// Everything else is refused with a message for a person: the result must be a DNS-1123
+/// subdomain of at least two labels (a name someone can own, not `localhost`), at most 253
+/// characters, neither a wildcard nor an IP address, and internationalised names must be
+/// written in their ASCII form (`xn--...`).
+pub fn normalize_domain(input: &str) -> VResult<String> {
+    const FIELD: &str = "domain";
+    let trimmed = input.trim();
+    let host = trimmed
+        .strip_suffix('.')
+        .unwrap_or(trimmed)
+        .to_ascii_lowercase();
+    let refuse = |why: &str| {
+        Err(ValidationError::new(
+            FIELD,
+            format!("{trimmed:?} is not a usable domain: {why}"),
+        ))
+    };
+    if host.is_empty() {
+        return refuse("it is empty");
+    }
+    if host.len() > MAX_HOST_LEN {
+        return refuse("it is longer than 253 characters");
+    }
+    if host.contains('*') {
+        return refuse("wildcards are not supported; add each host");
+    }
+    if host.parse::<std::net::IpAddr>().is_ok()
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok()
+    {
+        return refuse("it is an IP address, not a host name");
+    }
+    if !host.is_ascii() {
+        return refuse("write internationalised names in their ASCII form (xn--...)");
+    }
+    if !host.contains('.') {
+        return refuse("it needs at least two labels, such as shop.example.com");
+    }
+    if !is_dns1123_subdomain(&host) {
+        return refuse(
+            "each dot-separated label must be 1 to 63 letters, digits or '-', starting and \
+             ending with a letter or digit",
+        );
+    }
+    if host
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return refuse("its last label is a number");
+    }
+    Ok(host)
 }
 
 /// Limits of the store namespace: a ResourceQuota and the LimitRange defaults that let pods
@@ -672,6 +752,57 @@ impl StoreSpec {
         }
     }
 
+    /// The custom domains: at most [`MAX_DOMAINS`], each normalised
+    /// ([`normalize_domain`]), none twice and none the store's own host; and none at all when
+    /// TLS is a fixed Secret, whose certificate was not issued for names added later (with an
+    /// issuer, the one certificate of the Ingress covers every host).
+    fn validate_domains(&self) -> VResult<()> {
+        const FIELD: &str = "ingress.domains";
+        let domains = &self.ingress.domains;
+        if domains.len() > MAX_DOMAINS {
+            return Err(ValidationError::new(
+                FIELD,
+                format!("at most {MAX_DOMAINS} custom domains per store"),
+            ));
+        }
+        if !domains.is_empty()
+            && let Some(TlsSpec::Secret(secret)) = &self.ingress.tls
+        {
+            return Err(ValidationError::new(
+                FIELD,
+                format!(
+                    "the store's TLS is the fixed Secret {secret:?}, whose certificate does not \
+                     cover custom domains; use TLS through a cluster issuer, or none"
+                ),
+            ));
+        }
+        for (i, domain) in domains.iter().enumerate() {
+            let normal = normalize_domain(domain).map_err(|e| ValidationError {
+                field: FIELD.to_owned(),
+                message: e.message,
+            })?;
+            if normal != *domain {
+                return Err(ValidationError::new(
+                    FIELD,
+                    format!("{domain:?} must be written as {normal:?}"),
+                ));
+            }
+            if *domain == self.ingress.host {
+                return Err(ValidationError::new(
+                    FIELD,
+                    format!("{domain:?} is the store's own host"),
+                ));
+            }
+            if domains[..i].contains(domain) {
+                return Err(ValidationError::new(
+                    FIELD,
+                    format!("{domain:?} is listed twice"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks every field; the first problem found is returned.
     pub fn validate(&self) -> VResult<()> {
         check_text("owner", &self.owner, 64)?;
@@ -688,6 +819,7 @@ impl StoreSpec {
         if let Some(class) = &self.ingress.class {
             check_subdomain("ingress.class", class)?;
         }
+        self.validate_domains()?;
         match &self.ingress.tls {
             Some(TlsSpec::ClusterIssuer(name)) => {
                 check_subdomain("ingress.tls.cluster_issuer", name)?
@@ -1069,6 +1201,92 @@ mod tests {
             let err = spec.validate().unwrap_err();
             assert_eq!(err.field, "ingress.host", "{bad:?}");
         }
+    }
+
+    #[test]
+    fn custom_domains_are_normalised_or_refused_with_a_reason() {
+        for (input, normal) in [
+            ("shop.example.com", "shop.example.com"),
+            ("Shop.Example.COM", "shop.example.com"),
+            ("shop.example.com.", "shop.example.com"),
+            ("  www.shop-1.example.org ", "www.shop-1.example.org"),
+            ("xn--bcher-kva.example", "xn--bcher-kva.example"),
+        ] {
+            assert_eq!(normalize_domain(input).unwrap(), normal, "{input:?}");
+        }
+        for (bad, why) in [
+            ("", "empty"),
+            ("localhost", "two labels"),
+            ("*.example.com", "wildcard"),
+            ("10.0.0.1", "IP address"),
+            ("2001:db8::1", "IP address"),
+            ("[2001:db8::1]", "IP address"),
+            ("bücher.example", "ASCII form"),
+            ("a..example.com", "label"),
+            ("-shop.example.com", "label"),
+            ("shop_1.example.com", "label"),
+            ("shop.example.com/path", "label"),
+            ("shop.example.com:8080", "label"),
+            ("shop.example.com..", "label"),
+            ("shop.123", "number"),
+        ] {
+            let err = normalize_domain(bad).unwrap_err();
+            assert_eq!(err.field, "domain");
+            assert!(err.message.contains(why), "{bad:?}: {err}");
+        }
+        let long = format!("{}.example.com", vec!["a".repeat(63); 4].join("."));
+        assert!(normalize_domain(&long).unwrap_err().message.contains("253"));
+        let label = format!("{}.example.com", "a".repeat(64));
+        assert!(normalize_domain(&label).is_err());
+    }
+
+    #[test]
+    fn a_spec_holds_few_distinct_normalised_domains_other_than_its_host() {
+        let mut spec = spec();
+        spec.ingress.domains = vec!["shop.example.com".to_owned(), "www.example.com".to_owned()];
+        spec.validate().unwrap();
+        assert_eq!(
+            spec.ingress.hosts().collect::<Vec<_>>(),
+            [
+                "store-abc123.storefactory.local",
+                "shop.example.com",
+                "www.example.com"
+            ]
+        );
+        spec.ingress.tls = Some(TlsSpec::ClusterIssuer("letsencrypt".to_owned()));
+        spec.validate().unwrap();
+
+        let refused = |domains: Vec<String>, tls: Option<TlsSpec>, why: &str| {
+            let mut spec = self::spec();
+            spec.ingress.domains = domains;
+            spec.ingress.tls = tls;
+            let err = spec.validate().unwrap_err();
+            assert_eq!(err.field, "ingress.domains");
+            assert!(err.message.contains(why), "{err}");
+        };
+        let d = |s: &str| s.to_owned();
+        refused(vec![d("Shop.example.com")], None, "must be written as");
+        refused(vec![d("store-abc123.storefactory.local")], None, "own host");
+        refused(vec![d("a.example"), d("a.example")], None, "twice");
+        refused(
+            (0..=MAX_DOMAINS).map(|i| format!("s{i}.example")).collect(),
+            None,
+            "at most 10",
+        );
+        refused(
+            vec![d("a.example")],
+            Some(TlsSpec::Secret("mine".to_owned())),
+            "fixed Secret",
+        );
+    }
+
+    #[test]
+    fn records_from_before_custom_domains_read_without_them_and_write_none() {
+        let json = r#"{"id":"abc","owner":"bob","ingress":{"host":"a.example"}}"#;
+        let spec: StoreSpec = serde_json::from_str(json).unwrap();
+        assert!(spec.ingress.domains.is_empty());
+        let written = serde_json::to_string(&spec).unwrap();
+        assert!(!written.contains("domains"), "{written}");
     }
 
     #[test]

@@ -260,6 +260,23 @@ pub enum EventKind {
     },
 }
 
+/// The step of the events that record a change of a store's custom domains ("domain
+/// shop.example.com added"). Such an event asks the leader to apply the store again, as a
+/// status change does: the process that made the change may not be the one reconciling.
+pub const DOMAIN_STEP: &str = "domain";
+
+impl EventKind {
+    /// Whether this event, recorded by another process, means that the store's objects are
+    /// to be applied again: a status change, or a change of its custom domains.
+    pub fn asks_for_apply(&self) -> bool {
+        match self {
+            EventKind::Status { .. } => true,
+            EventKind::Step { step, .. } => step == DOMAIN_STEP,
+            EventKind::Warning { .. } => false,
+        }
+    }
+}
+
 /// One entry of a store's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreEvent {

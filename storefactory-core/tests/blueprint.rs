@@ -1168,3 +1168,104 @@ fn every_pod_meets_the_restricted_pod_security_level_which_the_namespace_enforce
         }
     }
 }
+
+// --- custom domains -------------------------------------------------------------------------
+
+fn ingress_of(manifests: &[Manifest]) -> k8s_openapi::api::networking::v1::IngressSpec {
+    let Manifest::Ingress(ingress) = find(manifests, "Ingress", "wordpress") else {
+        unreachable!()
+    };
+    ingress.spec.clone().unwrap()
+}
+
+#[test]
+fn custom_domains_are_rules_and_certificate_names_of_the_same_ingress() {
+    let mut spec = spec();
+    spec.ingress.tls = Some(TlsSpec::ClusterIssuer("letsencrypt-prod".to_owned()));
+    spec.ingress.domains = vec!["shop.example.com".to_owned(), "www.example.com".to_owned()];
+    let hosts = [
+        "store-golden1.storefactory.local",
+        "shop.example.com",
+        "www.example.com",
+    ];
+    let running = render(&spec);
+    let ingress = ingress_of(&running);
+    let rules = ingress.rules.clone().unwrap();
+    let rule_hosts: Vec<_> = rules.iter().map(|r| r.host.clone().unwrap()).collect();
+    assert_eq!(
+        rule_hosts, hosts,
+        "the store's own host stays the first rule"
+    );
+    let backends: BTreeSet<_> = rules
+        .iter()
+        .map(|r| r.http.as_ref().unwrap().paths[0].clone())
+        .map(|p| p.backend.service.unwrap().name)
+        .collect();
+    assert_eq!(backends, BTreeSet::from(["wordpress".to_owned()]));
+    let tls = ingress.tls.clone().unwrap();
+    assert_eq!(tls.len(), 1, "one certificate for every host");
+    assert_eq!(tls[0].hosts.clone().unwrap(), hosts);
+    assert_eq!(spec.url(), "https://store-golden1.storefactory.local/");
+
+    // Paused: every host goes to the paused page, not only the store's own.
+    let paused = render_in(
+        &spec,
+        &RenderState {
+            suspended: true,
+            paused: true,
+            paused_backend: backend(),
+        },
+    );
+    let paused_ingress = ingress_of(&paused);
+    let paused_backends: Vec<_> = paused_ingress
+        .rules
+        .clone()
+        .unwrap()
+        .iter()
+        .map(|r| r.http.as_ref().unwrap().paths[0].clone())
+        .map(|p| p.backend.service.unwrap().name)
+        .collect();
+    assert_eq!(paused_backends, ["storefactory-paused"; 3]);
+
+    // Without TLS, no TLS entry appears for the domains either.
+    spec.ingress.tls = None;
+    assert_eq!(ingress_of(&render(&spec)).tls, None);
+
+    let ingresses: Vec<_> = [&running, &paused]
+        .into_iter()
+        .map(|m| find(m, "Ingress", "wordpress").to_value())
+        .collect();
+    let rendered = storefactory_core::yaml::to_string(&ingresses).unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/woocommerce-domains.yaml");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &rendered).unwrap();
+    }
+    let golden = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        golden == rendered,
+        "the Ingress with custom domains differs from {}; review and regenerate with \
+         UPDATE_GOLDEN=1",
+        path.display()
+    );
+}
+
+#[test]
+fn hostile_custom_domains_never_reach_the_template() {
+    for hostile in [
+        "a.example, evil.example",
+        "a.example]\n- b",
+        "{{x}}.example",
+    ] {
+        let mut spec = spec();
+        spec.ingress.domains = vec![hostile.to_owned()];
+        let err = BlueprintRegistry::builtin()
+            .unwrap()
+            .render(DEFAULT_BLUEPRINT, &spec, fixed_secrets())
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Invalid(ref v) if v.field == "ingress.domains"),
+            "{hostile:?}: {err}"
+        );
+    }
+}

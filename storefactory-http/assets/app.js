@@ -568,10 +568,11 @@ function createCard(store) {
   entry.took = el("p", { class: "muted took" });
   entry.secret = el("div", { class: "secret", hidden: true, role: "region", "aria-label": `Credentials of ${store.name}` });
   entry.actions = el("div", { class: "actions" });
+  entry.domains = el("div", { class: "domains", hidden: true, role: "region", "aria-label": `Custom domains of ${store.name}` });
   entry.card = el("li", { class: "card", "data-id": store.id },
     el("article", { "aria-labelledby": titleId, class: "card-body" },
       el("div", { class: "card-head" }, entry.title, entry.badge),
-      entry.fields, entry.progress, entry.reason, entry.warning, entry.took, entry.secret, entry.actions));
+      entry.fields, entry.progress, entry.reason, entry.warning, entry.took, entry.secret, entry.domains, entry.actions));
   return entry;
 }
 
@@ -586,7 +587,7 @@ function updateCard(entry, store) {
   entry.badge.replaceChildren(el("span", { class: "visually-hidden", text: "Status: " }), badge(store.status));
   // Rebuilt only when they change, so that a refresh does not take the focus off a link.
   const shown = JSON.stringify([store.id, store.url, store.admin_url, store.namespace, store.owner,
-    store.storage_gi, store.storage_gib, store.created_at, store.admin_user]);
+    store.storage_gi, store.storage_gib, store.created_at, store.admin_user, store.domains ?? []]);
   if (entry.shown !== shown) {
     entry.shown = shown;
     entry.fields.replaceChildren();
@@ -598,6 +599,13 @@ function updateCard(entry, store) {
     field(entry.fields, "Storage", `${store.storage_gi} GiB + 1 GiB MySQL = ${store.storage_gib} GiB`);
     field(entry.fields, "Created", formatTime(store.created_at));
     field(entry.fields, "Admin user", store.admin_user);
+    const domains = store.domains ?? [];
+    if (domains.length > 0) {
+      const scheme = store.url.startsWith("https:") ? "https" : "http";
+      field(entry.fields, "Domains", el("ul", { class: "domain-list" },
+        ...domains.map((d) => el("li", {}, link(`${scheme}://${d}/`, d)))));
+    }
+    if (!entry.domains.hidden) renderDomains(entry);
   }
   const provisioning = store.status === "initialized" || store.status === "provisioning";
   entry.progress.hidden = !provisioning;
@@ -639,6 +647,11 @@ function renderActions(entry) {
   }
   if (store.status === "ready") {
     actions.push(button("Suspend", () => changeState(entry, "suspend"), "plain small", `Suspend ${store.name}`));
+  }
+  if (store.status === "ready" || store.status === "suspended") {
+    actions.push(button("Domains", () => toggleDomains(entry), "plain small", `Custom domains of ${store.name}`));
+  } else {
+    entry.domains.hidden = true;
   }
   if (store.status === "suspended" || store.status === "suspending") {
     actions.push(button("Resume", () => changeState(entry, "resume"), "small", `Resume ${store.name}`));
@@ -683,6 +696,59 @@ async function retry(entry) {
     follow(entry.id);
   } catch (e) {
     showBanner(e.message);
+  }
+}
+
+/** Shows or hides the panel where a store's custom domains are added and removed. */
+function toggleDomains(entry) {
+  entry.domains.hidden = !entry.domains.hidden;
+  if (entry.domains.hidden) return;
+  renderDomains(entry);
+  entry.domains.querySelector("input").focus();
+}
+
+/** The custom domains panel: each domain with its Remove button, and a form to add one. */
+function renderDomains(entry, error = "") {
+  const store = entry.store;
+  const input = el("input", { type: "text", name: "domain", required: true, maxlength: 253,
+    placeholder: "shop.example.com", autocomplete: "off", spellcheck: "false",
+    "aria-label": `New domain for ${store.name}` });
+  const form = el("form", { class: "domain-form", on: { submit: (e) => { e.preventDefault(); addDomain(entry, input.value); } } },
+    input, el("button", { type: "submit", class: "small", text: "Add domain", "aria-label": `Add domain to ${store.name}` }));
+  const domains = store.domains ?? [];
+  const list = domains.length === 0
+    ? el("p", { class: "muted", text: `No custom domains: ${store.name} answers on its own host only.` })
+    : el("ul", { class: "domain-list" }, ...domains.map((d) => el("li", {}, el("code", { text: d }),
+      button("Remove", () => removeDomain(entry, d), "danger small", `Remove domain ${d}`))));
+  const problem = el("p", { class: "reason domain-error", role: "alert", text: error, hidden: !error });
+  entry.domains.replaceChildren(el("h4", { text: "Custom domains" }), list, form, problem,
+    el("p", { class: "muted", text: "Point each domain's DNS at the cluster's ingress; the store keeps its own host." }));
+}
+
+async function addDomain(entry, value) {
+  try {
+    const store = await api("POST", `/api/stores/${encodeURIComponent(entry.id)}/domains`, { domain: value.trim() });
+    announce(`Domain added to ${store.name}`);
+    updateCard(entry, store);
+    renderDomains(entry);
+    entry.domains.querySelector("input").focus();
+  } catch (e) {
+    renderDomains(entry, e.message);
+    const input = entry.domains.querySelector("input");
+    input.value = value;
+    input.focus();
+  }
+}
+
+async function removeDomain(entry, domain) {
+  try {
+    const store = await api("DELETE", `/api/stores/${encodeURIComponent(entry.id)}/domains/${encodeURIComponent(domain)}`);
+    announce(`Domain ${domain} removed from ${store.name}`);
+    updateCard(entry, store);
+    renderDomains(entry);
+    entry.domains.querySelector("input").focus();
+  } catch (e) {
+    renderDomains(entry, e.message);
   }
 }
 

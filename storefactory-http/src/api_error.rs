@@ -312,6 +312,16 @@ impl From<RepositoryError> for ApiError {
                     Err(source) => ApiError::of_kind(kind, None, Subject::User, &*source),
                 }
             }
+            // Said as they are: which domain, and why (the store itself exists).
+            RepositoryError::DomainTaken { .. } => ApiError::Conflict {
+                code: "domain_taken",
+                message: error.to_string(),
+            },
+            RepositoryError::DomainLimit { .. } => ApiError::Conflict {
+                code: "domain_limit",
+                message: error.to_string(),
+            },
+            RepositoryError::DomainNotFound { .. } => ApiError::NotFound(error.to_string()),
             error => ApiError::of_kind(error.kind(), None, Subject::Store, &error),
         }
     }

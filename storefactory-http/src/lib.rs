@@ -22,6 +22,7 @@
 mod api_error;
 pub mod auth;
 mod config;
+mod domains;
 pub mod error;
 mod memory;
 pub mod metrics;

@@ -122,6 +122,8 @@ struct Inner {
     shutdown: watch::Sender<bool>,
     metrics: Metrics,
     webhooks: WebhookConfig,
+    /// Which store each custom domain is for, for the paused page.
+    domains: crate::domains::DomainCache,
 }
 
 /// The state every handler shares: the database, the Provisioner (once a cluster is
@@ -263,6 +265,7 @@ impl AppState {
                 shutdown,
                 metrics,
                 webhooks: config.webhooks.clone(),
+                domains: crate::domains::DomainCache::default(),
             }),
         };
         if let Some(client) = client {
@@ -412,6 +415,19 @@ impl AppState {
 
     pub(crate) fn throttle(&self) -> &LoginThrottle {
         &self.inner.throttle
+    }
+
+    /// The store a custom domain is for (cached, see [`crate::domains`]).
+    pub(crate) async fn store_of_domain(
+        &self,
+        host: &str,
+    ) -> Option<storefactory_core::spec::StoreId> {
+        self.inner.domains.store_of(&self.inner.db, host).await
+    }
+
+    /// Forgets the cached custom domains: one was just changed through this server.
+    pub(crate) fn domains_changed(&self) {
+        self.inner.domains.expire();
     }
 
     pub(crate) fn store_defaults(&self) -> &StoreDefaults {

@@ -281,6 +281,20 @@ async fn resume(p: Provisioner, id: StoreId) -> PyResult<PyStore> {
     p.resume(&id).await.map(PyStore::from).map_err(to_py)
 }
 
+async fn add_domain(p: Provisioner, id: StoreId, domain: String) -> PyResult<PyStore> {
+    p.add_domain(&id, &domain)
+        .await
+        .map(PyStore::from)
+        .map_err(to_py)
+}
+
+async fn remove_domain(p: Provisioner, id: StoreId, domain: String) -> PyResult<PyStore> {
+    p.remove_domain(&id, &domain)
+        .await
+        .map(PyStore::from)
+        .map_err(to_py)
+}
+
 async fn credentials(p: Provisioner, id: StoreId) -> PyResult<PyCredentials> {
     p.credentials(&id)
         .await
@@ -487,6 +501,56 @@ impl PyProvisioner {
         awaitable(
             py,
             resume(self.provisioner.clone(), self::store_id(store_id)?),
+        )
+    }
+
+    /// Adds a custom domain to a ready or suspended store and returns it: its Ingress gains a
+    /// rule for the domain (and a name on its certificate with TLS through an issuer),
+    /// updated in place; the store stays in its status. The domain is kept lowercase without
+    /// a trailing dot; adding one the store has changes nothing. Raises `ValidationError` for
+    /// an invalid name, `Conflict` for a domain another store holds (as a custom domain or
+    /// its own host), for more than ten, or for a store neither ready nor suspended.
+    fn add_domain(&self, py: Python<'_>, store_id: &str, domain: String) -> PyResult<PyStore> {
+        block_on(
+            py,
+            add_domain(self.provisioner.clone(), self::store_id(store_id)?, domain),
+        )
+    }
+
+    /// `add_domain`, awaitable.
+    fn add_domain_async<'py>(
+        &self,
+        py: Python<'py>,
+        store_id: &str,
+        domain: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        awaitable(
+            py,
+            add_domain(self.provisioner.clone(), self::store_id(store_id)?, domain),
+        )
+    }
+
+    /// Removes a custom domain from a ready or suspended store and returns it: its rule
+    /// leaves the Ingress, every other host stays, and the domain is free for other stores.
+    /// Raises `NotFound` for a domain the store does not have, `ValidationError` for its own
+    /// host, `Conflict` for a store neither ready nor suspended.
+    fn remove_domain(&self, py: Python<'_>, store_id: &str, domain: String) -> PyResult<PyStore> {
+        block_on(
+            py,
+            remove_domain(self.provisioner.clone(), self::store_id(store_id)?, domain),
+        )
+    }
+
+    /// `remove_domain`, awaitable.
+    fn remove_domain_async<'py>(
+        &self,
+        py: Python<'py>,
+        store_id: &str,
+        domain: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        awaitable(
+            py,
+            remove_domain(self.provisioner.clone(), self::store_id(store_id)?, domain),
         )
     }
 

@@ -64,6 +64,11 @@ impl PyStore {
     fn host(&self) -> &str {
         &self.record.spec.ingress.host
     }
+    /// Its custom domains: more hosts it answers on, in the order they were added.
+    #[getter]
+    fn domains(&self) -> Vec<String> {
+        self.record.spec.ingress.domains.clone()
+    }
     /// Its public URL.
     #[getter]
     fn url(&self) -> String {

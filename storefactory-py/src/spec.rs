@@ -161,6 +161,12 @@ impl PyStoreSpec {
         &self.spec.ingress.host
     }
 
+    /// Its custom domains: more hosts it answers on, in the order they were added.
+    #[getter]
+    fn domains(&self) -> Vec<String> {
+        self.spec.ingress.domains.clone()
+    }
+
     /// The store's public URL.
     #[getter]
     fn url(&self) -> String {

@@ -232,6 +232,12 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A change of a store's custom domains was refused (the domain is another store's,
+    /// the store has the most it may have or not this one, its status does not allow it):
+    /// core's own account of it, passed through to the Provisioner as it is.
+    #[error(transparent)]
+    DomainRefused(RepositoryError),
+
     /// The async runtime shut down before a database call finished.
     #[error("the runtime shut down during a database call")]
     Shutdown,
@@ -265,6 +271,7 @@ impl Error {
             | Error::KeyMismatch { .. } => ErrorKind::Invalid,
             Error::InvalidTransition { .. } | Error::WebhookLimit { .. } => ErrorKind::Conflict,
             Error::QuotaExceeded { .. } => ErrorKind::QuotaExceeded,
+            Error::DomainRefused(refused) => refused.kind(),
             error if error.is_transient() => ErrorKind::Unavailable,
             Error::Shutdown => ErrorKind::Unavailable,
             _ => ErrorKind::Internal,
@@ -291,6 +298,7 @@ impl Error {
                 RepositoryError::QuotaExceeded { owner, message }
             }
             Error::StoreExists { id } => RepositoryError::AlreadyExists { id },
+            Error::DomainRefused(refused) => refused,
             Error::StoreNotFound { id } => RepositoryError::NotFound { id },
             Error::InvalidTransition { id, from, to } => {
                 RepositoryError::InvalidTransition { id, from, to }

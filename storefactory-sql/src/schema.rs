@@ -192,8 +192,23 @@ CREATE INDEX stores_owner_usage ON stores (owner, status, storage_gib);
 CREATE INDEX stores_settled ON stores (status, updated_at);
 "#;
 
+/// Version 8: custom domains. The host is the primary key, so that two stores can never
+/// hold one domain, even when two changes race; a store's rows go when it becomes `deleted`
+/// (and with its record). The store's spec lists its domains too (what its Ingress is
+/// rendered from), written in the same transaction. `stores_host` serves the check that a
+/// domain is not another store's own host.
+const V8: &str = r#"
+CREATE TABLE store_domains (
+    host     TEXT PRIMARY KEY NOT NULL,
+    store_id TEXT NOT NULL REFERENCES stores (id) ON DELETE CASCADE,
+    added_at INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX store_domains_store ON store_domains (store_id);
+CREATE INDEX stores_host ON stores (host);
+"#;
+
 /// Every migration, in order; the schema version of a database is how many were applied.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
 
 /// The schema version this build creates and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -398,6 +413,7 @@ mod tests {
                 "event_feed",
                 "settings",
                 "sqlite_sequence",
+                "store_domains",
                 "store_events",
                 "stores",
                 "users",
@@ -443,7 +459,7 @@ mod tests {
                 .unwrap()
         };
         let before = indexes(&conn);
-        migrate(&mut conn, &path, MIGRATIONS).unwrap();
+        migrate(&mut conn, &path, &MIGRATIONS[..7]).unwrap();
         assert_eq!(version(&conn), 7);
         assert_eq!(
             indexes(&conn),
@@ -475,5 +491,43 @@ mod tests {
         conn.execute("DELETE FROM stores", []).unwrap();
         assert_eq!(count("SELECT count(*) FROM store_events"), 0);
         assert_eq!(count("SELECT count(*) FROM event_feed"), 0);
+    }
+
+    #[test]
+    fn version_8_holds_each_domain_once_and_lets_it_go_with_its_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let mut conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        migrate(&mut conn, &path, &MIGRATIONS[..7]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (username, password_hash, role, max_stores, max_storage_gib, \
+             created_at, updated_at) VALUES ('ann', 'hash', 'user', 2, 9, 1, 1);
+             INSERT INTO stores (id, owner, name, status, host, storage_gib, blueprint, spec, \
+             created_at, updated_at) VALUES ('s1', 'ann', 'Shop', 'ready', 's1.example', 3, \
+             'woocommerce', '{}', 1, 2), ('s2', 'ann', 'Shop', 'ready', 's2.example', 3, \
+             'woocommerce', '{}', 1, 2);",
+        )
+        .unwrap();
+        migrate(&mut conn, &path, MIGRATIONS).unwrap();
+        assert_eq!(version(&conn), 8);
+        let add = |conn: &Connection, host: &str, store: &str| {
+            conn.execute(
+                "INSERT INTO store_domains (host, store_id, added_at) VALUES (?1, ?2, 3)",
+                [host, store],
+            )
+        };
+        add(&conn, "shop.example.com", "s1").unwrap();
+        assert!(
+            add(&conn, "shop.example.com", "s2").is_err(),
+            "one domain, one store"
+        );
+        assert!(
+            add(&conn, "x.example.com", "nope").is_err(),
+            "only stores hold domains"
+        );
+        conn.execute("DELETE FROM stores WHERE id = 's1'", [])
+            .unwrap();
+        add(&conn, "shop.example.com", "s2").unwrap();
     }
 }

@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use storefactory_core::error::RepositoryError;
-use storefactory_core::port::{Quota, StoreFilter, StoreRepository};
+use storefactory_core::port::{DomainChange, Quota, StoreFilter, StoreRepository};
+use storefactory_core::spec::MAX_DOMAINS;
 use storefactory_core::spec::{StoreId, StoreSpec};
 use storefactory_core::store::{EventKind, StoreEvent, StoreRecord, StoreStatus, Timestamp};
 
@@ -157,6 +158,13 @@ fn insert_store_in(tx: &Transaction<'_>, record: &StoreRecord) -> Result<()> {
     // A deleted record under the same id gives way to the new store, its events with it.
     tx.execute("DELETE FROM stores WHERE id = ?1", [record.id.as_str()])
         .during("replace deleted store")?;
+    for host in record.spec.ingress.hosts() {
+        if host_taken(tx, &record.id, host)? {
+            return Err(Error::DomainRefused(RepositoryError::DomainTaken {
+                host: host.to_owned(),
+            }));
+        }
+    }
     tx.prepare_cached(
         "INSERT INTO stores (id, owner, name, status, reason, host, storage_gib, blueprint, \
          spec, created_at, updated_at, namespace_uid, sealed_inputs) \
@@ -180,7 +188,117 @@ fn insert_store_in(tx: &Transaction<'_>, record: &StoreRecord) -> Result<()> {
         ])
     })
     .during("insert store")?;
+    for host in &record.spec.ingress.domains {
+        insert_domain(tx, &record.id, host, record.created_at)?;
+    }
     Ok(())
+}
+
+/// Whether a store other than `id` that is not deleted answers on `host`: as a custom
+/// domain (the rows of deleted stores are gone) or as its own host.
+fn host_taken(tx: &Transaction<'_>, id: &StoreId, host: &str) -> Result<bool> {
+    tx.prepare_cached(
+        "SELECT 1 FROM store_domains d JOIN stores s ON s.id = d.store_id \
+         WHERE d.host = ?1 AND d.store_id != ?2 AND s.status != 'deleted' \
+         UNION ALL SELECT 1 FROM stores WHERE host = ?1 AND id != ?2 AND status != 'deleted'",
+    )
+    .and_then(|mut stmt| stmt.exists(params![host, id.as_str()]))
+    .during("look up domain")
+}
+
+/// Records that `id` holds `host`; the primary key refuses a host another store holds,
+/// whatever was checked before.
+fn insert_domain(tx: &Transaction<'_>, id: &StoreId, host: &str, at: Timestamp) -> Result<()> {
+    // A store marked deleted releases its rows in a statement of its own; rows a crash
+    // left behind in between hold nothing.
+    tx.prepare_cached(
+        "DELETE FROM store_domains WHERE host = ?1 \
+         AND store_id IN (SELECT id FROM stores WHERE status = 'deleted')",
+    )
+    .and_then(|mut stmt| stmt.execute([host]))
+    .during("release domain of deleted store")?;
+    let inserted = tx
+        .prepare_cached("INSERT INTO store_domains (host, store_id, added_at) VALUES (?1, ?2, ?3)")
+        .and_then(|mut stmt| stmt.execute(params![host, id.as_str(), at.0]));
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
+            Err(Error::DomainRefused(RepositoryError::DomainTaken {
+                host: host.to_owned(),
+            }))
+        }
+        Err(source) => Err(Error::Query {
+            operation: "record domain",
+            source,
+        }),
+    }
+}
+
+/// Adds or removes a custom domain of a store and narrates it, in one `BEGIN IMMEDIATE`
+/// transaction (see [`StoreRepository::change_domain`]).
+fn change_domain(
+    conn: &mut Connection,
+    id: &StoreId,
+    change: &DomainChange,
+    allowed: &[StoreStatus],
+    at: Timestamp,
+    kind: &EventKind,
+) -> Result<(StoreRecord, Option<StoreEvent>)> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .during("begin domain change")?;
+    let refused = |e: RepositoryError| Err(Error::DomainRefused(e));
+    let mut record = match find_store(&tx, id)? {
+        Some(record) if record.status != StoreStatus::Deleted => record,
+        _ => return Err(Error::StoreNotFound { id: id.clone() }),
+    };
+    if !allowed.contains(&record.status) {
+        return refused(RepositoryError::WrongStatus {
+            id: id.clone(),
+            status: record.status,
+        });
+    }
+    let host = change.host().to_owned();
+    let domains = &mut record.spec.ingress.domains;
+    match change {
+        DomainChange::Add(_) if domains.contains(&host) => return Ok((record, None)),
+        DomainChange::Add(_) => {
+            if record.spec.ingress.host == host || host_taken(&tx, id, &host)? {
+                return refused(RepositoryError::DomainTaken { host });
+            }
+            if domains.len() >= MAX_DOMAINS {
+                return refused(RepositoryError::DomainLimit {
+                    id: id.clone(),
+                    max: MAX_DOMAINS,
+                });
+            }
+            insert_domain(&tx, id, &host, at)?;
+            domains.push(host);
+        }
+        DomainChange::Remove(_) => {
+            let Some(position) = domains.iter().position(|d| *d == host) else {
+                return refused(RepositoryError::DomainNotFound {
+                    id: id.clone(),
+                    host,
+                });
+            };
+            domains.remove(position);
+            tx.prepare_cached("DELETE FROM store_domains WHERE host = ?1 AND store_id = ?2")
+                .and_then(|mut stmt| stmt.execute(params![host, id.as_str()]))
+                .during("release domain")?;
+        }
+    }
+    let spec = serde_json::to_string(&record.spec).map_err(|source| Error::Encode {
+        what: "store spec",
+        source,
+    })?;
+    record.updated_at = Timestamp::now();
+    tx.prepare_cached("UPDATE stores SET spec = ?2, updated_at = ?3 WHERE id = ?1")
+        .and_then(|mut stmt| stmt.execute(params![id.as_str(), spec, record.updated_at.0]))
+        .during("update store spec")?;
+    let event = append_event_in(&tx, id, at, kind)?;
+    tx.commit().during("commit domain change")?;
+    Ok((record, Some(event)))
 }
 
 fn append_event(
@@ -412,6 +530,10 @@ fn set_status(
             conn.prepare_cached(COMPACT_DELETED)
                 .and_then(|mut stmt| stmt.execute([id.as_str()]))
                 .during("compact deleted store")?;
+            // Its namespace, Ingress included, is gone: its domains are free for others.
+            conn.prepare_cached("DELETE FROM store_domains WHERE store_id = ?1")
+                .and_then(|mut stmt| stmt.execute([id.as_str()]))
+                .during("release domains of deleted store")?;
             let mut record = row.decode()?;
             record.spec.products.clear();
             record.sealed_inputs = None;
@@ -521,6 +643,34 @@ impl Database {
             .await
     }
 
+    /// Every custom domain held by a store that is not deleted, with its store, in one query
+    /// that reads no specs: what a server needs to know which store a request's host is
+    /// for.
+    pub async fn store_domains(&self) -> Result<Vec<(String, StoreId)>> {
+        self.read(|conn| {
+            let rows: Vec<(String, String)> = conn
+                .prepare_cached(
+                    "SELECT d.host, d.store_id FROM store_domains d \
+                     JOIN stores s ON s.id = d.store_id WHERE s.status != 'deleted'",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                        .collect()
+                })
+                .during("list store domains")?;
+            rows.into_iter()
+                .map(|(host, id)| {
+                    let id = StoreId::new(id).map_err(|e| Error::Corrupt {
+                        what: "store id",
+                        message: e.to_string(),
+                    })?;
+                    Ok((host, id))
+                })
+                .collect()
+        })
+        .await
+    }
+
     /// How many stores are in each status (statuses without stores are left out), in one
     /// query that reads no specs: for a service's figures.
     pub async fn count_stores_by_status(&self) -> Result<Vec<(StoreStatus, u64)>> {
@@ -616,6 +766,21 @@ impl StoreRepository for Database {
         self.read(move |conn| events_after(conn, &id, after_seq))
             .await
             .map_err(|e| e.into_repository("read store events"))
+    }
+
+    async fn change_domain(
+        &self,
+        id: &StoreId,
+        change: &DomainChange,
+        allowed: &[StoreStatus],
+        at: Timestamp,
+        event: &EventKind,
+    ) -> Result<(StoreRecord, Option<StoreEvent>), RepositoryError> {
+        let (id, change, allowed, event) =
+            (id.clone(), change.clone(), allowed.to_vec(), event.clone());
+        self.write(move |conn| change_domain(conn, &id, &change, &allowed, at, &event))
+            .await
+            .map_err(|e| e.into_repository("change store domain"))
     }
 
     async fn set_namespace_uid(&self, id: &StoreId, uid: &str) -> Result<(), RepositoryError> {

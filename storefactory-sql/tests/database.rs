@@ -1511,3 +1511,72 @@ async fn a_registered_webhook_secret_opens_only_with_the_servers_key() {
         Err(Error::WebhookNotFound { .. })
     ));
 }
+
+// Two processes (two handles on one file), each adding the same domain to its own store
+// many times at once: every time exactly one wins, and the loser's store is unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_adds_of_one_domain_never_both_win() {
+    use storefactory_core::port::DomainChange;
+    let (dir, first) = fresh().await;
+    let second = Database::open(dir.path().join("storefactory.db"))
+        .await
+        .unwrap();
+    user(&first, "amy", 10, 100).await;
+    for id in ["race1", "race2"] {
+        first.insert_store(&store(id, "amy", 1)).await.unwrap();
+        first
+            .set_status(&StoreId::new(id).unwrap(), StoreStatus::Provisioning, None)
+            .await
+            .unwrap();
+        first
+            .set_status(&StoreId::new(id).unwrap(), StoreStatus::Ready, None)
+            .await
+            .unwrap();
+    }
+    let allowed = [StoreStatus::Ready];
+    let event = EventKind::Step {
+        step: "domain".into(),
+        message: "added".into(),
+    };
+    let (race1, race2) = (id("race1"), id("race2"));
+    for round in 0..20 {
+        let host = format!("shop{round}.example.com");
+        let add = DomainChange::Add(host.clone());
+        let (a, b) = tokio::join!(
+            first.change_domain(&race1, &add, &allowed, Timestamp(1), &event),
+            second.change_domain(&race2, &add, &allowed, Timestamp(1), &event),
+        );
+        let won = [a.is_ok(), b.is_ok()];
+        assert_eq!(won.iter().filter(|w| **w).count(), 1, "round {round}");
+        let loser = if won[0] { b } else { a };
+        assert!(
+            matches!(loser, Err(RepositoryError::DomainTaken { ref host }) if host.starts_with("shop")),
+            "{loser:?}"
+        );
+        let holders = {
+            let mut n = 0;
+            for id in ["race1", "race2"] {
+                let record = first
+                    .get_store(&StoreId::new(id).unwrap())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                n += usize::from(record.spec.ingress.domains.contains(&host));
+            }
+            n
+        };
+        assert_eq!(holders, 1, "round {round}");
+        // Remove it again so the next round stays under the limit.
+        let winner = if won[0] { "race1" } else { "race2" };
+        first
+            .change_domain(
+                &StoreId::new(winner).unwrap(),
+                &DomainChange::Remove(host),
+                &allowed,
+                Timestamp(2),
+                &event,
+            )
+            .await
+            .unwrap();
+    }
+}

@@ -3,7 +3,7 @@
 
 use storefactory_core::error::RepositoryError;
 use storefactory_core::memory::MemoryRepository;
-use storefactory_core::port::{Quota, StoreFilter, StoreRepository};
+use storefactory_core::port::{DomainChange, Quota, StoreFilter, StoreRepository};
 use storefactory_core::spec::{Quantity, StoreId, StoreSpec};
 use storefactory_core::store::{EventKind, StoreRecord, StoreStatus, Timestamp};
 use storefactory_sql::{Database, Role};
@@ -28,7 +28,13 @@ fn outcome<T>(result: Result<T, RepositoryError>, ok: impl FnOnce(T) -> String) 
         }
         Err(RepositoryError::AlreadyExists { id }) => format!("already exists: {id}"),
         Err(RepositoryError::NotFound { id }) => format!("not found: {id}"),
-        Err(err @ RepositoryError::InvalidTransition { .. }) => format!("refused: {err}"),
+        Err(
+            err @ (RepositoryError::InvalidTransition { .. }
+            | RepositoryError::DomainTaken { .. }
+            | RepositoryError::DomainLimit { .. }
+            | RepositoryError::DomainNotFound { .. }
+            | RepositoryError::WrongStatus { .. }),
+        ) => format!("refused: {err}"),
         Err(err @ RepositoryError::Backend { .. }) => format!("backend: {err}"),
     }
 }
@@ -153,4 +159,220 @@ async fn sqlite_answers_like_the_in_memory_repository() {
             "{needle} missing from {expected:#?}"
         );
     }
+}
+
+/// Custom domains, through both repositories: unique across live stores (their own hosts
+/// included), at most ten per store, only in the statuses asked for, released by a deleted
+/// store; every refusal changes nothing.
+async fn domain_script(repo: &dyn StoreRepository) -> Vec<String> {
+    let id = |s: &str| StoreId::new(s).unwrap();
+    let added = EventKind::Step {
+        step: "domain".into(),
+        message: "changed".into(),
+    };
+    let ready = [StoreStatus::Ready, StoreStatus::Suspended];
+    let change = |r: (StoreRecord, Option<storefactory_core::store::StoreEvent>)| {
+        format!(
+            "{}: [{}] event {:?}",
+            r.0.id,
+            r.0.spec.ingress.domains.join(","),
+            r.1.map(|e| e.seq)
+        )
+    };
+    let add = |h: &str| DomainChange::Add(h.to_owned());
+    let remove = |h: &str| DomainChange::Remove(h.to_owned());
+    let mut log = Vec::new();
+    for s in ["d1", "d2"] {
+        log.push(outcome(repo.insert_store(&store(s)).await, |()| {
+            "inserted".into()
+        }));
+        repo.set_status(&id(s), StoreStatus::Provisioning, None)
+            .await
+            .unwrap();
+    }
+    // Not ready yet.
+    log.push(outcome(
+        repo.change_domain(
+            &id("d1"),
+            &add("shop.example"),
+            &ready,
+            Timestamp(1),
+            &added,
+        )
+        .await,
+        change,
+    ));
+    for s in ["d1", "d2"] {
+        repo.set_status(&id(s), StoreStatus::Ready, None)
+            .await
+            .unwrap();
+    }
+    for (store, what) in [
+        ("d1", add("shop.example")),
+        ("d1", add("shop.example")),
+        ("d2", add("shop.example")),
+        ("d2", add("d1.example")),
+        ("d1", add("d1.example")),
+        ("d2", remove("shop.example")),
+        ("missing", add("x.example")),
+        ("d2", add("www.example")),
+    ] {
+        log.push(outcome(
+            repo.change_domain(&id(store), &what, &ready, Timestamp(2), &added)
+                .await,
+            change,
+        ));
+    }
+    for i in 0..10 {
+        log.push(outcome(
+            repo.change_domain(
+                &id("d1"),
+                &add(&format!("s{i}.example")),
+                &ready,
+                Timestamp(3),
+                &added,
+            )
+            .await,
+            change,
+        ));
+    }
+    // A store whose host another store holds as a domain is refused.
+    let mut squatter = store("d3");
+    squatter.spec.ingress.host = "www.example".to_owned();
+    log.push(outcome(repo.insert_store(&squatter).await, |()| {
+        "inserted".into()
+    }));
+    let mut with_domain = store("d4");
+    with_domain.spec.ingress.domains = vec!["s3.example".to_owned()];
+    log.push(outcome(repo.insert_store(&with_domain).await, |()| {
+        "inserted".into()
+    }));
+    log.push(outcome(
+        repo.change_domain(
+            &id("d1"),
+            &remove("shop.example"),
+            &ready,
+            Timestamp(4),
+            &added,
+        )
+        .await,
+        change,
+    ));
+    // Free again: another store may take it.
+    log.push(outcome(
+        repo.change_domain(
+            &id("d2"),
+            &add("shop.example"),
+            &ready,
+            Timestamp(5),
+            &added,
+        )
+        .await,
+        change,
+    ));
+    // Deleting a store releases its domains once it is deleted (its Ingress is gone), not
+    // while it is being deleted.
+    repo.set_status(&id("d2"), StoreStatus::Deleting, None)
+        .await
+        .unwrap();
+    log.push(outcome(
+        repo.change_domain(
+            &id("d1"),
+            &add("shop.example"),
+            &ready,
+            Timestamp(6),
+            &added,
+        )
+        .await,
+        change,
+    ));
+    repo.set_status(&id("d2"), StoreStatus::Deleted, None)
+        .await
+        .unwrap();
+    log.push(outcome(
+        repo.change_domain(
+            &id("d1"),
+            &remove("s9.example"),
+            &ready,
+            Timestamp(7),
+            &added,
+        )
+        .await,
+        change,
+    ));
+    log.push(outcome(
+        repo.change_domain(
+            &id("d1"),
+            &add("shop.example"),
+            &ready,
+            Timestamp(8),
+            &added,
+        )
+        .await,
+        change,
+    ));
+    log.push(outcome(repo.get_store(&id("d1")).await, |r| {
+        r.map(|r| r.spec.ingress.domains.join(","))
+            .unwrap_or_default()
+    }));
+    log.push(outcome(repo.events(&id("d1"), 0).await, |es| {
+        format!("{} events", es.len())
+    }));
+    log
+}
+
+#[tokio::test]
+async fn custom_domains_are_unique_and_bounded_in_both_repositories() {
+    let quota = Quota {
+        max_stores: 10,
+        max_storage_gib: 100,
+    };
+    let memory = MemoryRepository::new();
+    memory.set_quota("amy", quota);
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Database::open(dir.path().join("domains.db")).await.unwrap();
+    sqlite
+        .create_user("amy", "password for amy", Role::User, quota)
+        .await
+        .unwrap();
+    let expected = domain_script(&memory).await;
+    let actual = domain_script(&sqlite).await;
+    assert_eq!(actual, expected);
+    let expected_lines = [
+        "refused: store d1 is provisioning",
+        "d1: [shop.example] event Some(",
+        "d1: [shop.example] event None",
+        "refused: domain shop.example is already used by another store",
+        "refused: domain d1.example is already used by another store",
+        "refused: store d2 has no custom domain shop.example",
+        "not found: missing",
+        "d2: [www.example] event Some(",
+        "refused: store d1 already has 10 custom domains, the most a store may have",
+        "refused: domain www.example is already used by another store",
+        "refused: domain s3.example is already used by another store",
+        "d2: [www.example,shop.example] event Some(",
+        "refused: store d1 has no custom domain s9.example",
+    ];
+    for needle in expected_lines {
+        assert!(
+            expected.iter().any(|line| line.contains(needle)),
+            "{needle:?} missing from {expected:#?}"
+        );
+    }
+    let n = expected.len();
+    assert_eq!(
+        expected[n - 5],
+        "refused: domain shop.example is already used by another store",
+        "a store being deleted still holds its domains"
+    );
+    assert!(
+        expected[n - 3].ends_with("shop.example] event Some(12)"),
+        "a deleted store's domain is free: {}",
+        expected[n - 3]
+    );
+    assert_eq!(
+        expected.last().map(String::as_str),
+        Some("12 events"),
+        "{expected:#?}"
+    );
 }

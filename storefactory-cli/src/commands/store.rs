@@ -47,6 +47,7 @@ pub async fn run(ctx: &Context, command: StoreCommand) -> Result<()> {
             let record = wait::until(&provisioner, &id, target, timeout, events).await?;
             show_after_wait(ctx, &id, record.as_ref())
         }
+        StoreCommand::Domain(command) => crate::commands::domain::run(ctx, command).await,
         StoreCommand::Credentials { id } => {
             let db = ctx.db().await?;
             let provisioner = provisioner(ctx, &db, &id).await?;
@@ -91,12 +92,18 @@ impl<'a> StoreView<'a> {
             Some(reason) => format!("{} ({reason})", r.status),
             None => r.status.to_string(),
         };
+        let domains = if r.spec.ingress.domains.is_empty() {
+            "(none)".to_owned()
+        } else {
+            r.spec.ingress.domains.join(", ")
+        };
         details(&[
             ("id", r.id.to_string()),
             ("name", r.name.clone()),
             ("owner", r.owner.clone()),
             ("status", status),
             ("url", self.url.clone()),
+            ("domains", domains),
             ("admin url", self.admin_url.clone()),
             ("namespace", self.namespace.clone()),
             ("blueprint", r.blueprint.clone()),
@@ -123,7 +130,7 @@ impl<'a> StoreView<'a> {
 /// whichever process applies the store reads them; without that key (another one was
 /// given), such values cannot be opened here and generated ones are used, as the warning
 /// says.
-async fn provisioner(ctx: &Context, db: &Database, id: &StoreId) -> Result<Provisioner> {
+pub(crate) async fn provisioner(ctx: &Context, db: &Database, id: &StoreId) -> Result<Provisioner> {
     let sealing_key = match ctx.sealing_key(db).await {
         Ok(key) => key,
         Err(error) => {
@@ -147,7 +154,7 @@ async fn provisioner(ctx: &Context, db: &Database, id: &StoreId) -> Result<Provi
     ))
 }
 
-async fn audit(db: &Database, action: &str, id: &StoreId, detail: String) {
+pub(crate) async fn audit(db: &Database, action: &str, id: &StoreId, detail: String) {
     let record = AuditRecord::new(action).target(id.as_str()).detail(detail);
     if let Err(error) = db.record_audit(record).await {
         tracing::warn!(%error, action, "cannot write the audit log");
@@ -156,7 +163,7 @@ async fn audit(db: &Database, action: &str, id: &StoreId, detail: String) {
 
 /// One reconcile pass: applies (or deletes) what the record asks for, so that the command
 /// does its part even when no server is running and --wait was not given.
-async fn reconcile_once(provisioner: &Provisioner, id: &StoreId) -> Result<()> {
+pub(crate) async fn reconcile_once(provisioner: &Provisioner, id: &StoreId) -> Result<()> {
     provisioner
         .reconcile_once(id)
         .await

@@ -668,7 +668,11 @@ fn check_volume_quota(
 }
 
 /// What the Ingress template needs beyond the spec: all annotations (the user's plus
-/// cert-manager's) and the TLS secret, if any.
+/// cert-manager's), the TLS secret, if any, and `hosts`: the store's host, then its custom
+/// domains, each a rule of the Ingress and a name of its TLS entry. cert-manager's annotation
+/// issues one certificate for every host of the TLS entry, so custom domains get theirs
+/// through the configured issuer; a fixed Secret admits no custom domains
+/// ([`StoreSpec::validate`]).
 fn ingress_context(spec: &StoreSpec) -> serde_json::Value {
     let mut annotations = spec.ingress.annotations.clone();
     let tls_secret = match &spec.ingress.tls {
@@ -679,7 +683,8 @@ fn ingress_context(spec: &StoreSpec) -> serde_json::Value {
         Some(TlsSpec::Secret(secret)) => Some(secret.clone()),
         None => None,
     };
-    json!({ "annotations": annotations, "tls_secret": tls_secret })
+    let hosts: Vec<&str> = spec.ingress.hosts().collect();
+    json!({ "annotations": annotations, "tls_secret": tls_secret, "hosts": hosts })
 }
 
 fn template_key(blueprint: &str, template: &str) -> String {

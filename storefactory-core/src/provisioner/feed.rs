@@ -1,12 +1,11 @@
 //! Following other processes through the repository's event feed: every process publishes
 //! the events others record (so that a replica's event streams show the leader's progress),
-//! and the leader looks at a store whose status another process changed (a store created,
-//! deleted or retried through another replica, or the command line).
+//! and the leader looks at a store whose status or custom domains another process changed (a
+//! store created, deleted or retried through another replica, or the command line).
 
 use std::time::Duration;
 
 use super::Provisioner;
-use crate::store::EventKind;
 
 /// Most events read from the feed at once.
 const BATCH: usize = 512;
@@ -46,8 +45,9 @@ impl Provisioner {
                 if own.remove(&(event.store_id.clone(), event.seq)) {
                     continue;
                 }
-                if matches!(event.kind, EventKind::Status { .. }) {
-                    // Another process changed the store: what this one knew of it is stale.
+                if event.kind.asks_for_apply() {
+                    // Another process changed the store (its status, its custom domains):
+                    // what this one knew of it is stale.
                     self.enqueue(&event.store_id);
                 }
                 let _ = self.inner.events.send(event);

@@ -261,7 +261,7 @@ impl Provisioner {
 
     /// Publishes an event just recorded, while `own` (the lock on this process's events)
     /// is held: the feed then knows it as ours and does not republish it.
-    fn published(
+    pub(super) fn published(
         &self,
         own: &mut std::collections::HashSet<(StoreId, i64)>,
         event: StoreEvent,

@@ -109,7 +109,17 @@ impl Provisioner {
             .get(id, |s| s.apply_requests)
             .unwrap_or_default();
         if requested > 0 {
-            self.apply_all(record, false).await?;
+            // Read again now that the requests are counted: a change recorded (a custom
+            // domain added) after `record` was read and before they were counted must not be
+            // answered by an apply of the older spec.
+            let Some(record) = self.inner.repo.get_store(id).await? else {
+                return Ok(Outcome::AwaitChange);
+            };
+            if !matches!(record.status, StoreStatus::Ready | StoreStatus::Suspended) {
+                // Its status changed meanwhile, which queued it again.
+                return Ok(Outcome::AwaitChange);
+            }
+            self.apply_all(&record, false).await?;
             self.inner.states.with(id, |s| {
                 // Requests made during the apply are answered by the next reconcile.
                 s.apply_requests = s.apply_requests.saturating_sub(requested);

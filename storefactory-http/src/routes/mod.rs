@@ -1,5 +1,6 @@
 //! The routes of the API and the layers around them.
 
+pub mod domains;
 pub mod events;
 pub mod stores;
 pub mod users;
@@ -63,6 +64,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/stores/{id}/retry", post(stores::retry))
         .route("/api/stores/{id}/suspend", post(stores::suspend))
         .route("/api/stores/{id}/resume", post(stores::resume))
+        .route(
+            "/api/stores/{id}/domains",
+            get(domains::list).post(domains::add),
+        )
+        .route("/api/stores/{id}/domains/{domain}", delete(domains::remove))
         .route("/api/stores/{id}/events", get(events::stream))
         .route("/api/stores/{id}/credentials", get(stores::credentials))
         .route("/api/webhooks", get(webhooks::list).post(webhooks::create))
@@ -139,8 +145,9 @@ back later.</p></main></body></html>\n";
 /// Answers requests for the host of a paused store (suspending, suspended, or resuming and
 /// not ready yet) with 503 and a small "This store is paused" page, with `Retry-After`:
 /// while suspended, a store's Ingress sends its host to this server (see
-/// `ProvisionerConfig::paused_backend`). Only hosts of the form `store-<id>.<domain>` are
-/// looked up (by the store's id, one read), and only a store whose recorded host it is
+/// `ProvisionerConfig::paused_backend`). Hosts of the form `store-<id>.<domain>` are looked
+/// up by the store's id (one read); other hosts among the stores' custom domains (cached,
+/// see [`crate::domains`]). Only a store whose recorded host or custom domain it is
 /// answers; every other request goes on to the API untouched.
 async fn paused_store(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let host = request
@@ -154,22 +161,10 @@ async fn paused_store(State(state): State<AppState>, request: Request, next: Nex
         })
         .map(|h| h.trim_end_matches('.').to_ascii_lowercase());
     // Any domain: stores created by the command line may use another than the server's.
-    let candidate = host.as_deref().and_then(|host| {
-        let (label, _) = host.strip_prefix("store-")?.split_once('.')?;
-        storefactory_core::spec::StoreId::new(label).ok()
-    });
-    let Some(id) = candidate else {
+    let Some(host) = host else {
         return next.run(request).await;
     };
-    use storefactory_core::port::StoreRepository as _;
-    let paused = match state.db().get_store(&id).await {
-        Ok(Some(record)) => {
-            record.status.is_paused()
-                && host.as_deref() == Some(record.spec.ingress.host.to_ascii_lowercase().as_str())
-        }
-        _ => false,
-    };
-    if !paused {
+    if !is_paused_host(&state, &host).await {
         return next.run(request).await;
     }
     let body = if request.method() == Method::HEAD {
@@ -192,6 +187,32 @@ async fn paused_store(State(state): State<AppState>, request: Request, next: Nex
         body,
     )
         .into_response()
+}
+
+/// Whether `host` (lowercase, without port or trailing dot) is the host or a custom domain of
+/// a paused store.
+async fn is_paused_host(state: &AppState, host: &str) -> bool {
+    use storefactory_core::port::StoreRepository as _;
+    let answers = |record: &storefactory_core::store::StoreRecord| {
+        record.status.is_paused()
+            && (host == record.spec.ingress.host.to_ascii_lowercase()
+                || record.spec.ingress.domains.iter().any(|d| d == host))
+    };
+    let own = host.strip_prefix("store-").and_then(|rest| {
+        let (label, _) = rest.split_once('.')?;
+        storefactory_core::spec::StoreId::new(label).ok()
+    });
+    if let Some(id) = own
+        && let Ok(Some(record)) = state.db().get_store(&id).await
+        && record.spec.ingress.host.eq_ignore_ascii_case(host)
+    {
+        return answers(&record);
+    }
+    // Not a store's own host: perhaps one's custom domain.
+    let Some(id) = state.store_of_domain(host).await else {
+        return false;
+    };
+    matches!(state.db().get_store(&id).await, Ok(Some(record)) if answers(&record))
 }
 
 /// Request ids: a per-process random prefix and a counter.

@@ -1,4 +1,5 @@
-//! `/api/stores`: create, list, read, delete, retry, suspend, resume, credentials.
+//! `/api/stores`: create, list, read, delete, retry, suspend, resume, credentials (custom
+//! domains are in [`super::domains`]).
 
 use axum::Json;
 use axum::extract::State;
@@ -55,6 +56,9 @@ pub struct StoreView {
     pub owner: String,
     /// Blueprint the store is built from.
     pub blueprint: String,
+    /// Custom domains: more hosts the store answers on, besides the host of `url`.
+    #[serde(default)]
+    pub domains: Vec<String>,
 }
 
 impl From<&StoreRecord> for StoreView {
@@ -75,6 +79,7 @@ impl From<&StoreRecord> for StoreView {
             updated_at: record.updated_at.0,
             owner: record.owner.clone(),
             blueprint: record.blueprint.clone(),
+            domains: record.spec.ingress.domains.clone(),
         }
     }
 }
@@ -308,7 +313,7 @@ async fn audit_store(
 
 /// The store `id` if the caller may see it: its owner or an admin. Anything else is 404,
 /// like a store that does not exist.
-async fn visible_store(
+pub(crate) async fn visible_store(
     state: &AppState,
     user: &AuthUser,
     id: &str,

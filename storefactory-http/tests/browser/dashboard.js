@@ -3,10 +3,10 @@
 // copied passwords, the storage hint, checks before sending, the server's message next to
 // the field), live provisioning progress, hostile names and product text shown as text, the
 // detail view with its history, credentials in the page, a failed store and Retry, Suspend
-// and Resume, deletion, quota meters and an over-quota create, stores created elsewhere
-// appearing, pages, the admin view, webhooks (a hostile URL shown as text, the secret shown
-// once, the delivery log of a store's events, removal), a phone-sized screen, labels and no
-// CSP violations.
+// and Resume, custom domains (added, refused with the reason, removed), deletion, quota
+// meters and an over-quota create, stores created elsewhere appearing, pages, the admin
+// view, webhooks (a hostile URL shown as text, the secret shown once, the delivery log of a
+// store's events, removal), a phone-sized screen, labels and no CSP violations.
 //
 // Usage: node dashboard.js BASE_URL ADMIN_USERNAME ADMIN_PASSWORD   (exits non-zero on a failure)
 //
@@ -383,6 +383,29 @@ async function newPage(browser, url, viewport = { width: 1280, height: 900 }) {
     await shot(admin, 'suspended');
     await failing.getByRole('button', { name: /^Resume/ }).click();
     await failing.locator('.badge.ready').waitFor({ timeout: LONG });
+
+    step('custom domains are added and removed from the card, and a bad one is refused with the reason');
+    await failing.getByRole('button', { name: /^Custom domains of/ }).click();
+    const domainInput = failing.getByRole('textbox', { name: /^New domain for/ });
+    check(await admin.evaluate(() => document.activeElement.name === 'domain'), 'the domains panel does not take the focus');
+    await domainInput.fill(`Shop-${tag}.Example.com.`);
+    await failing.getByRole('button', { name: /^Add domain to/ }).click();
+    const shown = `shop-${tag}.example.com`;
+    await failing.locator('.fields .domain-list a', { hasText: shown }).waitFor({ timeout: 15000 });
+    check((await failing.locator('.fields .domain-list a').getAttribute('href')) === `http://${shown}/`,
+      'the domain does not link to the store');
+    check((await failing.locator('.badge.ready').count()) === 1, 'the store is not ready after adding a domain');
+    await domainInput.fill('*.bad.example');
+    await failing.getByRole('button', { name: /^Add domain to/ }).click();
+    const domainError = failing.locator('.domain-error');
+    await domainError.waitFor({ state: 'visible', timeout: 15000 });
+    check((await domainError.textContent()).includes('wildcards'), `the refusal does not say why: ${await domainError.textContent()}`);
+    check((await failing.getByRole('textbox', { name: /^New domain for/ }).inputValue()) === '*.bad.example',
+      'the refused domain is not kept for correcting');
+    await shot(admin, 'domains');
+    await failing.getByRole('button', { name: `Remove domain ${shown}` }).click();
+    await failing.locator('.fields .domain-list').waitFor({ state: 'detached', timeout: 15000 });
+    check((await failing.locator('.domains').textContent()).includes('No custom domains'), 'the removed domain is still listed');
 
     step('deleting asks in the page, then the store goes away');
     await failing.getByRole('button', { name: /^Delete/ }).click();
