@@ -2,7 +2,8 @@
 //! by watches, correct under crashes, retries, concurrency and several processes.
 //!
 //! [`Provisioner::create`], [`Provisioner::delete`], [`Provisioner::retry`],
-//! [`Provisioner::suspend`] and [`Provisioner::resume`] change records and queue work; [`Provisioner::run`] does the work, in the one process that holds the
+//! [`Provisioner::suspend`], [`Provisioner::resume`] and [`Provisioner::change`] change
+//! records and queue work; [`Provisioner::run`] does the work, in the one process that holds the
 //! leader Lease. Every step is idempotent (server-side apply under one field manager,
 //! Secrets created once), so stopping `run` at any point and starting it again — in this
 //! process or another — converges to the same objects.
@@ -32,6 +33,7 @@ use crate::spec::{StoreId, StoreSpec};
 use crate::store::StoreEvent;
 
 mod apply;
+mod change;
 mod feed;
 mod leader;
 mod lifecycle;
