@@ -5,10 +5,10 @@
 //! until their capacity reaches the new request.
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Api;
-use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
+use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PropagationPolicy};
 
 use super::Provisioner;
 use crate::blueprint::lifecycle::WorkloadKind;
@@ -22,6 +22,18 @@ use crate::store::{EventKind, StoreRecord, StoreStatus};
 fn requested(claim: &serde_json::Value) -> Option<Quantity> {
     let text = claim.pointer("/spec/resources/requests/storage")?.as_str()?;
     Quantity::parse("storage", text).ok()
+}
+
+/// Whether the cluster's default StorageClass is `class`.
+fn is_default_class(class: &StorageClass) -> bool {
+    class.metadata.annotations.as_ref().is_some_and(|a| {
+        [
+            "storageclass.kubernetes.io/is-default-class",
+            "storageclass.beta.kubernetes.io/is-default-class",
+        ]
+        .iter()
+        .any(|key| a.get(*key).is_some_and(|v| v == "true"))
+    })
 }
 
 /// The names of the ConfigMaps a rendered object reads (volumes, `configMapKeyRef`,
@@ -83,7 +95,7 @@ impl Provisioner {
             .render(&record.blueprint, &record.spec, None, state.clone())
             .await?;
         let after = self.render(&record.blueprint, &spec, None, state).await?;
-        self.check_claims(&record, &before, &after).await?;
+        self.check_claims(&before, &after).await?;
         let changes = StoreChange::describe(&record.spec, &spec);
         let reason = if changes.is_empty() {
             "changing its spec".to_owned()
@@ -114,13 +126,10 @@ impl Provisioner {
     /// the change was recorded).
     async fn check_claims(
         &self,
-        record: &StoreRecord,
         before: &[Manifest],
         after: &[Manifest],
     ) -> Result<()> {
-        let namespace = record.id.namespace();
-        let claims: Api<PersistentVolumeClaim> =
-            Api::namespaced(self.inner.client.clone(), &namespace);
+        let mut classes: Option<Vec<StorageClass>> = None;
         for claim in after.iter().filter(|m| m.kind() == "PersistentVolumeClaim") {
             let name = claim.name();
             let Some(old) = before
@@ -129,8 +138,8 @@ impl Provisioner {
             else {
                 continue;
             };
-            let (Some(new_size), Some(old_size)) =
-                (requested(&claim.to_value()), requested(&old.to_value()))
+            let value = claim.to_value();
+            let (Some(new_size), Some(old_size)) = (requested(&value), requested(&old.to_value()))
             else {
                 continue;
             };
@@ -147,37 +156,36 @@ impl Provisioner {
             if new_size.value() == old_size.value() {
                 continue;
             }
-            let live = self
-                .with_retries(&format!("read PersistentVolumeClaim {namespace}/{name}"), || {
-                    claims.get_opt(name)
-                })
-                .await?;
-            // A claim that is gone is made again by the apply, at the new size.
-            let Some(live) = live else { continue };
-            let class = live.spec.as_ref().and_then(|s| s.storage_class_name.clone());
-            let Some(class) = class.filter(|c| !c.is_empty()) else {
-                return Err(ValidationError::new(
-                    "storage_gib",
-                    format!(
-                        "volume claim {name} has no StorageClass, so it cannot be expanded; \
-                         it keeps {old_size}"
-                    ),
-                )
-                .into());
+            // The claim's class as rendered, else the cluster's default one (which the
+            // apiserver gave the claim when it was created). Classes are few: one listing.
+            if classes.is_none() {
+                let api: Api<StorageClass> = Api::all(self.inner.client.clone());
+                let params = ListParams::default();
+                let listed = self
+                    .with_retries("list StorageClasses", || api.list(&params))
+                    .await?;
+                classes = Some(listed.items);
+            }
+            let all = classes.as_deref().unwrap_or_default();
+            let named = value
+                .pointer("/spec/storageClassName")
+                .and_then(|c| c.as_str())
+                .map(str::to_owned);
+            let class = match &named {
+                Some(name) => all.iter().find(|c| c.metadata.name.as_deref() == Some(name)),
+                None => all.iter().find(|c| is_default_class(c)),
             };
-            let classes: Api<StorageClass> = Api::all(self.inner.client.clone());
-            let found = self
-                .with_retries(&format!("read StorageClass {class}"), || {
-                    classes.get_opt(&class)
-                })
-                .await?;
-            if found.and_then(|c| c.allow_volume_expansion) != Some(true) {
+            let class_name = named
+                .clone()
+                .or_else(|| class.and_then(|c| c.metadata.name.clone()))
+                .unwrap_or_else(|| "(none: the cluster has no default)".to_owned());
+            if class.and_then(|c| c.allow_volume_expansion) != Some(true) {
                 return Err(ValidationError::new(
                     "storage_gib",
                     format!(
-                        "volume claim {name} cannot grow: its StorageClass {class} does not \
-                         allow volume expansion (allowVolumeExpansion is not true); it keeps \
-                         {old_size}"
+                        "volume claim {name} cannot grow: its StorageClass {class_name} does \
+                         not allow volume expansion (allowVolumeExpansion is not true); it \
+                         keeps {old_size}"
                     ),
                 )
                 .into());
@@ -219,35 +227,18 @@ impl Provisioner {
             else {
                 continue;
             };
-            let live = self
-                .with_retries(&format!("read Job {namespace}/{}", ready.name), || {
-                    jobs.get_opt(&ready.name)
-                })
-                .await?;
-            let Some(live) = live else {
-                // Not there (deleted by an earlier pass): the apply creates it.
-                continue;
-            };
             let Some(why) = self.job_inputs_changed(record, rendered, &manifests).await? else {
                 continue;
             };
             let params = DeleteParams {
                 propagation_policy: Some(PropagationPolicy::Background),
-                preconditions: live.metadata.uid.clone().map(|uid| {
-                    kube::api::Preconditions {
-                        uid: Some(uid),
-                        resource_version: None,
-                    }
-                }),
                 ..DeleteParams::default()
             };
             self.with_retries(&format!("delete Job {namespace}/{}", ready.name), || async {
                 match jobs.delete(&ready.name, &params).await {
-                    Ok(_) => Ok(()),
-                    Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {
-                        Ok(())
-                    }
-                    Err(e) => Err(e),
+                    // Gone already (an earlier pass deleted it): the apply creates it.
+                    Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+                    other => other.map(drop),
                 }
             })
             .await?;
@@ -325,9 +316,8 @@ impl Provisioner {
     }
 
     /// The volume claims of an updating store whose capacity has not reached what they
-    /// request, in words for people; nothing once every claim has its size. Read when its
-    /// workloads are ready; a claim's status change wakes the store (the claims are
-    /// watched).
+    /// request, in words for people; nothing once every claim has its size. Read from the
+    /// watch cache when its workloads are ready; a claim's status change wakes the store.
     pub(super) async fn claims_waiting(&self, record: &StoreRecord) -> Result<Vec<String>> {
         let manifests = self
             .render(
@@ -338,8 +328,7 @@ impl Provisioner {
             )
             .await?;
         let namespace = record.id.namespace();
-        let claims: Api<PersistentVolumeClaim> =
-            Api::namespaced(self.inner.client.clone(), &namespace);
+        let caches = super::lock(&self.inner.caches).clone();
         let mut waiting = Vec::new();
         for claim in manifests
             .iter()
@@ -349,16 +338,13 @@ impl Provisioner {
                 continue;
             };
             let name = claim.name();
-            let live = self
-                .with_retries(&format!("read PersistentVolumeClaim {namespace}/{name}"), || {
-                    claims.get_opt(name)
-                })
-                .await?;
-            let capacity = live
-                .and_then(|c| c.status)
-                .and_then(|s| s.capacity)
-                .and_then(|c| c.get("storage").map(|q| q.0.clone()))
-                .and_then(|text| Quantity::parse("capacity", text).ok());
+            let capacity = caches
+                .as_ref()
+                .and_then(|c| c.claim(&namespace, name))
+                .and_then(|c| {
+                    let text = c.data.pointer("/status/capacity/storage")?.as_str()?;
+                    Quantity::parse("capacity", text).ok()
+                });
             match capacity {
                 Some(capacity) if capacity.value() >= wanted.value() => {}
                 Some(capacity) => waiting.push(format!(
