@@ -209,6 +209,7 @@ StoreStatus = Literal[
     "suspending",
     "suspended",
     "resuming",
+    "updating",
 ]
 
 class Store:
@@ -311,6 +312,28 @@ class Provisioner:
     def suspend_async(self, store_id: str) -> Awaitable[Store]: ...
     def resume(self, store_id: str) -> Store: ...
     def resume_async(self, store_id: str) -> Awaitable[Store]: ...
+    def change(
+        self,
+        store_id: str,
+        *,
+        storage_size_gi: Optional[int] = None,
+        sample_products: ProductsInput = None,
+        title: Optional[str] = None,
+        currency: Optional[str] = None,
+        wordpress_resources: Optional[Mapping[str, str]] = None,
+        mysql_resources: Optional[Mapping[str, str]] = None,
+    ) -> Store: ...
+    def change_async(
+        self,
+        store_id: str,
+        *,
+        storage_size_gi: Optional[int] = None,
+        sample_products: ProductsInput = None,
+        title: Optional[str] = None,
+        currency: Optional[str] = None,
+        wordpress_resources: Optional[Mapping[str, str]] = None,
+        mysql_resources: Optional[Mapping[str, str]] = None,
+    ) -> Awaitable[Store]: ...
     def credentials(self, store_id: str) -> Credentials: ...
     def credentials_async(self, store_id: str) -> Awaitable[Credentials]: ...
     def wait(
