@@ -165,7 +165,12 @@ mod tests {
         let parsed = parse_resources("cpu=200m/1,memory=256Mi/1Gi").unwrap();
         assert_eq!(parsed.cpu_request.as_str(), "200m");
         assert_eq!(parsed.memory_limit.as_str(), "1Gi");
-        for bad in ["cpu=1/2", "cpu=1,memory=1Gi/2Gi", "disk=1/2,cpu=1/2", "cpu=x/1,memory=1/1"] {
+        for bad in [
+            "cpu=1/2",
+            "cpu=1,memory=1Gi/2Gi",
+            "disk=1/2,cpu=1/2",
+            "cpu=x/1,memory=1/1",
+        ] {
             assert!(parse_resources(bad).is_err(), "{bad}");
         }
     }

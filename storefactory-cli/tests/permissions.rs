@@ -270,9 +270,7 @@ async fn doctor_names_exactly_the_permissions_a_store_lifecycle_uses() {
     // Job's ConfigMap compared, the Job replaced).
     let change = storefactory_core::change::StoreChange {
         storage_gib: Some(3),
-        products: Some(
-            storefactory_core::product::parse_products("Mug|3|Ceramic").unwrap(),
-        ),
+        products: Some(storefactory_core::product::parse_products("Mug|3|Ceramic").unwrap()),
         ..Default::default()
     };
     provisioner.change(&id, &change).await.unwrap();

@@ -156,7 +156,11 @@ mod tests {
         };
         let spec = change.apply_to(&current()).unwrap();
         assert_eq!(spec.wordpress.storage.as_str(), "20Gi");
-        assert!(spec.quota.storage.gib_ceil() >= 21, "{}", spec.quota.storage);
+        assert!(
+            spec.quota.storage.gib_ceil() >= 21,
+            "{}",
+            spec.quota.storage
+        );
         assert_eq!(
             StoreChange::describe(&current(), &spec),
             ["WordPress storage 2Gi -> 20Gi"]

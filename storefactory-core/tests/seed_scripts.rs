@@ -15,7 +15,9 @@ use std::process::Command;
 
 use storefactory_core::blueprint::{BlueprintRegistry, DEFAULT_BLUEPRINT, SecretValues};
 use storefactory_core::manifest::Manifest;
-use storefactory_core::product::{MAX_DESCRIPTION_LEN, MAX_NAME_LEN, Price, Product, parse_products};
+use storefactory_core::product::{
+    MAX_DESCRIPTION_LEN, MAX_NAME_LEN, Price, Product, parse_products,
+};
 use storefactory_core::spec::{StoreId, StoreSpec};
 
 const STUBS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/seed");

@@ -198,7 +198,11 @@ async fn a_bigger_volume_grows_in_place_and_the_store_is_ready_again() {
         "asked for, not grown yet"
     );
     claims
-        .patch("wordpress", &PatchParams::default(), &hold(serde_json::Value::Null))
+        .patch(
+            "wordpress",
+            &PatchParams::default(),
+            &hold(serde_json::Value::Null),
+        )
         .await
         .unwrap();
     let ready = h.wait_for(&id, StoreStatus::Ready).await;
@@ -275,7 +279,13 @@ async fn changed_products_title_and_currency_run_seeding_again_and_resources_do_
         .await
         .unwrap();
     let container = &deployment.spec.unwrap().template.spec.unwrap().containers[0];
-    let limits = container.resources.as_ref().unwrap().limits.as_ref().unwrap();
+    let limits = container
+        .resources
+        .as_ref()
+        .unwrap()
+        .limits
+        .as_ref()
+        .unwrap();
     assert_eq!(limits["memory"].0, "600Mi");
     assert_eq!(h.job_uid(&id).await, first_job, "seeding is not run again");
 
@@ -345,7 +355,10 @@ async fn a_volume_whose_storage_class_does_not_allow_expansion_is_refused() {
         "allowVolumeExpansion": false,
     }))
     .unwrap();
-    classes.create(&PostParams::default(), &class).await.unwrap();
+    classes
+        .create(&PostParams::default(), &class)
+        .await
+        .unwrap();
     let mut spec = spec(&StoreId::generate());
     spec.storage_class = Some(class_name.clone());
     let id = h.ready_store(spec).await;
@@ -394,7 +407,13 @@ async fn bad_changes_and_changes_to_stores_that_are_not_ready_are_refused_and_ch
     };
     let error = h.provisioner.change(&id, &change).await.unwrap_err();
     assert!(
-        matches!(error, Error::InvalidState { status: StoreStatus::Initialized, .. }),
+        matches!(
+            error,
+            Error::InvalidState {
+                status: StoreStatus::Initialized,
+                ..
+            }
+        ),
         "{error}"
     );
     assert_eq!(error.kind(), ErrorKind::Conflict);
@@ -411,7 +430,10 @@ async fn bad_changes_and_changes_to_stores_that_are_not_ready_are_refused_and_ch
     let error = h.provisioner.change(&id, &smaller).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Invalid);
     assert_eq!(error.field(), Some("storage_gib"));
-    assert!(error.to_string().contains("2Gi"), "names the current size: {error}");
+    assert!(
+        error.to_string().contains("2Gi"),
+        "names the current size: {error}"
+    );
 
     // Beyond the owner's storage quota: 2 GiB + 1 GiB in use, 6 allowed, 5 more asked for.
     h.repo.set_quota(

@@ -161,11 +161,7 @@ async fn bad_changes_are_refused_naming_the_field_and_change_nothing() -> Result
         ),
         (json!({}), StatusCode::UNPROCESSABLE_ENTITY, Some("change")),
         // 3 GiB in use, 6 allowed: 5 GiB more do not fit.
-        (
-            json!({"storage_size_gi": 7}),
-            StatusCode::FORBIDDEN,
-            None,
-        ),
+        (json!({"storage_size_gi": 7}), StatusCode::FORBIDDEN, None),
     ] {
         let reply = patch(&app, &alice, id.as_str(), body.clone()).await?;
         assert_eq!(reply.status, status, "{body}: {}", reply.text);
@@ -218,7 +214,10 @@ async fn only_the_owner_or_an_admin_may_change_a_store() -> Result<()> {
     let theirs = patch(&app, &bob, id.as_str(), body.clone()).await?;
     let missing = patch(&app, &bob, StoreId::generate().as_str(), body.clone()).await?;
     assert_eq!(theirs.status, StatusCode::NOT_FOUND, "{}", theirs.text);
-    assert_eq!(theirs.text, missing.text, "a store of another is not told apart");
+    assert_eq!(
+        theirs.text, missing.text,
+        "a store of another is not told apart"
+    );
     assert_eq!(app.db.get_store(&id).await?.expect("store"), before);
 
     let anonymous = send(

@@ -62,17 +62,18 @@ pub fn change_from(
     mysql_resources: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<StoreChange> {
     let given = |v: Option<&Bound<'_, PyAny>>| v.filter(|v| !v.is_none()).is_some();
-    let resources = |value: Option<&Bound<'_, PyAny>>, field: &str| -> PyResult<Option<Resources>> {
-        match value.filter(|v| !v.is_none()) {
-            None => Ok(None),
-            Some(value) => {
-                let json = from_python(value, field)?;
-                serde_json::from_value(json)
-                    .map(Some)
-                    .map_err(|e| invalid(field, e.to_string()))
+    let resources =
+        |value: Option<&Bound<'_, PyAny>>, field: &str| -> PyResult<Option<Resources>> {
+            match value.filter(|v| !v.is_none()) {
+                None => Ok(None),
+                Some(value) => {
+                    let json = from_python(value, field)?;
+                    serde_json::from_value(json)
+                        .map(Some)
+                        .map_err(|e| invalid(field, e.to_string()))
+                }
             }
-        }
-    };
+        };
     Ok(StoreChange {
         storage_gib: if given(storage_size_gi) {
             Some(storage_from(storage_size_gi)?)

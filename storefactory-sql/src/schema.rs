@@ -549,7 +549,10 @@ mod tests {
         assert_eq!(indexes(&conn), before);
         let count = |sql: &str| -> i64 { conn.query_row(sql, [], |row| row.get(0)).unwrap() };
         assert_eq!(count("SELECT count(*) FROM store_events"), 1);
-        assert_eq!(count("SELECT count(*) FROM stores WHERE status = 'suspended'"), 1);
+        assert_eq!(
+            count("SELECT count(*) FROM stores WHERE status = 'suspended'"),
+            1
+        );
         conn.execute("UPDATE stores SET status = 'updating'", [])
             .unwrap();
         conn.execute("DELETE FROM stores", []).unwrap();

@@ -187,7 +187,10 @@ async fn change_script(repo: &dyn StoreRepository) -> Vec<String> {
         record,
     ));
     for status in [StoreStatus::Provisioning, StoreStatus::Ready] {
-        log.push(outcome(repo.set_status(&id("c1"), status, None).await, record));
+        log.push(outcome(
+            repo.set_status(&id("c1"), status, None).await,
+            record,
+        ));
     }
     log.push(outcome(
         repo.change_spec(&id("c1"), &grown(5), StoreStatus::Updating, changing)

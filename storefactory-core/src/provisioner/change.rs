@@ -20,7 +20,9 @@ use crate::store::{EventKind, StoreRecord, StoreStatus};
 
 /// The storage a rendered or live claim requests.
 fn requested(claim: &serde_json::Value) -> Option<Quantity> {
-    let text = claim.pointer("/spec/resources/requests/storage")?.as_str()?;
+    let text = claim
+        .pointer("/spec/resources/requests/storage")?
+        .as_str()?;
     Quantity::parse("storage", text).ok()
 }
 
@@ -42,8 +44,10 @@ fn config_maps_read(value: &serde_json::Value, names: &mut Vec<String>) {
     match value {
         serde_json::Value::Object(map) => {
             for (key, inner) in map {
-                if matches!(key.as_str(), "configMap" | "configMapKeyRef" | "configMapRef")
-                    && let Some(name) = inner.get("name").and_then(|n| n.as_str())
+                if matches!(
+                    key.as_str(),
+                    "configMap" | "configMapKeyRef" | "configMapRef"
+                ) && let Some(name) = inner.get("name").and_then(|n| n.as_str())
                     && !names.iter().any(|n| n == name)
                 {
                     names.push(name.to_owned());
@@ -124,11 +128,7 @@ impl Provisioner {
     /// Refuses a change of claims that would shrink, or grow where the claim's StorageClass
     /// does not allow volume expansion (the apiserver would refuse the apply later, after
     /// the change was recorded).
-    async fn check_claims(
-        &self,
-        before: &[Manifest],
-        after: &[Manifest],
-    ) -> Result<()> {
+    async fn check_claims(&self, before: &[Manifest], after: &[Manifest]) -> Result<()> {
         let mut classes: Option<Vec<StorageClass>> = None;
         for claim in after.iter().filter(|m| m.kind() == "PersistentVolumeClaim") {
             let name = claim.name();
@@ -172,7 +172,9 @@ impl Provisioner {
                 .and_then(|c| c.as_str())
                 .map(str::to_owned);
             let class = match &named {
-                Some(name) => all.iter().find(|c| c.metadata.name.as_deref() == Some(name)),
+                Some(name) => all
+                    .iter()
+                    .find(|c| c.metadata.name.as_deref() == Some(name)),
                 None => all.iter().find(|c| is_default_class(c)),
             };
             let class_name = named
@@ -227,20 +229,26 @@ impl Provisioner {
             else {
                 continue;
             };
-            let Some(why) = self.job_inputs_changed(record, rendered, &manifests).await? else {
+            let Some(why) = self
+                .job_inputs_changed(record, rendered, &manifests)
+                .await?
+            else {
                 continue;
             };
             let params = DeleteParams {
                 propagation_policy: Some(PropagationPolicy::Background),
                 ..DeleteParams::default()
             };
-            self.with_retries(&format!("delete Job {namespace}/{}", ready.name), || async {
-                match jobs.delete(&ready.name, &params).await {
-                    // Gone already (an earlier pass deleted it): the apply creates it.
-                    Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-                    other => other.map(drop),
-                }
-            })
+            self.with_retries(
+                &format!("delete Job {namespace}/{}", ready.name),
+                || async {
+                    match jobs.delete(&ready.name, &params).await {
+                        // Gone already (an earlier pass deleted it): the apply creates it.
+                        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+                        other => other.map(drop),
+                    }
+                },
+            )
             .await?;
             self.step(
                 id,

@@ -419,7 +419,9 @@ impl Sim {
         };
         let volumes: Api<PersistentVolume> = Api::all(self.client.clone());
         let pv = self
-            .retry(format!("reading volume {volume}"), || volumes.get_opt(&volume))
+            .retry(format!("reading volume {volume}"), || {
+                volumes.get_opt(&volume)
+            })
             .await
             .flatten();
         let ours = pv.as_ref().is_some_and(|pv| {
