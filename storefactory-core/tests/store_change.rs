@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, ResourceQuota};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, ResourceQuota};
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use storefactory_core::blueprint::BlueprintRegistry;
 use storefactory_core::change::StoreChange;
@@ -287,6 +287,33 @@ async fn changed_products_title_and_currency_run_seeding_again_and_resources_do_
         .as_ref()
         .unwrap();
     assert_eq!(limits["memory"].0, "600Mi");
+    // Ready again only once a pod of the new template is: the one WordPress pod left has
+    // the new limits.
+    let pods = Api::<Pod>::namespaced(h.client.clone(), &id.namespace())
+        .list(&ListParams::default().labels("app.kubernetes.io/name=wordpress"))
+        .await
+        .unwrap()
+        .items;
+    let live: Vec<_> = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect();
+    assert_eq!(live.len(), 1, "{pods:#?}");
+    let container = &live[0].spec.as_ref().unwrap().containers[0];
+    let limits = container
+        .resources
+        .as_ref()
+        .unwrap()
+        .limits
+        .as_ref()
+        .unwrap();
+    assert_eq!(limits["memory"].0, "600Mi");
+    let ready = live[0]
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    assert!(ready, "{:#?}", live[0].status);
     assert_eq!(h.job_uid(&id).await, first_job, "seeding is not run again");
 
     // Products, title and currency: the seeding Job runs again with them.
