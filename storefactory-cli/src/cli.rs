@@ -475,7 +475,7 @@ Change a ready store. Only what is given changes; the change is checked with the
   and so is growing a volume whose StorageClass does not allow volume expansion. The \
   owner's storage quota applies to the new size.
   --products-file, --title and --currency run the seeding again: products are updated by \
-  SKU (their position in the list), none is duplicated.
+  SKU (their position in the list), none is duplicated, dropped ones are hidden.
 
 The store is `updating` until the change is applied and observed (the volume grown, the \
 seeding finished), then `ready` again. With --wait this command waits for that.";

@@ -25,8 +25,9 @@ pub struct StoreChange {
     /// New resources of the MySQL container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mysql_resources: Option<Resources>,
-    /// The products the store is seeded with from now on. Seeding runs again: products
-    /// whose name (their SKU) exists are updated, new ones are created, none is duplicated.
+    /// The products the store is seeded with from now on. Seeding runs again: products are
+    /// matched by SKU (their position in the list): existing ones are updated, new ones
+    /// created, none is duplicated, and those dropped from the list are hidden.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub products: Option<Vec<Product>>,
     /// New title of the site.

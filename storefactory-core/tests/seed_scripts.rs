@@ -611,4 +611,22 @@ fn reseeding_a_changed_store_updates_products_by_sku_and_sets_the_new_title_and_
         "{:?}",
         seeding.files()
     );
+
+    // Changed to fewer products: the ones dropped are hidden (orders may refer to them),
+    // not deleted, and a later run leaves them so.
+    spec.products = parse_products("T-Shirt|7.50|Organic cotton").unwrap();
+    seeding.change(&spec);
+    let run = seeding.run("dash");
+    let after = seeding.products();
+    assert_eq!(after.len(), 3);
+    let statuses: Vec<&str> = after.iter().map(|p| p["status"].as_str()).collect();
+    assert_eq!(statuses, ["publish", "draft", "draft"]);
+    assert!(
+        run.stdout.contains("hidden sf-2") && run.stdout.contains("hidden sf-3"),
+        "{}",
+        run.stdout
+    );
+    let again = seeding.run("bash");
+    assert!(!again.stdout.contains("hidden"), "{}", again.stdout);
+    assert_eq!(seeding.products(), after);
 }
