@@ -171,18 +171,18 @@ async fn a_bigger_volume_grows_in_place_and_the_store_is_ready_again() {
         .unwrap();
 
     let change = StoreChange {
-        storage_gib: Some(5),
+        storage_gib: Some(12),
         ..StoreChange::default()
     };
     let changed = h.provisioner.change(&id, &change).await.unwrap();
     assert_eq!(changed.status, StoreStatus::Updating);
-    assert_eq!(changed.spec.wordpress.storage.as_str(), "5Gi");
+    assert_eq!(changed.spec.wordpress.storage.as_str(), "12Gi");
     let started = Instant::now();
     loop {
         let waiting = h.events(&id).await.iter().any(|e| {
             matches!(e, EventKind::Step { step, message }
                 if step == "storage"
-                    && message == "waiting for volume claim wordpress to grow from 2Gi to 5Gi")
+                    && message == "waiting for volume claim wordpress to grow from 2Gi to 12Gi")
         });
         if waiting {
             break;
@@ -194,7 +194,7 @@ async fn a_bigger_volume_grows_in_place_and_the_store_is_ready_again() {
     assert_eq!(h.record(&id).await.status, StoreStatus::Updating);
     assert_eq!(
         sizes(&h.claim(&id).await),
-        ("5Gi".to_owned(), Some("2Gi".to_owned())),
+        ("12Gi".to_owned(), Some("2Gi".to_owned())),
         "asked for, not grown yet"
     );
     claims
@@ -211,14 +211,15 @@ async fn a_bigger_volume_grows_in_place_and_the_store_is_ready_again() {
     // The same claim, grown: its request and, through the resizer, its capacity.
     let claim = h.claim(&id).await;
     assert_eq!(claim.metadata.uid, claim_uid, "the claim is grown in place");
-    assert_eq!(sizes(&claim), ("5Gi".to_owned(), Some("5Gi".to_owned())));
-    // The namespace's quota holds the bigger volume.
+    assert_eq!(sizes(&claim), ("12Gi".to_owned(), Some("12Gi".to_owned())));
+    // The namespace's quota grew to hold the bigger volume (12 GiB + 1 GiB of MySQL is more
+    // than the default 10 GiB): otherwise the apiserver would have refused the claim.
     let quota = Api::<ResourceQuota>::namespaced(h.client.clone(), &id.namespace())
         .get("store-quota")
         .await
         .unwrap();
     let hard = quota.spec.unwrap().hard.unwrap();
-    assert_eq!(hard["requests.storage"].0, "10Gi");
+    assert_eq!(hard["requests.storage"].0, "13Gi");
     // Seeding did not run again for a bigger volume.
     assert_eq!(h.job_uid(&id).await, seed_job);
 
@@ -232,7 +233,7 @@ async fn a_bigger_volume_grows_in_place_and_the_store_is_ready_again() {
     });
     assert_eq!(
         updating.as_deref(),
-        Some("changing WordPress storage 2Gi -> 5Gi")
+        Some("changing WordPress storage 2Gi -> 12Gi")
     );
     assert!(
         events.iter().any(|e| matches!(e,
