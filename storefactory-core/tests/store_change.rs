@@ -503,3 +503,48 @@ async fn bad_changes_and_changes_to_stores_that_are_not_ready_are_refused_and_ch
     h.cleanup(&id).await;
     run.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_recorded_while_no_reconciler_runs_is_carried_out_by_the_next_one() {
+    let h = Harness::new().await;
+    let run = h.run();
+    let id = h.ready_store(spec(&StoreId::generate())).await;
+    let first_job = h.job_uid(&id).await;
+    run.abort();
+    let _ = run.await;
+
+    // Recorded only: nothing reconciles (the process stopped, say, right after answering).
+    let change = StoreChange {
+        products: Some(parse_products("Lamp|19|Brass").unwrap()),
+        ..StoreChange::default()
+    };
+    let changed = h.provisioner.change(&id, &change).await.unwrap();
+    assert_eq!(changed.status, StoreStatus::Updating);
+
+    // A new process picks it up at start, runs seeding again and observes it.
+    let next = Harness {
+        client: h.client.clone(),
+        repo: h.repo.clone(),
+        provisioner: Provisioner::new(
+            h.client.clone(),
+            h.repo.clone(),
+            Arc::new(BlueprintRegistry::builtin().expect("blueprints")),
+            ProvisionerConfig {
+                leader: None,
+                ..ProvisionerConfig::default()
+            },
+        ),
+    };
+    let run = next.run();
+    next.wait_for(&id, StoreStatus::Ready).await;
+    assert_ne!(next.job_uid(&id).await, first_job, "seeding ran again");
+    let config = Api::<ConfigMap>::namespaced(h.client.clone(), &id.namespace())
+        .get("seed")
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    assert!(config["products.json"].contains("Lamp"));
+    next.cleanup(&id).await;
+    run.abort();
+}
