@@ -111,6 +111,20 @@ pub struct GlobalArgs {
     )]
     pub blueprints_dir: Option<PathBuf>,
 
+    /// File holding the server's token key (at least 32 bytes), or set
+    /// STOREFACTORY_TOKEN_KEY. `serve` signs access tokens with it; every command seals and
+    /// opens what the database keeps secret (a password chosen at creation, webhook secrets)
+    /// under a key derived from it. Without either, the key a server without one keeps in
+    /// the database is used (generated once).
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "STOREFACTORY_TOKEN_KEY_FILE",
+        value_name = "FILE"
+    )]
+    pub token_key_file: Option<PathBuf>,
+
     /// Namespace of the Lease that elects the one process reconciling stores (`serve`
     /// replicas and `store ... --wait` take part); the platform's own namespace in a cluster.
     #[arg(
@@ -544,6 +558,14 @@ pub struct ListArgs {
     /// Include deleted stores kept for the audit trail.
     #[arg(long)]
     pub all: bool,
+
+    /// Show at most N stores.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
+    pub limit: Option<u64>,
+
+    /// The most recently created first (by default the oldest first).
+    #[arg(long)]
+    pub newest_first: bool,
 }
 
 /// `user` commands. Passwords are read from a prompt, or from standard input when it is not

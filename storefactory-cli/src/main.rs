@@ -21,9 +21,11 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use clap::Parser;
 use storefactory_core::blueprint::BlueprintRegistry;
+use storefactory_core::seal::SealingKey;
 use storefactory_sql::Database;
 
 use crate::cli::{Cli, Command, GlobalArgs, OutputFormat};
+use crate::exit::{Code, Failure};
 
 /// What every command needs: the global options, and ways to open what they point at.
 #[derive(Debug)]
@@ -64,6 +66,28 @@ impl Context {
             retry_period: (lease_duration / 3).max(std::time::Duration::from_millis(500)),
             ..storefactory_core::provisioner::LeaderConfig::default()
         }
+    }
+
+    /// The server's token key from --token-key-file or the environment, if given.
+    pub fn token_key(&self) -> Result<Option<String>> {
+        let key = serve::secret_from(
+            self.global.token_key_file.as_deref(),
+            serve::TOKEN_KEY_ENV,
+            "token key",
+        )?;
+        if key.as_ref().is_some_and(|k| k.len() < 32) {
+            return Err(
+                Failure::new(Code::Usage, "the token key must be at least 32 bytes").into(),
+            );
+        }
+        Ok(key)
+    }
+
+    /// The key the server seals secrets with ([`Database::sealing_key`]): what this command
+    /// seals, the server opens, and the other way round.
+    pub async fn sealing_key(&self, db: &Database) -> Result<SealingKey> {
+        let token_key = self.token_key()?;
+        Ok(db.sealing_key(token_key.as_deref()).await?)
     }
 
     /// Where a paused store's host is sent (--paused-backend).

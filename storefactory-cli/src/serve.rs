@@ -69,12 +69,6 @@ pub struct ServeArgs {
     #[arg(long, env = "STOREFACTORY_ADMIN_PASSWORD_FILE", value_name = "FILE")]
     pub admin_password_file: Option<PathBuf>,
 
-    /// File holding the key that signs access tokens (at least 32 bytes). Or set
-    /// STOREFACTORY_TOKEN_KEY. Without either, a key is generated once and kept in the
-    /// database.
-    #[arg(long, env = "STOREFACTORY_TOKEN_KEY_FILE", value_name = "FILE")]
-    pub token_key_file: Option<PathBuf>,
-
     /// How long an access token is valid (e.g. 1h, 30m).
     #[arg(long, env = "STOREFACTORY_TOKEN_TTL", default_value = "1h", value_parser = convert::parse_duration, value_name = "DURATION")]
     pub token_ttl: Duration,
@@ -233,10 +227,7 @@ pub fn server_config(ctx: &Context, args: ServeArgs) -> Result<ServerConfig> {
         ADMIN_PASSWORD_ENV,
         "admin password",
     )?;
-    config.token_key = secret_from(args.token_key_file.as_deref(), TOKEN_KEY_ENV, "token key")?;
-    if config.token_key.as_ref().is_some_and(|k| k.len() < 32) {
-        return Err(Failure::new(Code::Usage, "the token key must be at least 32 bytes").into());
-    }
+    config.token_key = ctx.token_key()?;
     config.token_ttl = args.token_ttl;
     config.default_quota = Quota {
         max_stores: args.default_max_stores,

@@ -328,6 +328,65 @@ async fn create_without_wait_applies_objects_then_wait_and_wait_deleted_finish_t
     assert_eq!(again.status.code(), Some(3), "{}", stderr(&again));
 }
 
+// Regression: `store create --admin-password-file` sealed the password under a key of its
+// own process, so when another process did the cluster work (a running server, or a later
+// `store wait`) the password could not be opened and a generated one was used instead.
+#[tokio::test]
+async fn a_password_chosen_on_the_command_line_reaches_the_store_when_another_process_applies_it() {
+    use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+
+    let (client, cli) = admin_on_cluster().await;
+    // Another process leads: `create` records the store and leaves the work to it.
+    let leases: Api<Lease> = Api::namespaced(client.clone(), cli.lease_namespace().await);
+    let held = Lease {
+        metadata: kube::api::ObjectMeta {
+            name: Some("storefactory-reconciler".to_owned()),
+            ..Default::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some("somebody-else".to_owned()),
+            lease_duration_seconds: Some(3600),
+            ..Default::default()
+        }),
+    };
+    leases.create(&PostParams::default(), &held).await.unwrap();
+    let id = StoreId::generate().to_string();
+    let password = "chosen on the command line";
+    std::fs::write(cli.path("admin-password"), password).unwrap();
+    let created = cli
+        .json(&[
+            "store",
+            "create",
+            "--id",
+            &id,
+            "--admin-password-file",
+            "admin-password",
+        ])
+        .await;
+    assert_eq!(created["status"], "initialized", "{created}");
+    assert!(
+        !namespace_exists(&client, &id).await,
+        "applied despite the leader"
+    );
+
+    // The leader goes away; a new process (as a server would) provisions the store.
+    leases
+        .delete("storefactory-reconciler", &DeleteParams::default())
+        .await
+        .unwrap();
+    let ready = cli.run(&["store", "wait", &id, "--timeout", "3m"]).await;
+    assert_eq!(ready.status.code(), Some(0), "{}", stderr(&ready));
+    assert!(
+        !stderr(&ready).contains("cannot be read"),
+        "the chosen password could not be opened: {}",
+        stderr(&ready)
+    );
+    let credentials = cli.json(&["store", "credentials", &id]).await;
+    assert_eq!(credentials["password"], password);
+    let deleted = cli.run(&["store", "delete", &id, "--wait"]).await;
+    assert_eq!(deleted.status.code(), Some(0), "{}", stderr(&deleted));
+}
+
 // Regression: `store wait` (like `create/delete/retry --wait`) ran the reconciler over every
 // store in the database, so next to a running server it worked on the server's stores too,
 // and marked failed those of blueprints the command line does not know.
@@ -536,6 +595,57 @@ async fn an_unreachable_cluster_exits_5_and_records_nothing() {
 
     let doctor = cli.run(&["--kubeconfig", "kubeconfig", "doctor"]).await;
     assert_eq!(doctor.status.code(), Some(5));
+}
+
+#[tokio::test]
+async fn store_list_shows_every_store_of_a_large_database_and_honours_limit_and_order() {
+    let cli = Cli::offline();
+    cli.add_admin().await;
+    let quota = cli
+        .run(&[
+            "user",
+            "set-quota",
+            "admin",
+            "--max-stores",
+            "1500",
+            "--max-storage",
+            "10000",
+        ])
+        .await;
+    assert_eq!(quota.status.code(), Some(0), "{}", stderr(&quota));
+    let db = storefactory_sql::Database::open(cli.path("sf.db"))
+        .await
+        .expect("open the CLI's database");
+    // More than two of the pages the command reads at a time.
+    let ids: Vec<StoreId> = (0..1203)
+        .map(|n| StoreId::new(format!("shop-{n:04}")).unwrap())
+        .collect();
+    for id in &ids {
+        let spec = StoreSpec::new(id.clone(), "admin", format!("{id}.shop.example"));
+        db.insert_store(&StoreRecord::new(spec, id.as_str(), "woocommerce"))
+            .await
+            .expect("insert");
+    }
+    let listed = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .expect("a JSON array")
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = listed(&cli.json(&["store", "list"]).await);
+    let expected: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+    assert_eq!(all, expected, "every store once, oldest first");
+
+    let newest = listed(
+        &cli.json(&["store", "list", "--newest-first", "--limit", "3"])
+            .await,
+    );
+    assert_eq!(newest, ["shop-1202", "shop-1201", "shop-1200"]);
+    let first = listed(&cli.json(&["store", "list", "--limit", "501"]).await);
+    assert_eq!(first, expected[..501]);
+    let zero = cli.run(&["store", "list", "--limit", "0"]).await;
+    assert_eq!(zero.status.code(), Some(2), "{}", stderr(&zero));
 }
 
 #[tokio::test]
@@ -1295,7 +1405,7 @@ async fn a_webhook_added_on_the_command_line_is_delivered_and_signed_by_a_runnin
         .await;
     assert_eq!(wrong.status.code(), Some(2), "{}", stderr(&wrong));
     assert!(
-        stderr(&wrong).contains("not the key the server seals webhook secrets with"),
+        stderr(&wrong).contains("not the key the server seals secrets with"),
         "{}",
         stderr(&wrong)
     );

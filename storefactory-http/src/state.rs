@@ -183,7 +183,7 @@ impl AppState {
             storefactory_core::seal::SealingKey::derive(key.as_bytes());
         // The command line and scripts register webhooks too: they check their key against
         // this record, so that none seals a secret this server cannot open.
-        db.record_webhook_sealing_key(&provisioner_config.sealing_key)
+        db.record_sealing_key(&provisioner_config.sealing_key)
             .await
             .map_err(|source| Error::Database {
                 operation: "record the webhook sealing key",

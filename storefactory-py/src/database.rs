@@ -225,10 +225,7 @@ impl PyDatabase {
         };
         let db = self.db.clone();
         block_on(py, async move {
-            let key = db
-                .webhook_sealing_key(token_key.as_deref())
-                .await
-                .map_err(to_py)?;
+            let key = db.sealing_key(token_key.as_deref()).await.map_err(to_py)?;
             db.register_webhook(request, rules, &key)
                 .await
                 .map(PyWebhook::from)

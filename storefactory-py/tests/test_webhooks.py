@@ -96,7 +96,7 @@ def test_secrets_are_sealed_under_one_key_only(users):
     with pytest.raises(sf.ValidationError) as caught:
         db.add_webhook("alice", HOOK + "/2")
     assert caught.value.field == "token_key"
-    assert "not the key the server seals webhook secrets with" in str(caught.value)
+    assert "not the key the server seals secrets with" in str(caught.value)
     with pytest.raises(sf.ValidationError):
         db.add_webhook("alice", HOOK + "/2", token_key=KEY + " but another")
     db.add_webhook("alice", HOOK + "/2", token_key=KEY)

@@ -194,13 +194,13 @@ pub enum Error {
         owner: String,
     },
 
-    /// The token key given to seal a webhook's secret is not the server's.
+    /// The token key given to seal or open a value is not the server's.
     #[error(
-        "{} is not the key the server seals webhook secrets with: give the server's token \
-         key (the file of `serve --token-key-file`, or STOREFACTORY_TOKEN_KEY)",
+        "{} is not the key the server seals secrets with: give the server's token key \
+         (the file of `serve --token-key-file`, or STOREFACTORY_TOKEN_KEY)",
         if *given { "this token key" } else { "the key kept in the database" }
     )]
-    WebhookKeyMismatch {
+    KeyMismatch {
         /// Whether a key was given (or the database's was used).
         given: bool,
     },
@@ -262,7 +262,7 @@ impl Error {
             | Error::InvalidPassword { .. }
             | Error::InvalidWebhook { .. }
             | Error::WebhookNotAdmin { .. }
-            | Error::WebhookKeyMismatch { .. } => ErrorKind::Invalid,
+            | Error::KeyMismatch { .. } => ErrorKind::Invalid,
             Error::InvalidTransition { .. } | Error::WebhookLimit { .. } => ErrorKind::Conflict,
             Error::QuotaExceeded { .. } => ErrorKind::QuotaExceeded,
             error if error.is_transient() => ErrorKind::Unavailable,
@@ -278,7 +278,7 @@ impl Error {
             Error::InvalidPassword { .. } => Some("password"),
             Error::InvalidWebhook { field, .. } => Some(field),
             Error::WebhookNotAdmin { .. } => Some("all_stores"),
-            Error::WebhookKeyMismatch { .. } => Some("token_key"),
+            Error::KeyMismatch { .. } => Some("token_key"),
             _ => None,
         }
     }

@@ -29,6 +29,7 @@
 mod audit;
 mod db;
 pub mod error;
+mod keys;
 mod password;
 mod schema;
 mod stores;
@@ -39,6 +40,7 @@ mod webhooks;
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 pub use db::Database;
 pub use error::{Error, Result};
+pub use keys::TOKEN_KEY_SETTING;
 pub use schema::SCHEMA_VERSION;
 pub use storefactory_core::port::{Quota, Usage};
 pub use stores::{InvalidCursor, StoreCursor, StoreOrder, StorePage};
@@ -46,6 +48,6 @@ pub use users::{Role, UnknownRole, User, validate_username};
 pub use webhooks::{
     ClaimedDelivery, CreatedWebhook, DEFAULT_DELIVERIES, DEFAULT_MAX_WEBHOOKS_PER_OWNER, Delivery,
     DeliveryOutcome, DeliveryState, DeliveryView, MAX_DELIVERIES, MAX_ERROR_CHARS,
-    MAX_PAYLOAD_BYTES, NewWebhook, RegisteredWebhook, TOKEN_KEY_SETTING, Webhook, WebhookEvents,
-    WebhookRequest, WebhookRules, WebhookView, seal_context,
+    MAX_PAYLOAD_BYTES, NewWebhook, RegisteredWebhook, Webhook, WebhookEvents, WebhookRequest,
+    WebhookRules, WebhookView, seal_context,
 };

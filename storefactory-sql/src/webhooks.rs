@@ -35,15 +35,6 @@ pub const MAX_ERROR_CHARS: usize = 300;
 /// webhook.
 pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024;
 
-/// Settings key of the secret a server generates when it is given no token key: it signs
-/// access tokens, and the key sealing webhook secrets is derived from it.
-pub const TOKEN_KEY_SETTING: &str = "http.token_key";
-
-/// Settings key of a value sealed under the key the last server started with: other
-/// processes registering webhooks check that they seal under the same key.
-const KEY_CHECK_SETTING: &str = "webhooks.key_check";
-const KEY_CHECK_CONTEXT: &str = "webhooks key check";
-
 /// Webhooks one user may register unless configured otherwise.
 pub const DEFAULT_MAX_WEBHOOKS_PER_OWNER: usize = 10;
 
@@ -784,7 +775,7 @@ impl Database {
     /// ([`Error::WebhookNotAdmin`]), and the owner's limit ([`Error::WebhookLimit`]); then
     /// generates its id and signing secret and stores the secret sealed with `key` for this
     /// webhook. The key must be the one the dispatcher opens secrets with (see
-    /// [`Database::webhook_sealing_key`]), or every delivery fails.
+    /// [`Database::sealing_key`]), or every delivery fails.
     pub async fn register_webhook(
         &self,
         request: WebhookRequest,
@@ -826,53 +817,6 @@ impl Database {
             )
             .await?;
         Ok(RegisteredWebhook { webhook, secret })
-    }
-
-    /// Records that servers seal webhook secrets with `key` (a server calls this when it
-    /// starts), so that [`Database::webhook_sealing_key`] in another process can tell
-    /// whether it holds the same key.
-    pub async fn record_webhook_sealing_key(&self, key: &SealingKey) -> Result<()> {
-        self.set_setting(
-            KEY_CHECK_SETTING,
-            &key.seal(KEY_CHECK_CONTEXT, KEY_CHECK_CONTEXT.as_bytes()),
-        )
-        .await
-    }
-
-    /// The key webhook secrets are sealed with: derived from `token_key` (the server's
-    /// `--token-key-file` or `STOREFACTORY_TOKEN_KEY`) when given, otherwise from the key
-    /// a server without one keeps in the database ([`TOKEN_KEY_SETTING`]), generated and
-    /// stored first if no server ever ran on this database, as a server would.
-    ///
-    /// A key that is not the one the last server started with is refused
-    /// ([`Error::WebhookKeyMismatch`]): secrets sealed under it would never open in the
-    /// server, and every delivery would fail. Before any server started, the first key
-    /// used is recorded as if a server had started with it, so that two scripts do not
-    /// seal under different keys either.
-    pub async fn webhook_sealing_key(&self, token_key: Option<&str>) -> Result<SealingKey> {
-        let key = match token_key {
-            Some(key) => key.to_owned(),
-            None => {
-                self.setting_or_insert(
-                    TOKEN_KEY_SETTING,
-                    &storefactory_core::blueprint::generate_password(64),
-                )
-                .await?
-            }
-        };
-        let key = SealingKey::derive(key.as_bytes());
-        let check = self
-            .setting_or_insert(
-                KEY_CHECK_SETTING,
-                &key.seal(KEY_CHECK_CONTEXT, KEY_CHECK_CONTEXT.as_bytes()),
-            )
-            .await?;
-        if key.open(KEY_CHECK_CONTEXT, &check).is_err() {
-            return Err(Error::WebhookKeyMismatch {
-                given: token_key.is_some(),
-            });
-        }
-        Ok(key)
     }
 
     /// Removes the webhook `id` and its delivery log ([`Error::WebhookNotFound`] if there

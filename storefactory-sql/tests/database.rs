@@ -1397,7 +1397,7 @@ async fn a_registered_webhook_secret_opens_only_with_the_servers_key() {
     let rules = WebhookRules::default();
 
     // No key given and no server yet: the key a server would generate and keep.
-    let key = db.webhook_sealing_key(None).await.unwrap();
+    let key = db.sealing_key(None).await.unwrap();
     let registered = db
         .register_webhook(request(" https://hooks.example.com/in "), rules, &key)
         .await
@@ -1430,16 +1430,16 @@ async fn a_registered_webhook_secret_opens_only_with_the_servers_key() {
 
     // A server started with its own key: the database's key no longer seals.
     let given = "a token key given to the server, thirty-two bytes+";
-    db.record_webhook_sealing_key(&SealingKey::derive(given.as_bytes()))
+    db.record_sealing_key(&SealingKey::derive(given.as_bytes()))
         .await
         .unwrap();
-    let refused = db.webhook_sealing_key(None).await.unwrap_err();
+    let refused = db.sealing_key(None).await.unwrap_err();
     assert!(
-        matches!(refused, Error::WebhookKeyMismatch { given: false }),
+        matches!(refused, Error::KeyMismatch { given: false }),
         "{refused}"
     );
     assert_eq!(refused.field(), Some("token_key"));
-    assert!(db.webhook_sealing_key(Some(given)).await.is_ok());
+    assert!(db.sealing_key(Some(given)).await.is_ok());
 
     // The other rules, with the kinds the edges map.
     let invalid = db

@@ -10,9 +10,10 @@ use storefactory_core::change::StoreChange;
 use storefactory_core::port::{StoreFilter, StoreRepository};
 use storefactory_core::product::parse_products;
 use storefactory_core::provisioner::{CreateStore, Provisioner, ProvisionerConfig, error_chain};
+use storefactory_core::seal::SealingKey;
 use storefactory_core::spec::{Currency, StoreId};
 use storefactory_core::store::{StoreEvent, StoreRecord, StoreStatus};
-use storefactory_sql::{AuditRecord, Database};
+use storefactory_sql::{AuditRecord, Database, StoreOrder};
 use tokio::sync::broadcast;
 
 use crate::Context;
@@ -120,7 +121,19 @@ impl<'a> StoreView<'a> {
 /// A command drives one store. The database may be shared with a running server, whose
 /// reconciler owns every other store, and may hold stores of blueprints this command line
 /// does not know; reconciling those here would race the server or mark them failed.
+///
+/// Values chosen at creation are sealed and opened under the server's key, so that
+/// whichever process applies the store reads them; without that key (another one was
+/// given), such values cannot be opened here and generated ones are used, as the warning
+/// says.
 async fn provisioner(ctx: &Context, db: &Database, id: &StoreId) -> Result<Provisioner> {
+    let sealing_key = match ctx.sealing_key(db).await {
+        Ok(key) => key,
+        Err(error) => {
+            tracing::warn!("{error:#}");
+            SealingKey::random()
+        }
+    };
     let client = ctx.client().await?;
     let repository: Arc<dyn StoreRepository> = Arc::new(db.clone());
     Ok(Provisioner::new(
@@ -131,6 +144,7 @@ async fn provisioner(ctx: &Context, db: &Database, id: &StoreId) -> Result<Provi
             only: Some(HashSet::from([id.clone()])),
             leader: Some(ctx.leader()),
             paused_backend: ctx.paused_backend(),
+            sealing_key,
             ..ProvisionerConfig::default()
         },
     ))
@@ -186,6 +200,11 @@ async fn create(ctx: &Context, args: CreateArgs) -> Result<()> {
     let spec = convert::build_spec(&args.spec, id.clone(), products.as_deref())?;
 
     let db = ctx.db().await?;
+    if admin_password.is_some() {
+        // Sealed under the server's key, which must be at hand: a password the server cannot
+        // open would be replaced by a generated one.
+        ctx.sealing_key(&db).await?;
+    }
     let Some(owner) = db.get_user(&spec.owner).await? else {
         return Err(Failure::new(
             Code::NotFound,
@@ -249,13 +268,37 @@ async fn create(ctx: &Context, args: CreateArgs) -> Result<()> {
     })
 }
 
+/// Stores read from the database per query by `store list`.
+const PAGE: usize = 500;
+
 async fn list(ctx: &Context, args: ListArgs) -> Result<()> {
     let db = ctx.db().await?;
     let filter = StoreFilter {
         owner: args.owner,
         include_deleted: args.all,
     };
-    let records = db.list_stores(&filter).await?;
+    let limit = args
+        .limit
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(usize::MAX);
+    let order = if args.newest_first {
+        StoreOrder::NewestFirst
+    } else {
+        StoreOrder::OldestFirst
+    };
+    // A page at a time, as the API serves the listing: no query reads the whole table.
+    let mut records = Vec::new();
+    let mut after = None;
+    while records.len() < limit {
+        let page = db
+            .list_stores_page(&filter, after, PAGE.min(limit - records.len()), order)
+            .await?;
+        records.extend(page.stores);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
     let views: Vec<StoreView<'_>> = records.iter().map(StoreView::new).collect();
     output::print(ctx.output(), &views, || {
         if views.is_empty() {

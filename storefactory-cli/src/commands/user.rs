@@ -11,6 +11,9 @@ use crate::exit::{Code, Failure};
 use crate::output::{self, Table};
 use crate::secret;
 
+/// Users read from the database per query by `user list`.
+const USERS_PAGE: usize = 200;
+
 /// A user as printed: without the password hash (the database never hands it out), with
 /// what they use of their quota.
 #[derive(Debug, Serialize)]
@@ -83,9 +86,19 @@ pub async fn run(ctx: &Context, command: UserCommand) -> Result<()> {
         }
         UserCommand::List => {
             let db = ctx.db().await?;
+            // A page at a time, as the API serves the listing.
             let mut views = Vec::new();
-            for user in db.list_users().await? {
-                views.push(view(&db, user).await?);
+            let mut after: Option<String> = None;
+            loop {
+                let page = db.list_users_page(after.as_deref(), USERS_PAGE).await?;
+                let full = page.len() == USERS_PAGE;
+                after = page.last().map(|u| u.username.clone());
+                for user in page {
+                    views.push(view(&db, user).await?);
+                }
+                if !full {
+                    break;
+                }
             }
             output::print(ctx.output(), &views, || {
                 if views.is_empty() {

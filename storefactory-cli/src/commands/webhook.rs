@@ -6,8 +6,6 @@
 //! (`--token-key-file` or the same environment), or use the one a server without one keeps
 //! in the database.
 
-use std::path::PathBuf;
-
 use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
 use storefactory_core::store::Timestamp;
@@ -18,9 +16,8 @@ use storefactory_sql::{
 
 use crate::Context;
 use crate::convert;
-use crate::exit::{Code, Failure};
+
 use crate::output::{self, Table, details};
-use crate::serve::{TOKEN_KEY_ENV, secret_from};
 
 const ADD_LONG: &str = "\
 Register a webhook: store events of the owner's stores are POSTed to URL, signed with a \
@@ -98,11 +95,6 @@ pub struct AddArgs {
     #[arg(long)]
     pub all_stores: bool,
 
-    /// File holding the server's token key, which the secret is sealed under (as `serve
-    /// --token-key-file`). Or set STOREFACTORY_TOKEN_KEY.
-    #[arg(long, env = "STOREFACTORY_TOKEN_KEY_FILE", value_name = "FILE")]
-    pub token_key_file: Option<PathBuf>,
-
     /// Allow private, loopback, link-local and cluster-internal targets and plain http, as
     /// `serve --webhook-allow-private` (development and tests only).
     #[arg(long, env = "STOREFACTORY_WEBHOOK_ALLOW_PRIVATE")]
@@ -142,12 +134,9 @@ async fn audit(db: &Database, action: &str, id: &str, actor: Option<&str>) {
 }
 
 async fn add(ctx: &Context, args: AddArgs) -> Result<()> {
-    let token_key = secret_from(args.token_key_file.as_deref(), TOKEN_KEY_ENV, "token key")?;
-    if token_key.as_ref().is_some_and(|k| k.len() < 32) {
-        return Err(Failure::new(Code::Usage, "the token key must be at least 32 bytes").into());
-    }
+    let token_key = ctx.token_key()?;
     let db = ctx.db().await?;
-    let key = db.webhook_sealing_key(token_key.as_deref()).await?;
+    let key = db.sealing_key(token_key.as_deref()).await?;
     let owner = args.owner.clone();
     let registered = db
         .register_webhook(

@@ -1,7 +1,7 @@
 //! Watches: one per kind over every store namespace (by the `managed-by` label). They keep
-//! caches of what readiness reads (namespaces, workloads, pods, volume claims), so that reconciling a store
-//! costs no LIST, and wake the stores their events concern, through a filter that tells this
-//! process's own apply echoes and status-only updates from drift.
+//! caches of what readiness reads (namespaces, workloads, pods, volume claims), so that
+//! reconciling a store costs no LIST, and wake the stores their events concern, through a
+//! filter that tells this process's own apply echoes and status-only updates from drift.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -143,27 +143,103 @@ enum Then {
     WakeRelisted,
 }
 
-/// Keeps of a cached namespace or workload what readiness and the namespace checks read:
-/// its identity, labels, generation and status, and a spec without its pod template, whose
-/// required fields stay as empty objects. Field ownership is read from the watch event
-/// before the object is trimmed. A thousand stores' workloads whole hold hundreds of MiB.
-fn trim_object(obj: &mut DynamicObject) {
-    obj.metadata.managed_fields = None;
-    obj.metadata.annotations = None;
-    if let Some(spec) = obj.data.get_mut("spec").and_then(|s| s.as_object_mut()) {
-        if spec.contains_key("template") {
-            spec.insert("template".to_owned(), serde_json::json!({}));
-        }
-        spec.remove("volumeClaimTemplates");
-    }
+/// The identity and version of an object, and what the namespace checks read (labels, the
+/// deletion mark): the rest of the metadata is dropped from cached objects.
+fn trim_meta(meta: &mut ObjectMeta, keep_labels: bool) {
+    *meta = ObjectMeta {
+        name: meta.name.take(),
+        namespace: meta.namespace.take(),
+        uid: meta.uid.take(),
+        resource_version: meta.resource_version.take(),
+        generation: meta.generation.take(),
+        deletion_timestamp: meta.deletion_timestamp.take(),
+        labels: if keep_labels {
+            meta.labels.take()
+        } else {
+            None
+        },
+        ..ObjectMeta::default()
+    };
 }
 
-/// Keeps of a cached pod its identity and status: what tells a pod that will not come up.
+/// Keeps of a cached namespace, workload or volume claim what readiness and the namespace
+/// checks read: its identity, labels, generation, wanted replicas and status (a claim's
+/// capacity). The spec keeps only its
+/// replicas and the fields the typed readers require (the pod template and selector, empty);
+/// conditions lose their timestamps. Field ownership is read from the watch event before
+/// the object is trimmed. A thousand stores' workloads whole hold hundreds of MiB; trimmed,
+/// a few.
+fn trim_object(obj: &mut DynamicObject) {
+    trim_meta(&mut obj.metadata, true);
+    let data = std::mem::take(&mut obj.data);
+    let serde_json::Value::Object(mut data) = data else {
+        return;
+    };
+    let mut kept = serde_json::Map::new();
+    if let Some(serde_json::Value::Object(spec)) = data.remove("spec") {
+        let mut small = serde_json::Map::new();
+        for (key, value) in spec {
+            match key.as_str() {
+                "replicas" | "serviceName" => {
+                    small.insert(key, value);
+                }
+                "template" | "selector" => {
+                    small.insert(key, serde_json::json!({}));
+                }
+                _ => {}
+            }
+        }
+        kept.insert("spec".to_owned(), serde_json::Value::Object(small));
+    }
+    if let Some(mut status) = data.remove("status") {
+        if let Some(conditions) = status.get_mut("conditions").and_then(|c| c.as_array_mut()) {
+            for condition in conditions.iter_mut().filter_map(|c| c.as_object_mut()) {
+                condition.retain(|key, _| {
+                    matches!(key.as_str(), "type" | "status" | "reason" | "message")
+                });
+            }
+        }
+        kept.insert("status".to_owned(), status);
+    }
+    obj.data = serde_json::Value::Object(kept);
+}
+
+/// Keeps of a cached pod its identity, phase and what each container waits for: what tells
+/// a pod that will not come up ([`super::readiness::pod_failure`]) or has finished.
 fn trim_pod(pod: &mut Pod) {
-    pod.metadata.managed_fields = None;
-    pod.metadata.annotations = None;
-    pod.metadata.owner_references = None;
+    use k8s_openapi::api::core::v1::{ContainerState, ContainerStatus, PodStatus};
+    trim_meta(&mut pod.metadata, false);
     pod.spec = None;
+    let Some(status) = pod.status.take() else {
+        return;
+    };
+    let containers = |statuses: Option<Vec<ContainerStatus>>| {
+        statuses.map(|statuses| {
+            statuses
+                .into_iter()
+                .map(|c| ContainerStatus {
+                    name: c.name,
+                    image: c.image,
+                    ready: c.ready,
+                    restart_count: c.restart_count,
+                    state: c
+                        .state
+                        .and_then(|s| s.waiting)
+                        .map(|waiting| ContainerState {
+                            waiting: Some(waiting),
+                            ..ContainerState::default()
+                        }),
+                    ..ContainerStatus::default()
+                })
+                .collect()
+        })
+    };
+    pod.status = Some(PodStatus {
+        phase: status.phase,
+        init_container_statuses: containers(status.init_container_statuses),
+        container_statuses: containers(status.container_statuses),
+        ..PodStatus::default()
+    });
 }
 
 impl Provisioner {
@@ -420,6 +496,141 @@ mod tests {
         let created = meta(serde_json::json!([
             {"manager": "storefactory", "operation": "Update", "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {}}}]));
         assert_eq!(ownership(&created, "storefactory"), None);
+    }
+
+    #[test]
+    fn trimmed_objects_tell_readiness_what_whole_ones_do_in_a_fraction_of_the_size() {
+        use crate::blueprint::lifecycle::Lifecycle;
+        use crate::provisioner::readiness;
+
+        let lifecycle: Lifecycle = crate::yaml::from_str(
+            "ready:\n\
+             - {kind: StatefulSet, name: db, step: db, message: db up}\n\
+             - {kind: Deployment, name: web, step: web, message: web up}\n\
+             - {kind: Job, name: seed, step: seed, message: seeded, failure: seeding failed}\n",
+        )
+        .unwrap();
+        let meta = |name: &str| {
+            serde_json::json!({"name": name, "namespace": "store-a", "uid": format!("uid-{name}"),
+                "resourceVersion": "42", "generation": 3, "creationTimestamp": "2026-12-03T09:00:00Z",
+                "labels": {"app.kubernetes.io/managed-by": "storefactory", "storefactory.io/store": "a"},
+                "annotations": {"deployment.kubernetes.io/revision": "3"},
+                "managedFields": [{"manager": "storefactory", "operation": "Apply",
+                    "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}}]})
+        };
+        let template = serde_json::json!({"metadata": {"labels": {"app": "x"}}, "spec": {
+            "containers": [{"name": "c", "image": "wordpress:6", "env": [{"name": "A", "value": "b"}],
+                "resources": {"limits": {"cpu": "500m"}}}]}});
+        let conditions = serde_json::json!([{"type": "Available", "status": "True",
+            "lastUpdateTime": "2026-12-03T09:00:00Z", "lastTransitionTime": "2026-12-03T09:00:00Z",
+            "reason": "MinimumReplicasAvailable", "message": "Deployment has minimum availability."}]);
+        let whole = |kind: &str, name: &str, spec: serde_json::Value, status: serde_json::Value| {
+            let mut spec = spec;
+            spec["template"] = template.clone();
+            spec["selector"] = serde_json::json!({"matchLabels": {"app": "x"}});
+            serde_json::from_value::<DynamicObject>(serde_json::json!({
+                "apiVersion": if kind == "Job" { "batch/v1" } else { "apps/v1" },
+                "kind": kind, "metadata": meta(name),
+                "spec": spec, "status": status}))
+            .unwrap()
+        };
+        let objects = [
+            whole(
+                "StatefulSet",
+                "db",
+                serde_json::json!({"replicas": 1, "serviceName": "db",
+                "volumeClaimTemplates": [{"metadata": {"name": "data"}}]}),
+                serde_json::json!({"observedGeneration": 3, "readyReplicas": 1, "replicas": 1}),
+            ),
+            whole(
+                "Deployment",
+                "web",
+                serde_json::json!({"replicas": 1, "strategy": {"type": "Recreate"}}),
+                serde_json::json!({"observedGeneration": 3, "readyReplicas": 1, "replicas": 1,
+                    "conditions": conditions}),
+            ),
+            whole(
+                "Job",
+                "seed",
+                serde_json::json!({"backoffLimit": 3}),
+                serde_json::json!({"failed": 4, "conditions": [{"type": "Failed", "status": "True",
+                    "lastProbeTime": "2026-12-03T09:00:00Z", "reason": "BackoffLimitExceeded",
+                    "message": "Job has reached the specified backoff limit"}]}),
+            ),
+        ];
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": meta("web-1"),
+            "spec": template["spec"],
+            "status": {"phase": "Pending", "hostIP": "10.0.0.1", "podIP": "10.1.0.7",
+                "conditions": conditions,
+                "containerStatuses": [{"name": "c", "image": "wordpress:6", "imageID": "sha256:abc",
+                    "containerID": "containerd://abc", "ready": false, "restartCount": 5,
+                    "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}},
+                    "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m"}}}]}}))
+        .unwrap();
+
+        let mut trimmed = objects.clone();
+        trimmed.iter_mut().for_each(trim_object);
+        let mut small_pod = pod.clone();
+        trim_pod(&mut small_pod);
+
+        fn pick<'a>(
+            objects: &'a [DynamicObject],
+            kind: WorkloadKind,
+            name: &str,
+        ) -> Option<&'a DynamicObject> {
+            objects.iter().find(|o| {
+                o.types.as_ref().is_some_and(|t| t.kind == kind.as_str())
+                    && o.metadata.name.as_deref() == Some(name)
+            })
+        }
+        let before = readiness::observe(
+            &lifecycle,
+            |kind, name| pick(&objects, kind, name),
+            std::slice::from_ref(&pod),
+        );
+        let after = readiness::observe(
+            &lifecycle,
+            |kind, name| pick(&trimmed, kind, name),
+            std::slice::from_ref(&small_pod),
+        );
+        assert_eq!(before.done, [true, true, false]);
+        assert_eq!(after.done, before.done);
+        assert!(
+            before
+                .failure
+                .as_deref()
+                .unwrap()
+                .contains("BackoffLimitExceeded")
+        );
+        assert_eq!(after.failure, before.failure);
+        assert_eq!(
+            readiness::pod_failure(&small_pod),
+            readiness::pod_failure(&pod)
+        );
+        assert!(
+            readiness::pod_failure(&pod)
+                .unwrap()
+                .contains("CrashLoopBackOff")
+        );
+        // What the namespace checks and the cache's keys read survives.
+        assert_eq!(trimmed[0].metadata.uid.as_deref(), Some("uid-db"));
+        assert_eq!(small_pod.metadata.namespace.as_deref(), Some("store-a"));
+        assert!(trimmed[0].metadata.labels.is_some());
+
+        // The size as JSON: a stand-in for what each holds in memory.
+        fn json_bytes<T: serde::Serialize>(value: &T) -> usize {
+            serde_json::to_vec(value)
+                .map(|v| v.len())
+                .unwrap_or_default()
+        }
+        let whole_bytes: usize = objects.iter().map(json_bytes).sum::<usize>() + json_bytes(&pod);
+        let trimmed_bytes: usize =
+            trimmed.iter().map(json_bytes).sum::<usize>() + json_bytes(&small_pod);
+        assert!(
+            trimmed_bytes * 2 < whole_bytes,
+            "trimmed {trimmed_bytes} bytes of {whole_bytes}"
+        );
     }
 
     #[test]
