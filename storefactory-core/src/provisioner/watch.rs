@@ -540,14 +540,15 @@ mod tests {
                 "db",
                 serde_json::json!({"replicas": 1, "serviceName": "db",
                 "volumeClaimTemplates": [{"metadata": {"name": "data"}}]}),
-                serde_json::json!({"observedGeneration": 3, "readyReplicas": 1, "replicas": 1}),
+                serde_json::json!({"observedGeneration": 3, "readyReplicas": 1, "replicas": 1,
+                    "updatedReplicas": 1}),
             ),
             whole(
                 "Deployment",
                 "web",
                 serde_json::json!({"replicas": 1, "strategy": {"type": "Recreate"}}),
                 serde_json::json!({"observedGeneration": 3, "readyReplicas": 1, "replicas": 1,
-                    "conditions": conditions}),
+                    "updatedReplicas": 1, "conditions": conditions}),
             ),
             whole(
                 "Job",
