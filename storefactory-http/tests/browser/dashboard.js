@@ -401,6 +401,7 @@ async function newPage(browser, url, viewport = { width: 1280, height: 900 }) {
     await change.getByRole('button', { name: /^Apply the change/ }).click();
     await failing.locator('.badge.updating').or(failing.locator('.badge.ready')).first().waitFor({ timeout: LONG });
     await failing.locator('.badge.ready').waitFor({ timeout: LONG });
+    await failing.getByRole('button', { name: /^Change/ }).waitFor({ timeout: LONG });
     check((await failing.textContent('.fields')).includes(`${current + 1} GiB`), 'the card does not show the bigger volume');
     await shot(admin, 'changed');
 
