@@ -211,6 +211,7 @@ StoreStatus = Literal[
     "suspending",
     "suspended",
     "resuming",
+    "updating",
 ]
 
 class Store:
@@ -319,6 +320,28 @@ class Provisioner:
     def add_domain_async(self, store_id: str, domain: str) -> Awaitable[Store]: ...
     def remove_domain(self, store_id: str, domain: str) -> Store: ...
     def remove_domain_async(self, store_id: str, domain: str) -> Awaitable[Store]: ...
+    def change(
+        self,
+        store_id: str,
+        *,
+        storage_size_gi: Optional[int] = None,
+        sample_products: ProductsInput = None,
+        title: Optional[str] = None,
+        currency: Optional[str] = None,
+        wordpress_resources: Optional[Mapping[str, str]] = None,
+        mysql_resources: Optional[Mapping[str, str]] = None,
+    ) -> Store: ...
+    def change_async(
+        self,
+        store_id: str,
+        *,
+        storage_size_gi: Optional[int] = None,
+        sample_products: ProductsInput = None,
+        title: Optional[str] = None,
+        currency: Optional[str] = None,
+        wordpress_resources: Optional[Mapping[str, str]] = None,
+        mysql_resources: Optional[Mapping[str, str]] = None,
+    ) -> Awaitable[Store]: ...
     def credentials(self, store_id: str) -> Credentials: ...
     def credentials_async(self, store_id: str) -> Awaitable[Credentials]: ...
     def wait(

@@ -91,8 +91,12 @@ rule, resource and verb in turn and checks that doctor or provisioning then fail
 # apply: create, patch) and watched for readiness and drift. Reads come from the watches'
 # caches, so there is no get.
 - apiGroups: [""]
-  resources: [configmaps, limitranges, persistentvolumeclaims, resourcequotas, services]
+  resources: [limitranges, persistentvolumeclaims, resourcequotas, services]
   verbs: [create, patch, list, watch]
+# ConfigMaps are also read by name when a store is changed: does the seeding Job run again?
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [create, patch, get, list, watch]
 # A store's generated passwords: created once, and read by name only when its credentials
 # are asked for. Never listed or watched, so no Secret is read in bulk.
 - apiGroups: [""]
@@ -101,14 +105,15 @@ rule, resource and verb in turn and checks that doctor or provisioning then fail
 - apiGroups: [apps]
   resources: [deployments, statefulsets]
   verbs: [create, patch, list, watch]
-# The seeding Job is also deleted when a failed store is retried.
+# The seeding Job is also deleted when a failed store is retried, or a change runs it again.
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [create, patch, list, watch, delete]
 - apiGroups: [networking.k8s.io]
   resources: [ingresses, networkpolicies]
   verbs: [create, patch, list, watch]
-# `storefactory doctor` checks that the configured ingress and storage classes exist.
+# `storefactory doctor` checks that the configured ingress and storage classes exist;
+# growing a store's volume checks that its StorageClass allows expansion.
 - apiGroups: [networking.k8s.io]
   resources: [ingressclasses]
   verbs: [list]

@@ -330,6 +330,10 @@ pub enum StoreCommand {
         wait: WaitArgs,
     },
 
+    /// Change a ready store: a bigger volume, resources, products, title, currency.
+    #[command(long_about = CHANGE_LONG, after_help = CHANGE_HELP)]
+    Change(Box<ChangeArgs>),
+
     /// Resume a suspended store, with the same data and passwords.
     #[command(
         long_about = "Resume a suspended store: its workloads come back with the same volumes \
@@ -475,6 +479,61 @@ pub struct CreateArgs {
     /// (`-` for stdin) instead of generating one.
     #[arg(long, value_name = "FILE")]
     pub admin_password_file: Option<PathBuf>,
+
+    /// Waiting.
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+const CHANGE_LONG: &str = "\
+Change a ready store. Only what is given changes; the change is checked with the rules of \
+`store create` and refused, changing nothing, when it is not valid:
+
+  --storage grows the WordPress volume in place; a size below the current one is refused, \
+  and so is growing a volume whose StorageClass does not allow volume expansion. The \
+  owner's storage quota applies to the new size.
+  --products-file, --title and --currency run the seeding again: products are updated by \
+  SKU (their position in the list), none is duplicated, dropped ones are hidden.
+
+The store is `updating` until the change is applied and observed (the volume grown, the \
+seeding finished), then `ready` again. With --wait this command waits for that.";
+
+const CHANGE_HELP: &str = "\
+Examples:
+  storefactory store change ab12cd34 --storage 5 --wait
+  storefactory store change ab12cd34 --products-file products.txt --title 'Summer Shop' --currency EUR
+  storefactory store change ab12cd34 --wordpress-resources cpu=200m/1,memory=256Mi/1Gi";
+
+/// Options of `store change`.
+#[derive(Debug, Args)]
+pub struct ChangeArgs {
+    /// The store id.
+    pub id: StoreId,
+
+    /// A bigger WordPress volume, in GiB.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024), value_name = "GIB")]
+    pub storage: Option<u64>,
+
+    /// The products from now on: `Name|Price|Description` lines or a JSON list; `-` for
+    /// stdin.
+    #[arg(long, value_name = "FILE")]
+    pub products_file: Option<PathBuf>,
+
+    /// The title of the WordPress site.
+    #[arg(long, value_name = "TEXT")]
+    pub title: Option<String>,
+
+    /// The shop currency, an ISO 4217 code.
+    #[arg(long, value_name = "CODE")]
+    pub currency: Option<String>,
+
+    /// Resources of the WordPress container: cpu=REQUEST/LIMIT,memory=REQUEST/LIMIT.
+    #[arg(long, value_parser = convert::parse_resources, value_name = "RESOURCES")]
+    pub wordpress_resources: Option<storefactory_core::spec::Resources>,
+
+    /// Resources of the MySQL container: cpu=REQUEST/LIMIT,memory=REQUEST/LIMIT.
+    #[arg(long, value_parser = convert::parse_resources, value_name = "RESOURCES")]
+    pub mysql_resources: Option<storefactory_core::spec::Resources>,
 
     /// Waiting.
     #[command(flatten)]

@@ -68,6 +68,36 @@ pub fn parse_param(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// Parses container resources `cpu=REQUEST/LIMIT,memory=REQUEST/LIMIT` (both given), each
+/// a Kubernetes quantity.
+pub fn parse_resources(text: &str) -> Result<storefactory_core::spec::Resources, String> {
+    let mut cpu = None;
+    let mut memory = None;
+    for part in text.split(',') {
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{part:?} is not cpu=REQUEST/LIMIT or memory=REQUEST/LIMIT"))?;
+        let (request, limit) = value
+            .split_once('/')
+            .ok_or_else(|| format!("{value:?} is not REQUEST/LIMIT"))?;
+        let pair = (request.trim().to_owned(), limit.trim().to_owned());
+        match key.trim() {
+            "cpu" => cpu = Some(pair),
+            "memory" => memory = Some(pair),
+            other => return Err(format!("unknown resource {other:?} (cpu or memory)")),
+        }
+    }
+    let (Some((cpu_request, cpu_limit)), Some((memory_request, memory_limit))) = (cpu, memory)
+    else {
+        return Err("give both cpu=REQUEST/LIMIT and memory=REQUEST/LIMIT".to_owned());
+    };
+    serde_json::from_value(serde_json::json!({
+        "cpu_request": cpu_request, "memory_request": memory_request,
+        "cpu_limit": cpu_limit, "memory_limit": memory_limit,
+    }))
+    .map_err(|e| e.to_string())
+}
+
 /// The store's host: `--host`, else `store-<id>.<domain>`.
 pub fn store_host(id: &StoreId, domain: &str, host: Option<&str>) -> String {
     match host {
@@ -128,6 +158,21 @@ mod tests {
 
     fn id() -> StoreId {
         StoreId::new("ab12").unwrap()
+    }
+
+    #[test]
+    fn resources() {
+        let parsed = parse_resources("cpu=200m/1,memory=256Mi/1Gi").unwrap();
+        assert_eq!(parsed.cpu_request.as_str(), "200m");
+        assert_eq!(parsed.memory_limit.as_str(), "1Gi");
+        for bad in [
+            "cpu=1/2",
+            "cpu=1,memory=1Gi/2Gi",
+            "disk=1/2,cpu=1/2",
+            "cpu=x/1,memory=1/1",
+        ] {
+            assert!(parse_resources(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1581,3 +1581,64 @@ async fn store_domain_add_list_remove_update_the_ingress_and_refuse_another_stor
         assert_eq!(cli.delete_and_wait(id).await.status.code(), Some(0));
     }
 }
+
+#[tokio::test]
+async fn store_change_grows_the_volume_reseeds_and_refuses_a_smaller_size() {
+    let (client, cli) = admin_on_cluster().await;
+    let id = StoreId::generate().to_string();
+    let created = cli.create_and_wait(&id, "3m").await;
+    assert_eq!(created.status.code(), Some(0));
+    std::fs::write(cli.path("products.txt"), "Mug|3|Ceramic\nCap|4.50|Wool\n").unwrap();
+
+    let changed = cli
+        .json(&[
+            "store",
+            "change",
+            &id,
+            "--storage",
+            "4",
+            "--products-file",
+            "products.txt",
+            "--title",
+            "Changed by the CLI",
+            "--currency",
+            "eur",
+            "--wait",
+            "--timeout",
+            "3m",
+        ])
+        .await;
+    assert_eq!(changed["status"], "ready");
+    assert_eq!(changed["spec"]["wordpress"]["storage"], "4Gi");
+    assert_eq!(changed["spec"]["site_title"], "Changed by the CLI");
+    assert_eq!(changed["spec"]["currency"], "EUR");
+    assert_eq!(changed["spec"]["products"][1]["name"], "Cap");
+    let claim = Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(
+        client.clone(),
+        &format!("store-{id}"),
+    )
+    .get("wordpress")
+    .await
+    .unwrap();
+    let capacity = claim.status.unwrap().capacity.unwrap();
+    assert_eq!(capacity["storage"].0, "4Gi");
+
+    // A smaller volume is refused, saying why, and nothing changes.
+    let smaller = cli.run(&["store", "change", &id, "--storage", "2"]).await;
+    assert_ne!(smaller.status.code(), Some(0));
+    assert!(
+        stderr(&smaller).contains("below the current size"),
+        "{}",
+        stderr(&smaller)
+    );
+    let got = cli.json(&["store", "get", &id]).await;
+    assert_eq!(got["status"], "ready");
+    assert_eq!(got["spec"]["wordpress"]["storage"], "4Gi");
+    // Resources that are not cpu=REQUEST/LIMIT,memory=REQUEST/LIMIT are a usage error.
+    let bad = cli
+        .run(&["store", "change", &id, "--wordpress-resources", "cpu=1"])
+        .await;
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+
+    assert_eq!(cli.delete_and_wait(&id).await.status.code(), Some(0));
+}

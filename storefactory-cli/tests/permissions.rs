@@ -2,7 +2,7 @@
 //!
 //! A Provisioner with leader election runs a store through its whole life on the local
 //! control plane — created, failed (its seeding pod crashes), retried, ready, credentials
-//! read, suspended, resumed, deleted — through a client layer that records every request as the apiserver
+//! read, suspended, resumed, changed, deleted — through a client layer that records every request as the apiserver
 //! authorizes it: (verb, API group, resource). That set must equal the permissions doctor
 //! names for an identity that has none: nothing doctor asks for is unused (the chart grants
 //! exactly doctor's list, so an unused entry is a needless grant), and nothing used is
@@ -265,6 +265,15 @@ async fn doctor_names_exactly_the_permissions_a_store_lifecycle_uses() {
     provisioner.suspend(&id).await.unwrap();
     wait_for(&repo, &id, StoreStatus::Suspended).await;
     provisioner.resume(&id).await.unwrap();
+    wait_for(&repo, &id, StoreStatus::Ready).await;
+    // Changed: a bigger volume (its StorageClass checked) and new products (the seeding
+    // Job's ConfigMap compared, the Job replaced).
+    let change = storefactory_core::change::StoreChange {
+        storage_gib: Some(3),
+        products: Some(storefactory_core::product::parse_products("Mug|3|Ceramic").unwrap()),
+        ..Default::default()
+    };
+    provisioner.change(&id, &change).await.unwrap();
     wait_for(&repo, &id, StoreStatus::Ready).await;
     // Renewals of the Lease (updates) happen every retry period.
     tokio::time::sleep(Duration::from_secs(2)).await;

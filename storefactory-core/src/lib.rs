@@ -21,6 +21,7 @@
 //! ```
 
 pub mod blueprint;
+pub mod change;
 pub mod error;
 pub mod manifest;
 pub mod memory;

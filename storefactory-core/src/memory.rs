@@ -167,6 +167,51 @@ impl StoreRepository for MemoryRepository {
         Ok(record.clone())
     }
 
+    async fn change_spec(
+        &self,
+        id: &StoreId,
+        spec: &crate::spec::StoreSpec,
+        status: StoreStatus,
+        reason: Option<&str>,
+    ) -> Result<StoreRecord, RepositoryError> {
+        let mut state = self.lock();
+        let current = state
+            .stores
+            .get(id)
+            .ok_or_else(|| RepositoryError::NotFound { id: id.clone() })?;
+        if !current.status.can_become(status) {
+            return Err(RepositoryError::InvalidTransition {
+                id: id.clone(),
+                from: current.status,
+                to: status,
+            });
+        }
+        if let Some(quota) = state.quotas.get(&current.owner)
+            && let Some(message) = usage_of(&state, &current.owner).exceeds_on_growth(
+                quota,
+                current.storage_gib(),
+                spec.storage_gib(),
+            )
+        {
+            return Err(RepositoryError::QuotaExceeded {
+                owner: current.owner.clone(),
+                message,
+            });
+        }
+        let record = state
+            .stores
+            .get_mut(id)
+            .ok_or_else(|| RepositoryError::NotFound { id: id.clone() })?;
+        // Custom domains change only through `change_domain`: the store's current ones stay.
+        let domains = std::mem::take(&mut record.spec.ingress.domains);
+        record.spec = spec.clone();
+        record.spec.ingress.domains = domains;
+        record.status = status;
+        record.reason = reason.map(str::to_owned);
+        record.updated_at = Timestamp::now();
+        Ok(record.clone())
+    }
+
     async fn append_event(
         &self,
         id: &StoreId,

@@ -52,6 +52,20 @@ impl Usage {
         }
         None
     }
+
+    /// Why growing one of the owner's stores from `from_gib` to `to_gib` of storage would
+    /// exceed `quota`, if it would. The store is already counted, so only the storage limit
+    /// applies, and only to growth.
+    pub fn exceeds_on_growth(&self, quota: &Quota, from_gib: u64, to_gib: u64) -> Option<String> {
+        let more = to_gib.saturating_sub(from_gib);
+        let wanted = self.storage_gib.saturating_add(more);
+        (more > 0 && wanted > quota.max_storage_gib).then(|| {
+            format!(
+                "storage limit reached: {} GiB in use, {more} GiB more requested, {} GiB allowed",
+                self.storage_gib, quota.max_storage_gib
+            )
+        })
+    }
 }
 
 /// A change of a store's custom domains ([`StoreRepository::change_domain`]).
@@ -163,6 +177,20 @@ pub trait StoreRepository: Send + Sync + 'static {
         at: Timestamp,
         event: &EventKind,
     ) -> Result<(StoreRecord, Option<StoreEvent>), RepositoryError>;
+
+    /// Records a changed spec of the store and sets its status and reason, in one atomic
+    /// step: only along the lifecycle, as [`StoreStatus::can_become`] allows (failing with
+    /// [`RepositoryError::InvalidTransition`]), and, for an implementation that knows
+    /// owners' quotas, only if the owner's storage quota holds the store's new storage
+    /// (failing with [`RepositoryError::QuotaExceeded`]). A refused change changes
+    /// nothing. Returns the updated record.
+    async fn change_spec(
+        &self,
+        id: &StoreId,
+        spec: &crate::spec::StoreSpec,
+        status: StoreStatus,
+        reason: Option<&str>,
+    ) -> Result<StoreRecord, RepositoryError>;
 
     /// Records the UID of the store's namespace.
     async fn set_namespace_uid(&self, id: &StoreId, uid: &str) -> Result<(), RepositoryError>;

@@ -12,7 +12,8 @@ use crate::spec::{StoreId, StoreSpec};
 ///
 /// `initialized -> provisioning -> ready`, any of them `-> failed` (with a reason), and
 /// `-> deleting -> deleted` (or the record is removed). A ready store may be suspended and
-/// resumed: `ready -> suspending -> suspended -> resuming -> ready`.
+/// resumed: `ready -> suspending -> suspended -> resuming -> ready`, and changed:
+/// `ready -> updating -> ready` (or `failed`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StoreStatus {
@@ -36,11 +37,15 @@ pub enum StoreStatus {
     /// Its workloads are coming back up, with the same data and passwords; the seeding Job
     /// is not run again.
     Resuming,
+    /// A change to a ready store (a bigger volume, resources, products, title, currency) is
+    /// being applied; it becomes `ready` once its workloads report the change and its
+    /// volumes have grown. Its data and passwords are kept.
+    Updating,
 }
 
 impl StoreStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [StoreStatus; 9] = [
+    pub const ALL: [StoreStatus; 10] = [
         StoreStatus::Initialized,
         StoreStatus::Provisioning,
         StoreStatus::Ready,
@@ -50,6 +55,7 @@ impl StoreStatus {
         StoreStatus::Suspending,
         StoreStatus::Suspended,
         StoreStatus::Resuming,
+        StoreStatus::Updating,
     ];
 
     /// The lowercase name used in the API and the database.
@@ -64,6 +70,7 @@ impl StoreStatus {
             StoreStatus::Suspending => "suspending",
             StoreStatus::Suspended => "suspended",
             StoreStatus::Resuming => "resuming",
+            StoreStatus::Updating => "updating",
         }
     }
 
@@ -83,13 +90,14 @@ impl StoreStatus {
             (Initialized, Provisioning | Failed | Deleting)
                 | (Provisioning, Ready | Failed | Deleting)
                 // A ready store fails when its namespace vanished (its data is gone).
-                | (Ready, Deleting | Failed | Suspending)
+                | (Ready, Deleting | Failed | Suspending | Updating)
                 | (Failed, Provisioning | Deleting)
                 | (Deleting, Deleted)
                 // A suspend can be taken back before it finished.
                 | (Suspending, Suspended | Resuming | Deleting | Failed)
                 | (Suspended, Resuming | Deleting | Failed)
                 | (Resuming, Ready | Failed | Deleting)
+                | (Updating, Ready | Failed | Deleting)
         )
     }
 
@@ -117,6 +125,7 @@ impl StoreStatus {
                 | StoreStatus::Suspending
                 | StoreStatus::Suspended
                 | StoreStatus::Resuming
+                | StoreStatus::Updating
         )
     }
 

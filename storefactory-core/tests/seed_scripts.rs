@@ -15,7 +15,9 @@ use std::process::Command;
 
 use storefactory_core::blueprint::{BlueprintRegistry, DEFAULT_BLUEPRINT, SecretValues};
 use storefactory_core::manifest::Manifest;
-use storefactory_core::product::{MAX_DESCRIPTION_LEN, MAX_NAME_LEN, Price, Product};
+use storefactory_core::product::{
+    MAX_DESCRIPTION_LEN, MAX_NAME_LEN, Price, Product, parse_products,
+};
 use storefactory_core::spec::{StoreId, StoreSpec};
 
 const STUBS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/seed");
@@ -150,6 +152,14 @@ impl Seeding {
             dir,
             data,
             password: password.to_owned(),
+        }
+    }
+
+    /// The store was changed to `spec`: its ConfigMap, as mounted, holds the new values.
+    fn change(&mut self, spec: &StoreSpec) {
+        self.data = seed_config_map(spec);
+        for file in ["seed.sh", "seed-products.php", "products.json"] {
+            std::fs::write(self.path("seed").join(file), &self.data[file]).unwrap();
         }
     }
 
@@ -295,6 +305,7 @@ fn first_run_calls(seeding: &Seeding) -> Vec<Vec<Vec<u8>>> {
         argv(&["theme", "install", "storefront"]),
         argv(&["theme", "is-active", "storefront"]),
         argv(&["theme", "activate", "storefront"]),
+        argv(&["option", "update", "blogname"]),
         argv(&[
             "option",
             "update",
@@ -410,6 +421,11 @@ fn seed_sh_passes_hostile_values_to_wp_cli_as_single_option_values_under_every_s
                 .any(|a| a.windows(password.len()).any(|w| w == password.as_bytes())),
             "the password is on a command line"
         );
+        // So does the title, which is set again on every run.
+        assert_eq!(
+            std::fs::read_to_string(seeding.path("state/option-blogname")).unwrap(),
+            hostile_spec().site_title
+        );
         // Nothing ran that the text spelt: no file appeared but the stand-ins' own.
         assert_eq!(
             seeding.files(),
@@ -420,6 +436,7 @@ fn seed_sh_passes_hostile_values_to_wp_cli_as_single_option_values_under_every_s
                 "seed/seed.sh",
                 "state/install-stdin",
                 "state/installed",
+                "state/option-blogname",
                 "state/plugin-active-woocommerce",
                 "state/plugin-woocommerce",
                 "state/products.json",
@@ -545,4 +562,71 @@ fn products_with_fields_of_the_wrong_type_fail_the_seeding_with_a_message() {
         assert_eq!(output.status.code(), Some(1), "{json}: {stderr}");
         assert!(stderr.contains(message), "{json}: {stderr}");
     }
+}
+
+#[test]
+fn reseeding_a_changed_store_updates_products_by_sku_and_sets_the_new_title_and_currency() {
+    let mut spec = hostile_spec();
+    spec.products = parse_products("T-Shirt|5.99|Cotton\nJeans|12.99|Denim").unwrap();
+    let mut seeding = Seeding::new(&spec, "a-fine-password-1");
+    seeding.run("bash");
+    let before = seeding.products();
+    assert_eq!(before.len(), 2);
+    assert_eq!(
+        std::fs::read_to_string(seeding.path("state/option-blogname")).unwrap(),
+        spec.site_title,
+        "the title reaches WordPress byte for byte, on standard input"
+    );
+
+    // The store is changed: a new price and description for the first product, a third
+    // product, another title and currency.
+    spec.products =
+        parse_products("T-Shirt|7.50|Organic cotton\nJeans|12.99|Denim\nMug|3|Ceramic").unwrap();
+    spec.site_title = "--title=Changed $(touch pwned) Shop".to_owned();
+    spec.currency = storefactory_core::spec::Currency::new("EUR").unwrap();
+    seeding.change(&spec);
+    let run = seeding.run("busybox sh");
+    let after = seeding.products();
+    assert_eq!(after.len(), 3, "none duplicated: {after:#?}");
+    assert_eq!(after[0]["id"], before[0]["id"], "the same product, updated");
+    assert_eq!(after[0]["sku"], "sf-1");
+    assert_eq!(after[0]["regular_price"], "7.50");
+    assert_eq!(after[0]["description"], "Organic cotton");
+    assert_eq!(after[1], before[1], "an unchanged product stays as it was");
+    assert_eq!(after[2]["sku"], "sf-3");
+    assert_eq!(after[2]["name"], "Mug");
+    assert!(run.stdout.contains("updated sf-1") && run.stdout.contains("created sf-3"));
+    assert_eq!(
+        std::fs::read_to_string(seeding.path("state/option-blogname")).unwrap(),
+        spec.site_title
+    );
+    assert!(
+        run.calls
+            .contains(&argv(&["option", "update", "woocommerce_currency", "EUR"])),
+        "{}",
+        show(&run.calls)
+    );
+    assert!(
+        !seeding.files().iter().any(|f| f.contains("pwned")),
+        "{:?}",
+        seeding.files()
+    );
+
+    // Changed to fewer products: the ones dropped are hidden (orders may refer to them),
+    // not deleted, and a later run leaves them so.
+    spec.products = parse_products("T-Shirt|7.50|Organic cotton").unwrap();
+    seeding.change(&spec);
+    let run = seeding.run("dash");
+    let after = seeding.products();
+    assert_eq!(after.len(), 3);
+    let statuses: Vec<&str> = after.iter().map(|p| p["status"].as_str()).collect();
+    assert_eq!(statuses, ["publish", "draft", "draft"]);
+    assert!(
+        run.stdout.contains("hidden sf-2") && run.stdout.contains("hidden sf-3"),
+        "{}",
+        run.stdout
+    );
+    let again = seeding.run("bash");
+    assert!(!again.stdout.contains("hidden"), "{}", again.stdout);
+    assert_eq!(seeding.products(), after);
 }

@@ -646,6 +646,7 @@ function renderActions(entry) {
     actions.push(button("Retry", () => retry(entry), "small", `Retry ${store.name}`));
   }
   if (store.status === "ready") {
+    actions.push(button("Change", () => openChange(entry), "plain small", `Change ${store.name}`));
     actions.push(button("Suspend", () => changeState(entry, "suspend"), "plain small", `Suspend ${store.name}`));
   }
   if (store.status === "ready" || store.status === "suspended") {
@@ -660,6 +661,61 @@ function renderActions(entry) {
     actions.push(button("Delete", () => confirmDelete(entry), "danger small", `Delete ${store.name}`));
   }
   entry.actions.replaceChildren(...actions);
+}
+
+/**
+ * An inline form changing a ready store: a bigger volume, title, currency, products. Only
+ * the fields filled in are sent; the server checks them (`PATCH /api/stores/{id}`).
+ */
+function openChange(entry) {
+  const store = entry.store;
+  const id = (name) => `change-${name}-${store.id}`;
+  const labelled = (name, text, input) => el("div", { class: "change-field" },
+    el("label", { for: id(name), text }), input);
+  const storage = el("input", { id: id("storage"), type: "number", min: store.storage_gi, max: 1024, step: 1,
+    value: store.storage_gi });
+  const title = el("input", { id: id("title"), type: "text", maxlength: 200, placeholder: "unchanged" });
+  const currency = el("input", { id: id("currency"), type: "text", maxlength: 3, placeholder: "unchanged",
+    autocapitalize: "characters" });
+  const products = el("textarea", { id: id("products"), rows: 3, placeholder: "unchanged (Name|Price|Description lines)" });
+  const error = el("p", { class: "reason", role: "alert", hidden: true });
+  const cancel = button("Cancel", () => { renderActions(entry); entry.actions.querySelector("button").focus(); });
+  const form = el("form", { class: "change", "aria-label": `Change ${store.name}`, novalidate: true },
+    labelled("storage", "WordPress storage (GiB, can only grow)", storage),
+    labelled("title", "Site title", title),
+    labelled("currency", "Currency", currency),
+    labelled("products", "Products", products),
+    error,
+    el("div", { class: "confirm" },
+      el("button", { type: "submit", class: "small", text: "Apply change", "aria-label": `Apply the change to ${store.name}` }),
+      cancel));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = {};
+    if (storage.value !== "" && Number(storage.value) !== store.storage_gi) body.storage_size_gi = Number(storage.value);
+    if (title.value.trim() !== "") body.site_title = title.value.trim();
+    if (currency.value.trim() !== "") body.currency = currency.value.trim().toUpperCase();
+    if (products.value.trim() !== "") body.sample_products = products.value;
+    try {
+      const changed = await api("PATCH", `/api/stores/${encodeURIComponent(entry.id)}`, body);
+      announce(changed.status === "updating" ? `Changing ${changed.name}` : `${changed.name} is unchanged`);
+      entry.startedAt = Date.now();
+      entry.finishedAt = null;
+      updateCard(entry, changed);
+      renderActions(entry);
+      follow(entry.id);
+    } catch (e) {
+      error.textContent = e.message;
+      error.hidden = false;
+      const field = { storage_size_gi: storage, site_title: title, currency, sample_products: products }[e.field];
+      if (field) {
+        field.setAttribute("aria-invalid", "true");
+        field.focus();
+      }
+    }
+  });
+  entry.actions.replaceChildren(form);
+  storage.focus();
 }
 
 function confirmDelete(entry) {
@@ -823,8 +879,8 @@ function applyEvent(entry, event) {
     } else if (event.status === "provisioning" && entry.status === "failed") {
       entry.startedAt = event.at;
       entry.steps = new Set(entry.steps.has("apply") ? ["apply"] : []);
-    } else if (event.status === "resuming") {
-      entry.startedAt = event.at; // "Ready after" then tells how long resuming took
+    } else if (event.status === "resuming" || event.status === "updating") {
+      entry.startedAt = event.at; // "Ready after" then tells how long resuming or the change took
     }
     if (event.status === "ready" || event.status === "failed") entry.finishedAt = event.at;
     if (event.status === "deleted") {

@@ -103,7 +103,7 @@ async fn openapi_document_describes_every_route() -> Result<()> {
         ("/api/users/{username}/quota", &["put"]),
         ("/api/users/{username}/disabled", &["put"]),
         ("/api/stores", &["get", "post"]),
-        ("/api/stores/{id}", &["get", "delete"]),
+        ("/api/stores/{id}", &["get", "delete", "patch"]),
         ("/api/stores/{id}/retry", &["post"]),
         ("/api/stores/{id}/suspend", &["post"]),
         ("/api/stores/{id}/resume", &["post"]),

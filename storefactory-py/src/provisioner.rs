@@ -15,6 +15,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use pyo3::exceptions::PyStopAsyncIteration;
 use pyo3::prelude::*;
 use storefactory_core::blueprint::SecretInputs;
+use storefactory_core::change::StoreChange;
 use storefactory_core::error::ErrorKind;
 use storefactory_core::port::StoreFilter;
 use storefactory_core::provisioner::{CreateStore, LeaderConfig, Provisioner, ProvisionerConfig};
@@ -29,7 +30,7 @@ use crate::database::PyDatabase;
 use crate::error::{StoreFailed, WaitTimeout, exception, invalid, to_py};
 use crate::records::{PyCredentials, PyEvent, PyStore};
 use crate::runtime::{awaitable, block_on, runtime};
-use crate::spec::PyStoreSpec;
+use crate::spec::{PyStoreSpec, change_from};
 
 /// How long connecting to the API server may take before the cluster counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -295,6 +296,24 @@ async fn remove_domain(p: Provisioner, id: StoreId, domain: String) -> PyResult<
         .map_err(to_py)
 }
 
+async fn change(p: Provisioner, id: StoreId, change: StoreChange) -> PyResult<PyStore> {
+    p.change(&id, &change)
+        .await
+        .map(PyStore::from)
+        .map_err(|error| match error {
+            // Named as the keyword argument is.
+            storefactory_core::Error::Invalid(mut invalid) => {
+                if let Some(rest) = invalid.field.strip_prefix("storage_gib") {
+                    invalid.field = format!("storage_size_gi{rest}");
+                } else if let Some(rest) = invalid.field.strip_prefix("products") {
+                    invalid.field = format!("sample_products{rest}");
+                }
+                to_py(storefactory_core::Error::Invalid(invalid))
+            }
+            other => to_py(other),
+        })
+}
+
 async fn credentials(p: Provisioner, id: StoreId) -> PyResult<PyCredentials> {
     p.credentials(&id)
         .await
@@ -552,6 +571,73 @@ impl PyProvisioner {
             py,
             remove_domain(self.provisioner.clone(), self::store_id(store_id)?, domain),
         )
+    }
+
+    /// Changes a ready store: a bigger WordPress volume (`storage_size_gi`, grown in place
+    /// where its StorageClass allows expansion), new products (`sample_products`, as
+    /// `StoreSpec` takes them), `title`, `currency`, and container resources
+    /// (`wordpress_resources`, `mysql_resources`: dicts of `cpu_request`, `memory_request`,
+    /// `cpu_limit`, `memory_limit`). Only what is given changes. Returns the store, now
+    /// `updating`; it becomes `ready` again in the background (`wait(store_id)`), products
+    /// updated by SKU, none duplicated. A change to what the store already is returns it
+    /// as it is. Raises `ValidationError` (a smaller volume, a class that cannot expand,
+    /// bad input), `Conflict` (not ready) or `QuotaExceeded`; a refused change changes
+    /// nothing.
+    #[pyo3(signature = (
+        store_id, *, storage_size_gi=None, sample_products=None, title=None, currency=None,
+        wordpress_resources=None, mysql_resources=None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn change(
+        &self,
+        py: Python<'_>,
+        store_id: &str,
+        storage_size_gi: Option<&Bound<'_, PyAny>>,
+        sample_products: Option<&Bound<'_, PyAny>>,
+        title: Option<String>,
+        currency: Option<&str>,
+        wordpress_resources: Option<&Bound<'_, PyAny>>,
+        mysql_resources: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyStore> {
+        let id = self::store_id(store_id)?;
+        let request = change_from(
+            storage_size_gi,
+            sample_products,
+            title,
+            currency,
+            wordpress_resources,
+            mysql_resources,
+        )?;
+        block_on(py, change(self.provisioner.clone(), id, request))
+    }
+
+    /// `change`, awaitable.
+    #[pyo3(signature = (
+        store_id, *, storage_size_gi=None, sample_products=None, title=None, currency=None,
+        wordpress_resources=None, mysql_resources=None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn change_async<'py>(
+        &self,
+        py: Python<'py>,
+        store_id: &str,
+        storage_size_gi: Option<&Bound<'py, PyAny>>,
+        sample_products: Option<&Bound<'py, PyAny>>,
+        title: Option<String>,
+        currency: Option<&str>,
+        wordpress_resources: Option<&Bound<'py, PyAny>>,
+        mysql_resources: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let id = self::store_id(store_id)?;
+        let request = change_from(
+            storage_size_gi,
+            sample_products,
+            title,
+            currency,
+            wordpress_resources,
+            mysql_resources,
+        )?;
+        awaitable(py, change(self.provisioner.clone(), id, request))
     }
 
     /// How the owner logs in to the store, read from its Secret in the cluster.

@@ -2,10 +2,11 @@
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyInt, PyList, PyString};
+use storefactory_core::change::StoreChange;
 use storefactory_core::product::{Product, parse_product_json, parse_products};
 use storefactory_core::spec::{
-    Currency, DEFAULT_SAMPLE_PRODUCTS, DEFAULT_STORAGE_GIB, MAX_STORAGE_GIB, Quantity, StoreId,
-    StoreSpec, TlsSpec,
+    Currency, DEFAULT_SAMPLE_PRODUCTS, DEFAULT_STORAGE_GIB, MAX_STORAGE_GIB, Quantity, Resources,
+    StoreId, StoreSpec, TlsSpec,
 };
 
 use crate::convert::{from_python, to_python};
@@ -48,6 +49,50 @@ fn storage_from(value: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
             format!("must be a whole number of GiB between 1 and {MAX_STORAGE_GIB}"),
         )),
     }
+}
+
+/// A change from the keyword arguments of `Provisioner.change`, with the names, rules and
+/// messages of `PATCH /api/stores/{id}`; `None` leaves a field as it is.
+pub fn change_from(
+    storage_size_gi: Option<&Bound<'_, PyAny>>,
+    sample_products: Option<&Bound<'_, PyAny>>,
+    title: Option<String>,
+    currency: Option<&str>,
+    wordpress_resources: Option<&Bound<'_, PyAny>>,
+    mysql_resources: Option<&Bound<'_, PyAny>>,
+) -> PyResult<StoreChange> {
+    let given = |v: Option<&Bound<'_, PyAny>>| v.filter(|v| !v.is_none()).is_some();
+    let resources =
+        |value: Option<&Bound<'_, PyAny>>, field: &str| -> PyResult<Option<Resources>> {
+            match value.filter(|v| !v.is_none()) {
+                None => Ok(None),
+                Some(value) => {
+                    let json = from_python(value, field)?;
+                    serde_json::from_value(json)
+                        .map(Some)
+                        .map_err(|e| invalid(field, e.to_string()))
+                }
+            }
+        };
+    Ok(StoreChange {
+        storage_gib: if given(storage_size_gi) {
+            Some(storage_from(storage_size_gi)?)
+        } else {
+            None
+        },
+        products: if given(sample_products) {
+            Some(products_from(sample_products)?)
+        } else {
+            None
+        },
+        site_title: title,
+        currency: currency
+            .map(|c| Currency::new(c.trim().to_ascii_uppercase()))
+            .transpose()
+            .map_err(to_py)?,
+        wordpress_resources: resources(wordpress_resources, "wordpress_resources")?,
+        mysql_resources: resources(mysql_resources, "mysql_resources")?,
+    })
 }
 
 /// What to build for one store: owner, products, storage, publication. Validated when

@@ -236,3 +236,58 @@ def test_a_paused_backend_must_be_host_and_port(db, kubeconfig):
     with pytest.raises(sf.ValidationError) as refused:
         sf.Provisioner(db, kubeconfig=kubeconfig, paused_backend="no-port")
     assert refused.value.field == "paused_backend"
+
+
+def test_a_ready_store_is_changed_and_bad_changes_change_nothing(db, alice, kubeconfig):
+    with provisioner(db, kubeconfig) as p:
+        store = p.create(sf.StoreSpec("alice", sample_products="Mug|4.5|"))
+        with pytest.raises(sf.Conflict, match="only ready stores"):
+            p.change(store.id, title="Too early")
+        p.wait(store.id, timeout=300)
+        before = p.get(store.id).spec.to_dict()
+
+        with pytest.raises(sf.ValidationError) as refused:
+            p.change(store.id, storage_size_gi=1)
+        assert refused.value.field == "storage_size_gi"
+        assert "below the current size" in str(refused.value)
+        with pytest.raises(sf.ValidationError) as refused:
+            p.change(store.id, currency="euro")
+        assert refused.value.field == "currency"
+        with pytest.raises(sf.ValidationError):
+            p.change(store.id, wordpress_resources={"cpu_request": "1"})
+        # 3 GiB in use, 20 allowed: 23 GiB more do not fit.
+        with pytest.raises(sf.QuotaExceeded):
+            p.change(store.id, storage_size_gi=25)
+        unchanged = p.get(store.id)
+        assert unchanged.status == "ready" and unchanged.spec.to_dict() == before
+
+        changed = p.change(
+            store.id,
+            storage_size_gi=3,
+            sample_products=[{"name": "Mug", "price": "5", "description": "Bigger"}],
+            title="Python Shop",
+            currency="eur",
+            wordpress_resources={"cpu_request": "100m", "memory_request": "256Mi",
+                                 "cpu_limit": "1", "memory_limit": "1Gi"},
+        )
+        assert changed.status == "updating"
+        ready = p.wait(store.id, timeout=300)
+        assert ready.status == "ready"
+        assert ready.spec.title == "Python Shop"
+        assert ready.spec.to_dict()["currency"] == "EUR"
+        assert ready.spec.products[0]["description"] == "Bigger"
+        assert ready.storage_gib == 4
+        assert db.usage("alice")["storage_gib"] == 4
+        statuses = [e.status for e in p.events(store.id, timeout=5) if e.kind == "status"]
+        assert statuses[-2:] == ["updating", "ready"], statuses
+
+        async def again():
+            # The same change again changes nothing; a new title runs the seeding again.
+            same = await p.change_async(store.id, title="Python Shop")
+            assert same.status == "ready"
+            return await p.change_async(store.id, title="Async Shop")
+
+        assert asyncio.run(again()).status == "updating"
+        assert p.wait(store.id, timeout=300).spec.title == "Async Shop"
+        p.delete(store.id)
+        p.wait(store.id, until="deleted", timeout=120)

@@ -207,8 +207,42 @@ CREATE INDEX store_domains_store ON store_domains (store_id);
 CREATE INDEX stores_host ON stores (host);
 "#;
 
+/// Version 9: a ready store can be changed (a bigger volume, resources, products, title,
+/// currency), so `status` admits `updating`. The table is rebuilt as in version 7, the only
+/// way SQLite changes a CHECK constraint, with its indexes again (version 8's `stores_host`
+/// among them); `store_domains` refers to the table by name and keeps its rows.
+const V9: &str = r#"
+CREATE TABLE stores_v9 (
+    pos           INTEGER PRIMARY KEY AUTOINCREMENT,
+    id            TEXT NOT NULL UNIQUE,
+    owner         TEXT NOT NULL REFERENCES users (username) ON DELETE RESTRICT,
+    name          TEXT NOT NULL,
+    status        TEXT NOT NULL CHECK (status IN
+                      ('initialized', 'provisioning', 'ready', 'failed', 'deleting', 'deleted',
+                       'suspending', 'suspended', 'resuming', 'updating')),
+    reason        TEXT,
+    host          TEXT NOT NULL,
+    storage_gib   INTEGER NOT NULL CHECK (storage_gib >= 0),
+    blueprint     TEXT NOT NULL,
+    spec          TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL,
+    namespace_uid TEXT,
+    sealed_inputs TEXT
+) STRICT;
+INSERT INTO stores_v9 (pos, id, owner, name, status, reason, host, storage_gib, blueprint, spec,
+                       created_at, updated_at, namespace_uid, sealed_inputs)
+    SELECT pos, id, owner, name, status, reason, host, storage_gib, blueprint, spec,
+           created_at, updated_at, namespace_uid, sealed_inputs FROM stores;
+DROP TABLE stores;
+ALTER TABLE stores_v9 RENAME TO stores;
+CREATE INDEX stores_owner_usage ON stores (owner, status, storage_gib);
+CREATE INDEX stores_settled ON stores (status, updated_at);
+CREATE INDEX stores_host ON stores (host);
+"#;
+
 /// Every migration, in order; the schema version of a database is how many were applied.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
 
 /// The schema version this build creates and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -509,7 +543,7 @@ mod tests {
              'woocommerce', '{}', 1, 2);",
         )
         .unwrap();
-        migrate(&mut conn, &path, MIGRATIONS).unwrap();
+        migrate(&mut conn, &path, &MIGRATIONS[..8]).unwrap();
         assert_eq!(version(&conn), 8);
         let add = |conn: &Connection, host: &str, store: &str| {
             conn.execute(
@@ -529,5 +563,63 @@ mod tests {
         conn.execute("DELETE FROM stores WHERE id = 's1'", [])
             .unwrap();
         add(&conn, "shop.example.com", "s2").unwrap();
+    }
+
+    #[test]
+    fn version_9_admits_updating_stores_and_keeps_every_store_event_index_and_domain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let mut conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        migrate(&mut conn, &path, &MIGRATIONS[..8]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (username, password_hash, role, max_stores, max_storage_gib, \
+             created_at, updated_at) VALUES ('ann', 'hash', 'user', 1, 1, 1000, 5000);
+             INSERT INTO stores (id, owner, name, status, host, storage_gib, blueprint, spec, \
+             created_at, updated_at, namespace_uid) VALUES ('s1', 'ann', 'Shop', 'suspended', \
+             'store-s1.example', 3, 'woocommerce', '{}', 1, 2, 'uid-1');
+             INSERT INTO store_events (store_id, seq, at, kind, body) VALUES ('s1', 1, 1, 'status', '{}');
+             INSERT INTO event_feed (store_id, seq) VALUES ('s1', 1);
+             INSERT INTO store_domains (host, store_id, added_at) VALUES ('shop.example.com', 's1', 3);",
+        )
+        .unwrap();
+        assert!(
+            conn.execute("UPDATE stores SET status = 'updating'", [])
+                .is_err(),
+            "version 8 knows no updating stores"
+        );
+        let indexes = |conn: &Connection| -> Vec<String> {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'stores' \
+                     AND sql IS NOT NULL ORDER BY name",
+                )
+                .unwrap();
+            stmt.query_map([], |row| row.get(0))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        let before = indexes(&conn);
+        migrate(&mut conn, &path, MIGRATIONS).unwrap();
+        assert_eq!(version(&conn), 9);
+        assert_eq!(indexes(&conn), before);
+        assert!(before.contains(&"stores_host".to_owned()), "{before:?}");
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |row| row.get(0)).unwrap() };
+        assert_eq!(count("SELECT count(*) FROM store_events"), 1);
+        assert_eq!(count("SELECT count(*) FROM store_domains"), 1);
+        assert_eq!(
+            count("SELECT count(*) FROM stores WHERE status = 'suspended'"),
+            1
+        );
+        conn.execute("UPDATE stores SET status = 'updating'", [])
+            .unwrap();
+        conn.execute("DELETE FROM stores", []).unwrap();
+        assert_eq!(count("SELECT count(*) FROM store_events"), 0);
+        assert_eq!(
+            count("SELECT count(*) FROM store_domains"),
+            0,
+            "the cascade still holds"
+        );
     }
 }

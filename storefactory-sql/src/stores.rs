@@ -551,6 +551,86 @@ fn set_status(
     }
 }
 
+/// Records a changed spec and moves the store to `status`, in one `BEGIN IMMEDIATE`
+/// transaction: the status must allow it (compare-and-set, as [`set_status`]) and the
+/// owner's storage quota must hold the store's new storage.
+fn change_spec(
+    conn: &mut Connection,
+    id: &StoreId,
+    spec: &StoreSpec,
+    status: StoreStatus,
+    reason: Option<&str>,
+) -> Result<StoreRecord> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .during("begin store change")?;
+    let Some(current) = find_store(&tx, id)? else {
+        return Err(Error::StoreNotFound { id: id.clone() });
+    };
+    if !current.status.can_become(status) {
+        return Err(Error::InvalidTransition {
+            id: id.clone(),
+            from: current.status,
+            to: status,
+        });
+    }
+    // Custom domains change only through `change_domain`, which keeps `store_domains` in
+    // step: the store's current ones stay, whatever the changed spec was read with.
+    let mut spec = spec.clone();
+    spec.ingress.domains = current.spec.ingress.domains.clone();
+    let spec = &spec;
+    let storage_gib = spec.storage_gib();
+    let quota = tx
+        .prepare_cached("SELECT max_stores, max_storage_gib FROM users WHERE username = ?1")
+        .and_then(|mut stmt| {
+            stmt.query_row([&current.owner], |row| {
+                Ok(Quota {
+                    max_stores: row.get(0)?,
+                    max_storage_gib: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
+                })
+            })
+            .optional()
+        })
+        .during("read quota")?;
+    if let Some(quota) = quota
+        && let Some(message) = usage_of(&tx, &current.owner)?.exceeds_on_growth(
+            &quota,
+            current.storage_gib(),
+            storage_gib,
+        )
+    {
+        return Err(Error::QuotaExceeded {
+            owner: current.owner.clone(),
+            message,
+        });
+    }
+    let text = serde_json::to_string(spec).map_err(|source| Error::Encode {
+        what: "store spec",
+        source,
+    })?;
+    let row = tx
+        .prepare_cached(&format!(
+            "UPDATE stores SET spec = ?2, storage_gib = ?3, status = ?4, reason = ?5, \
+             updated_at = ?6 WHERE id = ?1 RETURNING {STORE_COLUMNS}"
+        ))
+        .and_then(|mut stmt| {
+            stmt.query_row(
+                params![
+                    id.as_str(),
+                    text,
+                    i64::try_from(storage_gib).unwrap_or(i64::MAX),
+                    status.as_str(),
+                    reason,
+                    Timestamp::now().0,
+                ],
+                StoreRow::read,
+            )
+        })
+        .during("change store")?;
+    tx.commit().during("commit store change")?;
+    row.decode()
+}
+
 /// Where a page of stores ends, for asking for the next one. Opaque to clients: its text
 /// form (`Display`, `FromStr`) is what an API hands out and takes back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -742,6 +822,20 @@ impl StoreRepository for Database {
         self.write(move |conn| set_status(conn, &id, status, reason.as_deref()))
             .await
             .map_err(|e| e.into_repository("set store status"))
+    }
+
+    async fn change_spec(
+        &self,
+        id: &StoreId,
+        spec: &StoreSpec,
+        status: StoreStatus,
+        reason: Option<&str>,
+    ) -> Result<StoreRecord, RepositoryError> {
+        let (id, spec) = (id.clone(), spec.clone());
+        let reason = reason.map(str::to_owned);
+        self.write(move |conn| change_spec(conn, &id, &spec, status, reason.as_deref()))
+            .await
+            .map_err(|e| e.into_repository("change store"))
     }
 
     async fn append_event(

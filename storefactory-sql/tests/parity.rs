@@ -321,6 +321,69 @@ async fn domain_script(repo: &dyn StoreRepository) -> Vec<String> {
     log
 }
 
+/// Changes of a store's spec: along the lifecycle only, within the owner's storage quota
+/// (a store already counted may grow when its owner holds as many stores as allowed).
+async fn change_script(repo: &dyn StoreRepository) -> Vec<String> {
+    let id = |s: &str| StoreId::new(s).unwrap();
+    let record = |r: StoreRecord| {
+        format!(
+            "{} {} {:?} {} GiB",
+            r.id,
+            r.status,
+            r.reason,
+            r.storage_gib()
+        )
+    };
+    let grown = |gib: u64| {
+        let mut spec = store("c1").spec;
+        spec.wordpress.storage = Quantity::gib(gib);
+        spec.fit_quota_to_volumes();
+        spec
+    };
+    let mut log = Vec::new();
+    for name in ["c1", "c2"] {
+        log.push(outcome(repo.insert_store(&store(name)).await, |()| {
+            "inserted".to_owned()
+        }));
+    }
+    let changing = Some("changing storage");
+    log.push(outcome(
+        repo.change_spec(&id("c1"), &grown(5), StoreStatus::Updating, changing)
+            .await,
+        record,
+    ));
+    for status in [StoreStatus::Provisioning, StoreStatus::Ready] {
+        log.push(outcome(
+            repo.set_status(&id("c1"), status, None).await,
+            record,
+        ));
+    }
+    log.push(outcome(
+        repo.change_spec(&id("c1"), &grown(5), StoreStatus::Updating, changing)
+            .await,
+        record,
+    ));
+    log.push(outcome(
+        repo.set_status(&id("c1"), StoreStatus::Ready, None).await,
+        record,
+    ));
+    log.push(outcome(
+        repo.change_spec(&id("c1"), &grown(10), StoreStatus::Updating, changing)
+            .await,
+        record,
+    ));
+    log.push(outcome(
+        repo.change_spec(&id("missing"), &grown(3), StoreStatus::Updating, None)
+            .await,
+        record,
+    ));
+    log.push(outcome(repo.get_store(&id("c1")).await, |r| {
+        r.map(|r| format!("{} {}", record(r.clone()), r.spec.wordpress.storage))
+            .unwrap_or_default()
+    }));
+    log
+}
+
 #[tokio::test]
 async fn custom_domains_are_unique_and_bounded_in_both_repositories() {
     let quota = Quota {
@@ -374,5 +437,39 @@ async fn custom_domains_are_unique_and_bounded_in_both_repositories() {
         expected.last().map(String::as_str),
         Some("12 events"),
         "{expected:#?}"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_changes_specs_like_the_in_memory_repository() {
+    let quota = Quota {
+        max_stores: 2,
+        max_storage_gib: 10,
+    };
+    let memory = MemoryRepository::new();
+    memory.set_quota("amy", quota);
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Database::open(dir.path().join("parity.db")).await.unwrap();
+    sqlite
+        .create_user("amy", "password for amy", Role::User, quota)
+        .await
+        .unwrap();
+    let expected = change_script(&memory).await;
+    assert_eq!(change_script(&sqlite).await, expected);
+    assert_eq!(
+        expected,
+        [
+            "inserted",
+            "inserted",
+            "refused: store c1 is initialized and cannot become updating",
+            "c1 provisioning None 3 GiB",
+            "c1 ready None 3 GiB",
+            "c1 updating Some(\"changing storage\") 6 GiB",
+            "c1 ready None 6 GiB",
+            "quota exceeded: amy: storage limit reached: 9 GiB in use, 5 GiB more requested, \
+             10 GiB allowed",
+            "not found: missing",
+            "c1 ready None 6 GiB 5Gi",
+        ]
     );
 }

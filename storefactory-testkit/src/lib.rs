@@ -41,7 +41,8 @@ pub use install::{
     Binaries, KUBERNETES_VERSION, default_bin_dir, install_script, run_install_script,
 };
 pub use kubelet::{
-    FAULT_ANNOTATION, Fault, FaultGuard, FaultKind, KubeletConfig, SimulatedKubelet,
+    FAULT_ANNOTATION, Fault, FaultGuard, FaultKind, KubeletConfig, RESIZE_HOLD_ANNOTATION,
+    SimulatedKubelet,
 };
 
 /// The control plane shared by all tests of this test binary, started (with default

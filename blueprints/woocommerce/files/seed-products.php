@@ -1,7 +1,7 @@
 <?php
 // Creates the store's pages and its sample products from the JSON file given as the first
 // argument. Products are matched by SKU (sf-1, sf-2, ...), so a second run updates instead
-// of duplicating.
+// of duplicating, and products beyond the list are hidden.
 if (!function_exists('wc_get_product_id_by_sku')) {
     WP_CLI::error('WooCommerce is not active');
 }
@@ -35,5 +35,15 @@ foreach ($products as $index => $item) {
     $product->set_catalog_visibility('visible');
     $product->save();
     WP_CLI::log(($id ? 'updated ' : 'created ') . $sku);
+}
+// Products dropped from the list (a store changed to fewer products) are hidden, not
+// deleted: orders may refer to them.
+for ($n = count($products) + 1; ($id = wc_get_product_id_by_sku("sf-$n")) !== 0; $n++) {
+    $product = wc_get_product($id);
+    if ($product && $product->get_status() !== 'draft') {
+        $product->set_status('draft');
+        $product->save();
+        WP_CLI::log("hidden sf-$n");
+    }
 }
 WP_CLI::success(count($products) . ' products seeded');

@@ -1,7 +1,9 @@
 #!/bin/sh
 # Seeds one Storefactory store: installs WordPress, WooCommerce and the Storefront theme,
-# enables Cash on Delivery, sets the currency and creates the products of
-# /seed/products.json. Safe to run again: every step checks before it changes anything.
+# enables Cash on Delivery, sets the title and currency and creates the products of
+# /seed/products.json. Safe to run again, and run again when a store is changed: every
+# step checks before it changes anything, the title and currency are set again, and
+# products are updated by SKU.
 #
 # Values come from the environment and files and are only ever passed as single arguments
 # (`--name=value` form), never evaluated, so a value that looks like an option stays data.
@@ -46,6 +48,9 @@ fi
 wp theme is-active storefront || wp theme activate storefront
 
 log "configuring the shop"
+# The title is set on every run, so that a changed store gets its new one. It goes on
+# standard input: as an argument, a title such as `--url=...` would be read as an option.
+printf '%s' "$SITE_TITLE" | wp option update blogname
 wp option update woocommerce_currency "$CURRENCY"
 wp option update woocommerce_cod_settings \
   '{"enabled":"yes","title":"Cash on delivery","description":"Pay with cash upon delivery.","instructions":"Pay with cash upon delivery.","enable_for_methods":"","enable_for_virtual":"yes"}' \

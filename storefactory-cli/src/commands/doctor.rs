@@ -32,8 +32,14 @@ use crate::output;
 /// also authorizes as `create` when it creates the object; each kind is listed and watched
 /// (by the managed-by label) for readiness and drift. No `get`: reads come from the caches.
 const APPLIED_VERBS: &[&str] = &["create", "patch", "list", "watch"];
-/// Jobs a blueprint reruns on retry are deleted first.
+/// Jobs a blueprint reruns on retry are deleted first; so are Jobs it reruns on a change.
 const RERUN_VERBS: &[&str] = &["delete"];
+/// Changing a store reads, by name, the ConfigMaps its `rerun_on_change` Jobs read, to tell
+/// whether they must run again.
+const CHANGE_CONFIG_MAP_VERBS: &[&str] = &["get"];
+/// Growing a volume claim is checked against its StorageClass (does it allow expansion?):
+/// classes are listed.
+const STORAGE_CLASS_VERBS: &[&str] = &["list"];
 /// Generated Secrets are created once (never applied, so never patched) and read by name
 /// when their credentials are asked for. Never listed or watched: no Secret of any other
 /// namespace is ever read.
@@ -145,6 +151,8 @@ pub fn required_permissions(
     let mut warnings = Vec::new();
     // Per kind, the verbs its objects need: (kind, verbs).
     let mut needs: BTreeSet<(String, &'static str)> = BTreeSet::new();
+    // Whether some blueprint renders volume claims (which a change may grow).
+    let mut claims = false;
     let mut spec = StoreSpec::new(
         StoreId::new("doctor").unwrap_or_else(|_| StoreId::generate()),
         "admin",
@@ -157,6 +165,16 @@ pub fn required_permissions(
             .and_then(|manifests| Ok((manifests, registry.get(name)?.lifecycle().clone())));
         match rendered {
             Ok((manifests, lifecycle)) => {
+                claims |= manifests
+                    .iter()
+                    .any(|m| m.kind() == "PersistentVolumeClaim");
+                if lifecycle.ready.iter().any(|r| r.rerun_on_change) {
+                    needs.extend(
+                        CHANGE_CONFIG_MAP_VERBS
+                            .iter()
+                            .map(|v| ("ConfigMap".to_owned(), *v)),
+                    );
+                }
                 for m in manifests {
                     let kind = m.kind().to_owned();
                     let verbs = match m.kind() {
@@ -166,7 +184,11 @@ pub fn required_permissions(
                     };
                     needs.extend(verbs.iter().map(|v| (kind.clone(), *v)));
                 }
-                for ready in lifecycle.ready.iter().filter(|r| r.rerun_on_retry) {
+                for ready in lifecycle
+                    .ready
+                    .iter()
+                    .filter(|r| r.rerun_on_retry || r.rerun_on_change)
+                {
                     let kind = ready.kind.as_str().to_owned();
                     needs.extend(RERUN_VERBS.iter().map(|v| (kind.clone(), *v)));
                 }
@@ -203,6 +225,9 @@ pub fn required_permissions(
     };
     add("", "namespaces", NAMESPACE_VERBS);
     add("", "pods", POD_VERBS);
+    if claims {
+        add("storage.k8s.io", "storageclasses", STORAGE_CLASS_VERBS);
+    }
     for resource in Manifest::api_resources() {
         if resource.kind == "Namespace" {
             continue;
@@ -556,11 +581,15 @@ mod tests {
             for verb in APPLIED_VERBS {
                 assert!(has(verb, group, resource), "{verb} {resource}.{group}");
             }
-            assert!(
-                !has("get", group, resource),
+            // ConfigMaps aside: a change reads the seeding Job's by name.
+            assert_eq!(
+                has("get", group, resource),
+                resource == "configmaps",
                 "get {resource}: read from caches"
             );
         }
+        // A change checks that a growing volume's StorageClass allows expansion.
+        assert!(has("list", "storage.k8s.io", "storageclasses"));
         // Only the rerun seeding Job is ever deleted (namespaces aside).
         assert!(has("delete", "batch", "jobs") && !has("delete", "apps", "deployments"));
         // The built-in blueprint's Secrets are all generated: created once and read by name,

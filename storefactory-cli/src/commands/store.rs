@@ -6,16 +6,18 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 use storefactory_core::blueprint::{SecretInputs, validate_admin_password};
+use storefactory_core::change::StoreChange;
 use storefactory_core::port::{StoreFilter, StoreRepository};
+use storefactory_core::product::parse_products;
 use storefactory_core::provisioner::{CreateStore, Provisioner, ProvisionerConfig, error_chain};
 use storefactory_core::seal::SealingKey;
-use storefactory_core::spec::StoreId;
-use storefactory_core::store::{StoreEvent, StoreRecord};
+use storefactory_core::spec::{Currency, StoreId};
+use storefactory_core::store::{StoreEvent, StoreRecord, StoreStatus};
 use storefactory_sql::{AuditRecord, Database, StoreOrder};
 use tokio::sync::broadcast;
 
 use crate::Context;
-use crate::cli::{CreateArgs, ListArgs, StoreCommand, WaitArgs};
+use crate::cli::{ChangeArgs, CreateArgs, ListArgs, StoreCommand, WaitArgs};
 use crate::exit::{Code, Failure};
 use crate::output::{self, Table, details};
 use crate::wait::{self, Target, describe_event};
@@ -31,6 +33,7 @@ pub async fn run(ctx: &Context, command: StoreCommand) -> Result<()> {
         StoreCommand::Retry { id, wait } => retry(ctx, &id, &wait).await,
         StoreCommand::Suspend { id, wait } => suspend(ctx, &id, &wait).await,
         StoreCommand::Resume { id, wait } => resume(ctx, &id, &wait).await,
+        StoreCommand::Change(args) => change(ctx, *args).await,
         StoreCommand::Wait {
             id,
             deleted,
@@ -406,6 +409,48 @@ async fn resume(ctx: &Context, id: &StoreId, wait: &WaitArgs) -> Result<()> {
     provisioner.resume(id).await?;
     audit(&db, "store.resume", id, "via command line".to_owned()).await;
     let record = finish(&provisioner, &db, id, wait, Target::Ready, events).await?;
+    show_after_wait(ctx, id, record.as_ref())
+}
+
+async fn change(ctx: &Context, args: ChangeArgs) -> Result<()> {
+    // Everything given is read and validated before the store is looked at.
+    let products = match &args.products_file {
+        Some(path) => Some(parse_products(&secret::read_input(path)?)?),
+        None => None,
+    };
+    let currency = args
+        .currency
+        .as_deref()
+        .map(|c| Currency::new(c.trim().to_ascii_uppercase()))
+        .transpose()?;
+    let change = StoreChange {
+        storage_gib: args.storage,
+        wordpress_resources: args.wordpress_resources,
+        mysql_resources: args.mysql_resources,
+        products,
+        site_title: args.title,
+        currency,
+    };
+    let id = &args.id;
+    let db = ctx.db().await?;
+    let provisioner = provisioner(ctx, &db, id).await?;
+    let events = provisioner.subscribe();
+    let changed = provisioner.change(id, &change).await?;
+    if changed.status != StoreStatus::Updating {
+        // Nothing to change.
+        return show_after_wait(ctx, id, Some(&changed));
+    }
+    audit(
+        &db,
+        "store.change",
+        id,
+        format!(
+            "{} via command line",
+            changed.reason.as_deref().unwrap_or("changing")
+        ),
+    )
+    .await;
+    let record = finish(&provisioner, &db, id, &args.wait, Target::Ready, events).await?;
     show_after_wait(ctx, id, record.as_ref())
 }
 

@@ -80,6 +80,11 @@ pub struct ReadyWhen {
     /// Whether retrying a failed store replaces this Job so that it runs again.
     #[serde(default)]
     pub rerun_on_retry: bool,
+    /// Whether changing a store replaces this Job so that it runs again, when what it runs
+    /// with changed: its own object or a ConfigMap it reads. Declares that running it again
+    /// is safe (it is idempotent).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rerun_on_change: bool,
 }
 
 /// A workload that suspending a store scales to zero replicas.
@@ -206,10 +211,11 @@ impl Lifecycle {
             if !steps.insert(ready.step.as_str()) {
                 return Err(format!("step {} is declared twice", ready.step));
             }
-            if ready.kind != WorkloadKind::Job && (ready.failure.is_some() || ready.rerun_on_retry)
+            if ready.kind != WorkloadKind::Job
+                && (ready.failure.is_some() || ready.rerun_on_retry || ready.rerun_on_change)
             {
                 return Err(format!(
-                    "{} {}: failure and rerun_on_retry are for Jobs only",
+                    "{} {}: failure, rerun_on_retry and rerun_on_change are for Jobs only",
                     ready.kind, ready.name
                 ));
             }
@@ -447,6 +453,10 @@ mod tests {
             "ready: [{kind: Deployment, name: web, step: web, message: up, failure: broke}]",
         );
         assert!(bad.check().is_err());
+        let rerun = lifecycle(
+            "ready: [{kind: Deployment, name: web, step: web, message: up, rerun_on_change: true}]",
+        );
+        assert!(rerun.check().unwrap_err().contains("rerun_on_change"));
     }
 
     #[test]

@@ -2,17 +2,18 @@
 //! by watches, correct under crashes, retries, concurrency and several processes.
 //!
 //! [`Provisioner::create`], [`Provisioner::delete`], [`Provisioner::retry`],
-//! [`Provisioner::suspend`], [`Provisioner::resume`], [`Provisioner::add_domain`] and
-//! [`Provisioner::remove_domain`] change records and queue work; [`Provisioner::run`] does the work, in the one process that holds the
+//! [`Provisioner::suspend`], [`Provisioner::resume`], [`Provisioner::change`],
+//! [`Provisioner::add_domain`] and [`Provisioner::remove_domain`] change records and queue
+//! work; [`Provisioner::run`] does the work, in the one process that holds the
 //! leader Lease. Every step is idempotent (server-side apply under one field manager,
 //! Secrets created once), so stopping `run` at any point and starting it again — in this
 //! process or another — converges to the same objects.
 //!
 //! One module per mechanism: [`lifecycle`](self) (create, delete, retry, status changes and
-//! events), `domains` (custom domains), `queue` (the run loop and its work queue), `watch` (watches, caches and the event
-//! filter), `apply`, `reconcile`, `readiness` (pure functions), `state` (per-store runtime
-//! state), `leader` (the Lease) and `feed` (following other processes through the
-//! repository).
+//! events), `change` (changing a ready store), `domains` (custom domains), `queue` (the run
+//! loop and its work queue), `watch` (watches, caches and the event filter), `apply`,
+//! `reconcile`, `readiness` (pure functions), `state` (per-store runtime state), `leader`
+//! (the Lease) and `feed` (following other processes through the repository).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,7 @@ use crate::spec::{StoreId, StoreSpec};
 use crate::store::StoreEvent;
 
 mod apply;
+mod change;
 mod domains;
 mod feed;
 mod leader;

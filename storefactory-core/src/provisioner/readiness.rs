@@ -53,16 +53,20 @@ pub(crate) fn observe<'a>(
                 return false;
             };
             match ready.kind {
+                // Ready replicas of the current template: while a changed workload rolls
+                // out, the old pod is still ready, but not updated.
                 WorkloadKind::Deployment => parse::<Deployment>(obj).is_some_and(|d| {
                     let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
                     let status = d.status.as_ref();
                     status.and_then(|s| s.ready_replicas).unwrap_or(0) >= wanted
+                        && status.and_then(|s| s.updated_replicas).unwrap_or(0) >= wanted
                         && status.and_then(|s| s.observed_generation) >= d.metadata.generation
                 }),
                 WorkloadKind::StatefulSet => parse::<StatefulSet>(obj).is_some_and(|s| {
                     let wanted = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
                     let status = s.status.as_ref();
                     status.and_then(|s| s.ready_replicas).unwrap_or(0) >= wanted
+                        && status.and_then(|s| s.updated_replicas).unwrap_or(0) >= wanted
                         && status.and_then(|s| s.observed_generation) >= s.metadata.generation
                 }),
                 WorkloadKind::Job => {
@@ -257,7 +261,8 @@ mod tests {
             "apiVersion": "apps/v1", "kind": kind,
             "metadata": {"name": name, "generation": generation},
             "spec": {"replicas": 1, "selector": {}, "template": {}},
-            "status": {"observedGeneration": observed, "readyReplicas": ready}
+            "status": {"observedGeneration": observed, "readyReplicas": ready,
+                       "updatedReplicas": ready}
         }))
     }
 
@@ -308,6 +313,29 @@ mod tests {
         let observed = observe_with(&stale, &[]);
         assert_eq!(observed.done, [true, false, false]);
         assert_eq!(observed.waiting(&lifecycle()), ["web", "seed"]);
+    }
+
+    // Regression guard: a changed workload's old pod is still ready while the controller
+    // rolls it out; the store is not ready again until a pod of the new template is.
+    #[test]
+    fn a_workload_rolling_out_a_new_template_is_not_ready_until_an_updated_pod_is() {
+        let rolling = |kind: &str, updated: i32| {
+            object(json!({
+                "apiVersion": "apps/v1", "kind": kind,
+                "metadata": {"name": if kind == "Deployment" { "web" } else { "db" }, "generation": 3},
+                "spec": {"replicas": 1, "selector": {}, "template": {}},
+                "status": {"observedGeneration": 3, "readyReplicas": 1, "updatedReplicas": updated}
+            }))
+        };
+        let done = job(Some(("Complete", "Done")));
+        let old = [
+            rolling("StatefulSet", 0),
+            rolling("Deployment", 0),
+            done.clone(),
+        ];
+        assert_eq!(observe_with(&old, &[]).done, [false, false, true]);
+        let new = [rolling("StatefulSet", 1), rolling("Deployment", 1), done];
+        assert!(observe_with(&new, &[]).ready());
     }
 
     #[test]

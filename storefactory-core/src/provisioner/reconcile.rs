@@ -35,6 +35,7 @@ impl Provisioner {
                         StoreStatus::Initialized
                             | StoreStatus::Provisioning
                             | StoreStatus::Resuming
+                            | StoreStatus::Updating
                     )
                     && self.time_left(&record).is_none()
                 {
@@ -57,7 +58,8 @@ impl Provisioner {
                 let fails = |status| match status {
                     StoreStatus::Initialized
                     | StoreStatus::Provisioning
-                    | StoreStatus::Resuming => true,
+                    | StoreStatus::Resuming
+                    | StoreStatus::Updating => true,
                     StoreStatus::Ready | StoreStatus::Suspending | StoreStatus::Suspended => {
                         matches!(error, Error::NamespaceLost { .. })
                     }
@@ -83,9 +85,10 @@ impl Provisioner {
             return Ok(Outcome::AwaitChange);
         };
         match record.status {
-            StoreStatus::Initialized | StoreStatus::Provisioning | StoreStatus::Resuming => {
-                self.provision(record).await
-            }
+            StoreStatus::Initialized
+            | StoreStatus::Provisioning
+            | StoreStatus::Resuming
+            | StoreStatus::Updating => self.provision(record).await,
             StoreStatus::Ready | StoreStatus::Suspended => self.keep_ready(&record).await,
             StoreStatus::Suspending => self.suspend_pass(&record).await,
             StoreStatus::Deleting => self.finish_delete(&record).await,
@@ -161,6 +164,9 @@ impl Provisioner {
                 .states
                 .get(&id, |s| s.apply_requests)
                 .unwrap_or_default();
+            if record.status == StoreStatus::Updating {
+                self.rerun_changed_jobs(&record).await?;
+            }
             self.apply_all(&record, first).await?;
             self.inner.states.with(&id, |s| {
                 s.applied = true;
@@ -187,7 +193,32 @@ impl Provisioner {
                 .await?;
             return Ok(Outcome::AwaitChange);
         }
-        if observed.ready() {
+        let mut waiting_claims = Vec::new();
+        if observed.ready() && record.status == StoreStatus::Updating {
+            // A grown volume claim is resized by its storage driver after the apply: the
+            // store is ready once the claim's capacity reaches its request.
+            waiting_claims = self.claims_waiting(&record).await?;
+            let (waited, report) = self.inner.states.with(&id, |s| {
+                if waiting_claims.is_empty() {
+                    let waited = s.reported.contains("storage waiting");
+                    (waited, waited && s.reported.insert("storage".to_owned()))
+                } else {
+                    (false, s.reported.insert("storage waiting".to_owned()))
+                }
+            });
+            if report && waited {
+                self.step(&id, "storage", "the volumes have their new size")
+                    .await?;
+            } else if report {
+                self.step(
+                    &id,
+                    "storage",
+                    format!("waiting for {}", waiting_claims.join(", ")),
+                )
+                .await?;
+            }
+        }
+        if observed.ready() && waiting_claims.is_empty() {
             if record.status == StoreStatus::Resuming {
                 // The workloads are up again: the host serves the store, not the paused page.
                 self.apply_changed(
@@ -204,7 +235,13 @@ impl Provisioner {
             let reason = format!(
                 "not ready within {} s; still waiting for {}",
                 self.inner.config.ready_deadline.as_secs(),
-                observed.waiting(lifecycle).join(", ")
+                observed
+                    .waiting(lifecycle)
+                    .into_iter()
+                    .map(str::to_owned)
+                    .chain(waiting_claims)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             self.transition(&id, StoreStatus::Failed, Some(&reason))
                 .await?;

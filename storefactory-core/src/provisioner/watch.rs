@@ -1,7 +1,7 @@
 //! Watches: one per kind over every store namespace (by the `managed-by` label). They keep
-//! caches of what readiness reads (namespaces, workloads, pods), so that reconciling a store
-//! costs no LIST, and wake the stores their events concern, through a filter that tells this
-//! process's own apply echoes and status-only updates from drift.
+//! caches of what readiness reads (namespaces, workloads, pods, volume claims), so that
+//! reconciling a store costs no LIST, and wake the stores their events concern, through a
+//! filter that tells this process's own apply echoes and status-only updates from drift.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -31,7 +31,10 @@ pub(crate) struct Caches {
     statefulsets: Store<DynamicObject>,
     jobs: Store<DynamicObject>,
     pods: Store<Pod>,
-    resources: Arc<[ApiResource; 4]>,
+    /// Volume claims: a changed store waits until its grown claims report their new
+    /// capacity.
+    claims: Store<DynamicObject>,
+    resources: Arc<[ApiResource; 5]>,
 }
 
 impl Caches {
@@ -56,6 +59,12 @@ impl Caches {
         store.get(&ObjectRef::new_with(name, resource.clone()).within(namespace))
     }
 
+    /// A volume claim of the store.
+    pub fn claim(&self, namespace: &str, name: &str) -> Option<Arc<DynamicObject>> {
+        self.claims
+            .get(&ObjectRef::new_with(name, self.resources[4].clone()).within(namespace))
+    }
+
     /// The store's pods.
     pub fn pods(&self, namespace: &str) -> Vec<Pod> {
         self.pods
@@ -72,6 +81,7 @@ impl Caches {
         let _ = self.statefulsets.wait_until_ready().await;
         let _ = self.jobs.wait_until_ready().await;
         let _ = self.pods.wait_until_ready().await;
+        let _ = self.claims.wait_until_ready().await;
     }
 }
 
@@ -152,8 +162,9 @@ fn trim_meta(meta: &mut ObjectMeta, keep_labels: bool) {
     };
 }
 
-/// Keeps of a cached namespace or workload what readiness and the namespace checks read:
-/// its identity, labels, generation, wanted replicas and status. The spec keeps only its
+/// Keeps of a cached namespace, workload or volume claim what readiness and the namespace
+/// checks read: its identity, labels, generation, wanted replicas and status (a claim's
+/// capacity). The spec keeps only its
 /// replicas and the fields the typed readers require (the pod template and selector, empty);
 /// conditions lose their timestamps. Field ownership is read from the watch event before
 /// the object is trimmed. A thousand stores' workloads whole hold hundreds of MiB; trimmed,
@@ -243,6 +254,7 @@ impl Provisioner {
             resource("Deployment"),
             resource("StatefulSet"),
             resource("Job"),
+            resource("PersistentVolumeClaim"),
         ]);
         let cache = |resource: &ApiResource, set: &mut JoinSet<()>| {
             let writer = reflector::store::Writer::new(resource.clone());
@@ -261,6 +273,7 @@ impl Provisioner {
         let deployments = cache(&resources[1], set);
         let statefulsets = cache(&resources[2], set);
         let jobs = cache(&resources[3], set);
+        let claims = cache(&resources[4], set);
         let pod_writer = reflector::store::Writer::<Pod>::default();
         let pods = pod_writer.as_reader();
         let api: Api<Pod> = Api::all(self.inner.client.clone());
@@ -293,6 +306,7 @@ impl Provisioner {
             statefulsets,
             jobs,
             pods,
+            claims,
             resources,
         }
     }
@@ -526,14 +540,15 @@ mod tests {
                 "db",
                 serde_json::json!({"replicas": 1, "serviceName": "db",
                 "volumeClaimTemplates": [{"metadata": {"name": "data"}}]}),
-                serde_json::json!({"observedGeneration": 3, "readyReplicas": 1, "replicas": 1}),
+                serde_json::json!({"observedGeneration": 3, "readyReplicas": 1, "replicas": 1,
+                    "updatedReplicas": 1}),
             ),
             whole(
                 "Deployment",
                 "web",
                 serde_json::json!({"replicas": 1, "strategy": {"type": "Recreate"}}),
                 serde_json::json!({"observedGeneration": 3, "readyReplicas": 1, "replicas": 1,
-                    "conditions": conditions}),
+                    "updatedReplicas": 1, "conditions": conditions}),
             ),
             whole(
                 "Job",

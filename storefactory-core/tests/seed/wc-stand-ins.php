@@ -104,6 +104,7 @@ final class WC_Product_Simple
     public function set_description(string $v): void { $this->set('description', $v); }
     public function set_status(string $v): void { $this->set('status', $v); }
     public function set_catalog_visibility(string $v): void { $this->set('catalog_visibility', $v); }
+    public function get_status(): string { return $this->data['status'] ?? ''; }
 
     private function set(string $key, string $value): void
     {

@@ -40,7 +40,13 @@ pub fn router(state: AppState) -> Router {
     let cors = (!state.cors_origins().is_empty()).then(|| {
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(state.cors_origins().iter().cloned()))
-            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, REQUEST_ID])
             .expose_headers([REQUEST_ID, header::LOCATION])
     });
@@ -60,7 +66,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/users/{username}/quota", put(users::set_quota))
         .route("/api/users/{username}/disabled", put(users::set_disabled))
         .route("/api/stores", get(stores::list).post(stores::create))
-        .route("/api/stores/{id}", get(stores::get).delete(stores::delete))
+        .route(
+            "/api/stores/{id}",
+            get(stores::get)
+                .delete(stores::delete)
+                .patch(stores::change),
+        )
         .route("/api/stores/{id}/retry", post(stores::retry))
         .route("/api/stores/{id}/suspend", post(stores::suspend))
         .route("/api/stores/{id}/resume", post(stores::resume))

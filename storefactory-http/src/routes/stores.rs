@@ -1,5 +1,5 @@
-//! `/api/stores`: create, list, read, delete, retry, suspend, resume, credentials (custom
-//! domains are in [`super::domains`]).
+//! `/api/stores`: create, list, read, change, delete, retry, suspend, resume, credentials
+//! (custom domains are in [`super::domains`]).
 
 use axum::Json;
 use axum::extract::State;
@@ -7,10 +7,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use storefactory_core::blueprint::{SecretInputs, generate_password, validate_admin_password};
+use storefactory_core::change::StoreChange;
 use storefactory_core::port::{StoreFilter, StoreRepository};
 use storefactory_core::product::{parse_product_json, parse_products};
 use storefactory_core::provisioner::CreateStore;
-use storefactory_core::spec::{Quantity, StoreId, StoreSpec, TlsSpec};
+use storefactory_core::spec::{Currency, Quantity, Resources, StoreId, StoreSpec, TlsSpec};
 use storefactory_core::store::{StoreRecord, StoreStatus};
 use storefactory_sql::{AuditRecord, StoreCursor, StoreOrder};
 
@@ -123,6 +124,71 @@ fn invalid(field: &str, message: impl Into<String>) -> ApiError {
     }
 }
 
+/// Products given as `Name|Price|Description` lines or as a JSON list (as text or a list).
+fn sample_products(
+    value: serde_json::Value,
+) -> Result<Vec<storefactory_core::product::Product>, ApiError> {
+    match value {
+        serde_json::Value::String(text) => Ok(parse_products(&text)?),
+        list @ serde_json::Value::Array(_) => Ok(parse_product_json(&list.to_string())?),
+        _ => Err(invalid(
+            "sample_products",
+            "expected Name|Price|Description lines or a list of products",
+        )),
+    }
+}
+
+/// The body of `PATCH /api/stores/{id}`: what to change in a ready store, with the names of
+/// `POST /api/stores` where it has them; everything left out stays as it is.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeStoreBody {
+    /// A bigger WordPress volume, GiB: a whole number, or a string of one.
+    #[serde(default)]
+    pub storage_size_gi: Option<serde_json::Value>,
+    /// The products from now on: `Name|Price|Description` lines, or a JSON list of products
+    /// (as text or as a list). Seeding runs again: products are updated by SKU, none is
+    /// duplicated.
+    #[serde(default)]
+    pub sample_products: Option<serde_json::Value>,
+    /// The site title.
+    #[serde(default)]
+    pub site_title: Option<String>,
+    /// The shop currency, a three-letter ISO 4217 code.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// Resources of the WordPress container.
+    #[serde(default)]
+    pub wordpress_resources: Option<Resources>,
+    /// Resources of the MySQL container.
+    #[serde(default)]
+    pub mysql_resources: Option<Resources>,
+}
+
+impl ChangeStoreBody {
+    /// The change this body asks for; its fields are checked against the store by the
+    /// Provisioner.
+    fn into_change(self) -> Result<StoreChange, ApiError> {
+        let storage_gib = match self.storage_size_gi {
+            None | Some(serde_json::Value::Null) => None,
+            size => Some(storage_size(size)?),
+        };
+        let products = match self.sample_products {
+            None | Some(serde_json::Value::Null) => None,
+            Some(value) => Some(sample_products(value)?),
+        };
+        let currency = self.currency.map(Currency::new).transpose()?;
+        Ok(StoreChange {
+            storage_gib,
+            wordpress_resources: self.wordpress_resources,
+            mysql_resources: self.mysql_resources,
+            products,
+            site_title: self.site_title,
+            currency,
+        })
+    }
+}
+
 /// The WordPress volume asked for: `2` or `"2"`, as the product this replaces took it.
 fn storage_size(value: Option<serde_json::Value>) -> Result<u64, ApiError> {
     let size = match value {
@@ -160,14 +226,7 @@ impl CreateStoreBody {
         let mut spec = StoreSpec::new(id, owner, host);
         spec.products = match self.sample_products {
             None | Some(serde_json::Value::Null) => parse_products(DEFAULT_SAMPLE_PRODUCTS)?,
-            Some(serde_json::Value::String(text)) => parse_products(&text)?,
-            Some(list @ serde_json::Value::Array(_)) => parse_product_json(&list.to_string())?,
-            Some(_) => {
-                return Err(invalid(
-                    "sample_products",
-                    "expected Name|Price|Description lines or a list of products",
-                ));
-            }
+            Some(value) => sample_products(value)?,
         };
         let storage = storage_size(self.storage_size_gi)?;
         spec.wordpress.storage = Quantity::gib(storage);
@@ -421,6 +480,53 @@ pub async fn get(
     }))
 }
 
+/// `PATCH /api/stores/{id}`: changes a ready store (owner or admin). 202 with the store,
+/// now `updating`; it becomes `ready` again once the change is applied and observed (a
+/// bigger volume grown, seeding run again for new products, title or currency). 200 with
+/// the store as it is when the body changes nothing. Refused, changing nothing: a store
+/// that is not ready (409), invalid input or a volume that would shrink or cannot grow
+/// (422), storage beyond the owner's quota (403).
+pub async fn change(
+    State(state): State<AppState>,
+    user: AuthUser,
+    addr: ClientAddr,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<ChangeStoreBody>,
+) -> Result<(StatusCode, Json<StoreView>), ApiError> {
+    let record = visible_store(&state, &user, &id).await?;
+    let change = body.into_change()?;
+    let provisioner = state.cluster().await?;
+    let record = state
+        .within_cluster_deadline(async { Ok(provisioner.change(&record.id, &change).await?) })
+        .await
+        .map_err(body_field)?;
+    if record.status != StoreStatus::Updating {
+        return Ok((StatusCode::OK, Json(StoreView::from(&record))));
+    }
+    tracing::info!(store = %record.id, "store change requested");
+    accepted(&state, "store.change", &user, &record, addr).await
+}
+
+/// An error about a field of a change, named as the body of `PATCH /api/stores/{id}`
+/// names it (`storage_size_gi`, not the core's `storage_gib`).
+fn body_field(error: ApiError) -> ApiError {
+    match error {
+        ApiError::Invalid { field, message } => {
+            let field = [
+                ("storage_gib", "storage_size_gi"),
+                ("products", "sample_products"),
+                ("wordpress.resources", "wordpress_resources"),
+                ("mysql.resources", "mysql_resources"),
+            ]
+            .into_iter()
+            .find_map(|(core, body)| field.strip_prefix(core).map(|rest| format!("{body}{rest}")))
+            .unwrap_or(field);
+            ApiError::Invalid { field, message }
+        }
+        other => other,
+    }
+}
+
 /// `DELETE /api/stores/{id}`
 pub async fn delete(
     State(state): State<AppState>,
@@ -496,7 +602,7 @@ pub async fn resume(
     accepted(&state, "store.resume", &user, &record, addr).await
 }
 
-/// The answer to a change the reconciler carries out (suspend, resume): audited, then 202
+/// The answer to a change the reconciler carries out (suspend, resume, change): audited, then 202
 /// with the store as it now is.
 async fn accepted(
     state: &AppState,

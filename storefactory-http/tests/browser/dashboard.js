@@ -3,8 +3,8 @@
 // copied passwords, the storage hint, checks before sending, the server's message next to
 // the field), live provisioning progress, hostile names and product text shown as text, the
 // detail view with its history, credentials in the page, a failed store and Retry, Suspend
-// and Resume, custom domains (added, refused with the reason, removed), deletion, quota
-// meters and an over-quota create, stores created elsewhere appearing, pages, the admin
+// and Resume, custom domains (added, refused with the reason, removed), Change, deletion,
+// quota meters and an over-quota create, stores created elsewhere appearing, pages, the admin
 // view, webhooks (a hostile URL shown as text, the secret shown once, the delivery log of a
 // store's events, removal), a phone-sized screen, labels and no CSP violations.
 //
@@ -406,6 +406,27 @@ async function newPage(browser, url, viewport = { width: 1280, height: 900 }) {
     await failing.getByRole('button', { name: `Remove domain ${shown}` }).click();
     await failing.locator('.fields .domain-list').waitFor({ state: 'detached', timeout: 15000 });
     check((await failing.locator('.domains').textContent()).includes('No custom domains'), 'the removed domain is still listed');
+
+    step('a ready store is changed from its card: a smaller volume is refused, a bigger one applied');
+    await failing.getByRole('button', { name: /^Change/ }).click();
+    const change = failing.getByRole('form', { name: /^Change/ });
+    const storageInput = change.getByLabel(/WordPress storage/);
+    check(await admin.evaluate(() => document.activeElement.type === 'number'), 'the change form does not take the focus');
+    const current = Number(await storageInput.inputValue());
+    await storageInput.fill(String(current - 1));
+    await change.getByRole('button', { name: /^Apply the change/ }).click();
+    await change.getByRole('alert').waitFor();
+    check(/below the current size/.test(await change.getByRole('alert').textContent()),
+      'a smaller volume is not refused with the server\'s message');
+    check((await storageInput.getAttribute('aria-invalid')) === 'true', 'the refused field is not marked');
+    await storageInput.fill(String(current + 1));
+    await change.getByLabel(/Site title/).fill('Changed in the browser');
+    await change.getByRole('button', { name: /^Apply the change/ }).click();
+    await failing.locator('.badge.updating').or(failing.locator('.badge.ready')).first().waitFor({ timeout: LONG });
+    await failing.locator('.badge.ready').waitFor({ timeout: LONG });
+    await failing.getByRole('button', { name: /^Change/ }).waitFor({ timeout: LONG });
+    check((await failing.textContent('.fields')).includes(`${current + 1} GiB`), 'the card does not show the bigger volume');
+    await shot(admin, 'changed');
 
     step('deleting asks in the page, then the store goes away');
     await failing.getByRole('button', { name: /^Delete/ }).click();

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use faults::{FAULT_ANNOTATION, Fault, FaultGuard, FaultKind};
+pub use sim::RESIZE_HOLD_ANNOTATION;
 pub(crate) use sim::run;
 
 /// How the simulated kubelet behaves.

@@ -30,6 +30,9 @@ use super::{Shared, SimulatedKubelet};
 use crate::error::{Error, Result};
 
 const MANAGER: &str = "storefactory-testkit-kubelet";
+/// A claim annotation that holds back growing the claim's volume while it is there, so that
+/// a test can see what waits for a resize; removing it lets the resize happen. Any value.
+pub const RESIZE_HOLD_ANNOTATION: &str = "testkit.storefactory.io/hold-resize";
 /// The provisioner name of the simulator's StorageClass.
 pub(crate) const PROVISIONER: &str = "storefactory.io/simulated";
 const LEASE_RENEW: Duration = Duration::from_secs(10);
@@ -53,6 +56,7 @@ pub(crate) async fn run(
         next_ip: AtomicU32::new(0),
         pods: Mutex::new(HashMap::new()),
         provisioned: Mutex::new(HashSet::new()),
+        resizing: Mutex::new(HashSet::new()),
         volumes_changed: watch::channel(0).0,
         log: Log::open(log_path),
     });
@@ -85,9 +89,45 @@ struct Sim {
     pods: Mutex<HashMap<String, PodEntry>>,
     /// Claims we created a volume for, by uid.
     provisioned: Mutex<HashSet<String>>,
+    /// Claims we grew (or are growing), by uid and requested size.
+    resizing: Mutex<HashSet<(String, String)>>,
     /// Bumped on every claim event: pods waiting for their claims look again.
     volumes_changed: watch::Sender<u64>,
     log: Log,
+}
+
+/// Whether growing the claim's volume is held back ([`RESIZE_HOLD_ANNOTATION`]).
+fn held(pvc: &PersistentVolumeClaim) -> bool {
+    pvc.metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(RESIZE_HOLD_ANNOTATION))
+}
+
+/// What a bound claim requests when it is more than its capacity: it was grown, and its
+/// volume is to follow.
+fn grown(pvc: &PersistentVolumeClaim) -> Option<String> {
+    let bound = pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+    let wanted = pvc
+        .spec
+        .as_ref()?
+        .resources
+        .as_ref()?
+        .requests
+        .as_ref()?
+        .get("storage")?
+        .0
+        .clone();
+    let capacity = pvc
+        .status
+        .as_ref()?
+        .capacity
+        .as_ref()?
+        .get("storage")?
+        .0
+        .clone();
+    // Claims only grow (the apiserver refuses less): any other request is a bigger one.
+    (bound && pvc.metadata.deletion_timestamp.is_none() && wanted != capacity).then_some(wanted)
 }
 
 enum PodEntry {
@@ -340,9 +380,18 @@ impl Sim {
                             .provisioned
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .insert(uid)
+                            .insert(uid.clone())
                     {
                         tokio::spawn(self.clone().provision(pvc));
+                    } else if let Some(wanted) = grown(&pvc)
+                        && !held(&pvc)
+                        && self
+                            .resizing
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert((uid, wanted.clone()))
+                    {
+                        tokio::spawn(self.clone().resize(pvc, wanted));
                     }
                 }
                 Ok(Event::Delete(pvc)) => {
@@ -357,6 +406,56 @@ impl Sim {
                 Ok(_) => {}
                 Err(e) => self.log.line(format_args!("watching claims: {e}")),
             }
+        }
+    }
+
+    /// Grows the volume of a bound claim of ours to what the claim now requests, then the
+    /// claim's capacity, as a CSI resizer and the kubelet's file system resize do together.
+    async fn resize(self: Arc<Self>, pvc: PersistentVolumeClaim, wanted: String) {
+        let ns = pvc.metadata.namespace.clone().unwrap_or_default();
+        let name = pvc.metadata.name.clone().unwrap_or_default();
+        let Some(volume) = pvc.spec.as_ref().and_then(|s| s.volume_name.clone()) else {
+            return;
+        };
+        let volumes: Api<PersistentVolume> = Api::all(self.client.clone());
+        let pv = self
+            .retry(format!("reading volume {volume}"), || {
+                volumes.get_opt(&volume)
+            })
+            .await
+            .flatten();
+        let ours = pv.as_ref().is_some_and(|pv| {
+            pv.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("pv.kubernetes.io/provisioned-by"))
+                .is_some_and(|p| p == PROVISIONER)
+        });
+        if !ours {
+            return;
+        }
+        let grow = Patch::Merge(json!({"spec": {"capacity": {"storage": wanted}}}));
+        let params = PatchParams::default();
+        let grown = self
+            .retry(format!("growing volume {volume} to {wanted}"), || {
+                volumes.patch(&volume, &params, &grow)
+            })
+            .await;
+        if grown.is_none() {
+            return;
+        }
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &ns);
+        let status =
+            Patch::Merge(json!({"status": {"capacity": {"storage": wanted}, "conditions": null}}));
+        let done = self
+            .retry(format!("growing claim {ns}/{name} to {wanted}"), || {
+                claims.patch_status(&name, &params, &status)
+            })
+            .await;
+        if done.is_some() {
+            self.log.line(format_args!(
+                "claim {ns}/{name}: volume {volume} grown to {wanted}"
+            ));
         }
     }
 
