@@ -20,6 +20,7 @@
 //! # }
 //! ```
 
+pub mod backup;
 pub mod blueprint;
 pub mod error;
 pub mod manifest;

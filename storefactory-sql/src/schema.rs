@@ -192,8 +192,28 @@ CREATE INDEX stores_owner_usage ON stores (owner, status, storage_gib);
 CREATE INDEX stores_settled ON stores (status, updated_at);
 "#;
 
+/// Version 8: backups of stores. No foreign key to `stores`: a backup outlives the record
+/// of its store (it can be restored into another store). The token's hash is kept only
+/// while the backup is pending.
+const V8: &str = r#"
+CREATE TABLE backups (
+    id          TEXT PRIMARY KEY NOT NULL,
+    store_id    TEXT NOT NULL,
+    kind        TEXT NOT NULL CHECK (kind IN ('manual', 'scheduled')),
+    status      TEXT NOT NULL CHECK (status IN ('pending', 'completed', 'failed')),
+    size_bytes  INTEGER CHECK (size_bytes >= 0),
+    sha256      TEXT,
+    created_at  INTEGER NOT NULL,
+    finished_at INTEGER,
+    error       TEXT,
+    token_hash  TEXT
+) STRICT;
+CREATE INDEX backups_store ON backups (store_id, created_at);
+CREATE INDEX backups_pending ON backups (status, created_at) WHERE status = 'pending';
+"#;
+
 /// Every migration, in order; the schema version of a database is how many were applied.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
 
 /// The schema version this build creates and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -395,6 +415,7 @@ mod tests {
             tables(&conn),
             [
                 "audit_log",
+                "backups",
                 "event_feed",
                 "settings",
                 "sqlite_sequence",
@@ -444,7 +465,7 @@ mod tests {
         };
         let before = indexes(&conn);
         migrate(&mut conn, &path, MIGRATIONS).unwrap();
-        assert_eq!(version(&conn), 7);
+        assert_eq!(version(&conn), SCHEMA_VERSION);
         assert_eq!(
             indexes(&conn),
             before,

@@ -32,6 +32,7 @@ use crate::spec::{StoreId, StoreSpec};
 use crate::store::StoreEvent;
 
 mod apply;
+mod backup;
 mod feed;
 mod leader;
 mod lifecycle;
@@ -41,6 +42,7 @@ mod reconcile;
 mod state;
 mod watch;
 
+pub use backup::{BackupConfig, LABEL_OPERATION};
 pub use leader::{LeaderConfig, default_identity};
 
 /// Label selector of everything Storefactory manages.
@@ -88,6 +90,9 @@ pub struct ProvisionerConfig {
     /// its backend, and the ingress controller answers its own 503. Every process sharing a
     /// repository must use the same value.
     pub paused_backend: Option<PausedBackend>,
+    /// Backups: where store Jobs hand their archives over, where the archives are kept, and
+    /// the schedule. Nothing by default (stores cannot be backed up).
+    pub backups: BackupConfig,
 }
 
 /// A function told the duration of every reconcile, e.g. to feed a histogram. It runs on the
@@ -127,6 +132,7 @@ impl Default for ProvisionerConfig {
             feed_interval: Duration::from_millis(500),
             on_reconcile: None,
             paused_backend: None,
+            backups: BackupConfig::default(),
         }
     }
 }
