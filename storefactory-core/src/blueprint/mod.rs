@@ -256,6 +256,15 @@ mod value_helpers {
     handlebars_helper!(base64: |value: str| {
         ::base64::engine::general_purpose::STANDARD.encode(value)
     });
+    // `{{concat a "-" b}}`: the values' text joined, e.g. a name derived from another.
+    handlebars_helper!(concat: |*args| {
+        args.iter()
+            .map(|v| match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect::<String>()
+    });
     handlebars_helper!(json: |value: Json| {
         serde_json::to_string(value).unwrap_or_default()
     });
@@ -308,13 +317,14 @@ impl fmt::Debug for BlueprintRegistry {
 }
 
 impl BlueprintRegistry {
-    /// A registry without blueprints, with the built-in helpers `base64` and `json`.
+    /// A registry without blueprints, with the built-in helpers `base64`, `json`, `concat` and `int`.
     pub fn empty() -> Self {
         let mut handlebars = Handlebars::new();
         handlebars.set_strict_mode(true);
         handlebars.register_escape_fn(yaml::quote_scalar);
         handlebars.register_helper("base64", Box::new(value_helpers::base64));
         handlebars.register_helper("json", Box::new(value_helpers::json));
+        handlebars.register_helper("concat", Box::new(value_helpers::concat));
         handlebars.register_helper("int", Box::new(IntHelper));
         BlueprintRegistry {
             handlebars,
