@@ -289,7 +289,7 @@ pub(crate) async fn audit(state: &AppState, record: AuditRecord, addr: ClientAdd
 }
 
 /// Records `action` by `user` on the store `id`; a failure is logged, not answered.
-async fn audit_store(
+pub(crate) async fn audit_store(
     state: &AppState,
     action: &str,
     user: &AuthUser,
@@ -308,7 +308,7 @@ async fn audit_store(
 
 /// The store `id` if the caller may see it: its owner or an admin. Anything else is 404,
 /// like a store that does not exist.
-async fn visible_store(
+pub(crate) async fn visible_store(
     state: &AppState,
     user: &AuthUser,
     id: &str,
