@@ -209,6 +209,7 @@ StoreStatus = Literal[
     "suspending",
     "suspended",
     "resuming",
+    "restoring",
 ]
 
 class Store:

@@ -128,7 +128,22 @@ macro_rules! names {
     };
 }
 
+/// Where a restore is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreStatus {
+    /// It waits for its store to be ready (a clone being provisioned).
+    Waiting,
+    /// Its Job runs; the store is `restoring`.
+    Running,
+    /// The backup was restored.
+    Completed,
+    /// It failed; the record says why.
+    Failed,
+}
+
 names!(BackupKind, "kind", Manual => "manual", Scheduled => "scheduled");
+names!(RestoreStatus, "status", Waiting => "waiting", Running => "running", Completed => "completed", Failed => "failed");
 names!(BackupStatus, "status", Pending => "pending", Completed => "completed", Failed => "failed");
 
 /// A backup as the platform records it.
@@ -156,6 +171,10 @@ pub struct BackupRecord {
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The store's URL when it was taken (`http://host`): a restore into another store
+    /// rewrites it to that store's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_url: Option<String>,
     /// SHA-256 of the one-time token of its upload (lowercase hex); never shown.
     #[serde(default, skip_serializing)]
     pub token_hash: Option<String>,
@@ -174,6 +193,7 @@ impl BackupRecord {
             created_at: Timestamp::now(),
             finished_at: None,
             error: None,
+            site_url: None,
             token_hash: Some(token.hash()),
         }
     }
@@ -188,6 +208,72 @@ impl BackupRecord {
             expected.as_bytes(),
             UploadToken(token.to_owned()).hash().as_bytes(),
         )
+    }
+}
+
+/// A restore of a backup into a store (the backup's own store or another).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreRecord {
+    /// Its id (the same form as a backup's).
+    pub id: BackupId,
+    /// The store restored into.
+    pub store_id: StoreId,
+    /// The backup restored.
+    pub backup_id: BackupId,
+    /// Where it is.
+    pub status: RestoreStatus,
+    /// The site URL the backup's data was written for, when it is rewritten (a clone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_url: Option<String>,
+    /// The URL it is rewritten to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_url: Option<String>,
+    /// When it was asked for.
+    pub created_at: Timestamp,
+    /// When it completed or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// SHA-256 of the one-time token of its download, while it runs; never shown.
+    #[serde(default, skip_serializing)]
+    pub token_hash: Option<String>,
+}
+
+impl RestoreRecord {
+    /// A new restore of `backup_id` into `store_id`, in `status`, with a URL rewrite when
+    /// `urls` is given (old, new).
+    pub fn new(
+        store_id: StoreId,
+        backup_id: BackupId,
+        status: RestoreStatus,
+        urls: Option<(String, String)>,
+    ) -> Self {
+        let (old_url, new_url) = urls.unzip();
+        RestoreRecord {
+            id: BackupId::generate(),
+            store_id,
+            backup_id,
+            status,
+            old_url,
+            new_url,
+            created_at: Timestamp::now(),
+            finished_at: None,
+            error: None,
+            token_hash: None,
+        }
+    }
+
+    /// Whether `token` is the one this running restore's download is allowed with.
+    pub fn accepts(&self, token: &str) -> bool {
+        self.status == RestoreStatus::Running
+            && self.token_hash.as_ref().is_some_and(|expected| {
+                constant_time_eq(
+                    expected.as_bytes(),
+                    UploadToken(token.to_owned()).hash().as_bytes(),
+                )
+            })
     }
 }
 
@@ -217,6 +303,12 @@ impl fmt::Debug for UploadToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("UploadToken(..)")
     }
+}
+
+/// A store's URL as a site URL: `scheme://host[:port]`, without the trailing slash that
+/// [`crate::spec::StoreSpec::url`] has (what `rewrite-urls.php` takes).
+pub fn site_url(spec: &crate::spec::StoreSpec) -> String {
+    spec.url().trim_end_matches('/').to_owned()
 }
 
 /// SHA-256 of `bytes`, lowercase hex.
@@ -325,6 +417,23 @@ pub trait BackupRepository: Send + Sync + 'static {
 
     /// Forgets a backup; `false` when there was none.
     async fn delete_backup(&self, id: &BackupId) -> Result<bool, RepositoryError>;
+
+    /// Records a new restore.
+    async fn insert_restore(&self, record: &RestoreRecord) -> Result<(), RepositoryError>;
+
+    /// One restore.
+    async fn get_restore(&self, id: &BackupId) -> Result<Option<RestoreRecord>, RepositoryError>;
+
+    /// Restores that are waiting or running, oldest first.
+    async fn open_restores(&self) -> Result<Vec<RestoreRecord>, RepositoryError>;
+
+    /// Replaces a restore's status, token hash, error and finish time with those of
+    /// `record`, if its status is still `from` (compare-and-set). Returns whether it did.
+    async fn update_restore(
+        &self,
+        record: &RestoreRecord,
+        from: RestoreStatus,
+    ) -> Result<bool, RepositoryError>;
 }
 
 /// How a pending backup ended.

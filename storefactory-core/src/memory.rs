@@ -5,7 +5,10 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use crate::backup::{BackupId, BackupOutcome, BackupRecord, BackupRepository, BackupStatus};
+use crate::backup::{
+    BackupId, BackupOutcome, BackupRecord, BackupRepository, BackupStatus, RestoreRecord,
+    RestoreStatus,
+};
 use crate::error::RepositoryError;
 use crate::port::{Quota, StoreFilter, StoreRepository, Usage};
 use crate::spec::StoreId;
@@ -19,6 +22,7 @@ struct State {
     quotas: HashMap<String, Quota>,
     feed: Vec<StoreEvent>,
     backups: BTreeMap<BackupId, BackupRecord>,
+    restores: BTreeMap<BackupId, RestoreRecord>,
 }
 
 /// Keeps stores and events in memory; everything is lost when it is dropped.
@@ -269,5 +273,43 @@ impl BackupRepository for MemoryRepository {
 
     async fn delete_backup(&self, id: &BackupId) -> Result<bool, RepositoryError> {
         Ok(self.lock().backups.remove(id).is_some())
+    }
+
+    async fn insert_restore(&self, record: &RestoreRecord) -> Result<(), RepositoryError> {
+        self.lock()
+            .restores
+            .insert(record.id.clone(), record.clone());
+        Ok(())
+    }
+
+    async fn get_restore(&self, id: &BackupId) -> Result<Option<RestoreRecord>, RepositoryError> {
+        Ok(self.lock().restores.get(id).cloned())
+    }
+
+    async fn open_restores(&self) -> Result<Vec<RestoreRecord>, RepositoryError> {
+        let mut list: Vec<RestoreRecord> = self
+            .lock()
+            .restores
+            .values()
+            .filter(|r| matches!(r.status, RestoreStatus::Waiting | RestoreStatus::Running))
+            .cloned()
+            .collect();
+        list.sort_by_key(|r| r.created_at);
+        Ok(list)
+    }
+
+    async fn update_restore(
+        &self,
+        record: &RestoreRecord,
+        from: RestoreStatus,
+    ) -> Result<bool, RepositoryError> {
+        let mut state = self.lock();
+        match state.restores.get_mut(&record.id) {
+            Some(current) if current.status == from => {
+                *current = record.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }

@@ -12,7 +12,8 @@ use crate::spec::{StoreId, StoreSpec};
 ///
 /// `initialized -> provisioning -> ready`, any of them `-> failed` (with a reason), and
 /// `-> deleting -> deleted` (or the record is removed). A ready store may be suspended and
-/// resumed: `ready -> suspending -> suspended -> resuming -> ready`.
+/// resumed: `ready -> suspending -> suspended -> resuming -> ready`. A backup is restored
+/// into a ready (or failed) store: `-> restoring -> ready` (or `failed`, with the reason).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StoreStatus {
@@ -36,11 +37,14 @@ pub enum StoreStatus {
     /// Its workloads are coming back up, with the same data and passwords; the seeding Job
     /// is not run again.
     Resuming,
+    /// A backup is being restored into it (its database and files are replaced); it is not
+    /// ready meanwhile. Keeps its Secrets: the backup's data is served with them.
+    Restoring,
 }
 
 impl StoreStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [StoreStatus; 9] = [
+    pub const ALL: [StoreStatus; 10] = [
         StoreStatus::Initialized,
         StoreStatus::Provisioning,
         StoreStatus::Ready,
@@ -50,6 +54,7 @@ impl StoreStatus {
         StoreStatus::Suspending,
         StoreStatus::Suspended,
         StoreStatus::Resuming,
+        StoreStatus::Restoring,
     ];
 
     /// The lowercase name used in the API and the database.
@@ -64,6 +69,7 @@ impl StoreStatus {
             StoreStatus::Suspending => "suspending",
             StoreStatus::Suspended => "suspended",
             StoreStatus::Resuming => "resuming",
+            StoreStatus::Restoring => "restoring",
         }
     }
 
@@ -83,8 +89,10 @@ impl StoreStatus {
             (Initialized, Provisioning | Failed | Deleting)
                 | (Provisioning, Ready | Failed | Deleting)
                 // A ready store fails when its namespace vanished (its data is gone).
-                | (Ready, Deleting | Failed | Suspending)
-                | (Failed, Provisioning | Deleting)
+                | (Ready, Deleting | Failed | Suspending | Restoring)
+                | (Failed, Provisioning | Deleting | Restoring)
+                // A restore ends ready, or failed with the reason (partly restored).
+                | (Restoring, Ready | Failed | Deleting)
                 | (Deleting, Deleted)
                 // A suspend can be taken back before it finished.
                 | (Suspending, Suspended | Resuming | Deleting | Failed)
@@ -117,6 +125,7 @@ impl StoreStatus {
                 | StoreStatus::Suspending
                 | StoreStatus::Suspended
                 | StoreStatus::Resuming
+                | StoreStatus::Restoring
         )
     }
 

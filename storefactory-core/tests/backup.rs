@@ -13,11 +13,12 @@ use kube::api::ListParams;
 use kube::{Api, Client};
 use storefactory_core::backup::{
     BackupId, BackupKind, BackupOutcome, BackupRecord, BackupRepository, BackupStatus,
+    RestoreStatus, UploadToken, site_url,
 };
 use storefactory_core::blueprint::BlueprintRegistry;
 use storefactory_core::error::{Error, ErrorKind};
 use storefactory_core::memory::MemoryRepository;
-use storefactory_core::port::StoreRepository;
+use storefactory_core::port::{Quota, StoreRepository};
 use storefactory_core::provisioner::{
     BackupConfig, CreateStore, LABEL_OPERATION, Provisioner, ProvisionerConfig,
 };
@@ -360,4 +361,215 @@ async fn refused_backups_change_nothing() {
             .unwrap_or(true),
         "no Job was created"
     );
+}
+
+/// A completed backup of `id`, as the platform records one whose archive arrived.
+async fn completed_backup(h: &Harness, id: &StoreId) -> BackupRecord {
+    let record = h.repo.get_store(id).await.unwrap().unwrap();
+    let token = UploadToken::generate();
+    let mut backup = BackupRecord::pending(id.clone(), BackupKind::Manual, &token);
+    backup.site_url = Some(site_url(&record.spec));
+    h.repo.insert_backup(&backup).await.unwrap();
+    h.repo
+        .settle_backup(
+            &backup.id,
+            BackupOutcome::Completed {
+                size_bytes: 1000,
+                sha256: "ab".repeat(32),
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restores_and_clones_run_their_jobs_and_the_quota_holds() {
+    let h = Harness::new().await;
+    let cp = storefactory_testkit::shared().await.unwrap();
+    h.repo.set_quota(
+        "alice",
+        Quota {
+            max_stores: 2,
+            max_storage_gib: 100,
+        },
+    );
+    let p = h.provisioner(Some(ENDPOINT));
+    let id = StoreId::generate();
+    p.create(request(&id)).await.unwrap();
+    let run = tokio::spawn({
+        let p = p.clone();
+        async move { p.run().await.unwrap() }
+    });
+    h.wait_for_store(&id, StoreStatus::Ready).await;
+
+    // A backup that does not exist: a clear not-found, and the store stays ready.
+    let missing = p.restore(&id, &BackupId::generate()).await.unwrap_err();
+    assert!(matches!(missing, Error::BackupNotFound { .. }), "{missing}");
+    assert_eq!(missing.kind(), ErrorKind::NotFound);
+    // A clone needs a completed backup of its source; without one, nothing is created.
+    let nothing = StoreId::generate();
+    let refused = p.clone_store(&id, request(&nothing)).await.unwrap_err();
+    assert!(matches!(refused, Error::BackupsUnavailable { .. }), "{refused}");
+    assert!(h.repo.get_store(&nothing).await.unwrap().is_none());
+
+    let backup = completed_backup(&h, &id).await;
+    let slow = cp.kubelet().unwrap().inject(
+        Fault::new(FaultKind::SlowStart(Duration::from_secs(4)))
+            .namespace(id.namespace())
+            .pod_name_prefix("restore-"),
+    );
+    let restore = p.restore(&id, &backup.id).await.unwrap();
+    assert_eq!(restore.status, RestoreStatus::Running);
+    assert_eq!(restore.old_url, None, "the same store: nothing to rewrite");
+    let store = h.repo.get_store(&id).await.unwrap().unwrap();
+    assert_eq!(store.status, StoreStatus::Restoring, "not ready meanwhile");
+    // A second restore while one runs is refused.
+    let busy = p.restore(&id, &backup.id).await.unwrap_err();
+    assert!(matches!(busy, Error::InvalidState { .. }), "{busy}");
+
+    let name = format!("restore-{}", restore.id);
+    let job = Api::<Job>::namespaced(h.client.clone(), &id.namespace())
+        .get(&name)
+        .await
+        .expect("the restore Job exists");
+    let pod = job.spec.unwrap().template.spec.unwrap();
+    let defaults = StoreSpec::new(id.clone(), "alice", "x.test");
+    let init: Vec<_> = pod
+        .init_containers
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.name, c.image.unwrap(), c.command.unwrap()))
+        .collect();
+    assert_eq!(
+        init,
+        [
+            (
+                "fetch".to_owned(),
+                defaults.wordpress.image.clone(),
+                vec!["bash".to_owned(), "/scripts/restore-job.sh".into(), "fetch".into()]
+            ),
+            (
+                "database".to_owned(),
+                defaults.mysql.image.clone(),
+                vec!["bash".to_owned(), "/scripts/restore-job.sh".into(), "db".into()]
+            ),
+        ]
+    );
+    let files = &pod.containers[0];
+    assert_eq!(files.image.as_deref(), Some(defaults.wordpress.image.as_str()));
+    let env = |name: &str| {
+        pod.init_containers
+            .iter()
+            .flatten()
+            .chain(&pod.containers)
+            .flat_map(|c| c.env.iter().flatten())
+            .find(|e| e.name == name)
+            .and_then(|e| e.value.clone())
+    };
+    assert_eq!(
+        env("ARCHIVE_URL").unwrap(),
+        format!(
+            "http://storefactory.storefactory-system.svc:8080/internal/restores/{}/archive",
+            restore.id
+        )
+    );
+    assert_eq!(env("ARCHIVE_SHA256").unwrap(), "ab".repeat(32));
+    assert_eq!(env("BACKUP_ID").unwrap(), backup.id.as_str());
+    let wordpress = pod
+        .volumes
+        .clone()
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "wordpress")
+        .unwrap();
+    assert_ne!(
+        wordpress.persistent_volume_claim.unwrap().read_only,
+        Some(true),
+        "a restore writes the files"
+    );
+    drop(slow);
+
+    // The simulated Job succeeds: restored, the store ready again, its objects gone.
+    eventually("the restore completes", || async {
+        h.repo
+            .get_restore(&restore.id)
+            .await
+            .unwrap()
+            .is_some_and(|r| r.status == RestoreStatus::Completed)
+    })
+    .await;
+    h.wait_for_store(&id, StoreStatus::Ready).await;
+    eventually("the restore Job's objects are deleted", || async {
+        h.objects_of(&id, &name).await == 0
+    })
+    .await;
+
+    // A clone: a new store of alice's, provisioned, then restored with its URL rewritten.
+    let clone = StoreId::generate();
+    let (record, waiting) = p.clone_store(&id, request(&clone)).await.unwrap();
+    assert_eq!(record.owner, "alice");
+    assert_eq!(waiting.status, RestoreStatus::Waiting);
+    assert_eq!(waiting.backup_id, backup.id);
+    assert_eq!(
+        (waiting.old_url.as_deref(), waiting.new_url.as_deref()),
+        (
+            Some(format!("http://store-{id}.storefactory.test").as_str()),
+            Some(format!("http://store-{clone}.storefactory.test").as_str())
+        )
+    );
+    eventually("the clone is restored", || async {
+        h.repo
+            .get_restore(&waiting.id)
+            .await
+            .unwrap()
+            .is_some_and(|r| r.status == RestoreStatus::Completed)
+    })
+    .await;
+    h.wait_for_store(&clone, StoreStatus::Ready).await;
+    let statuses: Vec<StoreStatus> = h
+        .repo
+        .events(&clone, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Status { status, .. } => Some(status),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            StoreStatus::Initialized,
+            StoreStatus::Provisioning,
+            StoreStatus::Ready,
+            StoreStatus::Restoring,
+            StoreStatus::Ready
+        ]
+    );
+
+    // Over quota (two stores of two): refused, nothing created.
+    let third = StoreId::generate();
+    let refused = p.clone_store(&id, request(&third)).await.unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::QuotaExceeded, "{refused}");
+    assert!(h.repo.get_store(&third).await.unwrap().is_none());
+    assert!(
+        h.repo
+            .open_restores()
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.store_id != third),
+        "no restore waits for a store that was not created"
+    );
+
+    for store in [&id, &clone] {
+        p.delete(store).await.unwrap();
+    }
+    for store in [&id, &clone] {
+        h.wait_for_store(store, StoreStatus::Deleted).await;
+    }
+    run.abort();
 }

@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use storefactory_core::backup::{
-    BackupId, BackupOutcome, BackupRecord, BackupRepository, BackupStatus,
+    BackupId, BackupOutcome, BackupRecord, BackupRepository, BackupStatus, RestoreRecord,
+    RestoreStatus,
 };
 use storefactory_core::error::RepositoryError;
 use storefactory_core::spec::StoreId;
@@ -12,10 +13,10 @@ use storefactory_core::store::Timestamp;
 use crate::db::Database;
 use crate::error::{Error, QueryContext, Result};
 
-const COLUMNS: &str =
-    "id, store_id, kind, status, size_bytes, sha256, created_at, finished_at, error, token_hash";
+const COLUMNS: &str = "id, store_id, kind, status, size_bytes, sha256, created_at, finished_at, \
+     error, token_hash, site_url";
 
-fn read(row: &Row<'_>) -> rusqlite::Result<[Option<String>; 10]> {
+fn read(row: &Row<'_>) -> rusqlite::Result<[Option<String>; 11]> {
     // Text and integers read as they are, decoded below, so that a corrupt row is an
     // error that says so rather than a panic.
     let text = |i: usize| row.get::<_, Option<String>>(i);
@@ -31,12 +32,13 @@ fn read(row: &Row<'_>) -> rusqlite::Result<[Option<String>; 10]> {
         int(7)?,
         text(8)?,
         text(9)?,
+        text(10)?,
     ])
 }
 
-fn decode(row: [Option<String>; 10]) -> Result<BackupRecord> {
+fn decode(row: [Option<String>; 11]) -> Result<BackupRecord> {
     let corrupt = |what, message: String| Error::Corrupt { what, message };
-    let [id, store, kind, status, size, sha256, created, finished, error, token_hash] = row;
+    let [id, store, kind, status, size, sha256, created, finished, error, token_hash, site_url] = row;
     let int = |v: Option<String>| v.and_then(|v| v.parse::<i64>().ok());
     Ok(BackupRecord {
         id: BackupId::new(id.unwrap_or_default())
@@ -60,6 +62,7 @@ fn decode(row: [Option<String>; 10]) -> Result<BackupRecord> {
         created_at: Timestamp(int(created).unwrap_or_default()),
         finished_at: int(finished).map(Timestamp),
         error,
+        site_url,
         token_hash,
     })
 }
@@ -85,7 +88,7 @@ fn find(conn: &Connection, id: &BackupId) -> Result<Option<BackupRecord>> {
 
 fn insert(conn: &Connection, b: &BackupRecord) -> Result<()> {
     conn.prepare_cached(&format!(
-        "INSERT INTO backups ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        "INSERT INTO backups ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
     ))
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -99,6 +102,7 @@ fn insert(conn: &Connection, b: &BackupRecord) -> Result<()> {
             b.finished_at.map(|t| t.0),
             b.error,
             b.token_hash,
+            b.site_url,
         ])
     })
     .during("insert backup")
@@ -196,5 +200,152 @@ impl BackupRepository for Database {
         })
         .await
         .map_err(|e| e.into_repository("delete backup"))
+    }
+
+    async fn insert_restore(&self, record: &RestoreRecord) -> Result<(), RepositoryError> {
+        self.insert_restore_row(record.clone())
+            .await
+            .map_err(|e| e.into_repository("insert restore"))
+    }
+
+    async fn get_restore(&self, id: &BackupId) -> Result<Option<RestoreRecord>, RepositoryError> {
+        let id = id.clone();
+        self.read(move |conn| find_restore(conn, &id))
+            .await
+            .map_err(|e| e.into_repository("read restore"))
+    }
+
+    async fn open_restores(&self) -> Result<Vec<RestoreRecord>, RepositoryError> {
+        self.read(move |conn| {
+            let rows = conn
+                .prepare_cached(&format!(
+                    "SELECT {RESTORE_COLUMNS} FROM restores \
+                     WHERE status IN ('waiting', 'running') ORDER BY created_at"
+                ))
+                .and_then(|mut stmt| {
+                    stmt.query_map([], read_restore)?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .during("list open restores")?;
+            rows.into_iter().map(decode_restore).collect()
+        })
+        .await
+        .map_err(|e| e.into_repository("list open restores"))
+    }
+
+    async fn update_restore(
+        &self,
+        record: &RestoreRecord,
+        from: RestoreStatus,
+    ) -> Result<bool, RepositoryError> {
+        let r = record.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE restores SET status = ?2, token_hash = ?3, error = ?4, finished_at = ?5 \
+                 WHERE id = ?1 AND status = ?6",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    r.id.as_str(),
+                    r.status.as_str(),
+                    r.token_hash,
+                    r.error,
+                    r.finished_at.map(|t| t.0),
+                    from.as_str(),
+                ])
+            })
+            .during("update restore")
+            .map(|n| n == 1)
+        })
+        .await
+        .map_err(|e| e.into_repository("update restore"))
+    }
+}
+
+const RESTORE_COLUMNS: &str = "id, store_id, backup_id, status, old_url, new_url, created_at, \
+     finished_at, error, token_hash";
+
+type RestoreRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
+
+fn read_restore(row: &Row<'_>) -> rusqlite::Result<RestoreRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+        row.get(7)?,
+        row.get(8)?,
+        row.get(9)?,
+    ))
+}
+
+fn decode_restore(row: RestoreRow) -> Result<RestoreRecord> {
+    let corrupt = |what, message: String| Error::Corrupt { what, message };
+    let (id, store, backup, status, old_url, new_url, created, finished, error, token_hash) = row;
+    Ok(RestoreRecord {
+        id: BackupId::new(id).map_err(|e| corrupt("restore id", e.to_string()))?,
+        store_id: StoreId::new(store).map_err(|e| corrupt("restore store", e.to_string()))?,
+        backup_id: BackupId::new(backup).map_err(|e| corrupt("restore backup", e.to_string()))?,
+        status: status
+            .parse::<RestoreStatus>()
+            .map_err(|e| corrupt("restore status", e.to_string()))?,
+        old_url,
+        new_url,
+        created_at: Timestamp(created),
+        finished_at: finished.map(Timestamp),
+        error,
+        token_hash,
+    })
+}
+
+fn find_restore(conn: &Connection, id: &BackupId) -> Result<Option<RestoreRecord>> {
+    conn.prepare_cached(&format!(
+        "SELECT {RESTORE_COLUMNS} FROM restores WHERE id = ?1"
+    ))
+    .and_then(|mut stmt| stmt.query_row([id.as_str()], read_restore).optional())
+    .during("read restore")?
+    .map(decode_restore)
+    .transpose()
+}
+
+impl Database {
+    async fn insert_restore_row(&self, r: RestoreRecord) -> Result<()> {
+        self.write(move |conn| {
+            conn.prepare_cached(&format!(
+                "INSERT INTO restores ({RESTORE_COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+            ))
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    r.id.as_str(),
+                    r.store_id.as_str(),
+                    r.backup_id.as_str(),
+                    r.status.as_str(),
+                    r.old_url,
+                    r.new_url,
+                    r.created_at.0,
+                    r.finished_at.map(|t| t.0),
+                    r.error,
+                    r.token_hash,
+                ])
+            })
+            .during("insert restore")
+            .map(drop)
+        })
+        .await
     }
 }

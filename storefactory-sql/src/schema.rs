@@ -192,9 +192,12 @@ CREATE INDEX stores_owner_usage ON stores (owner, status, storage_gib);
 CREATE INDEX stores_settled ON stores (status, updated_at);
 "#;
 
-/// Version 8: backups of stores. No foreign key to `stores`: a backup outlives the record
-/// of its store (it can be restored into another store). The token's hash is kept only
-/// while the backup is pending.
+/// Version 8: backups of stores and restores into them, and the store status `restoring`.
+///
+/// No foreign key from `backups` to `stores`: a backup outlives the record of its store (it
+/// can be restored into another store). Tokens' hashes are kept only while a backup or
+/// restore runs. `stores` is rebuilt as in version 7 (SQLite cannot change a CHECK
+/// constraint in place), its status admitting `restoring`.
 const V8: &str = r#"
 CREATE TABLE backups (
     id          TEXT PRIMARY KEY NOT NULL,
@@ -206,10 +209,51 @@ CREATE TABLE backups (
     created_at  INTEGER NOT NULL,
     finished_at INTEGER,
     error       TEXT,
-    token_hash  TEXT
+    token_hash  TEXT,
+    site_url    TEXT
 ) STRICT;
 CREATE INDEX backups_store ON backups (store_id, created_at);
 CREATE INDEX backups_pending ON backups (status, created_at) WHERE status = 'pending';
+CREATE TABLE restores (
+    id          TEXT PRIMARY KEY NOT NULL,
+    store_id    TEXT NOT NULL,
+    backup_id   TEXT NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN ('waiting', 'running', 'completed', 'failed')),
+    old_url     TEXT,
+    new_url     TEXT,
+    created_at  INTEGER NOT NULL,
+    finished_at INTEGER,
+    error       TEXT,
+    token_hash  TEXT
+) STRICT;
+CREATE INDEX restores_store ON restores (store_id, created_at);
+CREATE INDEX restores_open ON restores (status, created_at) WHERE status IN ('waiting', 'running');
+CREATE TABLE stores_v8 (
+    pos           INTEGER PRIMARY KEY AUTOINCREMENT,
+    id            TEXT NOT NULL UNIQUE,
+    owner         TEXT NOT NULL REFERENCES users (username) ON DELETE RESTRICT,
+    name          TEXT NOT NULL,
+    status        TEXT NOT NULL CHECK (status IN
+                      ('initialized', 'provisioning', 'ready', 'failed', 'deleting', 'deleted',
+                       'suspending', 'suspended', 'resuming', 'restoring')),
+    reason        TEXT,
+    host          TEXT NOT NULL,
+    storage_gib   INTEGER NOT NULL CHECK (storage_gib >= 0),
+    blueprint     TEXT NOT NULL,
+    spec          TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL,
+    namespace_uid TEXT,
+    sealed_inputs TEXT
+) STRICT;
+INSERT INTO stores_v8 (pos, id, owner, name, status, reason, host, storage_gib, blueprint, spec,
+                       created_at, updated_at, namespace_uid, sealed_inputs)
+    SELECT pos, id, owner, name, status, reason, host, storage_gib, blueprint, spec,
+           created_at, updated_at, namespace_uid, sealed_inputs FROM stores;
+DROP TABLE stores;
+ALTER TABLE stores_v8 RENAME TO stores;
+CREATE INDEX stores_owner_usage ON stores (owner, status, storage_gib);
+CREATE INDEX stores_settled ON stores (status, updated_at);
 "#;
 
 /// Every migration, in order; the schema version of a database is how many were applied.
@@ -417,6 +461,7 @@ mod tests {
                 "audit_log",
                 "backups",
                 "event_feed",
+                "restores",
                 "settings",
                 "sqlite_sequence",
                 "store_events",

@@ -173,6 +173,11 @@ pub struct Lifecycle {
     /// without one cannot be backed up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<OperationJob>,
+    /// How a backup is restored into a store: a Job that fetches it from the platform. Its
+    /// template also sees `job.backup` (`id`, `sha256`) and `job.old_url`/`job.new_url` (a
+    /// rewrite of the site's URL, empty when there is none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<OperationJob>,
 }
 
 /// Longest generated password.

@@ -164,14 +164,19 @@ impl Blueprint {
         if templates.is_empty() {
             return Err(load_error(format!("no {TEMPLATE_SUFFIX} templates")));
         }
-        if let Some(job) = &meta.lifecycle.backup
-            && !jobs.iter().any(|(path, _)| *path == job.template)
-        {
-            return Err(load_error(format!(
-                "{METADATA_FILE}: lifecycle.backup names {}, which is not a template under \
-                 {JOBS_DIR}",
-                job.template
-            )));
+        for (field, job) in [
+            ("backup", &meta.lifecycle.backup),
+            ("restore", &meta.lifecycle.restore),
+        ] {
+            if let Some(job) = job
+                && !jobs.iter().any(|(path, _)| *path == job.template)
+            {
+                return Err(load_error(format!(
+                    "{METADATA_FILE}: lifecycle.{field} names {}, which is not a template \
+                     under {JOBS_DIR}",
+                    job.template
+                )));
+            }
         }
         templates.sort();
         Ok(Blueprint {

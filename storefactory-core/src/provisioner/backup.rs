@@ -41,7 +41,7 @@ pub const LABEL_OPERATION: &str = "storefactory.io/operation";
 
 /// How long a pending backup may be without its Job before it is failed: the Job is
 /// created right after the record.
-const JOB_GRACE: Duration = Duration::from_secs(120);
+pub(super) const JOB_GRACE: Duration = Duration::from_secs(120);
 
 /// Backups: where their Jobs hand over archives, where the archives are kept, the schedule.
 #[derive(Debug, Clone, Default)]
@@ -108,7 +108,8 @@ impl Provisioner {
             });
         }
         let token = UploadToken::generate();
-        let backup = BackupRecord::pending(id.clone(), kind, &token);
+        let mut backup = BackupRecord::pending(id.clone(), kind, &token);
+        backup.site_url = Some(crate::backup::site_url(&record.spec));
         let name = job_name(&backup.id);
         let labels = BTreeMap::from([(LABEL_OPERATION.to_owned(), name.clone())]);
         let context = json!({
@@ -127,7 +128,7 @@ impl Provisioner {
             &labels,
         )?;
         repo.insert_backup(&backup).await?;
-        let started = self.create_backup_objects(id, &name, &token, &labels, &manifests);
+        let started = self.create_job_objects(id, &name, &token, &labels, &manifests);
         if let Err(error) = started.await {
             let reason = format!(
                 "its Job could not be started: {}",
@@ -136,7 +137,7 @@ impl Provisioner {
             let _ = repo
                 .settle_backup(&backup.id, BackupOutcome::Failed(reason))
                 .await;
-            self.remove_backup_objects(id, &name).await;
+            self.remove_job_objects(id, &name).await;
             return Err(error);
         }
         self.step(id, "backup", format!("backup {} started ({kind})", backup.id))
@@ -144,7 +145,7 @@ impl Provisioner {
         Ok(backup)
     }
 
-    async fn create_backup_objects(
+    pub(super) async fn create_job_objects(
         &self,
         id: &StoreId,
         name: &str,
@@ -196,9 +197,9 @@ impl Provisioner {
         Ok(())
     }
 
-    /// Deletes the objects of the Job `name` (its token included). Best effort: what is
+    /// Deletes the objects of the on-demand Job `name` (its token included). Best effort: what is
     /// left is found again by its label on the next settlement.
-    async fn remove_backup_objects(&self, id: &StoreId, name: &str) {
+    pub(super) async fn remove_job_objects(&self, id: &StoreId, name: &str) {
         let namespace = id.namespace();
         let selector = ListParams::default().labels(&format!("{LABEL_OPERATION}={name}"));
         let params = DeleteParams::background();
@@ -329,6 +330,8 @@ impl Provisioner {
         }
         let this = self.clone();
         set.spawn(async move { this.watch_backup_jobs().await });
+        let this = self.clone();
+        set.spawn(async move { this.start_waiting_restores().await });
         if let Some(every) = self.inner.config.backups.schedule {
             let this = self.clone();
             set.spawn(async move { this.schedule_backups(every).await });
@@ -344,8 +347,8 @@ impl Provisioner {
             match event {
                 Ok(watcher::Event::Init) => listed.clear(),
                 Ok(watcher::Event::InitApply(job)) => {
-                    if let Some(backup) = backup_of_job(&job.metadata) {
-                        listed.insert(backup);
+                    if let Some(name) = job.metadata.labels.as_ref().and_then(|l| l.get(LABEL_OPERATION)) {
+                        listed.insert(name.clone());
                     }
                     self.job_changed(&job).await;
                 }
@@ -360,9 +363,16 @@ impl Provisioner {
         }
     }
 
-    /// A backup Job changed: once it finished, its backup is settled and its objects go.
+    /// A Job of a backup or restore changed: once it finished, its backup (restore) is
+    /// settled and its objects go.
     async fn job_changed(&self, job: &Job) {
-        let Some(backup) = backup_of_job(&job.metadata) else {
+        let Some(name) = job
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(LABEL_OPERATION))
+            .cloned()
+        else {
             return;
         };
         let Some(status) = &job.status else { return };
@@ -373,20 +383,32 @@ impl Provisioner {
                 .flatten()
                 .find(|c| c.type_ == kind && c.status == "True")
         };
-        let outcome = if condition("Complete").is_some() {
-            BackupOutcome::Failed(
-                "the backup Job finished without handing over its archive".to_owned(),
-            )
+        let finished = if condition("Complete").is_some() {
+            Ok(())
         } else if let Some(failed) = condition("Failed") {
             let namespace = job.metadata.namespace.clone().unwrap_or_default();
-            let why = self
-                .pod_failure(&namespace, &job_name(&backup))
+            Err(self
+                .pod_failure(&namespace, &name)
                 .await
                 .or_else(|| failed.message.clone())
-                .unwrap_or_else(|| "no reason given".to_owned());
-            BackupOutcome::Failed(format!("the backup Job failed: {why}"))
+                .unwrap_or_else(|| "no reason given".to_owned()))
         } else {
             return;
+        };
+        if let Some(id) = name.strip_prefix("restore-") {
+            if let Ok(id) = BackupId::new(id) {
+                self.restore_job_finished(&id, &name, finished).await;
+            }
+            return;
+        }
+        let Some(backup) = backup_of_job(&job.metadata) else {
+            return;
+        };
+        let outcome = match finished {
+            Ok(()) => BackupOutcome::Failed(
+                "the backup Job finished without handing over its archive".to_owned(),
+            ),
+            Err(why) => BackupOutcome::Failed(format!("the backup Job failed: {why}")),
         };
         let Some(repo) = self.inner.repo.backups() else {
             return;
@@ -400,7 +422,7 @@ impl Provisioner {
             tracing::warn!(%backup, error = %super::error_chain(&error), "cannot settle a backup");
             return;
         }
-        self.remove_backup_objects(&record.store_id, &job_name(&backup))
+        self.remove_job_objects(&record.store_id, &job_name(&backup))
             .await;
     }
 
@@ -431,7 +453,8 @@ impl Provisioner {
 
     /// Pending backups whose Job is not among those listed, and that are older than the
     /// grace period, failed: their Job was deleted, or never created (a crash in between).
-    async fn fail_orphans(&self, listed: &HashSet<BackupId>) {
+    async fn fail_orphans(&self, listed: &HashSet<String>) {
+        self.fail_orphan_restores(listed).await;
         let Some(repo) = self.inner.repo.backups() else {
             return;
         };
@@ -441,7 +464,7 @@ impl Provisioner {
         let grace = i64::try_from(JOB_GRACE.as_millis()).unwrap_or(i64::MAX);
         let now = Timestamp::now();
         for record in pending {
-            if listed.contains(&record.id) || now.0 - record.created_at.0 < grace {
+            if listed.contains(&job_name(&record.id)) || now.0 - record.created_at.0 < grace {
                 continue;
             }
             let outcome = BackupOutcome::Failed("its Job is gone".to_owned());

@@ -39,6 +39,7 @@ mod lifecycle;
 mod queue;
 mod readiness;
 mod reconcile;
+mod restore;
 mod state;
 mod watch;
 
@@ -373,5 +374,13 @@ mod tests {
             Suspended.holds_resources(),
             "a suspended store keeps its quota"
         );
+        // A restore starts from a ready or failed store and ends ready or failed.
+        assert_eq!(
+            crate::store::StoreStatus::predecessors(Restoring),
+            [Ready, Failed]
+        );
+        assert!(Restoring.can_become(Ready) && Restoring.can_become(Failed));
+        assert!(Restoring.was_ready(), "a restoring store keeps its Secrets");
+        assert!(!Restoring.is_settled());
     }
 }
