@@ -575,6 +575,36 @@ impl ArchiveDir {
         result
     }
 
+    /// The archive of `id` as a stream of chunks, with its size; `None` when there is none.
+    /// Read from disk as it is sent, never held in memory.
+    pub async fn read(
+        &self,
+        id: &BackupId,
+    ) -> std::io::Result<
+        Option<(
+            u64,
+            impl futures::Stream<Item = std::io::Result<Vec<u8>>> + Send + 'static,
+        )>,
+    > {
+        use tokio::io::AsyncReadExt as _;
+        let file = match tokio::fs::File::open(self.archive(id)).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let size = file.metadata().await?.len();
+        let chunks = futures::stream::try_unfold(file, |mut file| async move {
+            let mut buffer = vec![0u8; 64 * 1024];
+            let read = file.read(&mut buffer).await?;
+            if read == 0 {
+                return Ok(None);
+            }
+            buffer.truncate(read);
+            Ok(Some((buffer, file)))
+        });
+        Ok(Some((size, chunks)))
+    }
+
     /// Removes the archive of `id`; `false` when there was none.
     pub async fn remove(&self, id: &BackupId) -> std::io::Result<bool> {
         match tokio::fs::remove_file(self.archive(id)).await {
@@ -641,6 +671,11 @@ mod tests {
         let (size, got) = archives.receive(&id, chunks(), 100, &sum).await.unwrap();
         assert_eq!((size, got.as_str()), (11, sum.as_str()));
         assert_eq!(std::fs::read(archives.archive(&id)).unwrap(), b"hello world");
+        let (len, stream) = archives.read(&id).await.unwrap().unwrap();
+        use futures::TryStreamExt as _;
+        let read: Vec<Vec<u8>> = stream.try_collect().await.unwrap();
+        assert_eq!((len, read.concat()), (11, b"hello world".to_vec()));
+        assert!(archives.read(&BackupId::generate()).await.unwrap().is_none());
         assert!(archives.remove(&id).await.unwrap());
         assert!(!archives.remove(&id).await.unwrap());
     }

@@ -112,6 +112,9 @@ async fn openapi_document_describes_every_route() -> Result<()> {
         ("/api/stores/{id}/backups", &["get", "post"]),
         ("/api/stores/{id}/backups/{backup}", &["get", "delete"]),
         ("/internal/backups/{id}", &["put"]),
+        ("/api/stores/{id}/restore", &["post"]),
+        ("/api/stores/{id}/clone", &["post"]),
+        ("/internal/restores/{id}/archive", &["get"]),
         ("/api/webhooks", &["get", "post"]),
         ("/api/webhooks/{id}", &["delete"]),
         ("/api/webhooks/{id}/deliveries", &["get"]),
@@ -123,7 +126,7 @@ async fn openapi_document_describes_every_route() -> Result<()> {
             );
         }
     }
-    assert_eq!(paths.len(), 23, "a documented path that does not exist");
+    assert_eq!(paths.len(), 26, "a documented path that does not exist");
     // Every $ref resolves.
     fn refs(value: &Value, out: &mut Vec<String>) {
         match value {

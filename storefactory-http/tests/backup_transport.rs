@@ -20,7 +20,8 @@ use anyhow::Result;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use storefactory_core::backup::{
-    BackupKind, BackupRecord, BackupRepository, BackupStatus, UploadToken, sha256_hex,
+    BackupKind, BackupRecord, BackupRepository, BackupStatus, RestoreRecord, RestoreStatus,
+    UploadToken, sha256_hex,
 };
 use storefactory_core::port::StoreRepository;
 use storefactory_core::spec::{StoreId, StoreSpec};
@@ -256,6 +257,7 @@ fn scripts_dir(root: &Path) -> PathBuf {
         "backup-common.sh",
         "backup-job.sh",
         "restore.sh",
+        "restore-job.sh",
         "rewrite-urls.php",
     ] {
         std::fs::copy(Path::new(FILES).join(file), dir.join(file)).unwrap();
@@ -465,21 +467,42 @@ async fn a_backup_jobs_archive_reaches_the_server_and_restores_row_for_row_with_
     assert_eq!(unavailable.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(db.list_backups(&store).await?.len(), 1);
 
-    // Restore what the server kept into another database and another folder.
+    // Restore what the server kept into another database and another folder, as the
+    // restore Job does: fetch (from the server, with the restore's one-time token), db,
+    // files (and the clone's URL rewrite).
+    let restore_token = UploadToken::generate();
+    let mut restore = RestoreRecord::new(
+        StoreId::new("ef56")?,
+        backup.id.clone(),
+        RestoreStatus::Running,
+        Some((OLD_URL.to_owned(), NEW_URL.to_owned())),
+    );
+    restore.token_hash = Some(restore_token.hash());
+    db.insert_restore(&restore).await?;
     let restore_root = work.path().join("restore");
     std::fs::create_dir_all(&restore_root)?;
-    let untar = Command::new("tar")
-        .arg("-xf")
-        .arg(&archive)
-        .arg("-C")
-        .arg(&restore_root)
-        .output()?;
-    assert_ok(&untar, "tar -x");
     maria.sql("", "CREATE DATABASE store_b CHARACTER SET utf8mb4");
     let site_b = work.path().join("site-b");
     std::fs::create_dir_all(&site_b)?;
     std::fs::write(site_b.join("stale.php"), "replaced by the restore")?;
-    let restore_env = vec![
+    let restore_job = scripts.join("restore-job.sh");
+    let mut fetch_env = vec![
+        ("BACKUP_ROOT", restore_root.display().to_string()),
+        ("BACKUP_ID", backup.id.to_string()),
+        (
+            "ARCHIVE_URL",
+            format!("http://{addr}/internal/restores/{}/archive", restore.id),
+        ),
+        ("ARCHIVE_SHA256", done.sha256.clone().unwrap()),
+        ("RESTORE_TOKEN", "wrong".to_owned()),
+    ];
+    let refused = run(&restore_job, &["fetch"], &fetch_env).await;
+    assert!(!refused.status.success(), "a wrong token gets nothing");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("HTTP 404"), "{said}");
+    fetch_env.last_mut().unwrap().1 = restore_token.expose().to_owned();
+    assert_ok(&run(&restore_job, &["fetch"], &fetch_env).await, "restore-job.sh fetch");
+    let target_env = vec![
         ("BACKUP_ROOT", restore_root.display().to_string()),
         ("BACKUP_ID", backup.id.to_string()),
         ("DB_SOCKET", maria.socket().display().to_string()),
@@ -488,31 +511,19 @@ async fn a_backup_jobs_archive_reaches_the_server_and_restores_row_for_row_with_
         ("DB_NAME", "store_b".to_owned()),
         ("WORDPRESS_DIR", site_b.display().to_string()),
     ];
-    assert_ok(
-        &run(&scripts.join("restore.sh"), &["db", "files"], &restore_env).await,
-        "restore.sh",
-    );
+    assert_ok(&run(&restore_job, &["db"], &target_env).await, "restore-job.sh db");
     assert_eq!(
         maria.snapshot("store_b"),
         maria.snapshot("store_a"),
         "the restored database equals the original row for row"
     );
-    assert_eq!(tree(&site_b), tree(&site_a), "the files are restored");
 
-    // A clone's rewrite: the new site's URL everywhere, serialized lengths recomputed.
-    let php = tokio::process::Command::new("php")
-        .arg(scripts.join("rewrite-urls.php"))
-        .env_clear()
-        .env("PATH", path())
-        .env("OLD_URL", OLD_URL)
-        .env("NEW_URL", NEW_URL)
-        .env("DB_SOCKET", maria.socket())
-        .env("DB_USER", "sf-backup")
-        .env("DB_PASSWORD", DB_PASSWORD)
-        .env("DB_NAME", "store_b")
-        .output()
-        .await?;
-    assert_ok(&php, "rewrite-urls.php");
+    // The files, then the clone's rewrite: the new site's URL everywhere, serialized
+    // lengths recomputed.
+    let mut files_env = target_env.clone();
+    files_env.extend([("OLD_URL", OLD_URL.to_owned()), ("NEW_URL", NEW_URL.to_owned())]);
+    assert_ok(&run(&restore_job, &["files"], &files_env).await, "restore-job.sh files");
+    assert_eq!(tree(&site_b), tree(&site_a), "the files are restored");
     let siteurl = maria.value(
         "store_b",
         "SELECT option_value FROM wp_options WHERE option_name = 'siteurl'",

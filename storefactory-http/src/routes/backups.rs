@@ -1,5 +1,6 @@
-//! Backups: `/api/stores/{id}/backups` for people, and `/internal/backups/{id}`, where a
-//! store's backup Job hands its archive over.
+//! Backups, restores and clones: `/api/stores/{id}/backups`, `/restore` and `/clone` for
+//! people; `/internal/backups/{id}`, where a store's backup Job hands its archive over, and
+//! `/internal/restores/{id}/archive`, where a restore Job fetches it.
 //!
 //! The internal endpoint is authenticated by the Job's one-time token (only its SHA-256 is
 //! recorded; compared in constant time), takes at most the configured size, streams the
@@ -10,19 +11,23 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
-use serde::Serialize;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
 use storefactory_core::backup::{
     BackupId, BackupKind, BackupOutcome, BackupRecord, BackupRepository, BackupStatus,
-    ReceiveError,
+    ReceiveError, RestoreRecord,
 };
+use storefactory_core::blueprint::SecretInputs;
 use storefactory_core::port::StoreRepository;
+use storefactory_core::provisioner::CreateStore;
+use storefactory_core::spec::StoreId;
 use storefactory_core::store::{EventKind, Timestamp};
 use storefactory_sql::AuditRecord;
 
-use crate::api_error::{ApiError, ApiPath};
+use crate::api_error::{ApiError, ApiJson, ApiPath};
 use crate::auth::{AuthUser, ClientAddr};
-use crate::routes::stores::{audit, audit_store, visible_store};
+use crate::routes::stores::{StoreView, audit, audit_store, visible_store};
 use crate::state::AppState;
 
 /// The header in which a backup Job announces the SHA-256 of its archive.
@@ -257,4 +262,214 @@ async fn settle(
     }
     tracing::info!(store = %record.store_id, backup = %record.id, status = %settled.status, "backup settled");
     Ok(true)
+}
+
+/// The body of `POST /api/stores/{id}/restore`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreBody {
+    /// The backup to restore: one of this store's, or of another store the caller may see.
+    pub backup: String,
+}
+
+/// `POST /api/stores/{id}/restore`: 202 with the restore, `running`; the store is
+/// `restoring` until it ended (`ready` again, or `failed` with the reason). 404 for a
+/// backup that does not exist (or that the caller may not see), 409 when the store is not
+/// ready or failed, or the backup not completed: nothing changes.
+pub async fn restore(
+    State(state): State<AppState>,
+    user: AuthUser,
+    addr: ClientAddr,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<RestoreBody>,
+) -> Result<(StatusCode, Json<RestoreRecord>), ApiError> {
+    let record = visible_store(&state, &user, &id).await?;
+    let backup_id = backup_id(&body.backup)?;
+    let backup = match state.db().get_backup(&backup_id).await? {
+        Some(backup) => backup,
+        None => return Err(backup_not_found(&body.backup)),
+    };
+    // A backup of another store: only if the caller may see that store (its record may
+    // be gone, then only admins may).
+    if backup.store_id != record.id {
+        let source = state.db().get_store(&backup.store_id).await?;
+        let visible = user.is_admin() || source.is_some_and(|s| s.owner == user.name());
+        if !visible {
+            return Err(backup_not_found(&body.backup));
+        }
+    }
+    let provisioner = state.cluster().await?;
+    let restore = state
+        .within_cluster_deadline(async { Ok(provisioner.restore(&record.id, &backup_id).await?) })
+        .await?;
+    audit(
+        &state,
+        AuditRecord::new("store.restore")
+            .actor(user.name())
+            .target(record.id.as_str())
+            .detail(backup_id.as_str()),
+        addr,
+    )
+    .await;
+    Ok((StatusCode::ACCEPTED, Json(restore)))
+}
+
+/// The body of `POST /api/stores/{id}/clone`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloneBody {
+    /// A name for people for the clone; `<source name> (copy)` when absent.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// The answer to `POST /api/stores/{id}/clone`.
+#[derive(Debug, Serialize)]
+pub struct ClonedStore {
+    /// The new store, provisioning.
+    pub store: StoreView,
+    /// The restore that waits for it to be ready.
+    pub restore: RestoreRecord,
+}
+
+/// `POST /api/stores/{id}/clone`: 202 with a new store of the caller's (a staging copy),
+/// which is provisioned and then restored from the source's latest completed backup, its
+/// URLs rewritten to its own. The caller's quota applies (403 `quota_exceeded`, nothing
+/// created); 409 when the source has no completed backup.
+///
+/// The clone keeps the source's WordPress administrator (user name and password): they are
+/// in the restored database, and the clone's Secret is created with them so that its
+/// credentials are the ones that work.
+pub async fn clone(
+    State(state): State<AppState>,
+    user: AuthUser,
+    addr: ClientAddr,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<CloneBody>,
+) -> Result<(StatusCode, HeaderMap, Json<ClonedStore>), ApiError> {
+    let source = visible_store(&state, &user, &id).await?;
+    let usage = state.db().usage(user.name()).await?;
+    if let Some(message) = usage.exceeds(&user.0.quota, source.storage_gib()) {
+        return Err(ApiError::QuotaExceeded(message));
+    }
+    // Said before anything else is looked at: the source's administrator is read from its
+    // Secret below, which a store never ready has not.
+    let has_backup = state
+        .db()
+        .list_backups(&source.id)
+        .await?
+        .iter()
+        .any(|b| b.status == BackupStatus::Completed);
+    if !has_backup {
+        return Err(ApiError::Conflict {
+            code: "invalid_state",
+            message: format!(
+                "store {} has no completed backup to clone from; back it up first",
+                source.id
+            ),
+        });
+    }
+    let provisioner = state.cluster().await?;
+    let credentials = state
+        .within_cluster_deadline(async { Ok(provisioner.credentials(&source.id).await?) })
+        .await?;
+    let defaults = state.store_defaults();
+    let new_id = StoreId::generate();
+    let mut spec = source.spec.clone();
+    spec.id = new_id.clone();
+    spec.owner = user.name().to_owned();
+    spec.ingress.host = format!("{}.{}", new_id.namespace(), defaults.domain);
+    spec.ingress.class = defaults.ingress_class.clone();
+    spec.ingress.tls = defaults
+        .tls_cluster_issuer
+        .clone()
+        .map(storefactory_core::spec::TlsSpec::ClusterIssuer);
+    spec.wordpress.admin_user = credentials.username.clone();
+    let name = match body.name.map(|n| n.trim().to_owned()) {
+        Some(name) if !name.is_empty() => name,
+        _ => format!("{} (copy)", source.name),
+    };
+    if name.chars().count() > 100 {
+        return Err(ApiError::Invalid {
+            field: "name".to_owned(),
+            message: "must be at most 100 characters".to_owned(),
+        });
+    }
+    let request = CreateStore {
+        spec,
+        name,
+        blueprint: Some(source.blueprint.clone()),
+        inputs: SecretInputs::one("admin_password", credentials.password.clone()),
+    };
+    state.count_creation(user.name())?;
+    let (record, restore) = state
+        .within_cluster_deadline(async {
+            Ok(provisioner.clone_store(&source.id, request).await?)
+        })
+        .await?;
+    tracing::info!(store = %record.id, source = %source.id, "store cloned");
+    audit(
+        &state,
+        AuditRecord::new("store.clone")
+            .actor(user.name())
+            .target(record.id.as_str())
+            .detail(source.id.as_str()),
+        addr,
+    )
+    .await;
+    let mut headers = HeaderMap::new();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/stores/{}", record.id)) {
+        headers.insert(header::LOCATION, location);
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        headers,
+        Json(ClonedStore {
+            store: StoreView::from(&record),
+            restore,
+        }),
+    ))
+}
+
+/// `GET /internal/restores/{id}/archive`: a store's restore Job fetches the archive of the
+/// backup it restores, with its one-time token. 404 for anything else (an unknown or ended
+/// restore, a wrong token, an archive that is gone).
+pub async fn download(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let unknown = || ApiError::NotFound("no such running restore for this token".to_owned());
+    let restore_id = BackupId::new(&id).map_err(|_| unknown())?;
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::Unauthorized("a restore token is required".to_owned()))?;
+    let restore = match state.db().get_restore(&restore_id).await? {
+        Some(restore) if restore.accepts(token) => restore,
+        _ => return Err(unknown()),
+    };
+    let backup = match state.db().get_backup(&restore.backup_id).await? {
+        Some(backup) if backup.status == BackupStatus::Completed => backup,
+        _ => return Err(unknown()),
+    };
+    let Some(archives) = state.archives() else {
+        return Err(unknown());
+    };
+    let Some((size, chunks)) = archives.read(&backup.id).await.map_err(|error| {
+        tracing::error!(backup = %backup.id, %error, "cannot read a backup archive");
+        ApiError::Internal
+    })?
+    else {
+        return Err(unknown());
+    };
+    let mut response = Response::new(Body::from_stream(chunks));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    if let Some(sum) = backup.sha256.as_deref().and_then(|s| HeaderValue::from_str(s).ok()) {
+        headers.insert(SHA256_HEADER, sum);
+    }
+    Ok(response)
 }

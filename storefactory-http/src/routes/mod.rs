@@ -74,6 +74,9 @@ pub fn router(state: AppState) -> Router {
             "/api/stores/{id}/backups/{backup}",
             get(backups::get).delete(backups::delete),
         )
+        .route("/api/stores/{id}/restore", post(backups::restore))
+        .route("/api/stores/{id}/clone", post(backups::clone))
+        .route("/internal/restores/{id}/archive", get(backups::download))
         // Streamed to disk under its own limit (`max_backup_bytes`), not the API's.
         .route(
             "/internal/backups/{id}",
