@@ -416,6 +416,10 @@ impl Provisioner {
         let Ok(Some(record)) = repo.get_backup(&backup).await else {
             return;
         };
+        // A process limited to some stores leaves the others' Jobs to their leader.
+        if !self.in_scope(&record.store_id) {
+            return;
+        }
         if record.status == BackupStatus::Pending
             && let Err(error) = self.settle_backup(&record, outcome).await
         {
@@ -464,7 +468,10 @@ impl Provisioner {
         let grace = i64::try_from(JOB_GRACE.as_millis()).unwrap_or(i64::MAX);
         let now = Timestamp::now();
         for record in pending {
-            if listed.contains(&job_name(&record.id)) || now.0 - record.created_at.0 < grace {
+            if !self.in_scope(&record.store_id)
+                || listed.contains(&job_name(&record.id))
+                || now.0 - record.created_at.0 < grace
+            {
                 continue;
             }
             let outcome = BackupOutcome::Failed("its Job is gone".to_owned());

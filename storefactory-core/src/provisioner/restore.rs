@@ -325,6 +325,9 @@ impl Provisioner {
         let Ok(Some(restore)) = repo.get_restore(id).await else {
             return;
         };
+        if !self.in_scope(&restore.store_id) {
+            return;
+        }
         if restore.status == RestoreStatus::Running {
             let result = finished.map_err(|why| format!("the restore Job failed: {why}"));
             self.end_restore(&restore, result, true).await;
@@ -345,6 +348,7 @@ impl Provisioner {
         let now = Timestamp::now();
         for restore in open {
             if restore.status == RestoreStatus::Running
+                && self.in_scope(&restore.store_id)
                 && !listed.contains(&restore_job(&restore.id))
                 && now.0 - restore.created_at.0 >= grace
             {
@@ -377,6 +381,13 @@ impl Provisioner {
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }
         }
+    }
+
+    /// Starts the waiting restore of a store (a clone) if the store is ready now. The
+    /// leader does this by itself when the store becomes ready; a program that drives one
+    /// store without a leader's help (the command line's `--wait`) calls it.
+    pub async fn start_waiting_restore(&self, id: &StoreId) {
+        self.start_waiting(Some(id)).await;
     }
 
     async fn start_waiting(&self, only: Option<&StoreId>) {
