@@ -3,6 +3,7 @@
 //! kubelet runs no container: a backup Job's pod "succeeds" without uploading anything.
 //! The Job's commands run for real in `backup_transport.rs` of storefactory-http.)
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -571,5 +572,89 @@ async fn restores_and_clones_run_their_jobs_and_the_quota_holds() {
     for store in [&id, &clone] {
         h.wait_for_store(store, StoreStatus::Deleted).await;
     }
+    run.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schedule_backs_up_ready_stores_and_keeps_the_newest() {
+    let h = Harness::new().await;
+    let archives_dir = tempfile::tempdir().unwrap();
+    let archives = storefactory_core::backup::ArchiveDir::new(archives_dir.path());
+    let p = Provisioner::new(
+        h.client.clone(),
+        h.repo.clone(),
+        Arc::new(BlueprintRegistry::builtin().expect("blueprints")),
+        ProvisionerConfig {
+            leader: None,
+            backups: BackupConfig {
+                endpoint: Some(ENDPOINT.parse().unwrap()),
+                archives: Some(archives.clone()),
+                // Long enough that the test's own pass is the only one.
+                schedule: Some(Duration::from_secs(3600)),
+                keep: 2,
+            },
+            ..ProvisionerConfig::default()
+        },
+    );
+    let id = StoreId::generate();
+    p.create(request(&id)).await.unwrap();
+    let run = tokio::spawn({
+        let p = p.clone();
+        async move { p.run().await.unwrap() }
+    });
+    h.wait_for_store(&id, StoreStatus::Ready).await;
+
+    // Older scheduled backups: three completed (with archives), three failed, and a
+    // manual one, oldest first.
+    let mut old = Vec::new();
+    for (i, (kind, outcome)) in [
+        (BackupKind::Scheduled, true),
+        (BackupKind::Scheduled, false),
+        (BackupKind::Manual, true),
+        (BackupKind::Scheduled, true),
+        (BackupKind::Scheduled, false),
+        (BackupKind::Scheduled, true),
+        (BackupKind::Scheduled, false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let token = UploadToken::generate();
+        let mut backup = BackupRecord::pending(id.clone(), kind, &token);
+        backup.created_at = storefactory_core::store::Timestamp(1_000 + i as i64);
+        h.repo.insert_backup(&backup).await.unwrap();
+        let outcome = if outcome {
+            std::fs::write(archives.archive(&backup.id), b"archive").unwrap();
+            BackupOutcome::Completed {
+                size_bytes: 7,
+                sha256: "0".repeat(64),
+            }
+        } else {
+            BackupOutcome::Failed("x".into())
+        };
+        h.repo.settle_backup(&backup.id, outcome).await.unwrap();
+        old.push(backup.id);
+    }
+
+    p.scheduled_pass().await;
+    let left: Vec<BackupRecord> = h.repo.list_backups(&id).await.unwrap();
+    let new = &left[0];
+    assert_eq!(
+        (new.kind, new.status),
+        (BackupKind::Scheduled, BackupStatus::Pending),
+        "a scheduled backup was started"
+    );
+    let kept: HashSet<BackupId> = left.iter().map(|b| b.id.clone()).collect();
+    // Kept: the manual one, the two newest completed and the two newest failed scheduled.
+    for (i, expected) in [false, false, true, true, true, true, true].iter().enumerate() {
+        assert_eq!(kept.contains(&old[i]), *expected, "backup {i}");
+        assert_eq!(
+            archives.archive(&old[i]).exists(),
+            *expected && [0, 2, 3, 5].contains(&i),
+            "the archive of backup {i}"
+        );
+    }
+    p.delete(&id).await.unwrap();
+    h.wait_for_store(&id, StoreStatus::Deleted).await;
     run.abort();
 }

@@ -528,30 +528,31 @@ impl Provisioner {
         }
     }
 
-    /// Deletes the oldest settled scheduled backups of a store beyond the kept count.
+    /// Deletes the oldest settled scheduled backups of a store beyond the kept count
+    /// ([`BackupConfig::keep`]): the newest `keep` completed ones stay, and the newest `keep`
+    /// failed ones (so that failures stay visible, but do not pile up). Manual backups are
+    /// never deleted here. Returns how many were deleted.
     pub async fn prune_backups(&self, id: &StoreId) -> Result<usize> {
         let keep = self.inner.config.backups.keep.max(1);
-        let scheduled: Vec<BackupRecord> = self
+        let scheduled = self
             .backup_repository(id)?
             .list_backups(id)
             .await?
             .into_iter()
-            .filter(|b| b.kind == BackupKind::Scheduled && b.status != BackupStatus::Pending)
-            .collect();
-        // Newest first: completed ones count toward the kept number; failed ones beyond it
-        // go too.
-        let mut kept = 0;
-        let mut deleted = 0;
+            .filter(|b| b.kind == BackupKind::Scheduled);
+        let (mut completed, mut failed, mut deleted) = (0, 0, 0);
+        // Newest first.
         for backup in scheduled {
-            if backup.status == BackupStatus::Completed && kept < keep {
-                kept += 1;
-                continue;
+            let seen = match backup.status {
+                BackupStatus::Pending => continue,
+                BackupStatus::Completed => &mut completed,
+                BackupStatus::Failed => &mut failed,
+            };
+            *seen += 1;
+            if *seen > keep {
+                self.forget_backup(&backup).await?;
+                deleted += 1;
             }
-            if backup.status == BackupStatus::Failed && kept < keep {
-                continue;
-            }
-            self.forget_backup(&backup).await?;
-            deleted += 1;
         }
         Ok(deleted)
     }
