@@ -151,10 +151,11 @@ pub struct GlobalArgs {
     )]
     pub paused_backend: Option<storefactory_core::blueprint::PausedBackend>,
 
-    /// Where stores' backup and restore Jobs reach the platform, as `<url>@<namespace>`: the
-    /// base URL of the server's internal endpoints as seen from store pods, and the
-    /// platform's namespace (their NetworkPolicy lets them reach it on the URL's port), e.g.
-    /// `http://storefactory.storefactory.svc:8080@storefactory`. Every process (`serve`,
+    /// Where stores' backup and restore Jobs reach the platform, as
+    /// `<url>@<namespace>[:<port>]`: the base URL of the server's internal endpoints as seen
+    /// from store pods, and the platform's namespace and pod port (their NetworkPolicy lets
+    /// them reach it there; the URL's port by default), e.g.
+    /// `http://storefactory.storefactory.svc@storefactory:8080`. Every process (`serve`,
     /// `backup create`, `store restore|clone`) must be given the same value. Unset: stores
     /// cannot be backed up or restored.
     #[arg(
@@ -163,7 +164,7 @@ pub struct GlobalArgs {
         help_heading = "Global options",
         env = "STOREFACTORY_BACKUP_ENDPOINT",
         value_parser = parse_backup_endpoint,
-        value_name = "URL@NAMESPACE"
+        value_name = "URL@NAMESPACE[:PORT]"
     )]
     pub backup_endpoint: Option<storefactory_core::backup::BackupEndpoint>,
 

@@ -1426,7 +1426,11 @@ async fn backups_restores_and_clones_from_the_command_line() {
         ])
         .await;
     assert_ne!(refused.status.code(), Some(0));
-    assert!(stderr(&refused).contains("no completed backup"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("no completed backup"),
+        "{}",
+        stderr(&refused)
+    );
     assert!(!namespace_exists(&client, &clone).await);
 
     // As the server records an archive that arrived whole.
@@ -1474,7 +1478,10 @@ async fn backups_restores_and_clones_from_the_command_line() {
         .run(&["backup", "delete", &id, taken["id"].as_str().unwrap()])
         .await;
     assert_eq!(deleted.status.code(), Some(0), "{}", stderr(&deleted));
-    assert_eq!(cli.json(&["backup", "list", &id]).await, serde_json::json!([]));
+    assert_eq!(
+        cli.json(&["backup", "list", &id]).await,
+        serde_json::json!([])
+    );
     for store in [&id, &clone] {
         assert_eq!(cli.delete_and_wait(store).await.status.code(), Some(0));
     }

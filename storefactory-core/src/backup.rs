@@ -331,16 +331,17 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Where store pods reach the platform to hand over (and fetch) archives: the base URL of
-/// its internal endpoints (`http://storefactory.storefactory.svc:8080`), and the namespace
-/// and port the NetworkPolicy of a backup pod lets it reach. Written `url@namespace`, e.g.
-/// `http://storefactory.storefactory.svc:8080@storefactory`; the port is the URL's.
+/// its internal endpoints (`http://storefactory.storefactory.svc:80`), and the namespace and
+/// port the NetworkPolicy of a backup pod lets it reach. Written `url@namespace[:port]`,
+/// e.g. `http://storefactory.storefactory.svc@storefactory:8080`. The port is the
+/// platform pod's (a NetworkPolicy sees the port behind the Service); the URL's by default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupEndpoint {
     /// Base URL, without a trailing slash.
     pub url: String,
     /// The platform's namespace.
     pub namespace: String,
-    /// The port the platform listens on (the URL's).
+    /// The port the platform's pods listen on.
     pub port: u16,
 }
 
@@ -349,9 +350,19 @@ impl FromStr for BackupEndpoint {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let invalid = |message: &str| ValidationError::new("backup_endpoint", message);
-        let (url, namespace) = text
+        let port_number = |text: &str| {
+            text.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| invalid("a port must be a number from 1 to 65535"))
+        };
+        let (url, target) = text
             .rsplit_once('@')
-            .ok_or_else(|| invalid("must be <url>@<namespace>"))?;
+            .ok_or_else(|| invalid("must be <url>@<namespace>[:<port>]"))?;
+        let (namespace, pod_port) = match target.split_once(':') {
+            Some((namespace, port)) => (namespace, Some(port_number(port)?)),
+            None => (target, None),
+        };
         if !crate::spec::is_dns1123_label(namespace) {
             return Err(invalid("the namespace must be a DNS-1123 label"));
         }
@@ -362,14 +373,8 @@ impl FromStr for BackupEndpoint {
         if authority.contains('/') || authority.is_empty() {
             return Err(invalid("the URL must be http://host[:port] without a path"));
         }
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port)) => (
-                host,
-                port.parse::<u16>()
-                    .ok()
-                    .filter(|p| *p > 0)
-                    .ok_or_else(|| invalid("the port must be a number from 1 to 65535"))?,
-            ),
+        let (host, url_port) = match authority.rsplit_once(':') {
+            Some((host, port)) => (host, port_number(port)?),
             None => (authority, 80),
         };
         if !crate::spec::is_dns1123_subdomain(host) && host.parse::<std::net::IpAddr>().is_err() {
@@ -378,14 +383,14 @@ impl FromStr for BackupEndpoint {
         Ok(BackupEndpoint {
             url: format!("http://{authority}"),
             namespace: namespace.to_owned(),
-            port,
+            port: pod_port.unwrap_or(url_port),
         })
     }
 }
 
 impl fmt::Display for BackupEndpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.url, self.namespace)
+        write!(f, "{}@{}:{}", self.url, self.namespace, self.port)
     }
 }
 
@@ -632,20 +637,23 @@ mod tests {
     #[test]
     fn only_the_right_token_is_accepted() {
         let token = UploadToken::generate();
-        let record = BackupRecord::pending(
-            StoreId::new("ab12").unwrap(),
-            BackupKind::Manual,
-            &token,
-        );
+        let record =
+            BackupRecord::pending(StoreId::new("ab12").unwrap(), BackupKind::Manual, &token);
         assert!(record.accepts(token.expose()));
         assert!(!record.accepts(""));
         assert!(!record.accepts(&token.expose()[1..]));
         assert!(!record.accepts(&record.token_hash.clone().unwrap()));
         let json = serde_json::to_string(&record).unwrap();
-        assert!(!json.contains(&token.hash()), "the token's hash is never shown");
+        assert!(
+            !json.contains(&token.hash()),
+            "the token's hash is never shown"
+        );
         let mut settled = record.clone();
         BackupOutcome::Failed("x".into()).apply(&mut settled, Timestamp(1));
-        assert!(!settled.accepts(token.expose()), "a settled backup takes no upload");
+        assert!(
+            !settled.accepts(token.expose()),
+            "a settled backup takes no upload"
+        );
     }
 
     #[tokio::test]
@@ -661,7 +669,10 @@ mod tests {
         };
         let sum = sha256_hex(b"hello world");
         let err = archives.receive(&id, chunks(), 5, &sum).await.unwrap_err();
-        assert!(matches!(err, ReceiveError::TooLarge { max_bytes: 5 }), "{err}");
+        assert!(
+            matches!(err, ReceiveError::TooLarge { max_bytes: 5 }),
+            "{err}"
+        );
         let err = archives
             .receive(&id, chunks(), 100, &sha256_hex(b"other"))
             .await
@@ -670,12 +681,21 @@ mod tests {
         assert_eq!(std::fs::read_dir(archives.path()).unwrap().count(), 0);
         let (size, got) = archives.receive(&id, chunks(), 100, &sum).await.unwrap();
         assert_eq!((size, got.as_str()), (11, sum.as_str()));
-        assert_eq!(std::fs::read(archives.archive(&id)).unwrap(), b"hello world");
+        assert_eq!(
+            std::fs::read(archives.archive(&id)).unwrap(),
+            b"hello world"
+        );
         let (len, stream) = archives.read(&id).await.unwrap().unwrap();
         use futures::TryStreamExt as _;
         let read: Vec<Vec<u8>> = stream.try_collect().await.unwrap();
         assert_eq!((len, read.concat()), (11, b"hello world".to_vec()));
-        assert!(archives.read(&BackupId::generate()).await.unwrap().is_none());
+        assert!(
+            archives
+                .read(&BackupId::generate())
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert!(archives.remove(&id).await.unwrap());
         assert!(!archives.remove(&id).await.unwrap());
     }
@@ -688,12 +708,17 @@ mod tests {
         assert_eq!(e.to_string().parse::<BackupEndpoint>().unwrap(), e);
         let e: BackupEndpoint = "http://127.0.0.1:9/@x".parse().unwrap();
         assert_eq!(e.url, "http://127.0.0.1:9");
+        // Behind a Service: the pods' port is what a NetworkPolicy sees.
+        let e: BackupEndpoint = "http://sf.sf.svc@sf:8080".parse().unwrap();
+        assert_eq!((e.url.as_str(), e.port), ("http://sf.sf.svc", 8080));
         for bad in [
             "http://a:8080",
             "https://a@b",
             "http://a/path@b",
             "http://a:0@b",
             "http://a@B_",
+            "http://a@b:0",
+            "http://a@b:x",
         ] {
             assert!(bad.parse::<BackupEndpoint>().is_err(), "{bad}");
         }

@@ -67,7 +67,10 @@ impl Harness {
             if record.as_ref().is_some_and(|r| r.status == status) {
                 return;
             }
-            assert!(started.elapsed() < WAIT, "store {id} never became {status}: {record:?}");
+            assert!(
+                started.elapsed() < WAIT,
+                "store {id} never became {status}: {record:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -79,7 +82,10 @@ impl Harness {
             if record.status == status {
                 return record;
             }
-            assert!(started.elapsed() < WAIT, "backup {id} never became {status}: {record:?}");
+            assert!(
+                started.elapsed() < WAIT,
+                "backup {id} never became {status}: {record:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -90,11 +96,32 @@ impl Harness {
         let lp = ListParams::default().labels(&format!("{LABEL_OPERATION}={name}"));
         let c = || self.client.clone();
         // Background deletion: a Job with a deletion timestamp is on its way out.
-        let jobs = Api::<Job>::namespaced(c(), &ns).list(&lp).await.unwrap().items;
-        jobs.iter().filter(|j| j.metadata.deletion_timestamp.is_none()).count()
-            + Api::<Secret>::namespaced(c(), &ns).list(&lp).await.unwrap().items.len()
-            + Api::<ConfigMap>::namespaced(c(), &ns).list(&lp).await.unwrap().items.len()
-            + Api::<NetworkPolicy>::namespaced(c(), &ns).list(&lp).await.unwrap().items.len()
+        let jobs = Api::<Job>::namespaced(c(), &ns)
+            .list(&lp)
+            .await
+            .unwrap()
+            .items;
+        jobs.iter()
+            .filter(|j| j.metadata.deletion_timestamp.is_none())
+            .count()
+            + Api::<Secret>::namespaced(c(), &ns)
+                .list(&lp)
+                .await
+                .unwrap()
+                .items
+                .len()
+            + Api::<ConfigMap>::namespaced(c(), &ns)
+                .list(&lp)
+                .await
+                .unwrap()
+                .items
+                .len()
+            + Api::<NetworkPolicy>::namespaced(c(), &ns)
+                .list(&lp)
+                .await
+                .unwrap()
+                .items
+                .len()
     }
 
     async fn warnings(&self, id: &StoreId) -> Vec<String> {
@@ -168,7 +195,10 @@ async fn a_backup_runs_its_job_and_is_settled_by_it() {
         init.command.as_deref().unwrap(),
         ["bash", "/scripts/backup-job.sh", "db"]
     );
-    assert_eq!(main.image.as_deref(), Some(defaults.wordpress.image.as_str()));
+    assert_eq!(
+        main.image.as_deref(),
+        Some(defaults.wordpress.image.as_str())
+    );
     assert_eq!(
         main.command.as_deref().unwrap(),
         ["bash", "/scripts/backup-job.sh", "upload"]
@@ -188,13 +218,27 @@ async fn a_backup_runs_its_job_and_is_settled_by_it() {
             backup.id
         )
     );
-    let token_ref = env("BACKUP_TOKEN").value_from.unwrap().secret_key_ref.unwrap();
-    assert_eq!((token_ref.name.as_str(), token_ref.key.as_str()), (name.as_str(), "token"));
+    let token_ref = env("BACKUP_TOKEN")
+        .value_from
+        .unwrap()
+        .secret_key_ref
+        .unwrap();
+    assert_eq!(
+        (token_ref.name.as_str(), token_ref.key.as_str()),
+        (name.as_str(), "token")
+    );
     let volumes = pod.volumes.unwrap();
     let wordpress = volumes.iter().find(|v| v.name == "wordpress").unwrap();
     let claim = wordpress.persistent_volume_claim.as_ref().unwrap();
-    assert_eq!((claim.claim_name.as_str(), claim.read_only), ("wordpress", Some(true)));
-    assert!(volumes.iter().any(|v| v.name == "backup" && v.empty_dir.is_some()));
+    assert_eq!(
+        (claim.claim_name.as_str(), claim.read_only),
+        ("wordpress", Some(true))
+    );
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v.name == "backup" && v.empty_dir.is_some())
+    );
     let scripts = volumes.iter().find(|v| v.name == "scripts").unwrap();
     assert_eq!(scripts.config_map.as_ref().unwrap().name, name);
     let config = Api::<ConfigMap>::namespaced(h.client.clone(), &ns)
@@ -203,7 +247,10 @@ async fn a_backup_runs_its_job_and_is_settled_by_it() {
         .unwrap();
     let data = config.data.unwrap();
     for script in ["backup.sh", "backup-common.sh", "backup-job.sh"] {
-        assert!(data[script].starts_with("#"), "{script} is in the ConfigMap");
+        assert!(
+            data[script].starts_with("#"),
+            "{script} is in the ConfigMap"
+        );
     }
 
     // The token lives only in the Secret; the record keeps its hash, which accepts it.
@@ -246,7 +293,7 @@ async fn a_backup_runs_its_job_and_is_settled_by_it() {
     );
     assert_eq!(
         h.repo.list_backups(&id).await.unwrap(),
-        [backup.clone()],
+        std::slice::from_ref(&backup),
         "listed while pending"
     );
     drop(slow);
@@ -254,7 +301,11 @@ async fn a_backup_runs_its_job_and_is_settled_by_it() {
     // The simulated pod succeeds without uploading: the backup fails, and says why.
     let failed = h.wait_for_backup(&backup.id, BackupStatus::Failed).await;
     assert!(
-        failed.error.as_deref().unwrap().contains("without handing over"),
+        failed
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("without handing over"),
         "{failed:?}"
     );
     assert!(failed.finished_at.is_some());
@@ -337,7 +388,13 @@ async fn refused_backups_change_nothing() {
     p.create(request(&id)).await.unwrap();
     let refused = p.backup(&id, BackupKind::Manual).await.unwrap_err();
     assert!(
-        matches!(refused, Error::InvalidState { status: StoreStatus::Initialized, .. }),
+        matches!(
+            refused,
+            Error::InvalidState {
+                status: StoreStatus::Initialized,
+                ..
+            }
+        ),
         "{refused}"
     );
     assert_eq!(refused.kind(), ErrorKind::Conflict);
@@ -351,8 +408,14 @@ async fn refused_backups_change_nothing() {
 
     // Without an endpoint, no backup can be taken.
     let unconfigured = h.provisioner(None);
-    let refused = unconfigured.backup(&id, BackupKind::Manual).await.unwrap_err();
-    assert!(matches!(refused, Error::BackupsUnavailable { .. }), "{refused}");
+    let refused = unconfigured
+        .backup(&id, BackupKind::Manual)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, Error::BackupsUnavailable { .. }),
+        "{refused}"
+    );
     assert!(h.repo.list_backups(&id).await.unwrap().is_empty());
     assert!(
         Api::<Job>::namespaced(h.client.clone(), &id.namespace())
@@ -411,7 +474,10 @@ async fn restores_and_clones_run_their_jobs_and_the_quota_holds() {
     // A clone needs a completed backup of its source; without one, nothing is created.
     let nothing = StoreId::generate();
     let refused = p.clone_store(&id, request(&nothing)).await.unwrap_err();
-    assert!(matches!(refused, Error::BackupsUnavailable { .. }), "{refused}");
+    assert!(
+        matches!(refused, Error::BackupsUnavailable { .. }),
+        "{refused}"
+    );
     assert!(h.repo.get_store(&nothing).await.unwrap().is_none());
 
     let backup = completed_backup(&h, &id).await;
@@ -449,17 +515,28 @@ async fn restores_and_clones_run_their_jobs_and_the_quota_holds() {
             (
                 "fetch".to_owned(),
                 defaults.wordpress.image.clone(),
-                vec!["bash".to_owned(), "/scripts/restore-job.sh".into(), "fetch".into()]
+                vec![
+                    "bash".to_owned(),
+                    "/scripts/restore-job.sh".into(),
+                    "fetch".into()
+                ]
             ),
             (
                 "database".to_owned(),
                 defaults.mysql.image.clone(),
-                vec!["bash".to_owned(), "/scripts/restore-job.sh".into(), "db".into()]
+                vec![
+                    "bash".to_owned(),
+                    "/scripts/restore-job.sh".into(),
+                    "db".into()
+                ]
             ),
         ]
     );
     let files = &pod.containers[0];
-    assert_eq!(files.image.as_deref(), Some(defaults.wordpress.image.as_str()));
+    assert_eq!(
+        files.image.as_deref(),
+        Some(defaults.wordpress.image.as_str())
+    );
     let env = |name: &str| {
         pod.init_containers
             .iter()
@@ -646,7 +723,10 @@ async fn the_schedule_backs_up_ready_stores_and_keeps_the_newest() {
     );
     let kept: HashSet<BackupId> = left.iter().map(|b| b.id.clone()).collect();
     // Kept: the manual one, the two newest completed and the two newest failed scheduled.
-    for (i, expected) in [false, false, true, true, true, true, true].iter().enumerate() {
+    for (i, expected) in [false, false, true, true, true, true, true]
+        .iter()
+        .enumerate()
+    {
         assert_eq!(kept.contains(&old[i]), *expected, "backup {i}");
         assert_eq!(
             archives.archive(&old[i]).exists(),

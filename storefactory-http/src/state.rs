@@ -192,9 +192,9 @@ impl AppState {
             })?;
         // Archives go next to the database unless configured: the platform's data volume.
         if provisioner_config.backups.archives.is_none() {
-            provisioner_config.backups.archives = Some(
-                storefactory_core::backup::ArchiveDir::new(config.database.with_file_name("backups")),
-            );
+            provisioner_config.backups.archives = Some(storefactory_core::backup::ArchiveDir::new(
+                config.database.with_file_name("backups"),
+            ));
         }
         let metrics = Metrics::new();
         provisioner_config.on_reconcile = Some(metrics.reconcile_hook());

@@ -31,7 +31,10 @@ use storefactory_sql::{Quota, Role};
 
 use common::{PASSWORD, login, send, send_raw};
 
-const FILES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../blueprints/woocommerce/files");
+const FILES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../blueprints/woocommerce/files"
+);
 const DB_PASSWORD: &str = "p'\"#; $(touch pwned) \\ `x` --password=y 🛒";
 const OLD_URL: &str = "http://store-a.storefactory.test";
 const NEW_URL: &str = "http://store-b.storefactory.test";
@@ -204,7 +207,10 @@ impl Drop for Mariadb {
 
 /// A WordPress-like database of the site at `OLD_URL`, full of hostile text.
 fn create_store_database(db: &Mariadb, name: &str) {
-    db.sql("", &format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"));
+    db.sql(
+        "",
+        &format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"),
+    );
     db.sql(
         name,
         "CREATE TABLE wp_options (
@@ -267,13 +273,21 @@ fn scripts_dir(root: &Path) -> PathBuf {
 
 fn write_wordpress_files(dir: &Path) {
     std::fs::create_dir_all(dir.join("wp-content/uploads/2026")).unwrap();
-    std::fs::write(dir.join("index.php"), "<?php require 'wp-blog-header.php';\n").unwrap();
+    std::fs::write(
+        dir.join("index.php"),
+        "<?php require 'wp-blog-header.php';\n",
+    )
+    .unwrap();
     std::fs::write(
         dir.join("wp-content/uploads/2026/--password=x $(touch pwned).txt"),
         HOSTILE.join("\n"),
     )
     .unwrap();
-    std::fs::write(dir.join("wp-content/uploads/2026/blob.bin"), [0u8, 255, 13, 10]).unwrap();
+    std::fs::write(
+        dir.join("wp-content/uploads/2026/blob.bin"),
+        [0u8, 255, 13, 10],
+    )
+    .unwrap();
 }
 
 fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
@@ -299,7 +313,11 @@ fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
 /// only the given environment (and PATH).
 async fn run(script: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
     let mut command = tokio::process::Command::new("bash");
-    command.arg(script).args(args).env_clear().env("PATH", path());
+    command
+        .arg(script)
+        .args(args)
+        .env_clear()
+        .env("PATH", path());
     for (k, v) in env {
         command.env(k, v);
     }
@@ -397,7 +415,10 @@ async fn a_backup_jobs_archive_reaches_the_server_and_restores_row_for_row_with_
     std::fs::create_dir_all(&shared)?;
     assert_ok(&run(&job, &["db"], &dump_env).await, "backup-job.sh db");
     upload_env.last_mut().unwrap().1 = token.expose().to_owned();
-    assert_ok(&run(&job, &["upload"], &upload_env).await, "backup-job.sh upload");
+    assert_ok(
+        &run(&job, &["upload"], &upload_env).await,
+        "backup-job.sh upload",
+    );
 
     // Completed, with the size and checksum of what the server kept.
     let done = db.get_backup(&backup.id).await?.unwrap();
@@ -430,7 +451,9 @@ async fn a_backup_jobs_archive_reaches_the_server_and_restores_row_for_row_with_
     assert!(listed.get("token_hash").is_none(), "never shown");
     let events = db.events(&store, 0).await?;
     assert!(
-        events.iter().any(|e| format!("{:?}", e.kind).contains("completed")),
+        events
+            .iter()
+            .any(|e| format!("{:?}", e.kind).contains("completed")),
         "{events:?}"
     );
     let missing = send(
@@ -501,7 +524,10 @@ async fn a_backup_jobs_archive_reaches_the_server_and_restores_row_for_row_with_
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(said.contains("HTTP 404"), "{said}");
     fetch_env.last_mut().unwrap().1 = restore_token.expose().to_owned();
-    assert_ok(&run(&restore_job, &["fetch"], &fetch_env).await, "restore-job.sh fetch");
+    assert_ok(
+        &run(&restore_job, &["fetch"], &fetch_env).await,
+        "restore-job.sh fetch",
+    );
     let target_env = vec![
         ("BACKUP_ROOT", restore_root.display().to_string()),
         ("BACKUP_ID", backup.id.to_string()),
@@ -511,7 +537,10 @@ async fn a_backup_jobs_archive_reaches_the_server_and_restores_row_for_row_with_
         ("DB_NAME", "store_b".to_owned()),
         ("WORDPRESS_DIR", site_b.display().to_string()),
     ];
-    assert_ok(&run(&restore_job, &["db"], &target_env).await, "restore-job.sh db");
+    assert_ok(
+        &run(&restore_job, &["db"], &target_env).await,
+        "restore-job.sh db",
+    );
     assert_eq!(
         maria.snapshot("store_b"),
         maria.snapshot("store_a"),
@@ -521,8 +550,14 @@ async fn a_backup_jobs_archive_reaches_the_server_and_restores_row_for_row_with_
     // The files, then the clone's rewrite: the new site's URL everywhere, serialized
     // lengths recomputed.
     let mut files_env = target_env.clone();
-    files_env.extend([("OLD_URL", OLD_URL.to_owned()), ("NEW_URL", NEW_URL.to_owned())]);
-    assert_ok(&run(&restore_job, &["files"], &files_env).await, "restore-job.sh files");
+    files_env.extend([
+        ("OLD_URL", OLD_URL.to_owned()),
+        ("NEW_URL", NEW_URL.to_owned()),
+    ]);
+    assert_ok(
+        &run(&restore_job, &["files"], &files_env).await,
+        "restore-job.sh files",
+    );
     assert_eq!(tree(&site_b), tree(&site_a), "the files are restored");
     let siteurl = maria.value(
         "store_b",
@@ -551,7 +586,11 @@ async fn a_backup_jobs_archive_reaches_the_server_and_restores_row_for_row_with_
         "SELECT COUNT(*) FROM wp_posts WHERE post_content LIKE '%store-b.storefactory.test/shop/%' \
          AND post_content LIKE '%http:\\\\\\\\/\\\\\\\\/store-b.storefactory.test%'",
     );
-    assert_eq!(rewritten, HOSTILE.len().to_string(), "plain and JSON-escaped URLs");
+    assert_eq!(
+        rewritten,
+        HOSTILE.len().to_string(),
+        "plain and JSON-escaped URLs"
+    );
     // The original is untouched.
     assert_eq!(
         maria.value(
@@ -569,8 +608,8 @@ async fn a_backup_jobs_archive_reaches_the_server_and_restores_row_for_row_with_
 /// Uploads that are not what they claim to be fail the backup with the reason; nothing is
 /// kept.
 #[tokio::test]
-async fn a_wrong_checksum_or_an_oversized_archive_fails_the_backup_and_keeps_nothing()
--> Result<()> {
+async fn a_wrong_checksum_or_an_oversized_archive_fails_the_backup_and_keeps_nothing() -> Result<()>
+{
     let mut config = common::config();
     config.max_backup_bytes = 1000;
     let app = common::app_with(config, false).await?;
@@ -592,14 +631,24 @@ async fn a_wrong_checksum_or_an_oversized_archive_fails_the_backup_and_keeps_not
             StatusCode::UNPROCESSABLE_ENTITY,
             "checksum_mismatch",
         ),
-        (vec![7u8; 1001], sha256_hex(&[7u8; 1001]), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        (
+            vec![7u8; 1001],
+            sha256_hex(&[7u8; 1001]),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
     ] {
         let token = UploadToken::generate();
         let backup = BackupRecord::pending(store.clone(), BackupKind::Scheduled, &token);
         app.db.insert_backup(&backup).await?;
         let reply = send_raw(
             &app.router,
-            put(backup.id.to_string(), token.expose().to_owned(), announced, body),
+            put(
+                backup.id.to_string(),
+                token.expose().to_owned(),
+                announced,
+                body,
+            ),
         )
         .await?;
         assert_eq!(reply.status, status, "{}", reply.text);
@@ -615,7 +664,12 @@ async fn a_wrong_checksum_or_an_oversized_archive_fails_the_backup_and_keeps_not
     // An unknown backup, and a missing checksum header.
     let reply = send_raw(
         &app.router,
-        put("nosuchbackup".into(), "x".into(), sha256_hex(b""), Vec::new()),
+        put(
+            "nosuchbackup".into(),
+            "x".into(),
+            sha256_hex(b""),
+            Vec::new(),
+        ),
     )
     .await?;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
@@ -624,10 +678,20 @@ async fn a_wrong_checksum_or_an_oversized_archive_fails_the_backup_and_keeps_not
     app.db.insert_backup(&backup).await?;
     let reply = send_raw(
         &app.router,
-        put(backup.id.to_string(), token.expose().to_owned(), "abc".into(), Vec::new()),
+        put(
+            backup.id.to_string(),
+            token.expose().to_owned(),
+            "abc".into(),
+            Vec::new(),
+        ),
     )
     .await?;
-    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.text);
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.text
+    );
     assert_eq!(
         app.db.get_backup(&backup.id).await?.unwrap().status,
         BackupStatus::Pending

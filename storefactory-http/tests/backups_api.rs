@@ -118,7 +118,12 @@ async fn refused_backups_restores_and_clones_change_nothing() -> Result<()> {
     assert_eq!(over.status, StatusCode::FORBIDDEN, "{}", over.text);
     assert_eq!(over.code(), "quota_exceeded");
     let stores = send(&app.router, Method::GET, "/api/stores", Some(&alice), None).await?;
-    assert_eq!(stores.body["stores"].as_array().map(Vec::len), Some(2), "{}", stores.text);
+    assert_eq!(
+        stores.body["stores"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        stores.text
+    );
 
     // Someone else sees none of it.
     let bob = user_token(&app, "bob", Quota::default()).await?;

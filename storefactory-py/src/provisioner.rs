@@ -28,9 +28,9 @@ use crate::blueprints::PyBlueprints;
 use crate::database::PyDatabase;
 use crate::error::{StoreFailed, WaitTimeout, exception, invalid, to_py};
 use crate::records::{PyBackup, PyCredentials, PyEvent, PyRestore, PyStore};
-use storefactory_core::backup::{BackupId, BackupKind};
 use crate::runtime::{awaitable, block_on, runtime};
 use crate::spec::PyStoreSpec;
+use storefactory_core::backup::{BackupId, BackupKind};
 
 /// How long connecting to the API server may take before the cluster counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -400,10 +400,9 @@ impl PyProvisioner {
             backups: storefactory_core::provisioner::BackupConfig {
                 endpoint: backup_endpoint,
                 // The server's archives, in their default place next to the database.
-                archives: database
-                    .db
-                    .path()
-                    .map(|p| storefactory_core::backup::ArchiveDir::new(p.with_file_name("backups"))),
+                archives: database.db.path().map(|p| {
+                    storefactory_core::backup::ArchiveDir::new(p.with_file_name("backups"))
+                }),
                 ..Default::default()
             },
             ..ProvisionerConfig::default()
@@ -559,22 +558,34 @@ impl PyProvisioner {
     /// `backups()` shows when it completed (or failed, with the reason). Raises `Conflict`
     /// if the store is not ready or backups are not configured.
     fn backup(&self, py: Python<'_>, store_id: &str) -> PyResult<PyBackup> {
-        block_on(py, backup(self.provisioner.clone(), self::store_id(store_id)?))
+        block_on(
+            py,
+            backup(self.provisioner.clone(), self::store_id(store_id)?),
+        )
     }
 
     /// `backup`, awaitable.
     fn backup_async<'py>(&self, py: Python<'py>, store_id: &str) -> PyResult<Bound<'py, PyAny>> {
-        awaitable(py, backup(self.provisioner.clone(), self::store_id(store_id)?))
+        awaitable(
+            py,
+            backup(self.provisioner.clone(), self::store_id(store_id)?),
+        )
     }
 
     /// The store's backups, newest first, with their size and times.
     fn backups(&self, py: Python<'_>, store_id: &str) -> PyResult<Vec<PyBackup>> {
-        block_on(py, backups(self.provisioner.clone(), self::store_id(store_id)?))
+        block_on(
+            py,
+            backups(self.provisioner.clone(), self::store_id(store_id)?),
+        )
     }
 
     /// `backups`, awaitable.
     fn backups_async<'py>(&self, py: Python<'py>, store_id: &str) -> PyResult<Bound<'py, PyAny>> {
-        awaitable(py, backups(self.provisioner.clone(), self::store_id(store_id)?))
+        awaitable(
+            py,
+            backups(self.provisioner.clone(), self::store_id(store_id)?),
+        )
     }
 
     /// Deletes a completed or failed backup (its archive and record). Raises `NotFound`,

@@ -20,7 +20,10 @@ fn read(row: &Row<'_>) -> rusqlite::Result<[Option<String>; 11]> {
     // Text and integers read as they are, decoded below, so that a corrupt row is an
     // error that says so rather than a panic.
     let text = |i: usize| row.get::<_, Option<String>>(i);
-    let int = |i: usize| row.get::<_, Option<i64>>(i).map(|v| v.map(|v| v.to_string()));
+    let int = |i: usize| {
+        row.get::<_, Option<i64>>(i)
+            .map(|v| v.map(|v| v.to_string()))
+    };
     Ok([
         text(0)?,
         text(1)?,
@@ -38,25 +41,31 @@ fn read(row: &Row<'_>) -> rusqlite::Result<[Option<String>; 11]> {
 
 fn decode(row: [Option<String>; 11]) -> Result<BackupRecord> {
     let corrupt = |what, message: String| Error::Corrupt { what, message };
-    let [id, store, kind, status, size, sha256, created, finished, error, token_hash, site_url] = row;
+    let [
+        id,
+        store,
+        kind,
+        status,
+        size,
+        sha256,
+        created,
+        finished,
+        error,
+        token_hash,
+        site_url,
+    ] = row;
     let int = |v: Option<String>| v.and_then(|v| v.parse::<i64>().ok());
     Ok(BackupRecord {
         id: BackupId::new(id.unwrap_or_default())
             .map_err(|e| corrupt("backup id", e.to_string()))?,
         store_id: StoreId::new(store.unwrap_or_default())
             .map_err(|e| corrupt("backup store", e.to_string()))?,
-        kind: kind
-            .unwrap_or_default()
-            .parse()
-            .map_err(|e: storefactory_core::error::ValidationError| {
-                corrupt("backup kind", e.to_string())
-            })?,
-        status: status
-            .unwrap_or_default()
-            .parse()
-            .map_err(|e: storefactory_core::error::ValidationError| {
-                corrupt("backup status", e.to_string())
-            })?,
+        kind: kind.unwrap_or_default().parse().map_err(
+            |e: storefactory_core::error::ValidationError| corrupt("backup kind", e.to_string()),
+        )?,
+        status: status.unwrap_or_default().parse().map_err(
+            |e: storefactory_core::error::ValidationError| corrupt("backup status", e.to_string()),
+        )?,
         size_bytes: int(size).and_then(|v| u64::try_from(v).ok()),
         sha256,
         created_at: Timestamp(int(created).unwrap_or_default()),
@@ -110,7 +119,11 @@ fn insert(conn: &Connection, b: &BackupRecord) -> Result<()> {
 }
 
 /// Settles a pending backup, compare-and-set on `status = 'pending'`.
-fn settle(conn: &mut Connection, id: &BackupId, outcome: BackupOutcome) -> Result<Option<BackupRecord>> {
+fn settle(
+    conn: &mut Connection,
+    id: &BackupId,
+    outcome: BackupOutcome,
+) -> Result<Option<BackupRecord>> {
     let tx = conn.transaction().during("begin backup settlement")?;
     let Some(mut record) = find(&tx, id)? else {
         return Ok(None);

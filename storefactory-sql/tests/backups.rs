@@ -1,8 +1,7 @@
 //! Backup records on SQLite: what core's Provisioner and the platform's endpoints rely on.
 
 use storefactory_core::backup::{
-    BackupId, BackupKind, BackupOutcome, BackupRecord, BackupRepository, BackupStatus,
-    UploadToken,
+    BackupId, BackupKind, BackupOutcome, BackupRecord, BackupRepository, BackupStatus, UploadToken,
 };
 use storefactory_core::port::StoreRepository;
 use storefactory_core::spec::StoreId;
@@ -66,7 +65,10 @@ async fn backups_are_listed_newest_first_per_store_and_settle_once() {
     assert!(again.is_none());
     let read = repo.get_backup(&new.id).await.unwrap().unwrap();
     assert_eq!(read, done);
-    assert!(!read.accepts(token.expose()), "a settled backup takes no more uploads");
+    assert!(
+        !read.accepts(token.expose()),
+        "a settled backup takes no more uploads"
+    );
 
     let failed = repo
         .settle_backup(&old.id, BackupOutcome::Failed("Job failed".into()))
@@ -76,7 +78,7 @@ async fn backups_are_listed_newest_first_per_store_and_settle_once() {
     assert_eq!(failed.error.as_deref(), Some("Job failed"));
     assert_eq!(
         repo.pending_backups().await.unwrap(),
-        [other.clone()],
+        std::slice::from_ref(&other),
         "only the unsettled one is pending"
     );
 
@@ -84,7 +86,12 @@ async fn backups_are_listed_newest_first_per_store_and_settle_once() {
     assert!(!repo.delete_backup(&old.id).await.unwrap());
     assert!(repo.get_backup(&old.id).await.unwrap().is_none());
     let unknown = BackupId::generate();
-    assert!(repo.settle_backup(&unknown, BackupOutcome::Failed("x".into())).await.unwrap().is_none());
+    assert!(
+        repo.settle_backup(&unknown, BackupOutcome::Failed("x".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]

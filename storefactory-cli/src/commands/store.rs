@@ -379,7 +379,13 @@ async fn restore(
     let provisioner = provisioner(ctx, &db, id).await?;
     let events = provisioner.subscribe();
     let restore = provisioner.restore(id, backup).await?;
-    audit(&db, "store.restore", id, format!("backup {backup} via command line")).await;
+    audit(
+        &db,
+        "store.restore",
+        id,
+        format!("backup {backup} via command line"),
+    )
+    .await;
     if !wait.wait {
         return output::print(ctx.output(), &restore, || {
             format!(
@@ -429,7 +435,13 @@ async fn clone(
     };
     let mut events = provisioner.subscribe();
     let (record, restore) = provisioner.clone_store(source, request).await?;
-    audit(&db, "store.clone", &id, format!("from store {source} via command line")).await;
+    audit(
+        &db,
+        "store.clone",
+        &id,
+        format!("from store {source} via command line"),
+    )
+    .await;
     if !wait.wait {
         reconcile_once(&provisioner, &id).await?;
         let view = StoreView::new(&record);

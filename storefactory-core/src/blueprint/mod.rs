@@ -497,13 +497,13 @@ impl BlueprintRegistry {
         let mut context = render_context(blueprint, spec)?;
         context["job"] = job;
         let key = template_key(blueprint.name(), template);
-        let rendered = self
-            .handlebars
-            .render(&key, &context)
-            .map_err(|e| Error::RenderTemplate {
-                template: key.clone(),
-                source: Box::new(e),
-            })?;
+        let rendered =
+            self.handlebars
+                .render(&key, &context)
+                .map_err(|e| Error::RenderTemplate {
+                    template: key.clone(),
+                    source: Box::new(e),
+                })?;
         let parse_error = |message: String| Error::ParseManifest {
             template: key.clone(),
             message,

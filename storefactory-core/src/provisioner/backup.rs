@@ -26,11 +26,11 @@ use serde_json::json;
 use tokio::task::JoinSet;
 
 use super::Provisioner;
-use crate::blueprint::{LABEL_MANAGED_BY, LABEL_STORE, MANAGED_BY};
 use crate::backup::{
     ArchiveDir, BackupEndpoint, BackupId, BackupKind, BackupOutcome, BackupRecord,
     BackupRepository, BackupStatus, UploadToken,
 };
+use crate::blueprint::{LABEL_MANAGED_BY, LABEL_STORE, MANAGED_BY};
 use crate::error::{Error, Result};
 use crate::spec::StoreId;
 use crate::store::{EventKind, StoreStatus, Timestamp};
@@ -98,7 +98,9 @@ impl Provisioner {
         };
         let blueprint = self.inner.blueprints.get(&record.blueprint)?;
         let Some(job) = &blueprint.lifecycle().backup else {
-            return Err(unavailable("its blueprint declares no backup (lifecycle.backup)"));
+            return Err(unavailable(
+                "its blueprint declares no backup (lifecycle.backup)",
+            ));
         };
         if record.status != StoreStatus::Ready {
             return Err(Error::InvalidState {
@@ -140,8 +142,12 @@ impl Provisioner {
             self.remove_job_objects(id, &name).await;
             return Err(error);
         }
-        self.step(id, "backup", format!("backup {} started ({kind})", backup.id))
-            .await?;
+        self.step(
+            id,
+            "backup",
+            format!("backup {} started ({kind})", backup.id),
+        )
+        .await?;
         Ok(backup)
     }
 
@@ -197,33 +203,54 @@ impl Provisioner {
         Ok(())
     }
 
-    /// Deletes the objects of the on-demand Job `name` (its token included). Best effort: what is
-    /// left is found again by its label on the next settlement.
+    /// Deletes the objects of the on-demand Job `name` (its token included), found by their
+    /// label. One by one rather than by `deletecollection`: the platform's RBAC grants
+    /// `list` and `delete` on these kinds, nothing more. Best effort: what is left is found
+    /// again by its label when the Job's watch event comes back.
     pub(super) async fn remove_job_objects(&self, id: &StoreId, name: &str) {
         let namespace = id.namespace();
         let selector = ListParams::default().labels(&format!("{LABEL_OPERATION}={name}"));
-        let params = DeleteParams::background();
         let client = &self.inner.client;
+        async fn remove<K>(api: Api<K>, selector: &ListParams) -> kube::Result<()>
+        where
+            K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+        {
+            for object in api.list_metadata(selector).await?.items {
+                let Some(name) = object.metadata.name else {
+                    continue;
+                };
+                match api.delete(&name, &DeleteParams::background()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(status)) if status.code == 404 => {}
+                    Err(error) => return Err(error),
+                }
+            }
+            Ok(())
+        }
         let results = [
-            Api::<Job>::namespaced(client.clone(), &namespace)
-                .delete_collection(&params, &selector)
-                .await
-                .map(drop),
-            Api::<Secret>::namespaced(client.clone(), &namespace)
-                .delete_collection(&params, &selector)
-                .await
-                .map(drop),
-            Api::<ConfigMap>::namespaced(client.clone(), &namespace)
-                .delete_collection(&params, &selector)
-                .await
-                .map(drop),
-            Api::<NetworkPolicy>::namespaced(client.clone(), &namespace)
-                .delete_collection(&params, &selector)
-                .await
-                .map(drop),
+            remove(
+                Api::<Job>::namespaced(client.clone(), &namespace),
+                &selector,
+            )
+            .await,
+            remove(
+                Api::<Secret>::namespaced(client.clone(), &namespace),
+                &selector,
+            )
+            .await,
+            remove(
+                Api::<ConfigMap>::namespaced(client.clone(), &namespace),
+                &selector,
+            )
+            .await,
+            remove(
+                Api::<NetworkPolicy>::namespaced(client.clone(), &namespace),
+                &selector,
+            )
+            .await,
         ];
         for error in results.into_iter().filter_map(|r| r.err()) {
-            tracing::warn!(store = %id, job = name, %error, "cannot delete a backup Job's objects");
+            tracing::warn!(store = %id, job = name, %error, "cannot delete an on-demand Job's objects");
         }
     }
 
@@ -347,7 +374,12 @@ impl Provisioner {
             match event {
                 Ok(watcher::Event::Init) => listed.clear(),
                 Ok(watcher::Event::InitApply(job)) => {
-                    if let Some(name) = job.metadata.labels.as_ref().and_then(|l| l.get(LABEL_OPERATION)) {
+                    if let Some(name) = job
+                        .metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(LABEL_OPERATION))
+                    {
                         listed.insert(name.clone());
                     }
                     self.job_changed(&job).await;
@@ -448,8 +480,18 @@ impl Provisioner {
                     let terminated = c.state.as_ref()?.terminated.as_ref()?;
                     (terminated.exit_code != 0).then(|| {
                         let said = terminated.message.as_deref().unwrap_or("").trim();
-                        let said: String = said.chars().rev().take(500).collect::<Vec<_>>().into_iter().rev().collect();
-                        format!("container {} exited with {}: {said}", c.name, terminated.exit_code)
+                        let said: String = said
+                            .chars()
+                            .rev()
+                            .take(500)
+                            .collect::<Vec<_>>()
+                            .into_iter()
+                            .rev()
+                            .collect();
+                        format!(
+                            "container {} exited with {}: {said}",
+                            c.name, terminated.exit_code
+                        )
                     })
                 })
         })
@@ -520,7 +562,9 @@ impl Provisioner {
             }
             match self.backup(&store.id, BackupKind::Scheduled).await {
                 Ok(_) | Err(Error::BackupsUnavailable { .. }) => {}
-                Err(error) => tracing::warn!(store = %store.id, error = %super::error_chain(&error), "scheduled backup failed to start"),
+                Err(error) => {
+                    tracing::warn!(store = %store.id, error = %super::error_chain(&error), "scheduled backup failed to start")
+                }
             }
             if let Err(error) = self.prune_backups(&store.id).await {
                 tracing::warn!(store = %store.id, error = %super::error_chain(&error), "cannot prune backups");

@@ -99,7 +99,8 @@ impl Provisioner {
             .clone()
             .map(|old| (old, site_url(&record.spec)))
             .filter(|(old, new)| old != new);
-        let restore = RestoreRecord::new(id.clone(), backup.id.clone(), RestoreStatus::Running, urls);
+        let restore =
+            RestoreRecord::new(id.clone(), backup.id.clone(), RestoreStatus::Running, urls);
         self.start_restore(&record, restore, &backup, None).await
     }
 
@@ -195,10 +196,13 @@ impl Provisioner {
             "old_url": restore.old_url.clone().unwrap_or_default(),
             "new_url": restore.new_url.clone().unwrap_or_default(),
         });
-        let manifests =
-            self.inner
-                .blueprints
-                .render_job(&store.blueprint, &job.template, &store.spec, context, &labels)?;
+        let manifests = self.inner.blueprints.render_job(
+            &store.blueprint,
+            &job.template,
+            &store.spec,
+            context,
+            &labels,
+        )?;
         self.transition(
             id,
             StoreStatus::Restoring,
@@ -304,7 +308,8 @@ impl Provisioner {
                      restore it again",
                     restore.backup_id
                 );
-                self.transition(id, StoreStatus::Failed, Some(&reason)).await
+                self.transition(id, StoreStatus::Failed, Some(&reason))
+                    .await
             }
         };
         if let Err(error) = moved {
@@ -444,7 +449,12 @@ impl Provisioner {
                 Err(_) => continue,
             };
             if let Err(error) = self
-                .start_restore(&store, restore.clone(), &backup, Some(RestoreStatus::Waiting))
+                .start_restore(
+                    &store,
+                    restore.clone(),
+                    &backup,
+                    Some(RestoreStatus::Waiting),
+                )
                 .await
             {
                 tracing::warn!(store = %store.id, restore = %restore.id, error = %super::error_chain(&error), "cannot start a waiting restore");

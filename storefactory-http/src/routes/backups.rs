@@ -199,7 +199,9 @@ pub async fn upload(
         }
         Err(refused) => {
             let (status, code) = match refused {
-                ReceiveError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+                ReceiveError::TooLarge { .. } => {
+                    (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+                }
                 _ => (StatusCode::UNPROCESSABLE_ENTITY, "checksum_mismatch"),
             };
             let message = refused.to_string();
@@ -403,9 +405,7 @@ pub async fn clone(
     };
     state.count_creation(user.name())?;
     let (record, restore) = state
-        .within_cluster_deadline(async {
-            Ok(provisioner.clone_store(&source.id, request).await?)
-        })
+        .within_cluster_deadline(async { Ok(provisioner.clone_store(&source.id, request).await?) })
         .await?;
     tracing::info!(store = %record.id, source = %source.id, "store cloned");
     audit(
@@ -466,9 +466,16 @@ pub async fn download(
     };
     let mut response = Response::new(Body::from_stream(chunks));
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-tar"),
+    );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
-    if let Some(sum) = backup.sha256.as_deref().and_then(|s| HeaderValue::from_str(s).ok()) {
+    if let Some(sum) = backup
+        .sha256
+        .as_deref()
+        .and_then(|s| HeaderValue::from_str(s).ok())
+    {
         headers.insert(SHA256_HEADER, sum);
     }
     Ok(response)

@@ -131,8 +131,7 @@ pub fn router(state: AppState) -> Router {
 /// long-lived by design and bounded otherwise (per-user cap, token expiry).
 async fn request_deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
     // Archives of backups take as long as their size needs (bounded by the Job's deadline).
-    if request.uri().path().ends_with("/events") || request.uri().path().starts_with("/internal/")
-    {
+    if request.uri().path().ends_with("/events") || request.uri().path().starts_with("/internal/") {
         return next.run(request).await;
     }
     let deadline = state.request_timeout();
