@@ -386,7 +386,7 @@ impl Provisioner {
                 }
                 Ok(watcher::Event::Apply(job)) => self.job_changed(&job).await,
                 Ok(watcher::Event::InitDone) => self.fail_orphans(&listed).await,
-                Ok(watcher::Event::Delete(_)) => {}
+                Ok(watcher::Event::Delete(job)) => self.job_deleted(&job).await,
                 Err(error) => {
                     tracing::debug!(%error, "backup Job watch interrupted; resuming");
                     tokio::time::sleep(self.inner.config.initial_backoff).await;
@@ -460,6 +460,41 @@ impl Provisioner {
         }
         self.remove_job_objects(&record.store_id, &job_name(&backup))
             .await;
+    }
+
+    /// A backup or restore Job was deleted (with its store's namespace, or by someone):
+    /// one that had not finished fails its backup or restore. (The engine deletes Jobs only
+    /// once they are settled, so its own deletions change nothing.)
+    async fn job_deleted(&self, job: &Job) {
+        let Some(name) = job
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(LABEL_OPERATION))
+        else {
+            return;
+        };
+        let Some(repo) = self.inner.repo.backups() else {
+            return;
+        };
+        let why = "its Job was deleted before it finished".to_owned();
+        if let Some(id) = name.strip_prefix("restore-") {
+            if let Ok(id) = BackupId::new(id) {
+                self.restore_job_finished(&id, name, Err(why)).await;
+            }
+            return;
+        }
+        let Some(backup) = backup_of_job(&job.metadata) else {
+            return;
+        };
+        if let Ok(Some(record)) = repo.get_backup(&backup).await
+            && record.status == BackupStatus::Pending
+            && self.in_scope(&record.store_id)
+        {
+            let _ = self
+                .settle_backup(&record, BackupOutcome::Failed(why))
+                .await;
+        }
     }
 
     /// What the failed container of a Job's pod said last (its termination message).

@@ -203,25 +203,38 @@ impl Provisioner {
             context,
             &labels,
         )?;
-        self.transition(
-            id,
-            StoreStatus::Restoring,
-            Some(&format!("restoring backup {}", backup.id)),
-        )
-        .await?;
+        // Recorded as running first, so that a store never is `restoring` without a
+        // restore that the leader settles.
         match from {
             None => repo.insert_restore(&restore).await?,
             Some(from) => {
                 if !repo.update_restore(&restore, from).await? {
-                    // Started by someone else meanwhile: leave it to them.
-                    let _ = self.transition(id, StoreStatus::Ready, None).await;
                     return Err(Error::InvalidState {
                         id: id.clone(),
-                        status: StoreStatus::Restoring,
+                        status: store.status,
                         operation: "start a restore (it was started already)",
                     });
                 }
             }
+        }
+        if let Err(error) = self
+            .transition(
+                id,
+                StoreStatus::Restoring,
+                Some(&format!("restoring backup {}", backup.id)),
+            )
+            .await
+        {
+            let mut ended = restore.clone();
+            ended.status = RestoreStatus::Failed;
+            ended.token_hash = None;
+            ended.finished_at = Some(Timestamp::now());
+            ended.error = Some(format!(
+                "the store could not become restoring: {}",
+                super::error_chain(&error)
+            ));
+            let _ = repo.update_restore(&ended, RestoreStatus::Running).await;
+            return Err(error);
         }
         let started = self.create_job_objects(id, &name, &token, &labels, &manifests);
         if let Err(error) = started.await {
