@@ -357,18 +357,43 @@ async fn a_backup_runs_its_job_and_is_settled_by_it() {
         "{failed:?}"
     );
 
+    // A Job deleted before it finished fails its backup, saying so.
+    let held = cp.kubelet().unwrap().inject(
+        Fault::new(FaultKind::SlowStart(Duration::from_secs(30)))
+            .namespace(id.namespace())
+            .pod_name_prefix("backup-"),
+    );
+    let fourth = p.backup(&id, BackupKind::Manual).await.unwrap();
+    Api::<Job>::namespaced(h.client.clone(), &id.namespace())
+        .delete(
+            &format!("backup-{}", fourth.id),
+            &kube::api::DeleteParams::background(),
+        )
+        .await
+        .unwrap();
+    let failed_fourth = h.wait_for_backup(&fourth.id, BackupStatus::Failed).await;
+    assert!(
+        failed_fourth
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("deleted before it finished"),
+        "{failed_fourth:?}"
+    );
+    drop(held);
+
     // The store was never disturbed: still ready, no warning about its objects.
     let record = h.repo.get_store(&id).await.unwrap().unwrap();
     assert_eq!(record.status, StoreStatus::Ready);
     let warnings = h.warnings(&id).await;
     assert!(
-        !warnings.iter().any(|w| w.contains("was deleted")),
+        !warnings.iter().any(|w| w.contains("was deleted; restoring it")),
         "{warnings:?}"
     );
 
     // Deleting a settled backup forgets it; an unknown one is a clear not-found.
     p.delete_backup(&id, &failed.id).await.unwrap();
-    assert_eq!(p.list_backups(&id).await.unwrap().len(), 2);
+    assert_eq!(p.list_backups(&id).await.unwrap().len(), 3);
     let missing = p.delete_backup(&id, &failed.id).await.unwrap_err();
     assert!(matches!(missing, Error::BackupNotFound { .. }), "{missing}");
     let missing = p.get_backup(&id, &BackupId::generate()).await.unwrap_err();

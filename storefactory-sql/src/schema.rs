@@ -542,4 +542,43 @@ mod tests {
         assert_eq!(count("SELECT count(*) FROM store_events"), 0);
         assert_eq!(count("SELECT count(*) FROM event_feed"), 0);
     }
+
+    #[test]
+    fn version_8_admits_restoring_stores_and_keeps_every_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate(&mut conn, &path, &MIGRATIONS[..7]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (username, password_hash, role, max_stores, max_storage_gib, \
+             created_at, updated_at, password_changed_at) VALUES ('ann', 'h', 'user', 1, 1, 1, 1, 1);",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO stores (id, owner, name, status, host, storage_gib, blueprint, spec, \
+             created_at, updated_at) VALUES ('ab12', 'ann', 'Shop', 'suspended', 'h', 3, 'b', \
+             '{}', 1, 2)",
+            [],
+        )
+        .unwrap();
+        let refused = conn.execute("UPDATE stores SET status = 'restoring'", []);
+        assert!(refused.is_err(), "version 7 does not know restoring");
+        migrate(&mut conn, &path, MIGRATIONS).unwrap();
+        conn.execute("UPDATE stores SET status = 'restoring'", [])
+            .unwrap();
+        let (name, storage): (String, i64) = conn
+            .query_row(
+                "SELECT name, storage_gib FROM stores WHERE id = 'ab12'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((name.as_str(), storage), ("Shop", 3));
+        let bad = conn.execute(
+            "INSERT INTO backups (id, store_id, kind, status, created_at) \
+             VALUES ('x', 'ab12', 'hourly', 'pending', 1)",
+            [],
+        );
+        assert!(bad.is_err(), "kinds are checked");
+    }
 }
