@@ -387,7 +387,9 @@ async fn a_backup_runs_its_job_and_is_settled_by_it() {
     assert_eq!(record.status, StoreStatus::Ready);
     let warnings = h.warnings(&id).await;
     assert!(
-        !warnings.iter().any(|w| w.contains("was deleted; restoring it")),
+        !warnings
+            .iter()
+            .any(|w| w.contains("was deleted; restoring it")),
         "{warnings:?}"
     );
 
