@@ -447,28 +447,42 @@ async fn clone(
         let view = StoreView::new(&record);
         return output::print(ctx.output(), &view, || view.details());
     }
-    // Ready once provisioned; then the restore starts (here, as this command leads for
-    // the store), and the store is ready again once it ended.
+    // Ready once provisioned; then the restore starts (the leader's work, or this
+    // command's when it leads for the store), and the store is ready again once it ended.
     let deadline = tokio::time::Instant::now() + wait.timeout;
     let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
-    wait::until(&provisioner, &id, Target::Ready, left(), events).await?;
-    events = provisioner.subscribe();
-    provisioner.start_waiting_restore(&id).await;
-    let record = wait::until(&provisioner, &id, Target::Ready, left(), events).await?;
-    let ended = provisioner.get_restore(&id, &restore.id).await?;
-    match ended.status {
-        storefactory_core::backup::RestoreStatus::Completed => {
-            show_after_wait(ctx, &id, record.as_ref())
+    let mut record = wait::until(&provisioner, &id, Target::Ready, left(), events).await?;
+    loop {
+        events = provisioner.subscribe();
+        provisioner.start_waiting_restore(&id).await;
+        let now = provisioner.get_restore(&id, &restore.id).await?;
+        match now.status {
+            storefactory_core::backup::RestoreStatus::Completed => {
+                return show_after_wait(ctx, &id, record.as_ref());
+            }
+            storefactory_core::backup::RestoreStatus::Failed => {
+                return Err(Failure::new(
+                    Code::StoreFailed,
+                    format!(
+                        "the clone {id} was not restored: {}",
+                        now.error.unwrap_or_default()
+                    ),
+                )
+                .into());
+            }
+            _ if left().is_zero() => {
+                return Err(Failure::new(
+                    Code::Timeout,
+                    format!("the clone {id} was not restored within the timeout"),
+                )
+                .into());
+            }
+            _ => {
+                record = wait::until(&provisioner, &id, Target::Ready, left(), events).await?;
+                // Ready again at once: the restore has not begun; look again shortly.
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
         }
-        status => Err(Failure::new(
-            Code::StoreFailed,
-            format!(
-                "the clone {id} was not restored (restore {} is {status}{})",
-                restore.id,
-                ended.error.map(|e| format!(": {e}")).unwrap_or_default()
-            ),
-        )
-        .into()),
     }
 }
 

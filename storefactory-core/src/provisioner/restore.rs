@@ -101,7 +101,32 @@ impl Provisioner {
             .filter(|(old, new)| old != new);
         let restore =
             RestoreRecord::new(id.clone(), backup.id.clone(), RestoreStatus::Running, urls);
-        self.start_restore(&record, restore, &backup, None).await
+        self.start_restore_detached(record, restore, backup, None)
+            .await
+    }
+
+    /// [`Provisioner::start_restore`] in a task of its own: a caller that stops waiting (a
+    /// request's deadline, a command that returns) does not cut it off half-way, between
+    /// recording the restore, marking the store and creating the Job.
+    async fn start_restore_detached(
+        &self,
+        store: StoreRecord,
+        restore: RestoreRecord,
+        backup: BackupRecord,
+        from: Option<RestoreStatus>,
+    ) -> Result<RestoreRecord> {
+        let this = self.clone();
+        let id = store.id.clone();
+        let task =
+            tokio::spawn(async move { this.start_restore(&store, restore, &backup, from).await });
+        match task.await {
+            Ok(result) => result,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(_) => Err(Error::BackupsUnavailable {
+                id,
+                reason: "the restore could not be started (shutting down)".to_owned(),
+            }),
+        }
     }
 
     /// Creates a new store (`request`, checked against its owner's quota like any creation:
@@ -290,6 +315,27 @@ impl Provisioner {
             }
         }
         let id = &restore.store_id;
+        // Only a store this restore made `restoring` is moved on (one whose start was cut
+        // off before that is left as it is).
+        match self.inner.repo.get_store(id).await {
+            Ok(Some(store)) if store.status == StoreStatus::Restoring => {}
+            _ => {
+                if let Err(why) = &result {
+                    let _ = self
+                        .record(
+                            id,
+                            EventKind::Warning {
+                                message: format!(
+                                    "restoring backup {} did not start: {why}",
+                                    restore.backup_id
+                                ),
+                            },
+                        )
+                        .await;
+                }
+                return;
+            }
+        }
         let moved = match result {
             Ok(()) => {
                 let _ = self
@@ -462,10 +508,10 @@ impl Provisioner {
                 Err(_) => continue,
             };
             if let Err(error) = self
-                .start_restore(
-                    &store,
+                .start_restore_detached(
+                    store.clone(),
                     restore.clone(),
-                    &backup,
+                    backup,
                     Some(RestoreStatus::Waiting),
                 )
                 .await
