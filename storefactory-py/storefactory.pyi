@@ -4,7 +4,7 @@ Provisioner with blocking and asyncio APIs."""
 from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
 from os import PathLike
 from types import TracebackType
-from typing import Any, Literal, Optional, Union
+from typing import Any, List, Literal, Optional, Tuple, Union
 
 __version__: str
 DEFAULT_BLUEPRINT: str
@@ -212,6 +212,7 @@ StoreStatus = Literal[
     "suspended",
     "resuming",
     "updating",
+    "restoring",
 ]
 
 class Store:
@@ -264,6 +265,36 @@ class Credentials:
     password: str
     admin_url: str
 
+BackupKind = Literal["manual", "scheduled"]
+BackupStatus = Literal["pending", "completed", "failed"]
+RestoreStatus = Literal["waiting", "running", "completed", "failed"]
+
+class Backup:
+    """A backup of a store: its database and WordPress files, kept by the platform."""
+
+    id: str
+    store_id: str
+    kind: BackupKind
+    status: BackupStatus
+    size_bytes: Optional[int]
+    sha256: Optional[str]
+    created_at: float
+    finished_at: Optional[float]
+    error: Optional[str]
+
+class Restore:
+    """A restore of a backup into a store (a clone's waits for the clone to be ready)."""
+
+    id: str
+    store_id: str
+    backup_id: str
+    status: RestoreStatus
+    old_url: Optional[str]
+    new_url: Optional[str]
+    created_at: float
+    finished_at: Optional[float]
+    error: Optional[str]
+
 class EventStream(Iterator[Event], AsyncIterator[Event]):
     def __iter__(self) -> EventStream: ...
     def __next__(self) -> Event: ...
@@ -285,6 +316,7 @@ class Provisioner:
         ready_timeout: float = 900.0,
         concurrency: int = 16,
         paused_backend: Optional[str] = None,
+        backup_endpoint: Optional[str] = None,
     ) -> None: ...
     def create(
         self,
@@ -344,6 +376,30 @@ class Provisioner:
     ) -> Awaitable[Store]: ...
     def credentials(self, store_id: str) -> Credentials: ...
     def credentials_async(self, store_id: str) -> Awaitable[Credentials]: ...
+    def backup(self, store_id: str) -> Backup: ...
+    def backup_async(self, store_id: str) -> Awaitable[Backup]: ...
+    def backups(self, store_id: str) -> List[Backup]: ...
+    def backups_async(self, store_id: str) -> Awaitable[List[Backup]]: ...
+    def delete_backup(self, store_id: str, backup_id: str) -> Backup: ...
+    def delete_backup_async(self, store_id: str, backup_id: str) -> Awaitable[Backup]: ...
+    def restore(self, store_id: str, backup_id: str) -> Restore: ...
+    def restore_async(self, store_id: str, backup_id: str) -> Awaitable[Restore]: ...
+    def clone_store(
+        self,
+        source_id: str,
+        spec: StoreSpec,
+        *,
+        name: Optional[str] = None,
+        inputs: Optional[Mapping[str, str]] = None,
+    ) -> Tuple[Store, Restore]: ...
+    def clone_store_async(
+        self,
+        source_id: str,
+        spec: StoreSpec,
+        *,
+        name: Optional[str] = None,
+        inputs: Optional[Mapping[str, str]] = None,
+    ) -> Awaitable[Tuple[Store, Restore]]: ...
     def wait(
         self,
         store_id: str,

@@ -165,6 +165,23 @@ pub struct GlobalArgs {
     )]
     pub paused_backend: Option<storefactory_core::blueprint::PausedBackend>,
 
+    /// Where stores' backup and restore Jobs reach the platform, as
+    /// `<url>@<namespace>[:<port>]`: the base URL of the server's internal endpoints as seen
+    /// from store pods, and the platform's namespace and pod port (their NetworkPolicy lets
+    /// them reach it there; the URL's port by default), e.g.
+    /// `http://storefactory.storefactory.svc@storefactory:8080`. Every process (`serve`,
+    /// `backup create`, `store restore|clone`) must be given the same value. Unset: stores
+    /// cannot be backed up or restored.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "STOREFACTORY_BACKUP_ENDPOINT",
+        value_parser = parse_backup_endpoint,
+        value_name = "URL@NAMESPACE[:PORT]"
+    )]
+    pub backup_endpoint: Option<storefactory_core::backup::BackupEndpoint>,
+
     /// Output format: human-readable tables, or JSON / YAML for scripts.
     #[arg(
         short,
@@ -224,6 +241,11 @@ pub enum Command {
     /// Register, list and remove webhooks, and read their delivery logs.
     #[command(subcommand)]
     Webhook(crate::commands::webhook::WebhookCommand),
+
+    /// Back up stores, list and delete their backups (restore and clone are `store`
+    /// commands).
+    #[command(subcommand)]
+    Backup(crate::commands::backup::BackupCommand),
 }
 
 const SERVE_HELP: &str = "\
@@ -376,6 +398,63 @@ pub enum StoreCommand {
     /// Custom domains of a store: more hosts it answers on.
     #[command(subcommand)]
     Domain(crate::commands::domain::DomainCommand),
+
+    /// Restore a completed backup into a ready or failed store.
+    #[command(
+        long_about = "Restore a completed backup into a ready (or failed) store: the store is \
+                      `restoring` while a Job fetches the backup from the platform and \
+                      restores its database and files (a backup of another store has its \
+                      site URL rewritten to this store's), then `ready` again, or `failed` \
+                      with the reason. Needs a running server (it keeps the archives) and \
+                      --backup-endpoint. With --wait this command waits until the store is \
+                      ready.",
+        after_help = "Examples:\n  storefactory backup list ab12cd34\n  storefactory store restore ab12cd34 --backup k3j4h5g6f7d8 --wait"
+    )]
+    Restore {
+        /// The store restored into.
+        id: StoreId,
+        /// The backup (see `storefactory backup list`).
+        #[arg(long, value_name = "BACKUP")]
+        backup: storefactory_core::backup::BackupId,
+        /// Waiting.
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+
+    /// Create a new store from another's latest backup (a staging copy).
+    #[command(
+        long_about = "Create a new store from the latest completed backup of another: the new \
+                      store is created for --owner (whose quota applies: nothing is created \
+                      when it does not allow it) with the source's settings, provisioned, then \
+                      the backup is restored into it with its URLs rewritten to the new \
+                      store's host. It keeps the source's WordPress administrator. With --wait \
+                      this command waits until the restore ended and the clone is ready.",
+        after_help = "Examples:\n  storefactory store clone ab12cd34 --owner alice --name 'Staging' --wait"
+    )]
+    Clone {
+        /// The store cloned.
+        source: StoreId,
+        /// The id of the clone; generated when absent.
+        #[arg(long, value_name = "ID")]
+        id: Option<StoreId>,
+        /// Who owns the clone; the source's owner when absent.
+        #[arg(long, value_parser = convert::parse_username, value_name = "USER")]
+        owner: Option<String>,
+        /// A name for people; `<source name> (copy)` when absent.
+        #[arg(long, value_name = "TEXT")]
+        name: Option<String>,
+        /// The clone is reached at store-<id>.<domain>.
+        #[arg(
+            long,
+            env = "STOREFACTORY_STORE_DOMAIN",
+            default_value = "storefactory.local",
+            value_name = "DOMAIN"
+        )]
+        domain: String,
+        /// Waiting.
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
 }
 
 const CREATE_LONG: &str = "\
@@ -685,6 +764,12 @@ pub enum DbCommand {
         /// The new file; must not exist yet. `-` writes the copy to standard output.
         file: PathBuf,
     },
+}
+
+/// Parses `--backup-endpoint`.
+fn parse_backup_endpoint(text: &str) -> Result<storefactory_core::backup::BackupEndpoint, String> {
+    text.parse()
+        .map_err(|e: storefactory_core::error::ValidationError| e.message)
 }
 
 /// Parses `--paused-backend`.

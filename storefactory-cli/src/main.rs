@@ -90,6 +90,19 @@ impl Context {
         Ok(db.sealing_key(token_key.as_deref()).await?)
     }
 
+    /// Backups: where Jobs reach the platform (--backup-endpoint), and the server's
+    /// archives in their default place next to the database (deleting a backup removes its
+    /// archive there; a server given `--backup-dir` removes its own through its API).
+    pub fn backups(&self) -> storefactory_core::provisioner::BackupConfig {
+        storefactory_core::provisioner::BackupConfig {
+            endpoint: self.global.backup_endpoint.clone(),
+            archives: Some(storefactory_core::backup::ArchiveDir::new(
+                self.global.db.with_file_name("backups"),
+            )),
+            ..Default::default()
+        }
+    }
+
     /// Where a paused store's host is sent (--paused-backend).
     pub fn paused_backend(&self) -> Option<storefactory_core::blueprint::PausedBackend> {
         self.global.paused_backend.clone()
@@ -138,6 +151,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Doctor(args) => commands::doctor::run(&ctx, args).await,
         Command::Db(command) => commands::db::run(&ctx, command).await,
         Command::Webhook(command) => commands::webhook::run(&ctx, command).await,
+        Command::Backup(command) => commands::backup::run(&ctx, command).await,
     }
 }
 

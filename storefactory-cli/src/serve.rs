@@ -144,6 +144,24 @@ pub struct ServeArgs {
     #[arg(long, env = "STOREFACTORY_DELETED_STORE_RETENTION", default_value = "720h", value_parser = convert::parse_duration, value_name = "DURATION")]
     pub deleted_store_retention: Duration,
 
+    /// Where backup archives are kept: the platform's data volume. Default: a `backups`
+    /// folder next to the database.
+    #[arg(long, env = "STOREFACTORY_BACKUP_DIR", value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
+
+    /// Largest backup archive a store may hand over, in GiB.
+    #[arg(long, env = "STOREFACTORY_MAX_BACKUP_SIZE", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=4096), value_name = "GIB")]
+    pub max_backup_size: u64,
+
+    /// Take a backup of every ready store this often (e.g. 24h); never when unset.
+    #[arg(long, env = "STOREFACTORY_BACKUP_SCHEDULE", value_parser = convert::parse_duration, value_name = "DURATION")]
+    pub backup_schedule: Option<Duration>,
+
+    /// Scheduled backups kept per store; the oldest beyond are deleted (manual ones never
+    /// are).
+    #[arg(long, env = "STOREFACTORY_BACKUP_KEEP", default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=1000), value_name = "N")]
+    pub backup_keep: u64,
+
     /// Event streams one user may hold open at once.
     #[arg(
         long,
@@ -253,6 +271,15 @@ pub fn server_config(ctx: &Context, args: ServeArgs) -> Result<ServerConfig> {
     config.webhooks.max_per_user = args.max_webhooks_per_user;
     config.provisioner.leader = Some(ctx.leader());
     config.provisioner.paused_backend = ctx.paused_backend();
+    config.provisioner.backups = storefactory_core::provisioner::BackupConfig {
+        endpoint: ctx.global.backup_endpoint.clone(),
+        archives: args
+            .backup_dir
+            .map(storefactory_core::backup::ArchiveDir::new),
+        schedule: args.backup_schedule,
+        keep: usize::try_from(args.backup_keep).unwrap_or(usize::MAX),
+    };
+    config.max_backup_bytes = args.max_backup_size.saturating_mul(1024 * 1024 * 1024);
     Ok(config)
 }
 

@@ -1642,3 +1642,111 @@ async fn store_change_grows_the_volume_reseeds_and_refuses_a_smaller_size() {
 
     assert_eq!(cli.delete_and_wait(&id).await.status.code(), Some(0));
 }
+
+/// Backups from the command line: taken (the simulated kubelet runs no container, so the
+/// Job cannot hand anything over; the archive's arrival is what the server records), listed,
+/// a missing backup refused, and a clone made from a completed backup, restored and ready.
+#[tokio::test]
+async fn backups_restores_and_clones_from_the_command_line() {
+    let (client, cli) = admin_on_cluster().await;
+    let endpoint = "http://storefactory.storefactory.svc:8080@storefactory";
+    let id = StoreId::generate().to_string();
+    assert_eq!(cli.create_and_wait(&id, "2m").await.status.code(), Some(0));
+
+    let taken = cli
+        .json(&["backup", "create", &id, "--backup-endpoint", endpoint])
+        .await;
+    assert_eq!(taken["status"], "pending");
+    let listed = cli.json(&["backup", "list", &id]).await;
+    assert_eq!(listed[0]["id"], taken["id"]);
+    let table = cli.run(&["backup", "list", &id]).await;
+    assert!(stdout(&table).contains("SIZE"), "{}", stdout(&table));
+
+    // A backup that does not exist: exit 3, nothing changes.
+    let missing = cli
+        .run(&[
+            "store",
+            "restore",
+            &id,
+            "--backup",
+            "nosuchbackup",
+            "--backup-endpoint",
+            endpoint,
+        ])
+        .await;
+    assert_eq!(missing.status.code(), Some(3), "{}", stderr(&missing));
+    assert!(stderr(&missing).contains("backup nosuchbackup not found"));
+    // Nothing to clone from yet (the backup is pending): refused, nothing created.
+    let clone = StoreId::generate().to_string();
+    let refused = cli
+        .run(&[
+            "store",
+            "clone",
+            &id,
+            "--id",
+            &clone,
+            "--backup-endpoint",
+            endpoint,
+        ])
+        .await;
+    assert_ne!(refused.status.code(), Some(0));
+    assert!(
+        stderr(&refused).contains("no completed backup"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!namespace_exists(&client, &clone).await);
+
+    // As the server records an archive that arrived whole.
+    {
+        use storefactory_core::backup::{BackupId, BackupOutcome, BackupRepository};
+        let db = storefactory_sql::Database::open(cli.path("sf.db"))
+            .await
+            .unwrap();
+        let backup = BackupId::new(taken["id"].as_str().unwrap()).unwrap();
+        db.settle_backup(
+            &backup,
+            BackupOutcome::Completed {
+                size_bytes: 100,
+                sha256: "0".repeat(64),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let cloned = cli
+        .json(&[
+            "store",
+            "clone",
+            &id,
+            "--id",
+            &clone,
+            "--name",
+            "Staging",
+            "--backup-endpoint",
+            endpoint,
+            "--wait",
+            "--timeout",
+            "2m",
+        ])
+        .await;
+    assert_eq!(cloned["status"], "ready");
+    assert_eq!(cloned["name"], "Staging");
+    let events = cli.json(&["store", "get", &clone]).await;
+    assert!(
+        events.to_string().contains("restored"),
+        "the clone's history tells the restore: {events}"
+    );
+
+    let deleted = cli
+        .run(&["backup", "delete", &id, taken["id"].as_str().unwrap()])
+        .await;
+    assert_eq!(deleted.status.code(), Some(0), "{}", stderr(&deleted));
+    assert_eq!(
+        cli.json(&["backup", "list", &id]).await,
+        serde_json::json!([])
+    );
+    for store in [&id, &clone] {
+        assert_eq!(cli.delete_and_wait(store).await.status.code(), Some(0));
+    }
+}

@@ -294,6 +294,33 @@ pub enum Error {
         reason: String,
     },
 
+    /// No backup with this id (of this store).
+    #[error("backup {id} not found")]
+    BackupNotFound {
+        /// The id asked for.
+        id: String,
+    },
+
+    /// A backup's archive could not be read or removed on the platform's disk.
+    #[error("the archive of backup {id} cannot be read or removed")]
+    BackupArchive {
+        /// The backup.
+        id: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The store cannot be backed up or restored here: backups are not configured, its
+    /// repository keeps no backups, or its blueprint declares no backup Job.
+    #[error("store {id} cannot be backed up or restored: {reason}")]
+    BackupsUnavailable {
+        /// The store.
+        id: StoreId,
+        /// Why, for a person.
+        reason: String,
+    },
+
     /// The store's namespace exists but was not created for this store; it is left alone.
     #[error("namespace {namespace} already exists and does not belong to this store")]
     NamespaceTaken {
@@ -307,7 +334,10 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Invalid(_) => ErrorKind::Invalid,
-            Error::StoreNotFound { .. } | Error::UnknownBlueprint { .. } => ErrorKind::NotFound,
+            Error::StoreNotFound { .. }
+            | Error::UnknownBlueprint { .. }
+            | Error::BackupNotFound { .. } => ErrorKind::NotFound,
+            Error::BackupsUnavailable { .. } => ErrorKind::Conflict,
             Error::InvalidState { .. } | Error::CannotSuspend { .. } => ErrorKind::Conflict,
             Error::NamespaceTaken { .. } | Error::NamespaceLost { .. } => ErrorKind::Conflict,
             Error::Repository(error) => error.kind(),
@@ -317,7 +347,8 @@ impl Error {
             | Error::ReadBlueprintDir { .. }
             | Error::CompileTemplate { .. }
             | Error::RenderTemplate { .. }
-            | Error::ParseManifest { .. } => ErrorKind::Internal,
+            | Error::ParseManifest { .. }
+            | Error::BackupArchive { .. } => ErrorKind::Internal,
         }
     }
 

@@ -20,6 +20,7 @@
 //! # }
 //! ```
 
+pub mod backup;
 pub mod blueprint;
 pub mod change;
 pub mod error;

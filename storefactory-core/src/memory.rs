@@ -5,6 +5,10 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
+use crate::backup::{
+    BackupId, BackupOutcome, BackupRecord, BackupRepository, BackupStatus, RestoreRecord,
+    RestoreStatus,
+};
 use crate::error::RepositoryError;
 use crate::port::{DomainChange, Quota, StoreFilter, StoreRepository, Usage};
 use crate::spec::StoreId;
@@ -17,6 +21,8 @@ struct State {
     events: HashMap<StoreId, Vec<StoreEvent>>,
     quotas: HashMap<String, Quota>,
     feed: Vec<StoreEvent>,
+    backups: BTreeMap<BackupId, BackupRecord>,
+    restores: BTreeMap<BackupId, RestoreRecord>,
 }
 
 /// Keeps stores and events in memory; everything is lost when it is dropped.
@@ -316,6 +322,10 @@ impl StoreRepository for MemoryRepository {
         Ok(i64::try_from(self.lock().feed.len()).unwrap_or(i64::MAX))
     }
 
+    fn backups(&self) -> Option<&dyn BackupRepository> {
+        Some(self)
+    }
+
     async fn events(
         &self,
         id: &StoreId,
@@ -333,5 +343,100 @@ impl StoreRepository for MemoryRepository {
                     .collect()
             })
             .unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl BackupRepository for MemoryRepository {
+    async fn insert_backup(&self, record: &BackupRecord) -> Result<(), RepositoryError> {
+        self.lock()
+            .backups
+            .insert(record.id.clone(), record.clone());
+        Ok(())
+    }
+
+    async fn get_backup(&self, id: &BackupId) -> Result<Option<BackupRecord>, RepositoryError> {
+        Ok(self.lock().backups.get(id).cloned())
+    }
+
+    async fn list_backups(&self, store: &StoreId) -> Result<Vec<BackupRecord>, RepositoryError> {
+        let mut list: Vec<BackupRecord> = self
+            .lock()
+            .backups
+            .values()
+            .filter(|b| b.store_id == *store)
+            .cloned()
+            .collect();
+        list.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        Ok(list)
+    }
+
+    async fn pending_backups(&self) -> Result<Vec<BackupRecord>, RepositoryError> {
+        let mut list: Vec<BackupRecord> = self
+            .lock()
+            .backups
+            .values()
+            .filter(|b| b.status == BackupStatus::Pending)
+            .cloned()
+            .collect();
+        list.sort_by_key(|b| b.created_at);
+        Ok(list)
+    }
+
+    async fn settle_backup(
+        &self,
+        id: &BackupId,
+        outcome: BackupOutcome,
+    ) -> Result<Option<BackupRecord>, RepositoryError> {
+        let mut state = self.lock();
+        match state.backups.get_mut(id) {
+            Some(record) if record.status == BackupStatus::Pending => {
+                outcome.apply(record, Timestamp::now());
+                Ok(Some(record.clone()))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn delete_backup(&self, id: &BackupId) -> Result<bool, RepositoryError> {
+        Ok(self.lock().backups.remove(id).is_some())
+    }
+
+    async fn insert_restore(&self, record: &RestoreRecord) -> Result<(), RepositoryError> {
+        self.lock()
+            .restores
+            .insert(record.id.clone(), record.clone());
+        Ok(())
+    }
+
+    async fn get_restore(&self, id: &BackupId) -> Result<Option<RestoreRecord>, RepositoryError> {
+        Ok(self.lock().restores.get(id).cloned())
+    }
+
+    async fn open_restores(&self) -> Result<Vec<RestoreRecord>, RepositoryError> {
+        let mut list: Vec<RestoreRecord> = self
+            .lock()
+            .restores
+            .values()
+            .filter(|r| matches!(r.status, RestoreStatus::Waiting | RestoreStatus::Running))
+            .cloned()
+            .collect();
+        list.sort_by_key(|r| r.created_at);
+        Ok(list)
+    }
+
+    async fn update_restore(
+        &self,
+        record: &RestoreRecord,
+        from: RestoreStatus,
+    ) -> Result<bool, RepositoryError> {
+        let mut state = self.lock();
+        match state.restores.get_mut(&record.id) {
+            Some(current) if current.status == from => {
+                *current = record.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }

@@ -225,4 +225,10 @@ pub trait StoreRepository: Send + Sync + 'static {
 
     /// The position of the newest event of the feed (`0` when there is none).
     async fn feed_head(&self) -> Result<i64, RepositoryError>;
+
+    /// Where this repository keeps backup records, if it keeps them; `None` (the default)
+    /// means stores recorded here cannot be backed up.
+    fn backups(&self) -> Option<&dyn crate::backup::BackupRepository> {
+        None
+    }
 }

@@ -13,7 +13,8 @@ use crate::spec::{StoreId, StoreSpec};
 /// `initialized -> provisioning -> ready`, any of them `-> failed` (with a reason), and
 /// `-> deleting -> deleted` (or the record is removed). A ready store may be suspended and
 /// resumed: `ready -> suspending -> suspended -> resuming -> ready`, and changed:
-/// `ready -> updating -> ready` (or `failed`).
+/// `ready -> updating -> ready` (or `failed`). A backup is restored into a ready (or failed)
+/// store: `-> restoring -> ready` (or `failed`, with the reason).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StoreStatus {
@@ -41,11 +42,14 @@ pub enum StoreStatus {
     /// being applied; it becomes `ready` once its workloads report the change and its
     /// volumes have grown. Its data and passwords are kept.
     Updating,
+    /// A backup is being restored into it (its database and files are replaced); it is not
+    /// ready meanwhile. Keeps its Secrets: the backup's data is served with them.
+    Restoring,
 }
 
 impl StoreStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [StoreStatus; 10] = [
+    pub const ALL: [StoreStatus; 11] = [
         StoreStatus::Initialized,
         StoreStatus::Provisioning,
         StoreStatus::Ready,
@@ -56,6 +60,7 @@ impl StoreStatus {
         StoreStatus::Suspended,
         StoreStatus::Resuming,
         StoreStatus::Updating,
+        StoreStatus::Restoring,
     ];
 
     /// The lowercase name used in the API and the database.
@@ -71,6 +76,7 @@ impl StoreStatus {
             StoreStatus::Suspended => "suspended",
             StoreStatus::Resuming => "resuming",
             StoreStatus::Updating => "updating",
+            StoreStatus::Restoring => "restoring",
         }
     }
 
@@ -90,8 +96,10 @@ impl StoreStatus {
             (Initialized, Provisioning | Failed | Deleting)
                 | (Provisioning, Ready | Failed | Deleting)
                 // A ready store fails when its namespace vanished (its data is gone).
-                | (Ready, Deleting | Failed | Suspending | Updating)
-                | (Failed, Provisioning | Deleting)
+                | (Ready, Deleting | Failed | Suspending | Updating | Restoring)
+                | (Failed, Provisioning | Deleting | Restoring)
+                // A restore ends ready, or failed with the reason (partly restored).
+                | (Restoring, Ready | Failed | Deleting)
                 | (Deleting, Deleted)
                 // A suspend can be taken back before it finished.
                 | (Suspending, Suspended | Resuming | Deleting | Failed)
@@ -126,6 +134,7 @@ impl StoreStatus {
                 | StoreStatus::Suspended
                 | StoreStatus::Resuming
                 | StoreStatus::Updating
+                | StoreStatus::Restoring
         )
     }
 

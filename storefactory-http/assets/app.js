@@ -648,6 +648,8 @@ function renderActions(entry) {
   if (store.status === "ready") {
     actions.push(button("Change", () => openChange(entry), "plain small", `Change ${store.name}`));
     actions.push(button("Suspend", () => changeState(entry, "suspend"), "plain small", `Suspend ${store.name}`));
+    actions.push(button("Back up", () => takeBackup(entry), "plain small", `Back up ${store.name}`));
+    actions.push(button("Clone", () => cloneStore(entry), "plain small", `Clone ${store.name}`));
   }
   if (store.status === "ready" || store.status === "suspended") {
     actions.push(button("Domains", () => toggleDomains(entry), "plain small", `Custom domains of ${store.name}`));
@@ -806,6 +808,71 @@ async function removeDomain(entry, domain) {
   } catch (e) {
     renderDomains(entry, e.message);
   }
+}
+
+/** Starts a backup of a ready store; the details list it with its size once it is taken. */
+async function takeBackup(entry) {
+  try {
+    const backup = await api("POST", `/api/stores/${encodeURIComponent(entry.id)}/backups`);
+    announce(`Backup ${backup.id} of ${entry.store.name} started`);
+  } catch (e) {
+    showBanner(e.message);
+  }
+}
+
+/** A new store (a staging copy) from the store's latest completed backup. */
+async function cloneStore(entry) {
+  try {
+    const cloned = await api("POST", `/api/stores/${encodeURIComponent(entry.id)}/clone`, {});
+    announce(`Cloning ${entry.store.name} as ${cloned.store.name}`);
+    upsertCard(cloned.store, true);
+    follow(cloned.store.id);
+    refreshMe().catch(() => {});
+  } catch (e) {
+    showBanner(e.message);
+  }
+}
+
+function formatBytes(bytes) {
+  if (bytes == null) return "—";
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
+  if (bytes < 1024 * 1024 * 1024) return `${(bytes / 1048576).toFixed(1)} MiB`;
+  return `${(bytes / 1073741824).toFixed(1)} GiB`;
+}
+
+/** The store's backups in the details, newest first, each completed one restorable. */
+async function loadBackups(id) {
+  const list = $("detail-backups");
+  let backups;
+  try {
+    backups = (await api("GET", `/api/stores/${encodeURIComponent(id)}/backups`)).backups;
+  } catch (e) {
+    list.replaceChildren(el("li", { class: "error", text: e.message }));
+    return;
+  }
+  if (app.detail?.id !== id) return;
+  if (backups.length === 0) {
+    list.replaceChildren(el("li", { class: "muted", text: "No backups" }));
+    return;
+  }
+  list.replaceChildren(...backups.map((b) => {
+    const item = el("li", {}, el("strong", { text: b.id }),
+      ` — ${b.kind}, ${b.status}, ${formatBytes(b.size_bytes)}, ${formatTime(b.created_at)}`,
+      b.error ? ` — ${b.error}` : "");
+    if (b.status === "completed") {
+      item.append(" ", button("Restore", async () => {
+        try {
+          await api("POST", `/api/stores/${encodeURIComponent(id)}/restore`, { backup: b.id });
+          announce(`Restoring backup ${b.id}`);
+          follow(id);
+        } catch (e) {
+          showBanner(e.message);
+        }
+      }, "plain small", `Restore backup ${b.id}`));
+    }
+    return item;
+  }));
 }
 
 /** Suspends (no pod runs; data and passwords are kept) or resumes a store. */
@@ -996,6 +1063,7 @@ async function openDetail(id, opener) {
   app.detail = { id, controller, opener };
   $("detail-events").replaceChildren();
   $("detail-products").replaceChildren();
+  $("detail-backups").replaceChildren();
   $("detail-fields").replaceChildren();
   $("detail-title").textContent = "Loading…";
   dialog.showModal();
@@ -1029,6 +1097,7 @@ async function openDetail(id, opener) {
   for (const p of store.products) {
     products.append(el("li", {}, el("strong", { text: p.name }), ` — ${p.price}`, p.description ? ` — ${p.description}` : ""));
   }
+  loadBackups(id);
   readEvents(id, controller.signal, (event) => {
     if (app.detail?.id !== id) return;
     $("detail-events").append(eventItem(event));

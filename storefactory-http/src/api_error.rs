@@ -290,6 +290,9 @@ impl From<storefactory_core::Error> for ApiError {
         if let storefactory_core::Error::Repository(repository) = error {
             return repository.into();
         }
+        if let storefactory_core::Error::BackupNotFound { .. } = error {
+            return ApiError::NotFound(error.to_string());
+        }
         ApiError::of_kind(error.kind(), error.field(), Subject::Store, &error)
     }
 }

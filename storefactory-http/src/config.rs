@@ -157,6 +157,12 @@ pub struct ServerConfig {
 
     /// How webhooks behave: which targets are allowed, timeouts, retries, limits.
     pub webhooks: WebhookConfig,
+
+    /// Largest backup archive a store's Job may hand over, in bytes. Default 20 GiB.
+    /// (Where archives are kept, where Jobs reach the server and the schedule are in
+    /// [`ProvisionerConfig::backups`]; archives default to a `backups` folder next to the
+    /// database.)
+    pub max_backup_bytes: u64,
 }
 
 impl Default for ServerConfig {
@@ -191,6 +197,7 @@ impl Default for ServerConfig {
             cluster_call_timeout: Duration::from_secs(10),
             provisioner: ProvisionerConfig::default(),
             webhooks: WebhookConfig::default(),
+            max_backup_bytes: 20 * 1024 * 1024 * 1024,
         }
     }
 }
@@ -254,6 +261,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("cluster_call_timeout", &self.cluster_call_timeout)
             .field("provisioner", &self.provisioner)
             .field("webhooks", &self.webhooks)
+            .field("max_backup_bytes", &self.max_backup_bytes)
             .finish()
     }
 }

@@ -124,6 +124,7 @@ struct Inner {
     webhooks: WebhookConfig,
     /// Which store each custom domain is for, for the paused page.
     domains: crate::domains::DomainCache,
+    max_backup_bytes: u64,
 }
 
 /// The state every handler shares: the database, the Provisioner (once a cluster is
@@ -191,6 +192,12 @@ impl AppState {
                 operation: "record the webhook sealing key",
                 source,
             })?;
+        // Archives go next to the database unless configured: the platform's data volume.
+        if provisioner_config.backups.archives.is_none() {
+            provisioner_config.backups.archives = Some(storefactory_core::backup::ArchiveDir::new(
+                config.database.with_file_name("backups"),
+            ));
+        }
         let metrics = Metrics::new();
         provisioner_config.on_reconcile = Some(metrics.reconcile_hook());
         let cors_origins = config
@@ -266,6 +273,7 @@ impl AppState {
                 metrics,
                 webhooks: config.webhooks.clone(),
                 domains: crate::domains::DomainCache::default(),
+                max_backup_bytes: config.max_backup_bytes,
             }),
         };
         if let Some(client) = client {
@@ -440,6 +448,16 @@ impl AppState {
 
     pub(crate) fn cors_origins(&self) -> &[HeaderValue] {
         &self.inner.cors_origins
+    }
+
+    /// Where backup archives are kept.
+    pub(crate) fn archives(&self) -> Option<&storefactory_core::backup::ArchiveDir> {
+        self.inner.provisioner_config.backups.archives.as_ref()
+    }
+
+    /// Largest backup archive taken.
+    pub(crate) fn max_backup_bytes(&self) -> u64 {
+        self.inner.max_backup_bytes
     }
 
     pub(crate) fn max_body_bytes(&self) -> usize {

@@ -39,6 +39,8 @@ fn storefactory(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<records::PyStore>()?;
     m.add_class::<records::PyEvent>()?;
     m.add_class::<records::PyCredentials>()?;
+    m.add_class::<records::PyBackup>()?;
+    m.add_class::<records::PyRestore>()?;
     m.add_class::<webhooks::PyWebhook>()?;
     m.add_class::<webhooks::PyWebhookDelivery>()?;
     Ok(())

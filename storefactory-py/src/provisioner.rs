@@ -28,9 +28,10 @@ use tokio::time::Instant;
 use crate::blueprints::PyBlueprints;
 use crate::database::PyDatabase;
 use crate::error::{StoreFailed, WaitTimeout, exception, invalid, to_py};
-use crate::records::{PyCredentials, PyEvent, PyStore};
+use crate::records::{PyBackup, PyCredentials, PyEvent, PyRestore, PyStore};
 use crate::runtime::{awaitable, block_on, runtime};
 use crate::spec::{PyStoreSpec, change_from};
+use storefactory_core::backup::{BackupId, BackupKind};
 
 /// How long connecting to the API server may take before the cluster counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -314,6 +315,52 @@ async fn change(p: Provisioner, id: StoreId, change: StoreChange) -> PyResult<Py
         })
 }
 
+fn backup_id(text: &str) -> PyResult<BackupId> {
+    BackupId::new(text).map_err(to_py)
+}
+
+async fn backup(p: Provisioner, id: StoreId) -> PyResult<PyBackup> {
+    p.backup(&id, BackupKind::Manual)
+        .await
+        .map(PyBackup::from)
+        .map_err(to_py)
+}
+
+async fn backups(p: Provisioner, id: StoreId) -> PyResult<Vec<PyBackup>> {
+    let list = p.list_backups(&id).await.map_err(to_py)?;
+    Ok(list.into_iter().map(PyBackup::from).collect())
+}
+
+async fn delete_backup(p: Provisioner, id: StoreId, backup: BackupId) -> PyResult<PyBackup> {
+    p.delete_backup(&id, &backup)
+        .await
+        .map(PyBackup::from)
+        .map_err(to_py)
+}
+
+async fn restore(p: Provisioner, id: StoreId, backup: BackupId) -> PyResult<PyRestore> {
+    p.restore(&id, &backup)
+        .await
+        .map(PyRestore::from)
+        .map_err(to_py)
+}
+
+/// A clone keeps the source's WordPress administrator (in the restored database): its
+/// Secret is created with the source's user name and password, unless `inputs` choose.
+async fn clone_store(
+    p: Provisioner,
+    source: StoreId,
+    mut request: CreateStore,
+) -> PyResult<(PyStore, PyRestore)> {
+    let credentials = p.credentials(&source).await.map_err(to_py)?;
+    request.spec.wordpress.admin_user = credentials.username.clone();
+    if request.inputs.0.is_empty() {
+        request.inputs = SecretInputs::one("admin_password", credentials.password.clone());
+    }
+    let (store, restore) = p.clone_store(&source, request).await.map_err(to_py)?;
+    Ok((PyStore::from(store), PyRestore::from(restore)))
+}
+
 async fn credentials(p: Provisioner, id: StoreId) -> PyResult<PyCredentials> {
     p.credentials(&id)
         .await
@@ -330,6 +377,7 @@ impl PyProvisioner {
     #[pyo3(signature = (
         database, *, kubeconfig=None, context=None, blueprints=None, leader=true,
         lease_namespace="default", ready_timeout=900.0, concurrency=16, paused_backend=None,
+        backup_endpoint=None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -343,7 +391,14 @@ impl PyProvisioner {
         ready_timeout: f64,
         concurrency: usize,
         paused_backend: Option<&str>,
+        backup_endpoint: Option<&str>,
     ) -> PyResult<Self> {
+        let backup_endpoint = backup_endpoint
+            .map(|text| {
+                text.parse::<storefactory_core::backup::BackupEndpoint>()
+                    .map_err(|e| invalid("backup_endpoint", e.message))
+            })
+            .transpose()?;
         if concurrency == 0 {
             return Err(invalid("concurrency", "must be at least 1"));
         }
@@ -375,6 +430,14 @@ impl PyProvisioner {
                 .map(|key| SealingKey::derive(key.as_bytes()))
                 .unwrap_or_else(SealingKey::random),
             paused_backend,
+            backups: storefactory_core::provisioner::BackupConfig {
+                endpoint: backup_endpoint,
+                // The server's archives, in their default place next to the database.
+                archives: database.db.path().map(|p| {
+                    storefactory_core::backup::ArchiveDir::new(p.with_file_name("backups"))
+                }),
+                ..Default::default()
+            },
             ..ProvisionerConfig::default()
         };
         let provisioner = Provisioner::new(client, Arc::new(database.db.clone()), registry, config);
@@ -638,6 +701,112 @@ impl PyProvisioner {
             mysql_resources,
         )?;
         awaitable(py, change(self.provisioner.clone(), id, request))
+    }
+
+    /// Backs up a ready store now: a Job hands its database and files to the platform's
+    /// server (`backup_endpoint`), which keeps the archive. Returns the backup, `pending`;
+    /// `backups()` shows when it completed (or failed, with the reason). Raises `Conflict`
+    /// if the store is not ready or backups are not configured.
+    fn backup(&self, py: Python<'_>, store_id: &str) -> PyResult<PyBackup> {
+        block_on(
+            py,
+            backup(self.provisioner.clone(), self::store_id(store_id)?),
+        )
+    }
+
+    /// `backup`, awaitable.
+    fn backup_async<'py>(&self, py: Python<'py>, store_id: &str) -> PyResult<Bound<'py, PyAny>> {
+        awaitable(
+            py,
+            backup(self.provisioner.clone(), self::store_id(store_id)?),
+        )
+    }
+
+    /// The store's backups, newest first, with their size and times.
+    fn backups(&self, py: Python<'_>, store_id: &str) -> PyResult<Vec<PyBackup>> {
+        block_on(
+            py,
+            backups(self.provisioner.clone(), self::store_id(store_id)?),
+        )
+    }
+
+    /// `backups`, awaitable.
+    fn backups_async<'py>(&self, py: Python<'py>, store_id: &str) -> PyResult<Bound<'py, PyAny>> {
+        awaitable(
+            py,
+            backups(self.provisioner.clone(), self::store_id(store_id)?),
+        )
+    }
+
+    /// Deletes a completed or failed backup (its archive and record). Raises `NotFound`,
+    /// or `Conflict` while it is pending.
+    fn delete_backup(&self, py: Python<'_>, store_id: &str, backup_id: &str) -> PyResult<PyBackup> {
+        let (id, backup) = (self::store_id(store_id)?, self::backup_id(backup_id)?);
+        block_on(py, delete_backup(self.provisioner.clone(), id, backup))
+    }
+
+    /// `delete_backup`, awaitable.
+    fn delete_backup_async<'py>(
+        &self,
+        py: Python<'py>,
+        store_id: &str,
+        backup_id: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (id, backup) = (self::store_id(store_id)?, self::backup_id(backup_id)?);
+        awaitable(py, delete_backup(self.provisioner.clone(), id, backup))
+    }
+
+    /// Restores a completed backup (of this store or another, whose URL is then rewritten)
+    /// into a ready or failed store: it is `restoring` until the restore Job ended, then
+    /// `ready` (`wait(store_id)`), or `failed` with the reason. Raises `NotFound` for a
+    /// backup that does not exist, `Conflict` when the store or backup cannot be used.
+    fn restore(&self, py: Python<'_>, store_id: &str, backup_id: &str) -> PyResult<PyRestore> {
+        let (id, backup) = (self::store_id(store_id)?, self::backup_id(backup_id)?);
+        block_on(py, restore(self.provisioner.clone(), id, backup))
+    }
+
+    /// `restore`, awaitable.
+    fn restore_async<'py>(
+        &self,
+        py: Python<'py>,
+        store_id: &str,
+        backup_id: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (id, backup) = (self::store_id(store_id)?, self::backup_id(backup_id)?);
+        awaitable(py, restore(self.provisioner.clone(), id, backup))
+    }
+
+    /// A new store (`spec`, its owner's quota checked: `QuotaExceeded`, nothing created)
+    /// from the latest completed backup of `source_id`: provisioned, then restored with its
+    /// URLs rewritten to its own. It keeps the source's WordPress administrator. Returns the
+    /// new store and its waiting restore.
+    #[pyo3(signature = (source_id, spec, *, name=None, inputs=None))]
+    fn clone_store(
+        &self,
+        py: Python<'_>,
+        source_id: &str,
+        spec: &PyStoreSpec,
+        name: Option<String>,
+        inputs: Option<std::collections::BTreeMap<String, String>>,
+    ) -> PyResult<(PyStore, PyRestore)> {
+        let request = Self::create_request(spec, name, None, inputs);
+        let source = self::store_id(source_id)?;
+        block_on(py, clone_store(self.provisioner.clone(), source, request))
+    }
+
+    /// `clone_store`, awaitable.
+    #[pyo3(signature = (source_id, spec, *, name=None, inputs=None))]
+    fn clone_store_async<'py>(
+        &self,
+        py: Python<'py>,
+        source_id: &str,
+        spec: &PyStoreSpec,
+        name: Option<String>,
+        inputs: Option<std::collections::BTreeMap<String, String>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let request = Self::create_request(spec, name, None, inputs);
+        let source = self::store_id(source_id)?;
+        awaitable(py, clone_store(self.provisioner.clone(), source, request))
     }
 
     /// How the owner logs in to the store, read from its Secret in the cluster.

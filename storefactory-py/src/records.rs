@@ -203,3 +203,102 @@ impl PyCredentials {
         )
     }
 }
+
+/// A backup of a store: its database and WordPress files, as one archive kept by the
+/// platform. Times in seconds since the epoch.
+#[pyclass(name = "Backup", module = "storefactory", frozen, get_all)]
+pub struct PyBackup {
+    /// Its id.
+    id: String,
+    /// The store it is a backup of.
+    store_id: String,
+    /// `manual` or `scheduled`.
+    kind: &'static str,
+    /// `pending`, `completed` or `failed`.
+    status: &'static str,
+    /// Size of the archive in bytes, once completed.
+    size_bytes: Option<u64>,
+    /// SHA-256 of the archive, once completed.
+    sha256: Option<String>,
+    /// When it was asked for.
+    created_at: f64,
+    /// When it completed or failed.
+    finished_at: Option<f64>,
+    /// Why it failed.
+    error: Option<String>,
+}
+
+impl From<storefactory_core::backup::BackupRecord> for PyBackup {
+    fn from(b: storefactory_core::backup::BackupRecord) -> Self {
+        PyBackup {
+            id: b.id.to_string(),
+            store_id: b.store_id.to_string(),
+            kind: b.kind.as_str(),
+            status: b.status.as_str(),
+            size_bytes: b.size_bytes,
+            sha256: b.sha256,
+            created_at: seconds(b.created_at),
+            finished_at: b.finished_at.map(seconds),
+            error: b.error,
+        }
+    }
+}
+
+#[pymethods]
+impl PyBackup {
+    fn __repr__(&self) -> String {
+        format!(
+            "Backup(id={:?}, store_id={:?}, status={:?}, size_bytes={:?})",
+            self.id, self.store_id, self.status, self.size_bytes
+        )
+    }
+}
+
+/// A restore of a backup into a store. Times in seconds since the epoch.
+#[pyclass(name = "Restore", module = "storefactory", frozen, get_all)]
+pub struct PyRestore {
+    /// Its id.
+    id: String,
+    /// The store restored into.
+    store_id: String,
+    /// The backup restored.
+    backup_id: String,
+    /// `waiting`, `running`, `completed` or `failed`.
+    status: &'static str,
+    /// The site URL rewritten from (a clone, or another store's backup).
+    old_url: Option<String>,
+    /// The site URL rewritten to.
+    new_url: Option<String>,
+    /// When it was asked for.
+    created_at: f64,
+    /// When it completed or failed.
+    finished_at: Option<f64>,
+    /// Why it failed.
+    error: Option<String>,
+}
+
+impl From<storefactory_core::backup::RestoreRecord> for PyRestore {
+    fn from(r: storefactory_core::backup::RestoreRecord) -> Self {
+        PyRestore {
+            id: r.id.to_string(),
+            store_id: r.store_id.to_string(),
+            backup_id: r.backup_id.to_string(),
+            status: r.status.as_str(),
+            old_url: r.old_url,
+            new_url: r.new_url,
+            created_at: seconds(r.created_at),
+            finished_at: r.finished_at.map(seconds),
+            error: r.error,
+        }
+    }
+}
+
+#[pymethods]
+impl PyRestore {
+    fn __repr__(&self) -> String {
+        format!(
+            "Restore(id={:?}, store_id={:?}, backup_id={:?}, status={:?})",
+            self.id, self.store_id, self.backup_id, self.status
+        )
+    }
+}

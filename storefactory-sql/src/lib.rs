@@ -27,6 +27,7 @@
 //! written by a newer version is refused rather than misread.
 
 mod audit;
+mod backups;
 mod db;
 pub mod error;
 mod keys;

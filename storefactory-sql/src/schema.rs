@@ -241,8 +241,73 @@ CREATE INDEX stores_settled ON stores (status, updated_at);
 CREATE INDEX stores_host ON stores (host);
 "#;
 
+/// Version 10: backups of stores and restores into them, and the store status `restoring`.
+///
+/// No foreign key from `backups` to `stores`: a backup outlives the record of its store (it
+/// can be restored into another store). Tokens' hashes are kept only while a backup or
+/// restore runs. `stores` is rebuilt as in version 7 (SQLite cannot change a CHECK
+/// constraint in place), its status admitting `restoring`, with every index again.
+const V10: &str = r#"
+CREATE TABLE backups (
+    id          TEXT PRIMARY KEY NOT NULL,
+    store_id    TEXT NOT NULL,
+    kind        TEXT NOT NULL CHECK (kind IN ('manual', 'scheduled')),
+    status      TEXT NOT NULL CHECK (status IN ('pending', 'completed', 'failed')),
+    size_bytes  INTEGER CHECK (size_bytes >= 0),
+    sha256      TEXT,
+    created_at  INTEGER NOT NULL,
+    finished_at INTEGER,
+    error       TEXT,
+    token_hash  TEXT,
+    site_url    TEXT
+) STRICT;
+CREATE INDEX backups_store ON backups (store_id, created_at);
+CREATE INDEX backups_pending ON backups (status, created_at) WHERE status = 'pending';
+CREATE TABLE restores (
+    id          TEXT PRIMARY KEY NOT NULL,
+    store_id    TEXT NOT NULL,
+    backup_id   TEXT NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN ('waiting', 'running', 'completed', 'failed')),
+    old_url     TEXT,
+    new_url     TEXT,
+    created_at  INTEGER NOT NULL,
+    finished_at INTEGER,
+    error       TEXT,
+    token_hash  TEXT
+) STRICT;
+CREATE INDEX restores_store ON restores (store_id, created_at);
+CREATE INDEX restores_open ON restores (status, created_at) WHERE status IN ('waiting', 'running');
+CREATE TABLE stores_v10 (
+    pos           INTEGER PRIMARY KEY AUTOINCREMENT,
+    id            TEXT NOT NULL UNIQUE,
+    owner         TEXT NOT NULL REFERENCES users (username) ON DELETE RESTRICT,
+    name          TEXT NOT NULL,
+    status        TEXT NOT NULL CHECK (status IN
+                      ('initialized', 'provisioning', 'ready', 'failed', 'deleting', 'deleted',
+                       'suspending', 'suspended', 'resuming', 'updating', 'restoring')),
+    reason        TEXT,
+    host          TEXT NOT NULL,
+    storage_gib   INTEGER NOT NULL CHECK (storage_gib >= 0),
+    blueprint     TEXT NOT NULL,
+    spec          TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL,
+    namespace_uid TEXT,
+    sealed_inputs TEXT
+) STRICT;
+INSERT INTO stores_v10 (pos, id, owner, name, status, reason, host, storage_gib, blueprint, spec,
+                       created_at, updated_at, namespace_uid, sealed_inputs)
+    SELECT pos, id, owner, name, status, reason, host, storage_gib, blueprint, spec,
+           created_at, updated_at, namespace_uid, sealed_inputs FROM stores;
+DROP TABLE stores;
+ALTER TABLE stores_v10 RENAME TO stores;
+CREATE INDEX stores_owner_usage ON stores (owner, status, storage_gib);
+CREATE INDEX stores_settled ON stores (status, updated_at);
+CREATE INDEX stores_host ON stores (host);
+"#;
+
 /// Every migration, in order; the schema version of a database is how many were applied.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
 
 /// The schema version this build creates and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -601,7 +666,7 @@ mod tests {
                 .unwrap()
         };
         let before = indexes(&conn);
-        migrate(&mut conn, &path, MIGRATIONS).unwrap();
+        migrate(&mut conn, &path, &MIGRATIONS[..9]).unwrap();
         assert_eq!(version(&conn), 9);
         assert_eq!(indexes(&conn), before);
         assert!(before.contains(&"stores_host".to_owned()), "{before:?}");
@@ -621,5 +686,65 @@ mod tests {
             0,
             "the cascade still holds"
         );
+    }
+
+    #[test]
+    fn version_10_admits_restoring_stores_and_keeps_every_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate(&mut conn, &path, &MIGRATIONS[..9]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (username, password_hash, role, max_stores, max_storage_gib, \
+             created_at, updated_at, password_changed_at) VALUES ('ann', 'h', 'user', 1, 1, 1, 1, 1);",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO stores (id, owner, name, status, host, storage_gib, blueprint, spec, \
+             created_at, updated_at) VALUES ('ab12', 'ann', 'Shop', 'suspended', 'h', 3, 'b', \
+             '{}', 1, 2)",
+            [],
+        )
+        .unwrap();
+        let refused = conn.execute("UPDATE stores SET status = 'restoring'", []);
+        assert!(refused.is_err(), "version 9 does not know restoring");
+        let indexes = |conn: &Connection| -> Vec<String> {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'stores' \
+                     AND sql IS NOT NULL ORDER BY name",
+                )
+                .unwrap();
+            stmt.query_map([], |row| row.get(0))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        let before = indexes(&conn);
+        migrate(&mut conn, &path, MIGRATIONS).unwrap();
+        assert_eq!(version(&conn), 10);
+        assert_eq!(
+            indexes(&conn),
+            before,
+            "the rebuilt table has the same indexes"
+        );
+        conn.execute("UPDATE stores SET status = 'updating'", [])
+            .unwrap();
+        conn.execute("UPDATE stores SET status = 'restoring'", [])
+            .unwrap();
+        let (name, storage): (String, i64) = conn
+            .query_row(
+                "SELECT name, storage_gib FROM stores WHERE id = 'ab12'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((name.as_str(), storage), ("Shop", 3));
+        let bad = conn.execute(
+            "INSERT INTO backups (id, store_id, kind, status, created_at) \
+             VALUES ('x', 'ab12', 'hourly', 'pending', 1)",
+            [],
+        );
+        assert!(bad.is_err(), "kinds are checked");
     }
 }

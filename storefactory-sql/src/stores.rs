@@ -925,4 +925,8 @@ impl StoreRepository for Database {
         .await
         .map_err(|e| e.into_repository("read the feed head"))
     }
+
+    fn backups(&self) -> Option<&dyn storefactory_core::backup::BackupRepository> {
+        Some(self)
+    }
 }

@@ -471,7 +471,7 @@ mod tests {
         assert_eq!(
             holding_statuses(),
             "'initialized','provisioning','ready','failed','deleting','suspending','suspended',\
-             'resuming','updating'"
+             'resuming','updating','restoring'"
         );
     }
 }

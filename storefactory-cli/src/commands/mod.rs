@@ -1,5 +1,6 @@
 //! One module per command group.
 
+pub mod backup;
 pub mod blueprint;
 pub mod db;
 pub mod doctor;

@@ -51,6 +51,15 @@ pub async fn run(ctx: &Context, command: StoreCommand) -> Result<()> {
             show_after_wait(ctx, &id, record.as_ref())
         }
         StoreCommand::Domain(command) => crate::commands::domain::run(ctx, command).await,
+        StoreCommand::Restore { id, backup, wait } => restore(ctx, &id, &backup, &wait).await,
+        StoreCommand::Clone {
+            source,
+            id,
+            owner,
+            name,
+            domain,
+            wait,
+        } => clone(ctx, &source, id, owner, name, &domain, &wait).await,
         StoreCommand::Credentials { id } => {
             let db = ctx.db().await?;
             let provisioner = provisioner(ctx, &db, &id).await?;
@@ -152,6 +161,7 @@ pub(crate) async fn provisioner(ctx: &Context, db: &Database, id: &StoreId) -> R
             leader: Some(ctx.leader()),
             paused_backend: ctx.paused_backend(),
             sealing_key,
+            backups: ctx.backups(),
             ..ProvisionerConfig::default()
         },
     ))
@@ -452,6 +462,123 @@ async fn change(ctx: &Context, args: ChangeArgs) -> Result<()> {
     .await;
     let record = finish(&provisioner, &db, id, &args.wait, Target::Ready, events).await?;
     show_after_wait(ctx, id, record.as_ref())
+}
+
+async fn restore(
+    ctx: &Context,
+    id: &StoreId,
+    backup: &storefactory_core::backup::BackupId,
+    wait: &WaitArgs,
+) -> Result<()> {
+    let db = ctx.db().await?;
+    let provisioner = provisioner(ctx, &db, id).await?;
+    let events = provisioner.subscribe();
+    let restore = provisioner.restore(id, backup).await?;
+    audit(
+        &db,
+        "store.restore",
+        id,
+        format!("backup {backup} via command line"),
+    )
+    .await;
+    if !wait.wait {
+        return output::print(ctx.output(), &restore, || {
+            format!(
+                "restoring backup {backup} into store {id} (restore {}); \
+                 `storefactory store wait {id}` follows it\n",
+                restore.id
+            )
+        });
+    }
+    let record = wait::until(&provisioner, id, Target::Ready, wait.timeout, events).await?;
+    show_after_wait(ctx, id, record.as_ref())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn clone(
+    ctx: &Context,
+    source: &StoreId,
+    id: Option<StoreId>,
+    owner: Option<String>,
+    name: Option<String>,
+    domain: &str,
+    wait: &WaitArgs,
+) -> Result<()> {
+    let db = ctx.db().await?;
+    let Some(source_record) = db.get_store(source).await? else {
+        return Err(Failure::new(Code::NotFound, format!("store {source} not found")).into());
+    };
+    let id = id.unwrap_or_else(StoreId::generate);
+    let owner = owner.unwrap_or_else(|| source_record.owner.clone());
+    if db.get_user(&owner).await?.is_none() {
+        return Err(Failure::new(Code::NotFound, format!("user {owner:?} does not exist")).into());
+    }
+    let provisioner = provisioner(ctx, &db, &id).await?;
+    // The clone keeps the source's WordPress administrator: they are in the restored
+    // database, so the clone's Secret is created with them.
+    let credentials = provisioner.credentials(source).await?;
+    let mut spec = source_record.spec.clone();
+    spec.id = id.clone();
+    spec.owner = owner;
+    spec.ingress.host = format!("{}.{}", id.namespace(), domain.trim().to_ascii_lowercase());
+    spec.wordpress.admin_user = credentials.username.clone();
+    let request = CreateStore {
+        spec,
+        name: name.unwrap_or_else(|| format!("{} (copy)", source_record.name)),
+        blueprint: Some(source_record.blueprint.clone()),
+        inputs: SecretInputs::one("admin_password", credentials.password.clone()),
+    };
+    let mut events = provisioner.subscribe();
+    let (record, restore) = provisioner.clone_store(source, request).await?;
+    audit(
+        &db,
+        "store.clone",
+        &id,
+        format!("from store {source} via command line"),
+    )
+    .await;
+    if !wait.wait {
+        reconcile_once(&provisioner, &id).await?;
+        let view = StoreView::new(&record);
+        return output::print(ctx.output(), &view, || view.details());
+    }
+    // Ready once provisioned; then the restore starts (the leader's work, or this
+    // command's when it leads for the store), and the store is ready again once it ended.
+    let deadline = tokio::time::Instant::now() + wait.timeout;
+    let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
+    let mut record = wait::until(&provisioner, &id, Target::Ready, left(), events).await?;
+    loop {
+        events = provisioner.subscribe();
+        provisioner.start_waiting_restore(&id).await;
+        let now = provisioner.get_restore(&id, &restore.id).await?;
+        match now.status {
+            storefactory_core::backup::RestoreStatus::Completed => {
+                return show_after_wait(ctx, &id, record.as_ref());
+            }
+            storefactory_core::backup::RestoreStatus::Failed => {
+                return Err(Failure::new(
+                    Code::StoreFailed,
+                    format!(
+                        "the clone {id} was not restored: {}",
+                        now.error.unwrap_or_default()
+                    ),
+                )
+                .into());
+            }
+            _ if left().is_zero() => {
+                return Err(Failure::new(
+                    Code::Timeout,
+                    format!("the clone {id} was not restored within the timeout"),
+                )
+                .into());
+            }
+            _ => {
+                record = wait::until(&provisioner, &id, Target::Ready, left(), events).await?;
+                // Ready again at once: the restore has not begun; look again shortly.
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    }
 }
 
 /// After a command changed the store: with --wait, follows `events` (subscribed before the

@@ -141,6 +141,19 @@ pub struct CredentialsSpec {
     pub path: String,
 }
 
+/// A Job the engine renders on demand (a backup, a restore) from a template of the
+/// blueprint's `jobs/` folder, which is not part of the store's own objects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperationJob {
+    /// The template, e.g. `jobs/backup.yaml.hbs`. Besides what store templates see, it
+    /// sees `job`: `id`, `name` (of every object it renders, and of the Job), `token_secret`
+    /// (a Secret the engine creates, key `token`), `url` (where the Job hands over or
+    /// fetches the archive) and `platform` (`namespace`, `port`: what its NetworkPolicy
+    /// must let it reach).
+    pub template: String,
+}
+
 /// The lifecycle a blueprint declares.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -161,6 +174,15 @@ pub struct Lifecycle {
     /// suspended.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub suspend: Vec<SuspendWorkload>,
+    /// How a store is backed up: a Job that hands its data to the platform. A blueprint
+    /// without one cannot be backed up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<OperationJob>,
+    /// How a backup is restored into a store: a Job that fetches it from the platform. Its
+    /// template also sees `job.backup` (`id`, `sha256`) and `job.old_url`/`job.new_url` (a
+    /// rewrite of the site's URL, empty when there is none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<OperationJob>,
 }
 
 /// Longest generated password.

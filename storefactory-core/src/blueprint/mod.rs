@@ -41,6 +41,8 @@ pub const DEFAULT_BLUEPRINT: &str = "woocommerce";
 const METADATA_FILE: &str = "blueprint.yaml";
 const TEMPLATE_SUFFIX: &str = ".yaml.hbs";
 const FILES_DIR: &str = "files/";
+/// Templates rendered on demand (lifecycle.backup, ...), not with the store.
+const JOBS_DIR: &str = "jobs/";
 
 static EMBEDDED: &[(&str, &str, &str)] =
     include!(concat!(env!("OUT_DIR"), "/embedded_blueprints.rs"));
@@ -104,6 +106,8 @@ pub struct Blueprint {
     name: String,
     meta: BlueprintMeta,
     templates: Vec<(String, String)>,
+    /// Templates under `jobs/`, rendered on demand.
+    jobs: Vec<(String, String)>,
     files: BTreeMap<String, String>,
 }
 
@@ -126,6 +130,7 @@ impl Blueprint {
         }
         let mut meta = None;
         let mut templates = Vec::new();
+        let mut jobs = Vec::new();
         let mut data = BTreeMap::new();
         for (path, contents) in files {
             let path: String = path.into();
@@ -145,7 +150,11 @@ impl Blueprint {
                         )));
                     }
                 }
-                templates.push((path, contents));
+                if path.starts_with(JOBS_DIR) {
+                    jobs.push((path, contents));
+                } else {
+                    templates.push((path, contents));
+                }
             }
         }
         let meta = meta.ok_or_else(|| load_error(format!("{METADATA_FILE} is missing")))?;
@@ -155,11 +164,26 @@ impl Blueprint {
         if templates.is_empty() {
             return Err(load_error(format!("no {TEMPLATE_SUFFIX} templates")));
         }
+        for (field, job) in [
+            ("backup", &meta.lifecycle.backup),
+            ("restore", &meta.lifecycle.restore),
+        ] {
+            if let Some(job) = job
+                && !jobs.iter().any(|(path, _)| *path == job.template)
+            {
+                return Err(load_error(format!(
+                    "{METADATA_FILE}: lifecycle.{field} names {}, which is not a template \
+                     under {JOBS_DIR}",
+                    job.template
+                )));
+            }
+        }
         templates.sort();
         Ok(Blueprint {
             name: name.to_owned(),
             meta,
             templates,
+            jobs,
             files: data,
         })
     }
@@ -237,6 +261,15 @@ mod value_helpers {
     handlebars_helper!(base64: |value: str| {
         ::base64::engine::general_purpose::STANDARD.encode(value)
     });
+    // `{{concat a "-" b}}`: the values' text joined, e.g. a name derived from another.
+    handlebars_helper!(concat: |*args| {
+        args.iter()
+            .map(|v| match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect::<String>()
+    });
     handlebars_helper!(json: |value: Json| {
         serde_json::to_string(value).unwrap_or_default()
     });
@@ -289,13 +322,14 @@ impl fmt::Debug for BlueprintRegistry {
 }
 
 impl BlueprintRegistry {
-    /// A registry without blueprints, with the built-in helpers `base64` and `json`.
+    /// A registry without blueprints, with the built-in helpers `base64`, `json`, `concat` and `int`.
     pub fn empty() -> Self {
         let mut handlebars = Handlebars::new();
         handlebars.set_strict_mode(true);
         handlebars.register_escape_fn(yaml::quote_scalar);
         handlebars.register_helper("base64", Box::new(value_helpers::base64));
         handlebars.register_helper("json", Box::new(value_helpers::json));
+        handlebars.register_helper("concat", Box::new(value_helpers::concat));
         handlebars.register_helper("int", Box::new(IntHelper));
         BlueprintRegistry {
             handlebars,
@@ -339,12 +373,12 @@ impl BlueprintRegistry {
     /// Adds or replaces a blueprint, compiling its templates.
     pub fn register_blueprint(&mut self, blueprint: Blueprint) -> Result<()> {
         if let Some(old) = self.blueprints.remove(blueprint.name()) {
-            for (template, _) in &old.templates {
+            for (template, _) in old.templates.iter().chain(&old.jobs) {
                 self.handlebars
                     .unregister_template(&template_key(old.name(), template));
             }
         }
-        for (template, source) in &blueprint.templates {
+        for (template, source) in blueprint.templates.iter().chain(&blueprint.jobs) {
             let key = template_key(blueprint.name(), template);
             self.handlebars
                 .register_template_string(&key, source)
@@ -438,6 +472,59 @@ impl BlueprintRegistry {
             scale_to_zero(blueprint, &mut manifests)?;
         }
         check_volume_quota(blueprint, spec, &manifests)?;
+        Ok(manifests)
+    }
+
+    /// Renders the objects of an on-demand Job of blueprint `name` (a template under
+    /// `jobs/`, e.g. the one `lifecycle.backup` names) for the store `spec`: templates see
+    /// what store templates see, plus `job` (see [`lifecycle::OperationJob`]). Every object
+    /// is placed in the store's namespace and carries the store's labels, plus `extra_labels`.
+    pub fn render_job(
+        &self,
+        name: &str,
+        template: &str,
+        spec: &StoreSpec,
+        job: serde_json::Value,
+        extra_labels: &BTreeMap<String, String>,
+    ) -> Result<Vec<Manifest>> {
+        let blueprint = self.get(name)?;
+        if !blueprint.jobs.iter().any(|(path, _)| path == template) {
+            return Err(Error::LoadBlueprint {
+                name: name.to_owned(),
+                message: format!("no template {template} under {JOBS_DIR}"),
+            });
+        }
+        let mut context = render_context(blueprint, spec)?;
+        context["job"] = job;
+        let key = template_key(blueprint.name(), template);
+        let rendered =
+            self.handlebars
+                .render(&key, &context)
+                .map_err(|e| Error::RenderTemplate {
+                    template: key.clone(),
+                    source: Box::new(e),
+                })?;
+        let parse_error = |message: String| Error::ParseManifest {
+            template: key.clone(),
+            message,
+        };
+        let namespace = spec.namespace();
+        let mut labels = store_labels(spec, blueprint.name());
+        labels.extend(extra_labels.clone());
+        let mut manifests = Vec::new();
+        for document in yaml::parse_documents(&rendered).map_err(parse_error)? {
+            let mut manifest = Manifest::from_value(document).map_err(parse_error)?;
+            check_placement(&manifest, &namespace).map_err(parse_error)?;
+            if !manifest.is_namespaced() {
+                return Err(parse_error(format!(
+                    "{}: a Job's objects live in the store's namespace",
+                    manifest.describe()
+                )));
+            }
+            manifest.add_labels(&labels);
+            manifests.push(manifest);
+        }
+        manifests.sort_by_key(Manifest::apply_rank);
         Ok(manifests)
     }
 

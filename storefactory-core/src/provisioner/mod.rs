@@ -34,6 +34,7 @@ use crate::spec::{StoreId, StoreSpec};
 use crate::store::StoreEvent;
 
 mod apply;
+mod backup;
 mod change;
 mod domains;
 mod feed;
@@ -42,9 +43,11 @@ mod lifecycle;
 mod queue;
 mod readiness;
 mod reconcile;
+mod restore;
 mod state;
 mod watch;
 
+pub use backup::{BackupConfig, LABEL_OPERATION};
 pub use domains::DOMAIN_STATUSES;
 pub use leader::{LeaderConfig, default_identity};
 
@@ -93,6 +96,9 @@ pub struct ProvisionerConfig {
     /// its backend, and the ingress controller answers its own 503. Every process sharing a
     /// repository must use the same value.
     pub paused_backend: Option<PausedBackend>,
+    /// Backups: where store Jobs hand their archives over, where the archives are kept, and
+    /// the schedule. Nothing by default (stores cannot be backed up).
+    pub backups: BackupConfig,
 }
 
 /// A function told the duration of every reconcile, e.g. to feed a histogram. It runs on the
@@ -132,6 +138,7 @@ impl Default for ProvisionerConfig {
             feed_interval: Duration::from_millis(500),
             on_reconcile: None,
             paused_backend: None,
+            backups: BackupConfig::default(),
         }
     }
 }
@@ -372,5 +379,13 @@ mod tests {
             Suspended.holds_resources(),
             "a suspended store keeps its quota"
         );
+        // A restore starts from a ready or failed store and ends ready or failed.
+        assert_eq!(
+            crate::store::StoreStatus::predecessors(Restoring),
+            [Ready, Failed]
+        );
+        assert!(Restoring.can_become(Ready) && Restoring.can_become(Failed));
+        assert!(Restoring.was_ready(), "a restoring store keeps its Secrets");
+        assert!(!Restoring.is_settled());
     }
 }

@@ -158,6 +158,8 @@ impl Provisioner {
         *lock(&self.inner.caches) = Some(caches);
         *lock(&self.inner.queue) = Some(tx);
         self.startup_pass().await;
+        // Backups are settled (and scheduled) by the leader only.
+        self.start_backup_work(&mut background);
 
         let semaphore = Arc::new(Semaphore::new(self.inner.config.concurrency.max(1)));
         let running: Arc<Mutex<HashSet<StoreId>>> = Arc::default();

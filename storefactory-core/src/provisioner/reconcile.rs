@@ -60,9 +60,10 @@ impl Provisioner {
                     | StoreStatus::Provisioning
                     | StoreStatus::Resuming
                     | StoreStatus::Updating => true,
-                    StoreStatus::Ready | StoreStatus::Suspending | StoreStatus::Suspended => {
-                        matches!(error, Error::NamespaceLost { .. })
-                    }
+                    StoreStatus::Ready
+                    | StoreStatus::Suspending
+                    | StoreStatus::Suspended
+                    | StoreStatus::Restoring => matches!(error, Error::NamespaceLost { .. }),
                     _ => false,
                 };
                 if let Ok(Some(record)) = self.inner.repo.get_store(id).await
@@ -89,7 +90,10 @@ impl Provisioner {
             | StoreStatus::Provisioning
             | StoreStatus::Resuming
             | StoreStatus::Updating => self.provision(record).await,
-            StoreStatus::Ready | StoreStatus::Suspended => self.keep_ready(&record).await,
+            // A restoring store runs as a ready one; its restore Job's end moves it on.
+            StoreStatus::Ready | StoreStatus::Suspended | StoreStatus::Restoring => {
+                self.keep_ready(&record).await
+            }
             StoreStatus::Suspending => self.suspend_pass(&record).await,
             StoreStatus::Deleting => self.finish_delete(&record).await,
             StoreStatus::Failed => Ok(Outcome::AwaitChange),

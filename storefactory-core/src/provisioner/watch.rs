@@ -123,9 +123,13 @@ pub(crate) fn object_key(kind: &str, name: &str) -> String {
 }
 
 fn store_of<K: Resource>(obj: &K) -> Option<StoreId> {
-    obj.meta()
-        .labels
-        .as_ref()?
+    let labels = obj.meta().labels.as_ref()?;
+    // The objects of on-demand Jobs (backups) come and go with them, and are followed by
+    // their own watch: they are neither drift nor progress of the store.
+    if labels.contains_key(super::backup::LABEL_OPERATION) {
+        return None;
+    }
+    labels
         .get(LABEL_STORE)
         .and_then(|id| StoreId::new(id.clone()).ok())
 }

@@ -1,5 +1,6 @@
 //! The routes of the API and the layers around them.
 
+pub mod backups;
 pub mod domains;
 pub mod events;
 pub mod stores;
@@ -82,6 +83,22 @@ pub fn router(state: AppState) -> Router {
         .route("/api/stores/{id}/domains/{domain}", delete(domains::remove))
         .route("/api/stores/{id}/events", get(events::stream))
         .route("/api/stores/{id}/credentials", get(stores::credentials))
+        .route(
+            "/api/stores/{id}/backups",
+            get(backups::list).post(backups::create),
+        )
+        .route(
+            "/api/stores/{id}/backups/{backup}",
+            get(backups::get).delete(backups::delete),
+        )
+        .route("/api/stores/{id}/restore", post(backups::restore))
+        .route("/api/stores/{id}/clone", post(backups::clone))
+        .route("/internal/restores/{id}/archive", get(backups::download))
+        // Streamed to disk under its own limit (`max_backup_bytes`), not the API's.
+        .route(
+            "/internal/backups/{id}",
+            put(backups::upload).layer(DefaultBodyLimit::disable()),
+        )
         .route("/api/webhooks", get(webhooks::list).post(webhooks::create))
         .route("/api/webhooks/{id}", delete(webhooks::delete))
         .route("/api/webhooks/{id}/deliveries", get(webhooks::deliveries))
@@ -130,7 +147,8 @@ pub fn router(state: AppState) -> Router {
 /// hung dependency cannot hold connections and tasks without bound. Event streams are
 /// long-lived by design and bounded otherwise (per-user cap, token expiry).
 async fn request_deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if request.uri().path().ends_with("/events") {
+    // Archives of backups take as long as their size needs (bounded by the Job's deadline).
+    if request.uri().path().ends_with("/events") || request.uri().path().starts_with("/internal/") {
         return next.run(request).await;
     }
     let deadline = state.request_timeout();

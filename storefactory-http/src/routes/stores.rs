@@ -353,7 +353,7 @@ pub(crate) async fn audit(state: &AppState, record: AuditRecord, addr: ClientAdd
 }
 
 /// Records `action` by `user` on the store `id`; a failure is logged, not answered.
-async fn audit_store(
+pub(crate) async fn audit_store(
     state: &AppState,
     action: &str,
     user: &AuthUser,

@@ -306,11 +306,20 @@ async function newPage(browser, url, viewport = { width: 1280, height: 900 }) {
     for (const expected of ['Status initialized', 'apply:', 'mysql: MySQL is ready', 'wordpress: WordPress is ready', 'seed:', 'Status ready']) {
       check(history.some((h) => h.includes(expected)), `the history lacks ${expected}: ${history}`);
     }
+    // No backup yet (this server has no backup endpoint: taking one is refused, saying why).
+    await admin.waitForFunction(() => document.querySelector('#detail-backups li')?.textContent === 'No backups');
     await assertNothingInjected(admin, 'the detail view');
     await shot(admin, 'detail', false);
     await admin.keyboard.press('Escape');
     await admin.waitForSelector('#detail:not([open])', { state: 'attached' });
     check(await detailsButton.evaluate((b) => b === document.activeElement), 'focus does not return to Details after closing');
+
+    step('a ready store offers a backup and a clone; without a backup endpoint the backup is refused with the reason');
+    await hostileCard.getByRole('button', { name: /^Back up/ }).click();
+    await admin.waitForFunction(() => !document.querySelector('#banner')?.hidden
+      && document.querySelector('#banner')?.textContent.includes('no backup endpoint'));
+    check(await hostileCard.getByRole('button', { name: /^Clone/ }).isVisible(), 'a ready store offers no clone');
+    await admin.click('#banner-close');
 
     step('credentials are shown in the page on demand, with copy buttons');
     await hostileCard.getByRole('button', { name: /^Show credentials/ }).click();
