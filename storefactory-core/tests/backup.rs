@@ -612,9 +612,31 @@ async fn restores_and_clones_run_their_jobs_and_the_quota_holds() {
     .await;
 
     // A clone: a new store of alice's, provisioned, then restored with its URL rewritten.
+    // The source has a custom domain, and the clone's spec is copied from the source's (as
+    // the command line and the API do): the clone is made, without the domain.
+    let domain = format!("shop-{id}.example.com");
+    p.add_domain(&id, &domain).await.unwrap();
     let clone = StoreId::generate();
-    let (record, waiting) = p.clone_store(&id, request(&clone)).await.unwrap();
+    let mut copied = request(&clone);
+    copied.spec.ingress.domains = vec![domain.clone()];
+    let (record, waiting) = p.clone_store(&id, copied).await.unwrap();
     assert_eq!(record.owner, "alice");
+    assert!(
+        record.spec.ingress.domains.is_empty(),
+        "{:?}",
+        record.spec.ingress.domains
+    );
+    assert_eq!(
+        h.repo
+            .get_store(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .spec
+            .ingress
+            .domains,
+        [domain]
+    );
     assert_eq!(waiting.status, RestoreStatus::Waiting);
     assert_eq!(waiting.backup_id, backup.id);
     assert_eq!(

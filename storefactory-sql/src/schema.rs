@@ -509,7 +509,9 @@ mod tests {
             tables(&conn),
             [
                 "audit_log",
+                "backups",
                 "event_feed",
+                "restores",
                 "settings",
                 "sqlite_sequence",
                 "store_domains",

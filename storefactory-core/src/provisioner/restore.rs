@@ -136,8 +136,11 @@ impl Provisioner {
     pub async fn clone_store(
         &self,
         source: &StoreId,
-        request: CreateStore,
+        mut request: CreateStore,
     ) -> Result<(StoreRecord, RestoreRecord)> {
+        // The clone answers on its own host only: custom domains are unique across stores,
+        // and the source's stay the source's (a spec copied from it carries them).
+        request.spec.ingress.domains.clear();
         let source_record = self.live_record(source).await?;
         let repo = self.restores(source)?;
         let backup = repo
