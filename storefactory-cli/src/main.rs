@@ -96,9 +96,9 @@ impl Context {
     pub fn backups(&self) -> storefactory_core::provisioner::BackupConfig {
         storefactory_core::provisioner::BackupConfig {
             endpoint: self.global.backup_endpoint.clone(),
-            archives: Some(storefactory_core::backup::ArchiveDir::new(
+            archives: Some(std::sync::Arc::new(storefactory_core::backup::ArchiveDir::new(
                 self.global.db.with_file_name("backups"),
-            )),
+            ))),
             ..Default::default()
         }
     }

@@ -275,7 +275,10 @@ pub fn server_config(ctx: &Context, args: ServeArgs) -> Result<ServerConfig> {
         endpoint: ctx.global.backup_endpoint.clone(),
         archives: args
             .backup_dir
-            .map(storefactory_core::backup::ArchiveDir::new),
+            .map(|dir| {
+                std::sync::Arc::new(storefactory_core::backup::ArchiveDir::new(dir))
+                    as std::sync::Arc<dyn storefactory_core::backup::ArchiveStore>
+            }),
         schedule: args.backup_schedule,
         keep: usize::try_from(args.backup_keep).unwrap_or(usize::MAX),
     };

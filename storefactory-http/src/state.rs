@@ -194,8 +194,10 @@ impl AppState {
             })?;
         // Archives go next to the database unless configured: the platform's data volume.
         if provisioner_config.backups.archives.is_none() {
-            provisioner_config.backups.archives = Some(storefactory_core::backup::ArchiveDir::new(
-                config.database.with_file_name("backups"),
+            provisioner_config.backups.archives = Some(Arc::new(
+                storefactory_core::backup::ArchiveDir::new(
+                    config.database.with_file_name("backups"),
+                ),
             ));
         }
         let metrics = Metrics::new();
@@ -451,7 +453,7 @@ impl AppState {
     }
 
     /// Where backup archives are kept.
-    pub(crate) fn archives(&self) -> Option<&storefactory_core::backup::ArchiveDir> {
+    pub(crate) fn archives(&self) -> Option<&Arc<dyn storefactory_core::backup::ArchiveStore>> {
         self.inner.provisioner_config.backups.archives.as_ref()
     }
 

@@ -9,6 +9,7 @@
 //! database and the archive folder are all it touches.
 
 use axum::Json;
+use futures::StreamExt as _;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -182,7 +183,15 @@ pub async fn upload(
     };
     let max = state.max_backup_bytes();
     let received = archives
-        .receive(&backup_id, body.into_data_stream(), max, &expected)
+        .receive(
+            &backup_id,
+            Box::pin(
+                body.into_data_stream()
+                    .map(|chunk| chunk.map(|b| b.to_vec()).map_err(|e| e.to_string())),
+            ),
+            max,
+            &expected,
+        )
         .await;
     let (size_bytes, sha256) = match received {
         Ok(done) => done,
@@ -202,6 +211,9 @@ pub async fn upload(
                 ReceiveError::TooLarge { .. } => {
                     (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
                 }
+                // The bucket refused it or could not be reached: the backup fails with the
+                // reason (which names no credentials), and a new one may be taken.
+                ReceiveError::Store(_) => (StatusCode::BAD_GATEWAY, "archive_store_failed"),
                 _ => (StatusCode::UNPROCESSABLE_ENTITY, "checksum_mismatch"),
             };
             let message = refused.to_string();
