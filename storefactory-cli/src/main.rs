@@ -96,9 +96,11 @@ impl Context {
     pub fn backups(&self) -> storefactory_core::provisioner::BackupConfig {
         storefactory_core::provisioner::BackupConfig {
             endpoint: self.global.backup_endpoint.clone(),
-            archives: Some(std::sync::Arc::new(storefactory_core::backup::ArchiveDir::new(
-                self.global.db.with_file_name("backups"),
-            ))),
+            archives: Some(std::sync::Arc::new(
+                storefactory_core::backup::ArchiveDir::new(
+                    self.global.db.with_file_name("backups"),
+                ),
+            )),
             ..Default::default()
         }
     }

@@ -149,6 +149,50 @@ pub struct ServeArgs {
     #[arg(long, env = "STOREFACTORY_BACKUP_DIR", value_name = "DIR")]
     pub backup_dir: Option<PathBuf>,
 
+    /// Keep backup archives in an S3-compatible bucket at this endpoint instead
+    /// (`https://s3.eu-west-1.amazonaws.com`, `http://minio.minio.svc:9000`; path-style).
+    /// Uploads are staged in the backup folder while they arrive. Needs --backup-s3-bucket
+    /// and --backup-s3-credentials-file.
+    #[arg(long, env = "STOREFACTORY_BACKUP_S3_ENDPOINT", value_name = "URL")]
+    pub backup_s3_endpoint: Option<String>,
+
+    /// The bucket's name.
+    #[arg(
+        long,
+        env = "STOREFACTORY_BACKUP_S3_BUCKET",
+        value_name = "NAME",
+        requires = "backup_s3_endpoint"
+    )]
+    pub backup_s3_bucket: Option<String>,
+
+    /// Put before every object key, e.g. `storefactory/`.
+    #[arg(
+        long,
+        env = "STOREFACTORY_BACKUP_S3_PREFIX",
+        default_value = "",
+        value_name = "PREFIX"
+    )]
+    pub backup_s3_prefix: String,
+
+    /// The signing region.
+    #[arg(
+        long,
+        env = "STOREFACTORY_BACKUP_S3_REGION",
+        default_value = "us-east-1",
+        value_name = "REGION"
+    )]
+    pub backup_s3_region: String,
+
+    /// File with the bucket's key pair: `AWS_ACCESS_KEY_ID=…` and `AWS_SECRET_ACCESS_KEY=…`
+    /// lines, or the access key id and the secret on two lines. Without it, the
+    /// STOREFACTORY_BACKUP_S3_CREDENTIALS environment variable holds the same text.
+    #[arg(
+        long,
+        env = "STOREFACTORY_BACKUP_S3_CREDENTIALS_FILE",
+        value_name = "FILE"
+    )]
+    pub backup_s3_credentials_file: Option<PathBuf>,
+
     /// Largest backup archive a store may hand over, in GiB.
     #[arg(long, env = "STOREFACTORY_MAX_BACKUP_SIZE", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=4096), value_name = "GIB")]
     pub max_backup_size: u64,
@@ -215,6 +259,53 @@ fn class(option: &str, value: Option<String>) -> Result<Option<String>> {
     }
 }
 
+/// The environment variable with the bucket's credentials when no file is given.
+const BACKUP_S3_CREDENTIALS_ENV: &str = "STOREFACTORY_BACKUP_S3_CREDENTIALS";
+
+/// Where archives are kept: the bucket when one is configured (staging uploads in a
+/// folder of `dir`), else the folder given (else the server's default, next to the
+/// database).
+fn archive_store(
+    args: &ServeArgs,
+    dir: PathBuf,
+) -> Result<Option<std::sync::Arc<dyn storefactory_core::backup::ArchiveStore>>> {
+    let Some(endpoint) = args.backup_s3_endpoint.clone() else {
+        return Ok(args.backup_dir.clone().map(|dir| {
+            std::sync::Arc::new(storefactory_core::backup::ArchiveDir::new(dir))
+                as std::sync::Arc<dyn storefactory_core::backup::ArchiveStore>
+        }));
+    };
+    let usage = |message: String| -> anyhow::Error { Failure::new(Code::Usage, message).into() };
+    let bucket = args
+        .backup_s3_bucket
+        .clone()
+        .ok_or_else(|| usage("--backup-s3-endpoint needs --backup-s3-bucket".to_owned()))?;
+    let text = secret_from(
+        args.backup_s3_credentials_file.as_deref(),
+        BACKUP_S3_CREDENTIALS_ENV,
+        "backup bucket's credentials",
+    )?
+    .ok_or_else(|| {
+        usage(format!(
+            "--backup-s3-endpoint needs --backup-s3-credentials-file (or {BACKUP_S3_CREDENTIALS_ENV})"
+        ))
+    })?;
+    let credentials = storefactory_http::archive_bucket::parse_credentials(&text)
+        .map_err(|e| usage(e.to_string()))?;
+    let bucket = storefactory_http::archive_bucket::Bucket::new(
+        storefactory_http::archive_bucket::BucketConfig {
+            endpoint,
+            bucket,
+            prefix: args.backup_s3_prefix.clone(),
+            region: args.backup_s3_region.clone(),
+            credentials,
+        },
+        dir.join(".bucket-staging"),
+    )
+    .map_err(|e| usage(e.to_string()))?;
+    Ok(Some(std::sync::Arc::new(bucket)))
+}
+
 /// The server configuration for these options.
 pub fn server_config(ctx: &Context, args: ServeArgs) -> Result<ServerConfig> {
     let domain = args.store_domain.trim().to_ascii_lowercase();
@@ -225,6 +316,12 @@ pub fn server_config(ctx: &Context, args: ServeArgs) -> Result<ServerConfig> {
         )
         .into());
     }
+    let archives = archive_store(
+        &args,
+        args.backup_dir
+            .clone()
+            .unwrap_or_else(|| ctx.global.db.with_file_name("backups")),
+    )?;
     let mut config = ServerConfig::default();
     config.listen = args.listen;
     config.database = ctx.global.db.clone();
@@ -273,12 +370,7 @@ pub fn server_config(ctx: &Context, args: ServeArgs) -> Result<ServerConfig> {
     config.provisioner.paused_backend = ctx.paused_backend();
     config.provisioner.backups = storefactory_core::provisioner::BackupConfig {
         endpoint: ctx.global.backup_endpoint.clone(),
-        archives: args
-            .backup_dir
-            .map(|dir| {
-                std::sync::Arc::new(storefactory_core::backup::ArchiveDir::new(dir))
-                    as std::sync::Arc<dyn storefactory_core::backup::ArchiveStore>
-            }),
+        archives,
         schedule: args.backup_schedule,
         keep: usize::try_from(args.backup_keep).unwrap_or(usize::MAX),
     };

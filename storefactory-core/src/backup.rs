@@ -476,8 +476,7 @@ impl BackupOutcome {
 }
 
 /// An upload's body as it arrives: chunks of bytes, or why the sender went away.
-pub type UploadBody<'a> =
-    Pin<Box<dyn futures::Stream<Item = Result<Vec<u8>, String>> + Send + 'a>>;
+pub type UploadBody<'a> = Pin<Box<dyn futures::Stream<Item = Result<Vec<u8>, String>> + Send + 'a>>;
 
 /// A kept archive's bytes as they are read back, chunk by chunk.
 pub type ArchiveChunks = Pin<Box<dyn futures::Stream<Item = std::io::Result<Vec<u8>>> + Send>>;
@@ -503,6 +502,12 @@ pub trait ArchiveStore: fmt::Debug + Send + Sync {
 
     /// Removes the archive of `id`; `false` when there was none (as far as the store tells).
     async fn remove(&self, id: &BackupId) -> std::io::Result<bool>;
+
+    /// Checks at start-up that archives can be kept (a bucket is reachable with these
+    /// credentials); a folder is created when the first archive arrives.
+    async fn check(&self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[async_trait]

@@ -98,6 +98,13 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// Where backup archives are kept cannot be used (the reason is the source).
+    #[error("the backup archive store is not usable")]
+    ArchiveStore {
+        /// Why, e.g. the bucket refused the credentials.
+        source: std::io::Error,
+    },
+
     /// The archive bucket's configuration is not usable (never shows the secret).
     #[error("invalid backup bucket configuration: {reason}")]
     InvalidBucket {

@@ -78,7 +78,9 @@ impl Endpoint {
             _ => return Err(invalid("must start with http:// or https://")),
         };
         if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-            return Err(invalid("must have no path (buckets are addressed path-style)"));
+            return Err(invalid(
+                "must have no path (buckets are addressed path-style)",
+            ));
         }
         let authority = uri.authority().ok_or_else(|| invalid("has no host"))?;
         let host = authority
@@ -141,7 +143,9 @@ pub fn parse_credentials(text: &str) -> Result<Credentials> {
         }
     };
     if id.is_empty() || secret.is_empty() {
-        return Err(invalid("the access key id and the secret must not be empty"));
+        return Err(invalid(
+            "the access key id and the secret must not be empty",
+        ));
     }
     Ok(Credentials {
         access_key_id: id,
@@ -465,7 +469,13 @@ impl ArchiveStore for Bucket {
             }
         };
         let answer = self
-            .timed(self.send(Method::DELETE, Some(&key), sigv4::EMPTY_SHA256, empty(), None))
+            .timed(self.send(
+                Method::DELETE,
+                Some(&key),
+                sigv4::EMPTY_SHA256,
+                empty(),
+                None,
+            ))
             .await
             .map_err(std::io::Error::other)?;
         if answer.status().is_success() || answer.status() == StatusCode::NOT_FOUND {
@@ -473,6 +483,10 @@ impl ArchiveStore for Bucket {
         } else {
             Err(std::io::Error::other(refusal(answer).await))
         }
+    }
+
+    async fn check(&self) -> std::io::Result<()> {
+        Bucket::check(self).await.map_err(std::io::Error::other)
     }
 }
 
@@ -549,10 +563,19 @@ mod tests {
         );
         let lines = parse_credentials("id2\n  secret2  \n").unwrap();
         assert_eq!(
-            (lines.access_key_id.as_str(), lines.secret_access_key.as_str()),
+            (
+                lines.access_key_id.as_str(),
+                lines.secret_access_key.as_str()
+            ),
             ("id2", "secret2")
         );
-        for bad in ["", "one-line", "a\nb\nc", "AWS_ACCESS_KEY_ID=x", "AWS_ACCESS_KEY_ID=\nAWS_SECRET_ACCESS_KEY=y"] {
+        for bad in [
+            "",
+            "one-line",
+            "a\nb\nc",
+            "AWS_ACCESS_KEY_ID=x",
+            "AWS_ACCESS_KEY_ID=\nAWS_SECRET_ACCESS_KEY=y",
+        ] {
             let err = parse_credentials(bad).unwrap_err().to_string();
             assert!(!err.contains("secret2"), "{err}");
             assert!(err.contains("credentials"), "{bad:?}: {err}");
@@ -571,7 +594,8 @@ mod tests {
                 secret_access_key: "secret".to_owned(),
             },
         };
-        let bucket = Bucket::new(config("http://127.0.0.1:9000", "backups", "sf/"), "/tmp").unwrap();
+        let bucket =
+            Bucket::new(config("http://127.0.0.1:9000", "backups", "sf/"), "/tmp").unwrap();
         let id = BackupId::new("abcd1234efgh").unwrap();
         assert_eq!(bucket.key(&id), "sf/abcd1234efgh.tar");
         assert!(!format!("{bucket:?}").contains("secret"));

@@ -9,11 +9,11 @@
 //! database and the archive folder are all it touches.
 
 use axum::Json;
-use futures::StreamExt as _;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
+use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use storefactory_core::backup::{
     BackupId, BackupKind, BackupOutcome, BackupRecord, BackupRepository, BackupStatus,
