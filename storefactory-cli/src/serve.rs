@@ -538,6 +538,77 @@ mod tests {
         assert_eq!(config.default_quota.max_stores, 2);
     }
 
+    #[test]
+    fn a_backup_bucket_needs_its_name_and_credentials_and_never_shows_the_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let credentials = dir.path().join("s3");
+        std::fs::write(
+            &credentials,
+            "AWS_ACCESS_KEY_ID=minio\nAWS_SECRET_ACCESS_KEY=very-secret\n",
+        )
+        .unwrap();
+        let credentials = credentials.to_str().unwrap();
+        let db = dir.path().join("sf.db");
+        let db = db.to_str().unwrap();
+        let configured = config(&[
+            "--db",
+            db,
+            "--backup-s3-endpoint",
+            "http://minio.minio.svc:9000",
+            "--backup-s3-bucket",
+            "store-backups",
+            "--backup-s3-prefix",
+            "sf/",
+            "--backup-s3-credentials-file",
+            credentials,
+        ])
+        .unwrap();
+        let archives = format!("{:?}", configured.provisioner.backups.archives.unwrap());
+        assert!(
+            archives.contains("store-backups") && archives.contains("sf/"),
+            "{archives}"
+        );
+        assert!(!archives.contains("very-secret"), "{archives}");
+        for (args, says) in [
+            (
+                vec![
+                    "--backup-s3-endpoint",
+                    "http://m:9000",
+                    "--backup-s3-credentials-file",
+                    credentials,
+                ],
+                "--backup-s3-bucket",
+            ),
+            (
+                vec![
+                    "--backup-s3-endpoint",
+                    "http://m:9000",
+                    "--backup-s3-bucket",
+                    "store-backups",
+                ],
+                "--backup-s3-credentials-file",
+            ),
+            (
+                vec![
+                    "--backup-s3-endpoint",
+                    "ftp://m",
+                    "--backup-s3-bucket",
+                    "store-backups",
+                    "--backup-s3-credentials-file",
+                    credentials,
+                ],
+                "http",
+            ),
+        ] {
+            let mut args = args.clone();
+            args.extend(["--db", db]);
+            let err = config(&args).unwrap_err();
+            assert_eq!(crate::exit::code_of(&err), Code::Usage, "{err}");
+            assert!(err.to_string().contains(says), "{args:?}: {err}");
+            assert!(!err.to_string().contains("very-secret"), "{err}");
+        }
+    }
+
     fn run_serve(args: &[&str]) -> Result<()> {
         let mut argv = vec!["storefactory", "serve"];
         argv.extend_from_slice(args);
