@@ -23,9 +23,11 @@ use storefactory_core::backup::{
     BackupKind, BackupRecord, BackupRepository, BackupStatus, RestoreRecord, RestoreStatus,
     UploadToken, sha256_hex,
 };
+use storefactory_core::blueprint::BlueprintRegistry;
 use storefactory_core::port::StoreRepository;
+use storefactory_core::provisioner::{BackupConfig, Provisioner, ProvisionerConfig};
 use storefactory_core::spec::{StoreId, StoreSpec};
-use storefactory_core::store::StoreRecord;
+use storefactory_core::store::{StoreRecord, Timestamp};
 use storefactory_http::archive_bucket::{Bucket, BucketConfig, Credentials};
 use storefactory_http::{Server, ServerConfig, router};
 use storefactory_sql::{Database, Quota, Role};
@@ -64,8 +66,16 @@ elif command == "drop-key":
 /// moto's `moto_server`: STOREFACTORY_MOTO_SERVER, else the venv scripts/install-moto.sh
 /// caches. Fails (never skips) when there is none.
 fn moto_server() -> PathBuf {
+    const MISSING: &str = "moto's server is not installed: run `bash scripts/install-moto.sh` \
+        (scripts/test.sh does), or point STOREFACTORY_MOTO_SERVER at a moto_server";
     if let Some(path) = std::env::var_os("STOREFACTORY_MOTO_SERVER") {
-        return PathBuf::from(path);
+        let path = PathBuf::from(path);
+        assert!(
+            path.exists(),
+            "{} does not exist. {MISSING}",
+            path.display()
+        );
+        return path;
     }
     let cache = std::env::var_os("STOREFACTORY_CACHE_DIR")
         .map(PathBuf::from)
@@ -83,12 +93,7 @@ fn moto_server() -> PathBuf {
         })
         .map(|venv| venv.join("bin/moto_server"))
         .find(|server| server.exists());
-    found.unwrap_or_else(|| {
-        panic!(
-            "moto's server is not installed: run `bash scripts/install-moto.sh` (scripts/test.sh \
-             does), or point STOREFACTORY_MOTO_SERVER at a moto_server"
-        )
-    })
+    found.unwrap_or_else(|| panic!("{MISSING}"))
 }
 
 /// A moto server on a loopback port, with authentication enforced after the set-up.
@@ -247,7 +252,7 @@ fn archive_bytes() -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bucket_keeps_an_uploaded_archive_gives_it_to_a_restore_and_drops_it_on_delete()
+async fn a_bucket_keeps_an_upload_gives_it_to_a_restore_and_drops_it_on_delete_and_retention()
 -> Result<()> {
     let moto = tokio::task::spawn_blocking(Moto::start).await??;
     let work = tempfile::tempdir()?;
@@ -350,6 +355,45 @@ async fn a_bucket_keeps_an_uploaded_archive_gives_it_to_a_restore_and_drops_it_o
     assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.text);
     assert_eq!(moto.objects()?, vec![]);
     assert!(db.get_backup(&backup.id).await?.is_none());
+
+    // Retention deletes the object of a scheduled backup beyond the kept count. (Pruning
+    // reads the database and the archive store only: the cluster client is never used.)
+    let mut scheduled = Vec::new();
+    for age in [2_000, 1_000] {
+        let token = UploadToken::generate();
+        let mut backup = BackupRecord::pending(store.clone(), BackupKind::Scheduled, &token);
+        backup.created_at = Timestamp(backup.created_at.0 - age);
+        db.insert_backup(&backup).await?;
+        let (status, body) = curl_upload(addr, &backup, &token, &sum, &file).await?;
+        assert_eq!(status, 200, "{body}");
+        scheduled.push(backup.id);
+    }
+    assert_eq!(moto.objects()?.len(), 2);
+    let nowhere = kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse()?))?;
+    let provisioner = Provisioner::new(
+        nowhere,
+        Arc::new(db.clone()),
+        Arc::new(BlueprintRegistry::builtin()?),
+        ProvisionerConfig {
+            leader: None,
+            backups: BackupConfig {
+                archives: Some(Arc::new(moto.bucket(moto.credentials.clone(), &staging))),
+                keep: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    );
+    assert_eq!(provisioner.prune_backups(&store).await?, 1);
+    assert_eq!(
+        moto.objects()?,
+        vec![(
+            format!("{PREFIX}{}.tar", scheduled[1]),
+            bytes.len() as u64,
+            sum.clone()
+        )],
+        "the newest stays, the oldest is gone"
+    );
 
     let _ = stop.send(());
     Ok(())
