@@ -149,9 +149,9 @@ pub struct Received {
 
 /// `PUT /internal/backups/{id}`: a backup Job hands over its archive (see the module).
 /// 404 for an unknown backup, a wrong token or a backup not pending any more (nothing is
-/// told about which); 413 over the size limit and 422 on a checksum mismatch (the backup
-/// fails with the reason); 400 for an interrupted body (the backup stays pending, the Job
-/// may try again).
+/// told about which); 413 over the size limit, 422 on a checksum mismatch and 502 when
+/// the archive bucket refused it or could not be reached (the backup fails with the
+/// reason); 400 for an interrupted body (the backup stays pending, the Job may try again).
 pub async fn upload(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
