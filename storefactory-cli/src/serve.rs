@@ -149,50 +149,6 @@ pub struct ServeArgs {
     #[arg(long, env = "STOREFACTORY_BACKUP_DIR", value_name = "DIR")]
     pub backup_dir: Option<PathBuf>,
 
-    /// Keep backup archives in an S3-compatible bucket at this endpoint instead
-    /// (`https://s3.eu-west-1.amazonaws.com`, `http://minio.minio.svc:9000`; path-style).
-    /// Uploads are staged in the backup folder while they arrive. Needs --backup-s3-bucket
-    /// and --backup-s3-credentials-file.
-    #[arg(long, env = "STOREFACTORY_BACKUP_S3_ENDPOINT", value_name = "URL")]
-    pub backup_s3_endpoint: Option<String>,
-
-    /// The bucket's name.
-    #[arg(
-        long,
-        env = "STOREFACTORY_BACKUP_S3_BUCKET",
-        value_name = "NAME",
-        requires = "backup_s3_endpoint"
-    )]
-    pub backup_s3_bucket: Option<String>,
-
-    /// Put before every object key, e.g. `storefactory/`.
-    #[arg(
-        long,
-        env = "STOREFACTORY_BACKUP_S3_PREFIX",
-        default_value = "",
-        value_name = "PREFIX"
-    )]
-    pub backup_s3_prefix: String,
-
-    /// The signing region.
-    #[arg(
-        long,
-        env = "STOREFACTORY_BACKUP_S3_REGION",
-        default_value = "us-east-1",
-        value_name = "REGION"
-    )]
-    pub backup_s3_region: String,
-
-    /// File with the bucket's key pair: `AWS_ACCESS_KEY_ID=…` and `AWS_SECRET_ACCESS_KEY=…`
-    /// lines, or the access key id and the secret on two lines. Without it, the
-    /// STOREFACTORY_BACKUP_S3_CREDENTIALS environment variable holds the same text.
-    #[arg(
-        long,
-        env = "STOREFACTORY_BACKUP_S3_CREDENTIALS_FILE",
-        value_name = "FILE"
-    )]
-    pub backup_s3_credentials_file: Option<PathBuf>,
-
     /// Largest backup archive a store may hand over, in GiB.
     #[arg(long, env = "STOREFACTORY_MAX_BACKUP_SIZE", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=4096), value_name = "GIB")]
     pub max_backup_size: u64,
@@ -259,18 +215,84 @@ fn class(option: &str, value: Option<String>) -> Result<Option<String>> {
     }
 }
 
+/// Where backup archives are kept when not in a folder: an S3-compatible bucket. Global,
+/// like --backup-endpoint: the server keeps archives there, and command-line deletions
+/// remove them there.
+#[derive(Debug, Clone, Args)]
+pub struct BucketArgs {
+    /// Keep backup archives in an S3-compatible bucket at this endpoint instead
+    /// (`https://s3.eu-west-1.amazonaws.com`, `http://minio.minio.svc:9000`; path-style).
+    /// Uploads are staged in the backup folder while they arrive. Needs --backup-s3-bucket
+    /// and --backup-s3-credentials-file. `serve` and `backup delete` must be given the
+    /// same bucket.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "STOREFACTORY_BACKUP_S3_ENDPOINT",
+        value_name = "URL"
+    )]
+    pub backup_s3_endpoint: Option<String>,
+
+    /// The bucket's name.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "STOREFACTORY_BACKUP_S3_BUCKET",
+        value_name = "NAME",
+        requires = "backup_s3_endpoint"
+    )]
+    pub backup_s3_bucket: Option<String>,
+
+    /// Put before every object key, e.g. `storefactory/`.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "STOREFACTORY_BACKUP_S3_PREFIX",
+        default_value = "",
+        value_name = "PREFIX"
+    )]
+    pub backup_s3_prefix: String,
+
+    /// The signing region.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "STOREFACTORY_BACKUP_S3_REGION",
+        default_value = "us-east-1",
+        value_name = "REGION"
+    )]
+    pub backup_s3_region: String,
+
+    /// File with the bucket's key pair: `AWS_ACCESS_KEY_ID=…` and `AWS_SECRET_ACCESS_KEY=…`
+    /// lines, or the access key id and the secret on two lines. Without it, the
+    /// STOREFACTORY_BACKUP_S3_CREDENTIALS environment variable holds the same text.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "STOREFACTORY_BACKUP_S3_CREDENTIALS_FILE",
+        value_name = "FILE"
+    )]
+    pub backup_s3_credentials_file: Option<PathBuf>,
+}
+
 /// The environment variable with the bucket's credentials when no file is given.
 const BACKUP_S3_CREDENTIALS_ENV: &str = "STOREFACTORY_BACKUP_S3_CREDENTIALS";
 
 /// Where archives are kept: the bucket when one is configured (staging uploads in a
 /// folder of `dir`), else the folder given (else the server's default, next to the
 /// database).
-fn archive_store(
-    args: &ServeArgs,
+pub(crate) fn archive_store(
+    args: &BucketArgs,
+    backup_dir: Option<PathBuf>,
     dir: PathBuf,
 ) -> Result<Option<std::sync::Arc<dyn storefactory_core::backup::ArchiveStore>>> {
     let Some(endpoint) = args.backup_s3_endpoint.clone() else {
-        return Ok(args.backup_dir.clone().map(|dir| {
+        return Ok(backup_dir.map(|dir| {
             std::sync::Arc::new(storefactory_core::backup::ArchiveDir::new(dir))
                 as std::sync::Arc<dyn storefactory_core::backup::ArchiveStore>
         }));
@@ -317,7 +339,8 @@ pub fn server_config(ctx: &Context, args: ServeArgs) -> Result<ServerConfig> {
         .into());
     }
     let archives = archive_store(
-        &args,
+        &ctx.global.bucket,
+        args.backup_dir.clone(),
         args.backup_dir
             .clone()
             .unwrap_or_else(|| ctx.global.db.with_file_name("backups")),
@@ -607,6 +630,38 @@ mod tests {
             assert!(err.to_string().contains(says), "{args:?}: {err}");
             assert!(!err.to_string().contains("very-secret"), "{err}");
         }
+    }
+
+    #[test]
+    fn command_line_deletions_use_the_same_bucket() {
+        let dir = tempfile::tempdir().unwrap();
+        let credentials = dir.path().join("s3");
+        std::fs::write(&credentials, "minio\nvery-secret\n").unwrap();
+        let cli = Cli::try_parse_from([
+            "storefactory",
+            "backup",
+            "delete",
+            "ab12cd34",
+            "bk12cd34ef56",
+            "--backup-s3-endpoint",
+            "http://minio.minio.svc:9000",
+            "--backup-s3-bucket",
+            "store-backups",
+            "--backup-s3-credentials-file",
+            credentials.to_str().unwrap(),
+        ])
+        .unwrap();
+        let ctx = Context { global: cli.global };
+        let archives = format!("{:?}", ctx.backups().unwrap().archives.unwrap());
+        assert!(
+            archives.starts_with("Bucket") && archives.contains("store-backups"),
+            "{archives}"
+        );
+        assert!(!archives.contains("very-secret"), "{archives}");
+        let cli = Cli::try_parse_from(["storefactory", "backup", "list", "ab12cd34"]).unwrap();
+        let ctx = Context { global: cli.global };
+        let archives = format!("{:?}", ctx.backups().unwrap().archives.unwrap());
+        assert!(archives.starts_with("ArchiveDir"), "{archives}");
     }
 
     fn run_serve(args: &[&str]) -> Result<()> {
