@@ -418,10 +418,9 @@ impl ArchiveStore for Bucket {
             Ok(()) => Ok((size, sha256)),
             Err(reason) => {
                 tracing::warn!(backup = %id, bucket = %self.inner.config.bucket, %reason, "the bucket did not keep a backup archive");
-                Err(ReceiveError::Store(format!(
-                    "bucket {} at {}: {reason}",
-                    self.inner.config.bucket, self.inner.config.endpoint
-                )))
+                // The backup's error is shown to the store's owner: the reason, not where
+                // the platform keeps its archives (that is in the log above).
+                Err(ReceiveError::Store(reason))
             }
         }
     }
