@@ -19,6 +19,10 @@ export STOREFACTORY_HELM_BIN_DIR
 step "installing maturin and pytest for the Python bindings (cached after the first run)"
 python_venv="$(bash scripts/install-python-tools.sh | tail -n 1)"
 
+step "installing moto's S3 server for the backup bucket's tests (cached after the first run)"
+STOREFACTORY_MOTO_SERVER="$(bash scripts/install-moto.sh | tail -n 1)/bin/moto_server"
+export STOREFACTORY_MOTO_SERVER
+
 step "installing Chromium, umoci, skopeo, jq, php-cli, MariaDB and the dashboard test's npm packages"
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # umoci, skopeo, jq and curl build and check the image; php (php-cli), dash and busybox run

@@ -182,6 +182,10 @@ pub struct GlobalArgs {
     )]
     pub backup_endpoint: Option<storefactory_core::backup::BackupEndpoint>,
 
+    /// Where backup archives are kept, when in a bucket (`--backup-s3-*`).
+    #[command(flatten)]
+    pub bucket: crate::serve::BucketArgs,
+
     /// Output format: human-readable tables, or JSON / YAML for scripts.
     #[arg(
         short,

@@ -90,17 +90,18 @@ impl Context {
         Ok(db.sealing_key(token_key.as_deref()).await?)
     }
 
-    /// Backups: where Jobs reach the platform (--backup-endpoint), and the server's
-    /// archives in their default place next to the database (deleting a backup removes its
-    /// archive there; a server given `--backup-dir` removes its own through its API).
-    pub fn backups(&self) -> storefactory_core::provisioner::BackupConfig {
-        storefactory_core::provisioner::BackupConfig {
+    /// Backups: where Jobs reach the platform (--backup-endpoint), and where the server
+    /// keeps archives: the bucket of `--backup-s3-*`, else the default folder next to the
+    /// database (deleting a backup removes its archive there; a server given `--backup-dir`
+    /// removes its own through its API).
+    pub fn backups(&self) -> Result<storefactory_core::provisioner::BackupConfig> {
+        let dir = self.global.db.with_file_name("backups");
+        let archives = serve::archive_store(&self.global.bucket, Some(dir.clone()), dir)?;
+        Ok(storefactory_core::provisioner::BackupConfig {
             endpoint: self.global.backup_endpoint.clone(),
-            archives: Some(storefactory_core::backup::ArchiveDir::new(
-                self.global.db.with_file_name("backups"),
-            )),
+            archives,
             ..Default::default()
-        }
+        })
     }
 
     /// Where a paused store's host is sent (--paused-backend).

@@ -215,6 +215,119 @@ fn class(option: &str, value: Option<String>) -> Result<Option<String>> {
     }
 }
 
+/// Where backup archives are kept when not in a folder: an S3-compatible bucket. Global,
+/// like --backup-endpoint: the server keeps archives there, and command-line deletions
+/// remove them there.
+#[derive(Debug, Clone, Args)]
+pub struct BucketArgs {
+    /// Keep backup archives in an S3-compatible bucket at this endpoint instead
+    /// (`https://s3.eu-west-1.amazonaws.com`, `http://minio.minio.svc:9000`; path-style).
+    /// Uploads are staged in the backup folder while they arrive. Needs --backup-s3-bucket
+    /// and --backup-s3-credentials-file. `serve` and `backup delete` must be given the
+    /// same bucket.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "STOREFACTORY_BACKUP_S3_ENDPOINT",
+        value_name = "URL"
+    )]
+    pub backup_s3_endpoint: Option<String>,
+
+    /// The bucket's name.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "STOREFACTORY_BACKUP_S3_BUCKET",
+        value_name = "NAME",
+        requires = "backup_s3_endpoint"
+    )]
+    pub backup_s3_bucket: Option<String>,
+
+    /// Put before every object key, e.g. `storefactory/`.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "STOREFACTORY_BACKUP_S3_PREFIX",
+        default_value = "",
+        value_name = "PREFIX"
+    )]
+    pub backup_s3_prefix: String,
+
+    /// The signing region.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "STOREFACTORY_BACKUP_S3_REGION",
+        default_value = "us-east-1",
+        value_name = "REGION"
+    )]
+    pub backup_s3_region: String,
+
+    /// File with the bucket's key pair: `AWS_ACCESS_KEY_ID=…` and `AWS_SECRET_ACCESS_KEY=…`
+    /// lines, or the access key id and the secret on two lines. Without it, the
+    /// STOREFACTORY_BACKUP_S3_CREDENTIALS environment variable holds the same text.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "STOREFACTORY_BACKUP_S3_CREDENTIALS_FILE",
+        value_name = "FILE"
+    )]
+    pub backup_s3_credentials_file: Option<PathBuf>,
+}
+
+/// The environment variable with the bucket's credentials when no file is given.
+const BACKUP_S3_CREDENTIALS_ENV: &str = "STOREFACTORY_BACKUP_S3_CREDENTIALS";
+
+/// Where archives are kept: the bucket when one is configured (staging uploads in a
+/// folder of `dir`), else the folder given (else the server's default, next to the
+/// database).
+pub(crate) fn archive_store(
+    args: &BucketArgs,
+    backup_dir: Option<PathBuf>,
+    dir: PathBuf,
+) -> Result<Option<std::sync::Arc<dyn storefactory_core::backup::ArchiveStore>>> {
+    let Some(endpoint) = args.backup_s3_endpoint.clone() else {
+        return Ok(backup_dir.map(|dir| {
+            std::sync::Arc::new(storefactory_core::backup::ArchiveDir::new(dir))
+                as std::sync::Arc<dyn storefactory_core::backup::ArchiveStore>
+        }));
+    };
+    let usage = |message: String| -> anyhow::Error { Failure::new(Code::Usage, message).into() };
+    let bucket = args
+        .backup_s3_bucket
+        .clone()
+        .ok_or_else(|| usage("--backup-s3-endpoint needs --backup-s3-bucket".to_owned()))?;
+    let text = secret_from(
+        args.backup_s3_credentials_file.as_deref(),
+        BACKUP_S3_CREDENTIALS_ENV,
+        "backup bucket's credentials",
+    )?
+    .ok_or_else(|| {
+        usage(format!(
+            "--backup-s3-endpoint needs --backup-s3-credentials-file (or {BACKUP_S3_CREDENTIALS_ENV})"
+        ))
+    })?;
+    let credentials = storefactory_http::archive_bucket::parse_credentials(&text)
+        .map_err(|e| usage(e.to_string()))?;
+    let bucket = storefactory_http::archive_bucket::Bucket::new(
+        storefactory_http::archive_bucket::BucketConfig {
+            endpoint,
+            bucket,
+            prefix: args.backup_s3_prefix.clone(),
+            region: args.backup_s3_region.clone(),
+            credentials,
+        },
+        dir.join(".bucket-staging"),
+    )
+    .map_err(|e| usage(e.to_string()))?;
+    Ok(Some(std::sync::Arc::new(bucket)))
+}
+
 /// The server configuration for these options.
 pub fn server_config(ctx: &Context, args: ServeArgs) -> Result<ServerConfig> {
     let domain = args.store_domain.trim().to_ascii_lowercase();
@@ -225,6 +338,13 @@ pub fn server_config(ctx: &Context, args: ServeArgs) -> Result<ServerConfig> {
         )
         .into());
     }
+    let archives = archive_store(
+        &ctx.global.bucket,
+        args.backup_dir.clone(),
+        args.backup_dir
+            .clone()
+            .unwrap_or_else(|| ctx.global.db.with_file_name("backups")),
+    )?;
     let mut config = ServerConfig::default();
     config.listen = args.listen;
     config.database = ctx.global.db.clone();
@@ -273,9 +393,7 @@ pub fn server_config(ctx: &Context, args: ServeArgs) -> Result<ServerConfig> {
     config.provisioner.paused_backend = ctx.paused_backend();
     config.provisioner.backups = storefactory_core::provisioner::BackupConfig {
         endpoint: ctx.global.backup_endpoint.clone(),
-        archives: args
-            .backup_dir
-            .map(storefactory_core::backup::ArchiveDir::new),
+        archives,
         schedule: args.backup_schedule,
         keep: usize::try_from(args.backup_keep).unwrap_or(usize::MAX),
     };
@@ -441,6 +559,109 @@ mod tests {
         assert_eq!(config.token_key.as_deref(), Some("k".repeat(40).as_str()));
         assert_eq!(config.token_ttl, Duration::from_secs(1800));
         assert_eq!(config.default_quota.max_stores, 2);
+    }
+
+    #[test]
+    fn a_backup_bucket_needs_its_name_and_credentials_and_never_shows_the_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let credentials = dir.path().join("s3");
+        std::fs::write(
+            &credentials,
+            "AWS_ACCESS_KEY_ID=minio\nAWS_SECRET_ACCESS_KEY=very-secret\n",
+        )
+        .unwrap();
+        let credentials = credentials.to_str().unwrap();
+        let db = dir.path().join("sf.db");
+        let db = db.to_str().unwrap();
+        let configured = config(&[
+            "--db",
+            db,
+            "--backup-s3-endpoint",
+            "http://minio.minio.svc:9000",
+            "--backup-s3-bucket",
+            "store-backups",
+            "--backup-s3-prefix",
+            "sf/",
+            "--backup-s3-credentials-file",
+            credentials,
+        ])
+        .unwrap();
+        let archives = format!("{:?}", configured.provisioner.backups.archives.unwrap());
+        assert!(
+            archives.contains("store-backups") && archives.contains("sf/"),
+            "{archives}"
+        );
+        assert!(!archives.contains("very-secret"), "{archives}");
+        for (args, says) in [
+            (
+                vec![
+                    "--backup-s3-endpoint",
+                    "http://m:9000",
+                    "--backup-s3-credentials-file",
+                    credentials,
+                ],
+                "--backup-s3-bucket",
+            ),
+            (
+                vec![
+                    "--backup-s3-endpoint",
+                    "http://m:9000",
+                    "--backup-s3-bucket",
+                    "store-backups",
+                ],
+                "--backup-s3-credentials-file",
+            ),
+            (
+                vec![
+                    "--backup-s3-endpoint",
+                    "ftp://m",
+                    "--backup-s3-bucket",
+                    "store-backups",
+                    "--backup-s3-credentials-file",
+                    credentials,
+                ],
+                "http",
+            ),
+        ] {
+            let mut args = args.clone();
+            args.extend(["--db", db]);
+            let err = config(&args).unwrap_err();
+            assert_eq!(crate::exit::code_of(&err), Code::Usage, "{err}");
+            assert!(err.to_string().contains(says), "{args:?}: {err}");
+            assert!(!err.to_string().contains("very-secret"), "{err}");
+        }
+    }
+
+    #[test]
+    fn command_line_deletions_use_the_same_bucket() {
+        let dir = tempfile::tempdir().unwrap();
+        let credentials = dir.path().join("s3");
+        std::fs::write(&credentials, "minio\nvery-secret\n").unwrap();
+        let cli = Cli::try_parse_from([
+            "storefactory",
+            "backup",
+            "delete",
+            "ab12cd34",
+            "bk12cd34ef56",
+            "--backup-s3-endpoint",
+            "http://minio.minio.svc:9000",
+            "--backup-s3-bucket",
+            "store-backups",
+            "--backup-s3-credentials-file",
+            credentials.to_str().unwrap(),
+        ])
+        .unwrap();
+        let ctx = Context { global: cli.global };
+        let archives = format!("{:?}", ctx.backups().unwrap().archives.unwrap());
+        assert!(
+            archives.starts_with("Bucket") && archives.contains("store-backups"),
+            "{archives}"
+        );
+        assert!(!archives.contains("very-secret"), "{archives}");
+        let cli = Cli::try_parse_from(["storefactory", "backup", "list", "ab12cd34"]).unwrap();
+        let ctx = Context { global: cli.global };
+        let archives = format!("{:?}", ctx.backups().unwrap().archives.unwrap());
+        assert!(archives.starts_with("ArchiveDir"), "{archives}");
     }
 
     fn run_serve(args: &[&str]) -> Result<()> {

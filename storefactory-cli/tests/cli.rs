@@ -931,6 +931,44 @@ async fn serve_refuses_a_trusted_proxy_that_is_not_a_network() {
     assert!(said.contains("10.0.0.0/99"), "{said}");
 }
 
+#[tokio::test]
+async fn serve_refuses_to_start_with_a_backup_bucket_it_cannot_reach_and_never_shows_the_secret() {
+    let cli = Cli::offline();
+    let credentials = cli.path("s3");
+    std::fs::write(
+        &credentials,
+        "AWS_ACCESS_KEY_ID=minio\nAWS_SECRET_ACCESS_KEY=very-secret\n",
+    )
+    .unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let endpoint = format!("http://{closed}");
+    let output = cli
+        .run(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--backup-s3-endpoint",
+            &endpoint,
+            "--backup-s3-bucket",
+            "store-backups",
+            "--backup-s3-credentials-file",
+            credentials.to_str().unwrap(),
+        ])
+        .await;
+    assert_ne!(output.status.code(), Some(0));
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains(&format!(
+            "backup bucket store-backups at {endpoint} is not usable"
+        )) && said.contains("cannot connect"),
+        "{said}"
+    );
+    assert!(!said.contains("very-secret"), "{said}");
+}
+
 // Attack: a username carrying a newline and a made-up log record, sent to the login
 // endpoint, whose failures are logged.
 #[tokio::test]

@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::str::FromStr;
 
 use async_trait::async_trait;
@@ -474,6 +475,64 @@ impl BackupOutcome {
     }
 }
 
+/// An upload's body as it arrives: chunks of bytes, or why the sender went away.
+pub type UploadBody<'a> = Pin<Box<dyn futures::Stream<Item = Result<Vec<u8>, String>> + Send + 'a>>;
+
+/// A kept archive's bytes as they are read back, chunk by chunk.
+pub type ArchiveChunks = Pin<Box<dyn futures::Stream<Item = std::io::Result<Vec<u8>>> + Send>>;
+
+/// Where the platform keeps backup archives: its data volume ([`ArchiveDir`]) or an
+/// S3-compatible bucket (in `storefactory-http`). Whatever the store, an archive counts as
+/// kept only once it arrived whole with the announced checksum, and it is never held whole
+/// in memory.
+#[async_trait]
+pub trait ArchiveStore: fmt::Debug + Send + Sync {
+    /// Keeps `body` as the archive of `id`: at most `max_bytes`, with SHA-256
+    /// `expected_sha256`. Returns its size and checksum. Nothing is kept on failure.
+    async fn receive(
+        &self,
+        id: &BackupId,
+        body: UploadBody<'_>,
+        max_bytes: u64,
+        expected_sha256: &str,
+    ) -> Result<(u64, String), ReceiveError>;
+
+    /// The archive of `id` as a stream of chunks, with its size; `None` when there is none.
+    async fn read(&self, id: &BackupId) -> std::io::Result<Option<(u64, ArchiveChunks)>>;
+
+    /// Removes the archive of `id`; `false` when there was none (as far as the store tells).
+    async fn remove(&self, id: &BackupId) -> std::io::Result<bool>;
+
+    /// Checks at start-up that archives can be kept (a bucket is reachable with these
+    /// credentials); a folder is created when the first archive arrives.
+    async fn check(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ArchiveStore for ArchiveDir {
+    async fn receive(
+        &self,
+        id: &BackupId,
+        body: UploadBody<'_>,
+        max_bytes: u64,
+        expected_sha256: &str,
+    ) -> Result<(u64, String), ReceiveError> {
+        ArchiveDir::receive(self, id, body, max_bytes, expected_sha256).await
+    }
+
+    async fn read(&self, id: &BackupId) -> std::io::Result<Option<(u64, ArchiveChunks)>> {
+        Ok(ArchiveDir::read(self, id)
+            .await?
+            .map(|(size, chunks)| (size, Box::pin(chunks) as ArchiveChunks)))
+    }
+
+    async fn remove(&self, id: &BackupId) -> std::io::Result<bool> {
+        ArchiveDir::remove(self, id).await
+    }
+}
+
 /// The folder where the platform keeps backup archives, one file `<id>.tar` per backup.
 /// An upload is written to `.partial-<id>` beside it, synced, and renamed into place only
 /// once it is whole and its checksum matches, so an archive that exists is complete; it is
@@ -506,6 +565,10 @@ pub enum ReceiveError {
     /// The platform's disk failed.
     #[error("cannot write the archive")]
     Io(#[from] std::io::Error),
+    /// The archive store (a bucket) refused or could not be reached; the reason names
+    /// neither credentials nor signatures.
+    #[error("the archive store did not keep the archive: {0}")]
+    Store(String),
 }
 
 impl ArchiveDir {

@@ -714,7 +714,7 @@ async fn the_schedule_backs_up_ready_stores_and_keeps_the_newest() {
             leader: None,
             backups: BackupConfig {
                 endpoint: Some(ENDPOINT.parse().unwrap()),
-                archives: Some(archives.clone()),
+                archives: Some(std::sync::Arc::new(archives.clone())),
                 // Long enough that the test's own pass is the only one.
                 schedule: Some(Duration::from_secs(3600)),
                 keep: 2,

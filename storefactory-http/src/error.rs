@@ -97,4 +97,29 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    /// Where backup archives are kept cannot be used (the reason is the source).
+    #[error("the backup archive store is not usable")]
+    ArchiveStore {
+        /// Why, e.g. the bucket refused the credentials.
+        source: std::io::Error,
+    },
+
+    /// The archive bucket's configuration is not usable (never shows the secret).
+    #[error("invalid backup bucket configuration: {reason}")]
+    InvalidBucket {
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The archive bucket could not be used at start-up.
+    #[error("backup bucket {bucket} at {endpoint} is not usable: {reason}")]
+    BucketUnavailable {
+        /// The endpoint as configured.
+        endpoint: String,
+        /// The bucket.
+        bucket: String,
+        /// Why, e.g. `cannot connect: Connection refused` or `answered 403 …`.
+        reason: String,
+    },
 }

@@ -20,6 +20,7 @@
 //! the clients of the product Storefactory replaces expect, with a stable code beside it.
 
 mod api_error;
+pub mod archive_bucket;
 pub mod auth;
 mod config;
 mod domains;

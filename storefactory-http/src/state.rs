@@ -194,9 +194,16 @@ impl AppState {
             })?;
         // Archives go next to the database unless configured: the platform's data volume.
         if provisioner_config.backups.archives.is_none() {
-            provisioner_config.backups.archives = Some(storefactory_core::backup::ArchiveDir::new(
-                config.database.with_file_name("backups"),
-            ));
+            provisioner_config.backups.archives =
+                Some(Arc::new(storefactory_core::backup::ArchiveDir::new(
+                    config.database.with_file_name("backups"),
+                )));
+        }
+        if let Some(archives) = &provisioner_config.backups.archives {
+            archives
+                .check()
+                .await
+                .map_err(|source| Error::ArchiveStore { source })?;
         }
         let metrics = Metrics::new();
         provisioner_config.on_reconcile = Some(metrics.reconcile_hook());
@@ -451,7 +458,7 @@ impl AppState {
     }
 
     /// Where backup archives are kept.
-    pub(crate) fn archives(&self) -> Option<&storefactory_core::backup::ArchiveDir> {
+    pub(crate) fn archives(&self) -> Option<&Arc<dyn storefactory_core::backup::ArchiveStore>> {
         self.inner.provisioner_config.backups.archives.as_ref()
     }
 

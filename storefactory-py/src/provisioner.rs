@@ -434,7 +434,9 @@ impl PyProvisioner {
                 endpoint: backup_endpoint,
                 // The server's archives, in their default place next to the database.
                 archives: database.db.path().map(|p| {
-                    storefactory_core::backup::ArchiveDir::new(p.with_file_name("backups"))
+                    Arc::new(storefactory_core::backup::ArchiveDir::new(
+                        p.with_file_name("backups"),
+                    )) as Arc<dyn storefactory_core::backup::ArchiveStore>
                 }),
                 ..Default::default()
             },

@@ -161,7 +161,7 @@ pub(crate) async fn provisioner(ctx: &Context, db: &Database, id: &StoreId) -> R
             leader: Some(ctx.leader()),
             paused_backend: ctx.paused_backend(),
             sealing_key,
-            backups: ctx.backups(),
+            backups: ctx.backups()?,
             ..ProvisionerConfig::default()
         },
     ))

@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 
 use super::Provisioner;
 use crate::backup::{
-    ArchiveDir, BackupEndpoint, BackupId, BackupKind, BackupOutcome, BackupRecord,
+    ArchiveStore, BackupEndpoint, BackupId, BackupKind, BackupOutcome, BackupRecord,
     BackupRepository, BackupStatus, UploadToken,
 };
 use crate::blueprint::{LABEL_MANAGED_BY, LABEL_STORE, MANAGED_BY};
@@ -49,9 +49,9 @@ pub struct BackupConfig {
     /// Where store pods reach the platform's internal endpoint; backups cannot be taken
     /// without it.
     pub endpoint: Option<BackupEndpoint>,
-    /// Where the archives are kept (the platform's data volume). Deleting a backup removes
-    /// its archive from here.
-    pub archives: Option<ArchiveDir>,
+    /// Where the archives are kept (the platform's data volume, or a bucket). Deleting a
+    /// backup removes its archive from here.
+    pub archives: Option<std::sync::Arc<dyn ArchiveStore>>,
     /// Take a scheduled backup of every ready store this often; never when `None`.
     pub schedule: Option<Duration>,
     /// Scheduled backups kept per store; the oldest beyond are deleted (manual ones are

@@ -13,6 +13,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
+use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use storefactory_core::backup::{
     BackupId, BackupKind, BackupOutcome, BackupRecord, BackupRepository, BackupStatus,
@@ -148,9 +149,9 @@ pub struct Received {
 
 /// `PUT /internal/backups/{id}`: a backup Job hands over its archive (see the module).
 /// 404 for an unknown backup, a wrong token or a backup not pending any more (nothing is
-/// told about which); 413 over the size limit and 422 on a checksum mismatch (the backup
-/// fails with the reason); 400 for an interrupted body (the backup stays pending, the Job
-/// may try again).
+/// told about which); 413 over the size limit, 422 on a checksum mismatch and 502 when
+/// the archive bucket refused it or could not be reached (the backup fails with the
+/// reason); 400 for an interrupted body (the backup stays pending, the Job may try again).
 pub async fn upload(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -182,7 +183,15 @@ pub async fn upload(
     };
     let max = state.max_backup_bytes();
     let received = archives
-        .receive(&backup_id, body.into_data_stream(), max, &expected)
+        .receive(
+            &backup_id,
+            Box::pin(
+                body.into_data_stream()
+                    .map(|chunk| chunk.map(|b| b.to_vec()).map_err(|e| e.to_string())),
+            ),
+            max,
+            &expected,
+        )
         .await;
     let (size_bytes, sha256) = match received {
         Ok(done) => done,
@@ -202,6 +211,9 @@ pub async fn upload(
                 ReceiveError::TooLarge { .. } => {
                     (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
                 }
+                // The bucket refused it or could not be reached: the backup fails with the
+                // reason (which names no credentials), and a new one may be taken.
+                ReceiveError::Store(_) => (StatusCode::BAD_GATEWAY, "archive_store_failed"),
                 _ => (StatusCode::UNPROCESSABLE_ENTITY, "checksum_mismatch"),
             };
             let message = refused.to_string();

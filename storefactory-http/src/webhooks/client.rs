@@ -215,7 +215,7 @@ where
 
 /// TLS with the platform's trust roots and verifier (as the Kubernetes client uses), and
 /// the `ring` provider the tree already has.
-fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
+pub(crate) fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
     use rustls_platform_verifier::BuilderVerifierExt;
     Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),

@@ -18,6 +18,7 @@
 //! leader is needed, so a replica without a cluster connection still delivers.
 
 pub(crate) mod client;
+pub(crate) use client::tls_config;
 pub(crate) mod dispatcher;
 pub mod signature;
 
