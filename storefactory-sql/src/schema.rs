@@ -410,6 +410,20 @@ mod tests {
             .unwrap()
     }
 
+    /// The names of the indexes on `stores`, sorted.
+    fn store_indexes(conn: &Connection) -> Vec<String> {
+        let mut stmt = conn
+            .prepare(
+                "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'stores' \
+                 AND sql IS NOT NULL ORDER BY name",
+            )
+            .unwrap();
+        stmt.query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
     fn tables(conn: &Connection) -> Vec<String> {
         let mut stmt = conn
             .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
@@ -547,23 +561,11 @@ mod tests {
         let refused = conn.execute("UPDATE stores SET status = 'suspended'", []);
         assert!(refused.is_err(), "version 6 knows no suspended stores");
 
-        let indexes = |conn: &Connection| -> Vec<String> {
-            let mut stmt = conn
-                .prepare(
-                    "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'stores' \
-                     AND sql IS NOT NULL ORDER BY name",
-                )
-                .unwrap();
-            stmt.query_map([], |row| row.get(0))
-                .unwrap()
-                .collect::<rusqlite::Result<_>>()
-                .unwrap()
-        };
-        let before = indexes(&conn);
+        let before = store_indexes(&conn);
         migrate(&mut conn, &path, &MIGRATIONS[..7]).unwrap();
         assert_eq!(version(&conn), 7);
         assert_eq!(
-            indexes(&conn),
+            store_indexes(&conn),
             before,
             "the rebuilt table has the same indexes"
         );
@@ -655,22 +657,10 @@ mod tests {
                 .is_err(),
             "version 8 knows no updating stores"
         );
-        let indexes = |conn: &Connection| -> Vec<String> {
-            let mut stmt = conn
-                .prepare(
-                    "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'stores' \
-                     AND sql IS NOT NULL ORDER BY name",
-                )
-                .unwrap();
-            stmt.query_map([], |row| row.get(0))
-                .unwrap()
-                .collect::<rusqlite::Result<_>>()
-                .unwrap()
-        };
-        let before = indexes(&conn);
+        let before = store_indexes(&conn);
         migrate(&mut conn, &path, &MIGRATIONS[..9]).unwrap();
         assert_eq!(version(&conn), 9);
-        assert_eq!(indexes(&conn), before);
+        assert_eq!(store_indexes(&conn), before);
         assert!(before.contains(&"stores_host".to_owned()), "{before:?}");
         let count = |sql: &str| -> i64 { conn.query_row(sql, [], |row| row.get(0)).unwrap() };
         assert_eq!(count("SELECT count(*) FROM store_events"), 1);
@@ -710,23 +700,11 @@ mod tests {
         .unwrap();
         let refused = conn.execute("UPDATE stores SET status = 'restoring'", []);
         assert!(refused.is_err(), "version 9 does not know restoring");
-        let indexes = |conn: &Connection| -> Vec<String> {
-            let mut stmt = conn
-                .prepare(
-                    "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'stores' \
-                     AND sql IS NOT NULL ORDER BY name",
-                )
-                .unwrap();
-            stmt.query_map([], |row| row.get(0))
-                .unwrap()
-                .collect::<rusqlite::Result<_>>()
-                .unwrap()
-        };
-        let before = indexes(&conn);
+        let before = store_indexes(&conn);
         migrate(&mut conn, &path, MIGRATIONS).unwrap();
         assert_eq!(version(&conn), 10);
         assert_eq!(
-            indexes(&conn),
+            store_indexes(&conn),
             before,
             "the rebuilt table has the same indexes"
         );

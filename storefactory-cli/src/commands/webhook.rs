@@ -134,9 +134,8 @@ async fn audit(db: &Database, action: &str, id: &str, actor: Option<&str>) {
 }
 
 async fn add(ctx: &Context, args: AddArgs) -> Result<()> {
-    let token_key = ctx.token_key()?;
     let db = ctx.db().await?;
-    let key = db.sealing_key(token_key.as_deref()).await?;
+    let key = ctx.sealing_key(&db).await?;
     let owner = args.owner.clone();
     let registered = db
         .register_webhook(
