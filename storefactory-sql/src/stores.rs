@@ -156,7 +156,8 @@ fn insert_store_in(tx: &Transaction<'_>, record: &StoreRecord) -> Result<()> {
     }
 
     // A deleted record under the same id gives way to the new store, its events with it.
-    tx.execute("DELETE FROM stores WHERE id = ?1", [record.id.as_str()])
+    tx.prepare_cached("DELETE FROM stores WHERE id = ?1")
+        .and_then(|mut stmt| stmt.execute([record.id.as_str()]))
         .during("replace deleted store")?;
     for host in record.spec.ingress.hosts() {
         if host_taken(tx, &record.id, host)? {
@@ -461,9 +462,16 @@ fn list_stores_page(
         StoreOrder::OldestFirst => (after.unwrap_or(0), "pos > ?3 ORDER BY pos ASC"),
         StoreOrder::NewestFirst => (after.unwrap_or(i64::MAX), "pos < ?3 ORDER BY pos DESC"),
     };
+    // Two statements, not `(?1 IS NULL OR owner = ?1)`: with that condition SQLite cannot
+    // use `stores_owner_page`, and one owner's page walked every store.
+    let owner = if filter.owner.is_some() {
+        "owner = ?1"
+    } else {
+        "?1 IS NULL"
+    };
     let rows: Vec<(i64, StoreRow)> = conn
         .prepare_cached(&format!(
-            "SELECT pos, {STORE_COLUMNS} FROM stores WHERE (?1 IS NULL OR owner = ?1) \
+            "SELECT pos, {STORE_COLUMNS} FROM stores WHERE {owner} \
              AND (?2 OR status != 'deleted') AND {beyond} LIMIT ?4"
         ))
         .and_then(|mut stmt| {
