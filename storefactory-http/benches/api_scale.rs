@@ -8,7 +8,9 @@
 //!    seconds (60 by default) of idleness, and the server's memory;
 //! 3. with `LIST_STORES` stores (10,000 by default) of `OWNERS` users (10 by default) in the
 //!    database, the latency of the first page of one user's `GET /api/stores`, of an admin's
-//!    page of every store, and the time to walk every page of the user's stores.
+//!    page of every store, and the time to walk every page of the user's stores;
+//! 4. the creations of 1. again, against a second server that provisions nothing: the cost
+//!    of the request path alone, without provisioning beside it.
 //!
 //! The control plane and its simulated kubelet run in a child process, so that the memory
 //! this process holds is the server's (with its reconciler) and the benchmark's small client.
@@ -135,56 +137,28 @@ async fn sample_pages(addr: SocketAddr, token: &Arc<String>, path: &str) -> Resu
     Ok(samples)
 }
 
-fn main() -> Result<()> {
-    host_control_plane_if_child();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(bench())
-}
-
-async fn bench() -> Result<()> {
-    let stores = env_usize("STORES", 200);
-    let clients = env_usize("CLIENTS", 64);
-    let list_stores = env_usize("LIST_STORES", 10_000);
-    let idle_secs = env_usize("IDLE_SECS", 60);
-    let owners = env_usize("OWNERS", 10).max(1);
-    println!(
-        "STORES={stores} CLIENTS={clients} IDLE_SECS={idle_secs} LIST_STORES={list_stores} OWNERS={owners} cargo bench -p storefactory-http --bench api_scale"
-    );
-    let rss_before_cluster = rss_mib();
-    let cp = tokio::task::spawn_blocking(ChildControlPlane::start).await??;
-    let dir = tempfile::tempdir()?;
+fn server_config(dir: &std::path::Path, kubeconfig: &std::path::Path) -> ServerConfig {
     let mut config = ServerConfig::default();
-    config.listen = "127.0.0.1:0".parse()?;
-    config.database = dir.path().join("bench.db");
-    config.kubeconfig = Some(cp.kubeconfig_path().to_owned());
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.database = dir.join("bench.db");
+    config.kubeconfig = Some(kubeconfig.to_owned());
     config.admin_password = Some("bench-admin-password".to_owned());
     config.token_key = Some("k".repeat(32));
     config.max_store_creations = u32::MAX;
     // One server on this control plane: no need to wait for a Lease.
     config.provisioner.leader = None;
-    let server = Server::bind(config).await?;
-    let addr = server.local_addr();
-    let server_state = server.state().clone();
-    let db = server_state.db().clone();
-    let quota = Quota {
-        max_stores: 1_000_000,
-        max_storage_gib: 1_000_000_000,
-    };
-    db.create_user("bench", "bench-password", Role::User, quota)
-        .await?;
-    db.create_user("lister", "bench-password", Role::User, quota)
-        .await?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
-    let token = Arc::new(login(addr, "bench", "bench-password").await?);
+    config
+}
 
-    // ---- 1: creations and reads while provisioning runs -----------------------------------
+/// `clients` clients create `stores` stores between them, each reading the first page of
+/// 50 stores after each creation: the latencies of the creations and of the reads.
+async fn create_stores(
+    addr: SocketAddr,
+    token: &Arc<String>,
+    clients: usize,
+    stores: usize,
+) -> Result<(Vec<Duration>, Vec<Duration>)> {
     let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..clients {
         let (next, token) = (next.clone(), token.clone());
@@ -221,6 +195,51 @@ async fn bench() -> Result<()> {
         posts.extend(p);
         gets.extend(g);
     }
+    Ok((posts, gets))
+}
+
+fn main() -> Result<()> {
+    host_control_plane_if_child();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(bench())
+}
+
+async fn bench() -> Result<()> {
+    let stores = env_usize("STORES", 200);
+    let clients = env_usize("CLIENTS", 64);
+    let list_stores = env_usize("LIST_STORES", 10_000);
+    let idle_secs = env_usize("IDLE_SECS", 60);
+    let owners = env_usize("OWNERS", 10).max(1);
+    println!(
+        "STORES={stores} CLIENTS={clients} IDLE_SECS={idle_secs} LIST_STORES={list_stores} OWNERS={owners} cargo bench -p storefactory-http --bench api_scale"
+    );
+    let rss_before_cluster = rss_mib();
+    let cp = tokio::task::spawn_blocking(ChildControlPlane::start).await??;
+    let dir = tempfile::tempdir()?;
+    let config = server_config(dir.path(), cp.kubeconfig_path());
+    let server = Server::bind(config).await?;
+    let addr = server.local_addr();
+    let server_state = server.state().clone();
+    let db = server_state.db().clone();
+    let quota = Quota {
+        max_stores: 1_000_000,
+        max_storage_gib: 1_000_000_000,
+    };
+    db.create_user("bench", "bench-password", Role::User, quota)
+        .await?;
+    db.create_user("lister", "bench-password", Role::User, quota)
+        .await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    let token = Arc::new(login(addr, "bench", "bench-password").await?);
+
+    // ---- 1: creations and reads while provisioning runs -----------------------------------
+    let started = Instant::now();
+    let (mut posts, mut gets) = create_stores(addr, &token, clients, stores).await?;
     let created_in = started.elapsed();
     let deadline = Instant::now() + Duration::from_secs(900);
     let ready_in = loop {
@@ -330,12 +349,45 @@ async fn bench() -> Result<()> {
         walking.elapsed()
     );
 
+    // ---- 4: the request path alone ------------------------------------------------------
+    // The same creations against a second server that reconciles nothing, on a quiet
+    // control plane: what the requests cost without provisioning beside them.
+    let _ = stop.send(());
+    serving.await??;
+    let alone_dir = tempfile::tempdir()?;
+    let mut config = server_config(alone_dir.path(), cp.kubeconfig_path());
+    config.provisioner.only = Some(Default::default());
+    let server = Server::bind(config).await?;
+    let addr = server.local_addr();
+    server
+        .state()
+        .db()
+        .create_user("bench", "bench-password", Role::User, quota)
+        .await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    let token = Arc::new(login(addr, "bench", "bench-password").await?);
+    let started = Instant::now();
+    let (mut alone_posts, mut alone_gets) = create_stores(addr, &token, clients, stores).await?;
+    println!(
+        "{stores} stores created by {clients} clients, a server that provisions nothing (the request path alone):"
+    );
+    report("POST /api/stores", &mut alone_posts);
+    report("GET /api/stores?limit=50", &mut alone_gets);
+    println!("  all created after {:.1?}", started.elapsed());
+
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     println!("targets:");
     println!(
         "  POST /api/stores p99 {:.1?} with {clients} clients while provisioning (target <= 100 ms: {})",
         p99(&posts),
         verdict(p99(&posts) <= Duration::from_millis(100))
+    );
+    println!(
+        "    the same creations with nothing provisioning: p99 {:.1?}",
+        p99(&alone_posts)
     );
     println!(
         "  GET /api/stores page p99 {:.1?} with {list_stores} stores of {owners} users (target <= 10 ms: {})",

@@ -12,6 +12,7 @@
 //!   `delivered`, `retried` (failed, another attempt follows) or `failed` (the last one).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
@@ -79,6 +80,9 @@ struct Inner {
     webhook_deliveries: Family<OutcomeLabels, Counter>,
     /// Counts the requests of every Kubernetes client the server builds.
     kube_counter: RequestCounter,
+    /// HTTP requests answered and reconciles finished: what tells a busy server from an
+    /// idle one ([`crate::memory`]).
+    activity: Arc<AtomicU64>,
 }
 
 /// The service's figures. Cheap to clone.
@@ -162,6 +166,7 @@ impl Metrics {
                 http_duration,
                 webhook_deliveries,
                 kube_counter: RequestCounter::new(),
+                activity: Arc::default(),
             }),
         }
     }
@@ -175,9 +180,17 @@ impl Metrics {
     /// feeds the reconcile histogram.
     pub fn reconcile_hook(&self) -> ReconcileHook {
         let histogram = self.inner.reconcile_duration.clone();
+        let activity = self.inner.activity.clone();
         ReconcileHook(Arc::new(move |took: Duration| {
+            activity.fetch_add(1, Ordering::Relaxed);
             histogram.observe(took.as_secs_f64())
         }))
+    }
+
+    /// How many HTTP requests were answered and reconciles finished so far: unchanged over
+    /// a while, the server was idle.
+    pub(crate) fn activity(&self) -> u64 {
+        self.inner.activity.load(Ordering::Relaxed)
     }
 
     /// Counts a webhook delivery attempt that ended `outcome` (`delivered`, `retried`,
@@ -190,6 +203,7 @@ impl Metrics {
     }
 
     fn observe_http(&self, method: &str, route: &str, status: u16, took: Duration) {
+        self.inner.activity.fetch_add(1, Ordering::Relaxed);
         let (method, route) = (method.to_owned(), route.to_owned());
         self.inner
             .http_duration

@@ -115,7 +115,11 @@ impl Server {
                 }
             }
         });
-        background.spawn(crate::memory::run());
+        let metrics = state.metrics().clone();
+        background.spawn(crate::memory::run(
+            move || metrics.activity(),
+            state.db().clone(),
+        ));
         // Webhook deliveries run beside the reconciler, never on its path, and need no
         // cluster: they follow the event feed in the database.
         let dispatching = tokio::spawn(crate::webhooks::dispatcher::run(state.clone()));

@@ -1580,3 +1580,26 @@ async fn concurrent_adds_of_one_domain_never_both_win() {
             .unwrap();
     }
 }
+
+#[tokio::test]
+async fn releasing_memory_keeps_every_store_readable_and_writable() {
+    let (_dir, db) = fresh().await;
+    user(&db, "ann", 10, 100).await;
+    db.insert_store(&store("ab12", "ann", 2)).await.unwrap();
+    // Fill the pool of readers, then give their caches back.
+    let mut reads = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let db = db.clone();
+        reads.spawn(async move { db.get_store(&id("ab12")).await });
+    }
+    for read in reads.join_all().await {
+        assert_eq!(read.unwrap().unwrap().owner, "ann");
+    }
+    db.release_memory().await.unwrap();
+    assert_eq!(
+        db.get_store(&id("ab12")).await.unwrap().unwrap().owner,
+        "ann"
+    );
+    db.insert_store(&store("cd34", "ann", 2)).await.unwrap();
+    assert_eq!(db.usage("ann").await.unwrap().stores, 2);
+}
