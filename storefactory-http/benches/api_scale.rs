@@ -9,8 +9,9 @@
 //! 3. with `LIST_STORES` stores (10,000 by default) of `OWNERS` users (10 by default) in the
 //!    database, the latency of the first page of one user's `GET /api/stores`, of an admin's
 //!    page of every store, and the time to walk every page of the user's stores;
-//! 4. the creations of 1. again, against a second server that provisions nothing: the cost
-//!    of the request path alone, without provisioning beside it.
+//!
+//! Before all that, the creations of 1. against a server that provisions nothing, on a control
+//! plane with no store yet: the cost of the request path alone.
 //!
 //! The control plane and its simulated kubelet run in a child process, so that the memory
 //! this process holds is the server's (with its reconciler) and the benchmark's small client.
@@ -217,16 +218,47 @@ async fn bench() -> Result<()> {
     );
     let rss_before_cluster = rss_mib();
     let cp = tokio::task::spawn_blocking(ChildControlPlane::start).await??;
+    let quota = Quota {
+        max_stores: 1_000_000,
+        max_storage_gib: 1_000_000_000,
+    };
+    // ---- 0: the request path alone --------------------------------------------------------
+    // The creations of 1. against a server that reconciles nothing, on a control plane that
+    // holds no store yet: what the requests cost without provisioning beside them. First,
+    // because once 1,000 stores exist a new server's watches begin by listing them all.
+    let alone_dir = tempfile::tempdir()?;
+    let mut alone_config = server_config(alone_dir.path(), cp.kubeconfig_path());
+    alone_config.provisioner.only = Some(Default::default());
+    let server = Server::bind(alone_config).await?;
+    let addr = server.local_addr();
+    server
+        .state()
+        .db()
+        .create_user("bench", "bench-password", Role::User, quota)
+        .await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    let token = Arc::new(login(addr, "bench", "bench-password").await?);
+    let started = Instant::now();
+    let (mut alone_posts, mut alone_gets) = create_stores(addr, &token, clients, stores).await?;
+    let _ = stop.send(());
+    serving.await??;
+    drop(alone_dir);
+    println!(
+        "{stores} stores created by {clients} clients, a server that provisions nothing (the request path alone):"
+    );
+    report("POST /api/stores", &mut alone_posts);
+    report("GET /api/stores?limit=50", &mut alone_gets);
+    println!("  all created after {:.1?}", started.elapsed());
+
     let dir = tempfile::tempdir()?;
     let config = server_config(dir.path(), cp.kubeconfig_path());
     let server = Server::bind(config).await?;
     let addr = server.local_addr();
     let server_state = server.state().clone();
     let db = server_state.db().clone();
-    let quota = Quota {
-        max_stores: 1_000_000,
-        max_storage_gib: 1_000_000_000,
-    };
     db.create_user("bench", "bench-password", Role::User, quota)
         .await?;
     db.create_user("lister", "bench-password", Role::User, quota)
@@ -348,35 +380,6 @@ async fn bench() -> Result<()> {
         "  every page of the lister's {mine} stores, 500 a page: {requests} requests in {:.1?}",
         walking.elapsed()
     );
-
-    // ---- 4: the request path alone ------------------------------------------------------
-    // The same creations against a second server that reconciles nothing, on a quiet
-    // control plane: what the requests cost without provisioning beside them.
-    let _ = stop.send(());
-    serving.await??;
-    let alone_dir = tempfile::tempdir()?;
-    let mut config = server_config(alone_dir.path(), cp.kubeconfig_path());
-    config.provisioner.only = Some(Default::default());
-    let server = Server::bind(config).await?;
-    let addr = server.local_addr();
-    server
-        .state()
-        .db()
-        .create_user("bench", "bench-password", Role::User, quota)
-        .await?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
-    let token = Arc::new(login(addr, "bench", "bench-password").await?);
-    let started = Instant::now();
-    let (mut alone_posts, mut alone_gets) = create_stores(addr, &token, clients, stores).await?;
-    println!(
-        "{stores} stores created by {clients} clients, a server that provisions nothing (the request path alone):"
-    );
-    report("POST /api/stores", &mut alone_posts);
-    report("GET /api/stores?limit=50", &mut alone_gets);
-    println!("  all created after {:.1?}", started.elapsed());
 
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     println!("targets:");
