@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use k8s_openapi::apimachinery::pkg::version::Info;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
+use storefactory_core::kube_config::{self, KubeConfigError};
 
 use crate::exit::{Code, Failure};
 
@@ -16,25 +16,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The client configuration: `kubeconfig` if given, else `$KUBECONFIG` or `~/.kube/config`,
 /// else the in-cluster service account; `context` instead of the current context.
 pub async fn config(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<Config> {
-    let options = KubeConfigOptions {
-        context: context.map(str::to_owned),
-        ..KubeConfigOptions::default()
-    };
-    let mut config = match kubeconfig {
-        Some(path) => {
-            let file = Kubeconfig::read_from(path)
-                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
-            Config::from_custom_kubeconfig(file, &options)
-                .await
-                .with_context(|| format!("cannot use kubeconfig {}", path.display()))?
-        }
-        None if context.is_some() => Config::from_kubeconfig(&options)
-            .await
-            .context("cannot use the kubeconfig")?,
-        None => Config::infer()
-            .await
-            .context("no Kubernetes configuration found (give --kubeconfig, set KUBECONFIG, or run in a cluster)")?,
-    };
+    let mut config = kube_config::load(kubeconfig, context)
+        .await
+        .map_err(|error| match error {
+            KubeConfigError::NotFound(_) => {
+                anyhow::anyhow!("{error}: give --kubeconfig, set KUBECONFIG, or run in a cluster")
+            }
+            error => anyhow::Error::new(error),
+        })?;
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     Ok(config)
 }

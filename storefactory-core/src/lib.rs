@@ -24,6 +24,7 @@ pub mod backup;
 pub mod blueprint;
 pub mod change;
 pub mod error;
+pub mod kube_config;
 pub mod manifest;
 pub mod memory;
 pub mod port;

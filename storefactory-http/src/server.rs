@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use storefactory_core::provisioner::{Provisioner, error_chain};
 use storefactory_sql::Database;
 use tokio::net::TcpListener;
@@ -312,18 +311,9 @@ async fn kube_client(
     kubeconfig: Option<&Path>,
     counter: &storefactory_core::request_counter::RequestCounter,
 ) -> Result<kube::Client, String> {
-    let mut kube_config = match kubeconfig {
-        Some(path) => {
-            let kubeconfig = Kubeconfig::read_from(path)
-                .map_err(|e| format!("cannot read kubeconfig {}: {e}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .map_err(|e| format!("invalid kubeconfig {}: {e}", path.display()))?
-        }
-        None => kube::Config::infer()
-            .await
-            .map_err(|e| format!("no kubeconfig or in-cluster configuration found ({e})"))?,
-    };
+    let mut kube_config = storefactory_core::kube_config::load(kubeconfig, None)
+        .await
+        .map_err(|e| e.to_string())?;
     kube_config.connect_timeout = Some(CONNECT_TIMEOUT);
     counter
         .client(kube_config)

@@ -11,12 +11,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use pyo3::exceptions::PyStopAsyncIteration;
 use pyo3::prelude::*;
 use storefactory_core::blueprint::SecretInputs;
 use storefactory_core::change::StoreChange;
 use storefactory_core::error::ErrorKind;
+use storefactory_core::kube_config::{self, KubeConfigError};
 use storefactory_core::port::StoreFilter;
 use storefactory_core::provisioner::{CreateStore, LeaderConfig, Provisioner, ProvisionerConfig};
 use storefactory_core::seal::SealingKey;
@@ -57,31 +57,14 @@ async fn kube_client(
     context: Option<String>,
 ) -> PyResult<kube::Client> {
     let unavailable = |message: String| exception(ErrorKind::Unavailable, message, None);
-    let options = KubeConfigOptions {
-        context,
-        ..KubeConfigOptions::default()
-    };
-    let mut config = match kubeconfig {
-        Some(path) => {
-            let file = Kubeconfig::read_from(&path).map_err(|e| {
-                unavailable(format!("cannot read kubeconfig {}: {e}", path.display()))
-            })?;
-            kube::Config::from_custom_kubeconfig(file, &options)
-                .await
-                .map_err(|e| {
-                    unavailable(format!("cannot use kubeconfig {}: {e}", path.display()))
-                })?
-        }
-        None if options.context.is_some() => kube::Config::from_kubeconfig(&options)
-            .await
-            .map_err(|e| unavailable(format!("cannot use the kubeconfig: {e}")))?,
-        None => kube::Config::infer().await.map_err(|e| {
-            unavailable(format!(
-                "no Kubernetes configuration found (give kubeconfig=, set KUBECONFIG, or run \
-                 in a cluster): {e}"
-            ))
-        })?,
-    };
+    let mut config = kube_config::load(kubeconfig.as_deref(), context.as_deref())
+        .await
+        .map_err(|error| match error {
+            KubeConfigError::NotFound(_) => unavailable(format!(
+                "{error}: give kubeconfig=, set KUBECONFIG, or run in a cluster"
+            )),
+            error => unavailable(error.to_string()),
+        })?;
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     kube::Client::try_from(config)
         .map_err(|e| unavailable(format!("cannot build a Kubernetes client: {e}")))
