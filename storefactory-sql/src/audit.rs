@@ -109,6 +109,27 @@ pub struct AuditFilter {
     pub newest_first: bool,
 }
 
+/// The query of [`Database::audit_log`] for `filter`, parameters `?1` to `?6` (actor, action,
+/// target, after, before, limit). A condition is written only when its filter is set, and
+/// an absent one as `?n IS NULL` to keep the numbering: with `(?1 IS NULL OR actor = ?1)`
+/// SQLite can use neither `audit_log_actor` nor a range of ids, and every query of one
+/// actor, or every page after an id, walked the whole log.
+fn audit_query(filter: &AuditFilter) -> String {
+    let condition = |set: bool, when: &'static str, absent: &'static str| {
+        if set { when } else { absent }
+    };
+    format!(
+        "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE {} AND {} AND {} AND {} AND {} \
+         ORDER BY id {} LIMIT ?6",
+        condition(filter.actor.is_some(), "actor = ?1", "?1 IS NULL"),
+        condition(filter.action.is_some(), "action = ?2", "?2 IS NULL"),
+        condition(filter.target.is_some(), "target = ?3", "?3 IS NULL"),
+        condition(filter.after_id.is_some(), "id > ?4", "?4 IS NULL"),
+        condition(filter.before_id.is_some(), "id < ?5", "?5 IS NULL"),
+        if filter.newest_first { "DESC" } else { "ASC" },
+    )
+}
+
 impl AuditFilter {
     /// Every entry by `actor`, oldest first.
     pub fn actor(actor: impl Into<String>) -> Self {
@@ -187,15 +208,8 @@ impl Database {
     pub async fn audit_log(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
         let filter = filter.clone();
         self.read(move |conn| {
-            let order = if filter.newest_first { "DESC" } else { "ASC" };
             let rows = conn
-                .prepare_cached(&format!(
-                    "SELECT {AUDIT_COLUMNS} FROM audit_log \
-                     WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR action = ?2) \
-                     AND (?3 IS NULL OR target = ?3) AND (?4 IS NULL OR id > ?4) \
-                     AND (?5 IS NULL OR id < ?5) \
-                     ORDER BY id {order} LIMIT ?6"
-                ))
+                .prepare_cached(&audit_query(&filter))
                 .and_then(|mut stmt| {
                     stmt.query_map(
                         params![
@@ -215,5 +229,47 @@ impl Database {
             rows.into_iter().map(parse_addr).collect()
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::*;
+
+    fn plan(filter: &AuditFilter) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let mut conn = Connection::open(&path).unwrap();
+        crate::schema::migrate(&mut conn, &path, crate::schema::MIGRATIONS).unwrap();
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", audit_query(filter)))
+            .unwrap();
+        let steps: Vec<String> = stmt
+            .query_map(
+                rusqlite::params!["ann", "login", "t", 5_i64, 10_i64, 50_i64],
+                |row| row.get(3),
+            )
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        steps.join("; ")
+    }
+
+    #[test]
+    fn one_actors_entries_and_pages_after_an_id_are_read_through_indexes() {
+        let mut filter = AuditFilter::actor("ann");
+        filter.newest_first = true;
+        let by_actor = plan(&filter);
+        assert!(by_actor.contains("audit_log_actor"), "{by_actor}");
+        assert!(!by_actor.contains("TEMP B-TREE"), "{by_actor}");
+
+        let after = AuditFilter {
+            after_id: Some(5),
+            ..AuditFilter::default()
+        };
+        let paged = plan(&after);
+        assert!(paged.contains("rowid>?"), "{paged}");
     }
 }
