@@ -58,6 +58,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # `serve --local-cluster` is compiled only with its feature.
 cargo clippy -p storefactory-cli --all-targets --features local-cluster --locked -- -D warnings
 
+step "cargo doc: the library documentation builds without broken links"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --exclude storefactory-py --no-deps --locked
+
 step "cargo test"
 # The Python extension module links against the interpreter only when loaded by Python, so
 # it has no Rust test binary of its own.

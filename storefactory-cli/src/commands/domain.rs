@@ -5,6 +5,9 @@
 //! store holds exits 4, a conflict), at most ten per store, only for ready or suspended
 //! stores. The change is recorded, then applied in one reconcile pass (or by the server
 //! that leads, which learns of it through the database).
+//!
+//! [`Provisioner::add_domain`]: storefactory_core::provisioner::Provisioner::add_domain
+//! [`Provisioner::remove_domain`]: storefactory_core::provisioner::Provisioner::remove_domain
 
 use anyhow::Result;
 use clap::Subcommand;
