@@ -151,6 +151,44 @@ fn server_config(dir: &std::path::Path, kubeconfig: &std::path::Path) -> ServerC
     config
 }
 
+/// A server serving on its loopback port, with its users.
+struct Running {
+    addr: SocketAddr,
+    state: storefactory_http::AppState,
+    stop: tokio::sync::oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<storefactory_http::Result<()>>,
+}
+
+impl Running {
+    /// Binds a server with `config`, adds `users` (password `bench-password`) and serves.
+    async fn start(config: ServerConfig, users: &[&str], quota: Quota) -> Result<Running> {
+        let server = Server::bind(config).await?;
+        let (addr, state) = (server.local_addr(), server.state().clone());
+        for user in users {
+            state
+                .db()
+                .create_user(user, "bench-password", Role::User, quota)
+                .await?;
+        }
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        Ok(Running {
+            addr,
+            state,
+            stop,
+            serving,
+        })
+    }
+
+    async fn stop(self) -> Result<()> {
+        let _ = self.stop.send(());
+        self.serving.await??;
+        Ok(())
+    }
+}
+
 /// `clients` clients create `stores` stores between them, each reading the first page of
 /// 50 stores after each creation: the latencies of the creations and of the reads.
 async fn create_stores(
@@ -229,22 +267,12 @@ async fn bench() -> Result<()> {
     let alone_dir = tempfile::tempdir()?;
     let mut alone_config = server_config(alone_dir.path(), cp.kubeconfig_path());
     alone_config.provisioner.only = Some(Default::default());
-    let server = Server::bind(alone_config).await?;
-    let addr = server.local_addr();
-    server
-        .state()
-        .db()
-        .create_user("bench", "bench-password", Role::User, quota)
-        .await?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
-    let token = Arc::new(login(addr, "bench", "bench-password").await?);
+    let alone = Running::start(alone_config, &["bench"], quota).await?;
+    let token = Arc::new(login(alone.addr, "bench", "bench-password").await?);
     let started = Instant::now();
-    let (mut alone_posts, mut alone_gets) = create_stores(addr, &token, clients, stores).await?;
-    let _ = stop.send(());
-    serving.await??;
+    let (mut alone_posts, mut alone_gets) =
+        create_stores(alone.addr, &token, clients, stores).await?;
+    alone.stop().await?;
     drop(alone_dir);
     println!(
         "{stores} stores created by {clients} clients, a server that provisions nothing (the request path alone):"
@@ -255,18 +283,9 @@ async fn bench() -> Result<()> {
 
     let dir = tempfile::tempdir()?;
     let config = server_config(dir.path(), cp.kubeconfig_path());
-    let server = Server::bind(config).await?;
-    let addr = server.local_addr();
-    let server_state = server.state().clone();
+    let running = Running::start(config, &["bench", "lister"], quota).await?;
+    let (addr, server_state) = (running.addr, running.state.clone());
     let db = server_state.db().clone();
-    db.create_user("bench", "bench-password", Role::User, quota)
-        .await?;
-    db.create_user("lister", "bench-password", Role::User, quota)
-        .await?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
     let token = Arc::new(login(addr, "bench", "bench-password").await?);
 
     // ---- 1: creations and reads while provisioning runs -----------------------------------
@@ -405,7 +424,6 @@ async fn bench() -> Result<()> {
         "  server RSS {idle_rss:.0} MiB with {stores} ready stores (target <= 80 MiB: {})",
         verdict(idle_rss <= 80.0)
     );
-    let _ = stop.send(());
-    serving.await??;
+    running.stop().await?;
     Ok(())
 }

@@ -234,27 +234,16 @@ impl Database {
 
 #[cfg(test)]
 mod tests {
-    use rusqlite::Connection;
-
     use super::*;
+    use crate::schema::{migrated, query_plan};
 
     fn plan(filter: &AuditFilter) -> String {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db.sqlite");
-        let mut conn = Connection::open(&path).unwrap();
-        crate::schema::migrate(&mut conn, &path, crate::schema::MIGRATIONS).unwrap();
-        let mut stmt = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {}", audit_query(filter)))
-            .unwrap();
-        let steps: Vec<String> = stmt
-            .query_map(
-                rusqlite::params!["ann", "login", "t", 5_i64, 10_i64, 50_i64],
-                |row| row.get(3),
-            )
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        steps.join("; ")
+        let (_dir, conn) = migrated();
+        query_plan(
+            &conn,
+            &audit_query(filter),
+            rusqlite::params!["ann", "login", "t", 5_i64, 10_i64, 50_i64],
+        )
     }
 
     #[test]

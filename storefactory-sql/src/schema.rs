@@ -410,6 +410,28 @@ fn migrate_in_transaction(conn: &mut Connection, path: &Path, migrations: &[&str
     tx.commit().map_err(finish)
 }
 
+/// A database file with every migration applied, for tests that look at queries.
+#[cfg(test)]
+pub(crate) fn migrated() -> (tempfile::TempDir, Connection) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    let mut conn = Connection::open(&path).unwrap();
+    migrate(&mut conn, &path, MIGRATIONS).unwrap();
+    (dir, conn)
+}
+
+/// The steps of SQLite's plan for `sql` with `params` bound.
+#[cfg(test)]
+pub(crate) fn query_plan(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> String {
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    let steps: Vec<String> = stmt
+        .query_map(params, |row| row.get(3))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    steps.join("; ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -739,28 +761,18 @@ mod tests {
 
     #[test]
     fn version_11_pages_an_owners_stores_through_an_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db.sqlite");
-        let mut conn = Connection::open(&path).unwrap();
-        migrate(&mut conn, &path, MIGRATIONS).unwrap();
+        let (_dir, conn) = migrated();
         assert_eq!(version(&conn), 11);
         assert!(store_indexes(&conn).contains(&"stores_owner_page".to_owned()));
-        let plan: Vec<String> = conn
-            .prepare(
-                "EXPLAIN QUERY PLAN SELECT pos FROM stores WHERE owner = ?1 \
-                 AND (?3 OR status != 'deleted') AND pos < ?2 ORDER BY pos DESC LIMIT 13",
-            )
-            .unwrap()
-            .query_map(rusqlite::params!["ann", i64::MAX, false], |row| row.get(3))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        assert!(
-            plan.iter().any(|step| step.contains("stores_owner_page")),
-            "{plan:?}"
+        let plan = query_plan(
+            &conn,
+            "SELECT pos FROM stores WHERE owner = ?1 \
+             AND (?3 OR status != 'deleted') AND pos < ?2 ORDER BY pos DESC LIMIT 13",
+            rusqlite::params!["ann", i64::MAX, false],
         );
+        assert!(plan.contains("stores_owner_page"), "{plan:?}");
         assert!(
-            !plan.iter().any(|step| step.contains("TEMP B-TREE")),
+            !plan.contains("TEMP B-TREE"),
             "the index gives the order: {plan:?}"
         );
     }
