@@ -272,7 +272,10 @@ pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Middleware: counts and times every request by its route template.
+/// Middleware: counts and times every request by its route template, and holds the
+/// reconciler to its few busy slots while an API request is in flight (an event stream
+/// counts only until its first byte: its body is sent after this returns). Uploads of
+/// backups and scrapes are machines' work: nobody waits on them.
 pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     // Known methods only: anything else is one label value, whatever a client sends.
@@ -284,6 +287,9 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let _in_flight = route
+        .starts_with("/api/")
+        .then(|| state.foreground().enter());
     let response = next.run(request).await;
     state.metrics().observe_http(
         &method,

@@ -301,6 +301,11 @@ impl AppState {
         &self.inner.metrics
     }
 
+    /// The requests people wait on, which the reconciler gives way to.
+    pub(crate) fn foreground(&self) -> &storefactory_core::provisioner::Foreground {
+        &self.inner.provisioner_config.foreground
+    }
+
     /// The current Provisioner, once a cluster is configured. The server replaces it when it
     /// reconnects (a changed kubeconfig), so hold on to it only for one piece of work.
     pub fn provisioner(&self) -> Option<Provisioner> {

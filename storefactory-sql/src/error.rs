@@ -238,6 +238,14 @@ pub enum Error {
     #[error(transparent)]
     DomainRefused(RepositoryError),
 
+    /// The thread that runs the database's writes could not be started.
+    #[error("cannot start the database's writer thread")]
+    WriterThread {
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The async runtime shut down before a database call finished.
     #[error("the runtime shut down during a database call")]
     Shutdown,

@@ -60,9 +60,16 @@ impl Provisioner {
             };
             registry.render_in(blueprint, spec, values, state)
         };
+        // A turn first, without a thread: one render per core at most. A burst of creations
+        // otherwise rendered on dozens of blocking threads at once, each allocating in
+        // glibc's few heaps, and spent more time waiting for the heaps' locks than rendering.
+        let turn = Arc::clone(&self.inner.render_turns).acquire_owned().await;
         let task = {
             let job = Arc::clone(&job);
-            tokio::task::spawn_blocking(move || render(&job))
+            tokio::task::spawn_blocking(move || {
+                let _turn = turn;
+                render(&job)
+            })
         };
         match task.await {
             Ok(rendered) => rendered,

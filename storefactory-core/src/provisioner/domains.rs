@@ -96,7 +96,7 @@ impl Provisioner {
             step: DOMAIN_STEP.to_owned(),
             message,
         };
-        let mut own = self.inner.own_events.lock().await;
+        let own = self.inner.own_events.recording().await;
         let (record, event) = self
             .inner
             .repo
@@ -114,7 +114,7 @@ impl Provisioner {
         let Some(event) = event else {
             return Ok(record);
         };
-        self.published(&mut own, event);
+        self.published(&own, event);
         drop(own);
         tracing::info!(store = %id, domain = change.host(), "custom domains changed");
         // Applied in place by the leader: this process if it leads, else the leader when

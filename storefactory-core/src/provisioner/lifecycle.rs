@@ -13,9 +13,13 @@ use crate::spec::StoreId;
 use crate::store::{EventKind, StoreEvent, StoreRecord, StoreStatus, Timestamp};
 
 impl Provisioner {
-    /// Validates the request, renders it once to catch template errors, records the store as
-    /// `initialized` (with the chosen secret values sealed) and queues its provisioning.
-    /// Returns at once.
+    /// Validates the request, records the store as `initialized` (with the chosen secret
+    /// values sealed) and queues its provisioning. Returns at once.
+    ///
+    /// The blueprint is rendered by the reconciler, not here: rendering was two thirds of a
+    /// creation's CPU, and every store is rendered again when it is applied anyway. A
+    /// template that fails for this store (a blueprint's fault, not the request's) fails
+    /// the store, with the reason, on its first reconcile.
     ///
     /// The repository's insert is the quota hook: it fails with
     /// [`crate::error::RepositoryError::QuotaExceeded`] when the owner has no room.
@@ -29,10 +33,7 @@ impl Provisioner {
         let blueprint = blueprint.unwrap_or_else(|| self.inner.config.default_blueprint.clone());
         let lifecycle = self.inner.blueprints.get(&blueprint)?.lifecycle();
         lifecycle.check_inputs(&inputs)?;
-        // Rendering validates the spec and proves the blueprint works for it before anything
-        // is recorded.
-        self.render(&blueprint, &spec, None, Default::default())
-            .await?;
+        spec.validate()?;
         let name = if name.trim().is_empty() {
             spec.id.to_string()
         } else {
@@ -52,13 +53,13 @@ impl Provisioner {
             status: StoreStatus::Initialized,
             reason: None,
         };
-        let mut own = self.inner.own_events.lock().await;
+        let own = self.inner.own_events.recording().await;
         let event = self
             .inner
             .repo
             .create_store(&record, Timestamp::now(), &first)
             .await?;
-        self.published(&mut own, event);
+        self.published(&own, event);
         drop(own);
         self.enqueue(&record.id);
         record.sealed_inputs = None;
@@ -249,21 +250,21 @@ impl Provisioner {
     /// feed does not publish it again.
     pub(super) async fn record(&self, id: &StoreId, kind: EventKind) -> Result<StoreEvent> {
         // Held across the append, so that the feed cannot pass the event before it is known
-        // as ours.
-        let mut own = self.inner.own_events.lock().await;
+        // as ours; shared with other recorders.
+        let own = self.inner.own_events.recording().await;
         let event = self
             .inner
             .repo
             .append_event(id, Timestamp::now(), &kind)
             .await?;
-        Ok(self.published(&mut own, event))
+        Ok(self.published(&own, event))
     }
 
     /// Publishes an event just recorded, while `own` (the lock on this process's events)
     /// is held: the feed then knows it as ours and does not republish it.
     pub(super) fn published(
         &self,
-        own: &mut std::collections::HashSet<(StoreId, i64)>,
+        own: &super::feed::Recording<'_>,
         event: StoreEvent,
     ) -> StoreEvent {
         if self
@@ -271,7 +272,7 @@ impl Provisioner {
             .running
             .load(std::sync::atomic::Ordering::Acquire)
         {
-            own.insert((event.store_id.clone(), event.seq));
+            own.mark(&event);
         }
         let _ = self.inner.events.send(event.clone());
         event

@@ -13,7 +13,8 @@
 //! events), `change` (changing a ready store), `domains` (custom domains), `queue` (the run
 //! loop and its work queue), `watch` (watches, caches and the event filter), `apply`,
 //! `reconcile`, `readiness` (pure functions), `state` (per-store runtime state), `leader`
-//! (the Lease) and `feed` (following other processes through the repository).
+//! (the Lease), `feed` (following other processes through the repository) and `pace`
+//! (giving way to requests people wait on).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -40,6 +41,7 @@ mod domains;
 mod feed;
 mod leader;
 mod lifecycle;
+mod pace;
 mod queue;
 mod readiness;
 mod reconcile;
@@ -50,6 +52,7 @@ mod watch;
 pub use backup::{BackupConfig, LABEL_OPERATION};
 pub use domains::DOMAIN_STATUSES;
 pub use leader::{LeaderConfig, default_identity};
+pub use pace::{BUSY_SLOTS, Foreground, ForegroundRequest};
 
 /// Label selector of everything Storefactory manages.
 const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=storefactory";
@@ -99,6 +102,9 @@ pub struct ProvisionerConfig {
     /// Backups: where store Jobs hand their archives over, where the archives are kept, and
     /// the schedule. Nothing by default (stores cannot be backed up).
     pub backups: BackupConfig,
+    /// Requests people wait on (a server's API): while any is in flight, new reconciles
+    /// start in [`BUSY_SLOTS`] slots only. Counts nothing by default.
+    pub foreground: Foreground,
 }
 
 /// A function told the duration of every reconcile, e.g. to feed a histogram. It runs on the
@@ -139,6 +145,7 @@ impl Default for ProvisionerConfig {
             on_reconcile: None,
             paused_backend: None,
             backups: BackupConfig::default(),
+            foreground: Foreground::default(),
         }
     }
 }
@@ -210,8 +217,10 @@ struct Inner {
     queue: Mutex<Option<mpsc::UnboundedSender<ScheduleRequest<StoreId>>>>,
     /// The watches' caches while this process reconciles.
     caches: Mutex<Option<watch::Caches>>,
+    /// Renders running at once: one per core ([`Provisioner::render`]).
+    render_turns: Arc<tokio::sync::Semaphore>,
     /// Events this process recorded that the feed has not passed yet.
-    own_events: tokio::sync::Mutex<HashSet<(StoreId, i64)>>,
+    own_events: feed::OwnEvents,
     /// Whether `run` is active.
     running: std::sync::atomic::AtomicBool,
     /// Reconciles waiting for a slot, and holding one.
@@ -256,7 +265,10 @@ impl Provisioner {
                 states: state::States::default(),
                 queue: Mutex::new(None),
                 caches: Mutex::new(None),
-                own_events: tokio::sync::Mutex::new(HashSet::new()),
+                render_turns: Arc::new(tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism().map_or(2, |n| n.get()),
+                )),
+                own_events: feed::OwnEvents::default(),
                 running: std::sync::atomic::AtomicBool::new(false),
                 waiting: std::sync::atomic::AtomicUsize::new(0),
                 reconciling: std::sync::atomic::AtomicUsize::new(0),
@@ -281,6 +293,10 @@ impl Provisioner {
 
     /// Every event recorded from now on — by this process, and, while [`Provisioner::run`]
     /// is active, by other processes sharing the repository — as it is recorded.
+    ///
+    /// Events of one store recorded at the same moment by two operations (a reconcile and
+    /// a deletion, say) may arrive out of order; their `seq` gives the order, and the
+    /// repository holds them all.
     pub fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
         self.inner.events.subscribe()
     }

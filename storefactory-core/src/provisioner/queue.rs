@@ -180,6 +180,7 @@ impl Provisioner {
                     let handle = reconciles.spawn(async move {
                         let waiting = Gauge::enter(&this.inner.waiting);
                         let _permit = semaphore.acquire_owned().await;
+                        this.inner.config.foreground.give_way(&this.inner.reconciling).await;
                         drop(waiting);
                         let _running = Gauge::enter(&this.inner.reconciling);
                         let started = std::time::Instant::now();
