@@ -117,6 +117,12 @@ impl Mariadb {
         require_tools();
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
+        // A temporary directory of its own, for the installation and the server: temporary
+        // tables of servers of tests running side by side (or anything cleaning the shared
+        // /tmp) must not meet. One installation failed deleting a temporary table of
+        // /tmp that was gone.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
         let root = Command::new("id")
             .arg("-u")
             .output()
@@ -127,6 +133,7 @@ impl Mariadb {
             .env("PATH", path())
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
             .args(user)
             .output()
@@ -138,10 +145,6 @@ impl Mariadb {
             String::from_utf8_lossy(&install.stderr)
         );
         let log = dir.path().join("server.log");
-        // A temporary directory of its own: temporary tables of servers of tests running
-        // side by side (or anything cleaning the shared /tmp) must not meet.
-        let tmp = dir.path().join("tmp");
-        std::fs::create_dir(&tmp).unwrap();
         let child = Command::new("mariadbd")
             .env("PATH", path())
             .arg("--no-defaults")
