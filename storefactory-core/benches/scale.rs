@@ -295,14 +295,16 @@ async fn delete_namespaces(client: &Client, namespaces: &[String]) -> anyhow::Re
     }
 }
 
-/// Waits until the machine is quiet again after a run's namespaces are gone. The
-/// apiserver, etcd and the controller-manager go on digesting the deletions for a minute or
-/// more without a request to show for it, and a run started meanwhile shares the cores with
-/// that work: measured at 200 stores, the run after another applied 7.7-8.4 stores/s against
-/// 10.4-10.9 for the first, whichever of raw or Storefactory it was (the apiserver saw under
-/// 2 requests a second before it started); after a minute's wait, 11.3. Quiet: the cores
-/// less than [`QUIET_BUSY`] busy over [`QUIET_WINDOW`]; after [`QUIET_PATIENCE`] the next
-/// run starts anyway, with a warning (a machine that is never quiet, say).
+/// Waits until the machine is quiet: after the control plane starts, and after a run's
+/// namespaces are gone, so that no run shares the cores with the control plane's start or
+/// the previous run's clean-up. Quiet: the cores less than [`QUIET_BUSY`] busy over
+/// [`QUIET_WINDOW`]; after [`QUIET_PATIENCE`] the next run starts anyway, with a warning (a
+/// machine that is never quiet, say).
+///
+/// This does not explain all of the order effect: at 200 stores a run started right after
+/// another applied 7.7-8.4 stores/s against 10.4-10.9 for the first, whichever of raw or
+/// Storefactory it was, while the apiserver saw under 2 requests a second and the cores were
+/// 4-12% busy; a fixed minute's pause removed it in the one run tried. Hence the warm-up.
 async fn quiesce() {
     let started = Instant::now();
     let mut before = cpu_times();
@@ -319,7 +321,7 @@ async fn quiesce() {
         before = now;
         if busy < QUIET_BUSY {
             println!(
-                "machine quiet after the deletion ({:.0}% busy) after {:.0?}",
+                "cores quiet ({:.0}% busy) after {:.0?}",
                 busy * 100.0,
                 started.elapsed()
             );
@@ -327,7 +329,7 @@ async fn quiesce() {
         }
         if started.elapsed() >= QUIET_PATIENCE {
             println!(
-                "warning: the machine is still {:.0}% busy {:.0?} after the deletion; going on",
+                "warning: the cores are still {:.0}% busy after {:.0?}; going on",
                 busy * 100.0,
                 started.elapsed()
             );
