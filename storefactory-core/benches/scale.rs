@@ -536,6 +536,15 @@ async fn storefactory(
     ))
 }
 
+/// A whole number from the environment variable `name`, zero included, or `default` when it
+/// is unset or not a number.
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 fn main() -> anyhow::Result<()> {
     host_control_plane_if_child();
     tokio::runtime::Builder::new_multi_thread()
@@ -547,15 +556,9 @@ fn main() -> anyhow::Result<()> {
 async fn bench() -> anyhow::Result<()> {
     let stores = env_usize("STORES", 50);
     let inflight = env_usize("INFLIGHT", 32);
-    let idle_secs = std::env::var("IDLE_SECS")
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .unwrap_or(10);
+    let idle_secs = env_or("IDLE_SECS", 10);
     // `WARMUP=0` for none.
-    let warmup = std::env::var("WARMUP")
-        .ok()
-        .and_then(|s| s.parse::<usize>().ok())
-        .unwrap_or(stores.min(200));
+    let warmup = env_or("WARMUP", stores.min(200));
     let first = std::env::var("FIRST").unwrap_or_else(|_| "raw".to_owned());
     println!(
         "FIRST={first} STORES={stores} INFLIGHT={inflight} IDLE_SECS={idle_secs} WARMUP={warmup} cargo bench -p storefactory-core --bench scale"

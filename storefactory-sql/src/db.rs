@@ -12,7 +12,8 @@ use crate::error::{Error, QueryContext, Result};
 use crate::schema;
 
 /// How long a statement waits for another process's write lock before failing with
-/// "database is locked". Within one process writes queue on a mutex and never wait here.
+/// "database is locked". Within one process writes queue for the writer thread and never
+/// wait here.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Read connections: at most this many reads run at once, each on a connection kept open
